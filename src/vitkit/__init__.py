@@ -1,0 +1,31 @@
+"""vitkit: the Vision Transformer of "An Image is Worth 16x16 Words" (Dosovitskiy et al., 2021).
+
+    >>> import vitkit
+    >>> model = vitkit.create_model("ViT-B/16", num_classes=10, image_size=384)
+    >>> vitkit.list_models("ViT-L")
+    ['ViT-L/8', 'ViT-L/14', 'ViT-L/16', 'ViT-L/32']
+"""
+
+from vitkit.config import ViTConfig, get_config
+from vitkit.errors import VitkitError
+from vitkit.flops import count_flops
+from vitkit.formats.detect import load_model
+from vitkit.formats.native import save_native
+from vitkit.models import VisionTransformer, create_model, list_models, resample_patch_posemb
+from vitkit.preprocessing import Preprocessing
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Preprocessing",
+    "ViTConfig",
+    "VisionTransformer",
+    "VitkitError",
+    "count_flops",
+    "create_model",
+    "get_config",
+    "list_models",
+    "load_model",
+    "resample_patch_posemb",
+    "save_native",
+]

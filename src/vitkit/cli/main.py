@@ -1,0 +1,67 @@
+"""Entry point of the ``vitkit`` console script: builds the parser from the command modules."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import pkgutil
+import sys
+from typing import NoReturn
+
+import vitkit.cli
+from vitkit.errors import VitkitError
+
+_NOT_COMMANDS = {"main", "common"}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def command_modules() -> list:
+    names = sorted(m.name for m in pkgutil.iter_modules(vitkit.cli.__path__) if m.name not in _NOT_COMMANDS)
+    return [importlib.import_module(f"vitkit.cli.{name}") for name in names]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="vitkit", description="Vision Transformers (Dosovitskiy et al., ICLR 2021): "
+                           "build, load, convert, train, fine-tune, evaluate and inspect.")
+    parser.add_argument("--version", action="version", version=f"vitkit {vitkit.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    for module in command_modules():
+        cmd = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        cmd.add_argument("--json", action="store_true", help="print one JSON object as the last stdout line")
+        module.add_arguments(cmd)
+        cmd.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        sys.exit(2)
+    try:
+        result = args.run(args)
+    except VitkitError as exc:
+        sys.exit(_fail(args.command, str(exc)))
+    except OSError as exc:  # a path the user named: unreadable, unwritable, missing
+        sys.exit(_fail(args.command, f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")))
+    except KeyboardInterrupt:
+        sys.exit(_fail(args.command, "interrupted", code=130))
+    if args.json:
+        print(json.dumps(result if result is not None else {}, default=str))
+
+
+def _fail(command: str, message: str, code: int = 2) -> int:
+    print(f"vitkit {command}: error: {message}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    main()

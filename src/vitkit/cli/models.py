@@ -1,0 +1,30 @@
+"""``vitkit models``: the variant table (Table 1 and the hybrids)."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "models"
+HELP = "list the model variants with parameters, GFLOPs and sequence length"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pattern", nargs="?", default="", help="only names containing this (e.g. ViT-L, R50)")
+    parser.add_argument("--image-size", type=int, default=224, help="resolution for GFLOPs and sequence length")
+    parser.add_argument("--num-classes", type=int, default=1000)
+
+
+def run(args: argparse.Namespace) -> dict:
+    from vitkit.config import resolve_name
+    from vitkit.summary import variant_table
+
+    rows = variant_table(args.pattern, image_size=args.image_size, num_classes=args.num_classes)
+    if not rows:  # not a part of any name: treat it as a model name and suggest the closest
+        rows = variant_table(resolve_name(args.pattern), image_size=args.image_size,
+                             num_classes=args.num_classes)
+    print(f"{'model':<14} {'params':>9} {'GFLOPs':>9} {'seq len':>8}  {'D':>5} {'L':>3} {'heads':>5} {'MLP':>5}")
+    for r in rows:
+        print(f"{r['name']:<14} {r['params'] / 1e6:>8.1f}M {r['gflops']:>9.1f} {r['seq_len']:>8}  "
+              f"{r['hidden_size']:>5} {r['depth']:>3} {r['num_heads']:>5} {r['mlp_dim']:>5}")
+    print(f"at {args.image_size}x{args.image_size}, {args.num_classes} classes; GFLOPs count a multiply-add as 2")
+    return {"image_size": args.image_size, "models": rows}

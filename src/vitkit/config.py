@@ -1,0 +1,206 @@
+"""Architecture configuration and the paper's named variants (Table 1, §3.1, §4.1).
+
+A :class:`ViTConfig` holds everything needed to rebuild a model's architecture and nothing
+else (no label names, no preprocessing: those live in the checkpoint's metadata). It
+round-trips through JSON with :meth:`ViTConfig.to_dict` / :meth:`ViTConfig.from_dict`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from vitkit.errors import VitkitError
+
+CLASSIFIERS = ("token", "gap")
+POSEMB_KINDS = ("none", "learned_1d", "learned_2d", "sincos_2d", "relative")
+
+
+def to_pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    """``224`` -> ``(224, 224)``; ``(384, 256)`` stays (height, width)."""
+    if isinstance(value, int):
+        return (value, value)
+    height, width = value
+    return (int(height), int(width))
+
+
+@dataclass
+class ViTConfig:
+    """The architecture of a Vision Transformer or a ResNet+ViT hybrid.
+
+    Field names follow the paper: D = ``hidden_size``, L = ``depth``, MLP size = ``mlp_dim``,
+    P = ``patch_size`` (on the image for plain ViT, on the ResNet feature map for hybrids).
+    """
+
+    name: str = "custom"
+    image_size: tuple[int, int] = (224, 224)
+    patch_size: int = 16
+    in_channels: int = 3
+    hidden_size: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    mlp_dim: int = 3072
+    num_classes: int = 1000
+    #: "token": y = LN(z_L^0) of the prepended [class] token (eq. 4); "gap": mean of patch tokens.
+    classifier: str = "token"
+    #: Size of the pre-logits layer (Dense + tanh) used at pre-training; None for a linear head.
+    representation_size: int | None = None
+    posemb: str = "learned_1d"
+    #: Dropout after every dense layer but qkv, and after adding position embeddings (App. B.1).
+    dropout: float = 0.0
+    attention_dropout: float = 0.0
+    drop_path: float = 0.0
+    qkv_bias: bool = True
+    layer_norm_eps: float = 1e-6
+    #: GAP models only: LayerNorm after pooling (timm/MAE style) instead of before (official code).
+    fc_norm: bool = False
+    #: Hybrid stem: None for plain ViT; () for the root block only (R+ViT-Ti/16); stage depths else.
+    resnet_layers: tuple[int, ...] | None = None
+    resnet_width: int = 1
+    gn_eps: float = 1e-6
+    ws_eps: float = 1e-5
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.image_size = to_pair(self.image_size)
+        if self.resnet_layers is not None:
+            self.resnet_layers = tuple(int(n) for n in self.resnet_layers)
+        self.validate()
+
+    # ------------------------------------------------------------------ checks
+    def validate(self) -> None:
+        """Raise :class:`VitkitError` with one line naming the first inconsistency."""
+        if self.classifier not in CLASSIFIERS:
+            raise VitkitError(f"classifier must be one of {CLASSIFIERS}, got {self.classifier!r}")
+        if self.posemb not in POSEMB_KINDS:
+            raise VitkitError(f"posemb must be one of {POSEMB_KINDS}, got {self.posemb!r}")
+        if self.hidden_size % self.num_heads:
+            raise VitkitError(
+                f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}"
+            )
+        if self.posemb in ("learned_2d", "sincos_2d") and self.hidden_size % 4:
+            raise VitkitError(f"posemb {self.posemb} needs hidden_size divisible by 4")
+        for side in self.image_size:
+            if side % self.stride:
+                raise VitkitError(
+                    f"image size {self.image_size[0]}x{self.image_size[1]} is not divisible by the "
+                    f"patch size {self.stride} of {self.name}"
+                )
+
+    # --------------------------------------------------------------- geometry
+    @property
+    def is_hybrid(self) -> bool:
+        return self.resnet_layers is not None
+
+    @property
+    def backbone_stride(self) -> int:
+        """Downsampling of the ResNet stem: 4 for the root block, x2 per stage after the first."""
+        if self.resnet_layers is None:
+            return 1
+        return 4 * 2 ** max(len(self.resnet_layers) - 1, 0)
+
+    @property
+    def stride(self) -> int:
+        """Pixels per token side: the effective patch size in image space."""
+        return self.backbone_stride * self.patch_size
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        return (self.image_size[0] // self.stride, self.image_size[1] // self.stride)
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        return 1 if self.classifier == "token" else 0
+
+    @property
+    def seq_len(self) -> int:
+        gh, gw = self.grid_size
+        return gh * gw + self.num_prefix_tokens
+
+    # ---------------------------------------------------------- serialisation
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["image_size"] = list(self.image_size)
+        if self.resnet_layers is not None:
+            out["resnet_layers"] = list(self.resnet_layers)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ViTConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise VitkitError(f"unknown ViTConfig fields: {', '.join(unknown)}")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> ViTConfig:
+        return dataclasses.replace(self, **changes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Table 1 (plus the Ti and S sizes of the official code): width D, depth L, MLP size, heads.
+SIZES: dict[str, dict[str, int]] = {
+    "Ti": dict(hidden_size=192, depth=12, mlp_dim=768, num_heads=3),
+    "S": dict(hidden_size=384, depth=12, mlp_dim=1536, num_heads=6),
+    "B": dict(hidden_size=768, depth=12, mlp_dim=3072, num_heads=12),
+    "L": dict(hidden_size=1024, depth=24, mlp_dim=4096, num_heads=16),
+    "H": dict(hidden_size=1280, depth=32, mlp_dim=5120, num_heads=16),
+}
+PATCHES = (8, 14, 16, 32)
+
+# Hybrids (§3.1, §4.1, official configs): name -> (size, patch size on the feature map, stages).
+# R50 for hybrids keeps stages (3, 4, 9): stage 4 removed, its units moved into stage 3, so the
+# feature map is 1/16 of the image. R26+ViT-S/32 and R50+ViT-L/32 keep all four stages (1/32).
+# R+ViT-Ti/16 is the root block alone (conv 7x7/2 + max-pool/2 = 1/4) with 8x8 patches; note that
+# the official code's effective stride is therefore 32, whatever its name says.
+HYBRIDS: dict[str, tuple[str, int, tuple[int, ...]]] = {
+    "R50+ViT-B/16": ("B", 1, (3, 4, 9)),
+    "R50+ViT-L/32": ("L", 1, (3, 4, 6, 3)),
+    "R26+ViT-S/32": ("S", 1, (2, 2, 2, 2)),
+    "R+ViT-Ti/16": ("Ti", 8, ()),
+}
+
+
+def _variant_table() -> dict[str, ViTConfig]:
+    table: dict[str, ViTConfig] = {}
+    for size, dims in SIZES.items():
+        for patch in PATCHES:
+            name = f"ViT-{size}/{patch}"
+            table[name] = ViTConfig(name=name, patch_size=patch, **dims)
+    for name, (size, patch, layers) in HYBRIDS.items():
+        table[name] = ViTConfig(name=name, patch_size=patch, resnet_layers=layers, **SIZES[size])
+    return table
+
+
+VARIANTS: dict[str, ViTConfig] = _variant_table()
+
+
+def normalise_name(name: str) -> str:
+    """``ViT-B_16`` / ``vit-b/16`` / ``VIT_B_16`` -> one key (official file names use ``_``)."""
+    return re.sub(r"[\s_/\-]+", "-", name.strip()).lower()
+
+
+_BY_KEY = {normalise_name(name): name for name in VARIANTS}
+
+
+def resolve_name(name: str) -> str:
+    """The canonical variant name for ``name``, or a one-line error with the closest matches."""
+    key = normalise_name(name)
+    if key in _BY_KEY:
+        return _BY_KEY[key]
+    close = difflib.get_close_matches(key, list(_BY_KEY), n=3, cutoff=0.5)
+    hint = f"; closest: {', '.join(_BY_KEY[c] for c in close)}" if close else ""
+    raise VitkitError(f"unknown model {name!r}{hint} (see `vitkit models`)")
+
+
+def get_config(name: str, **overrides: Any) -> ViTConfig:
+    """The configuration of a named variant, with fields overridden (e.g. ``image_size=384``)."""
+    base = VARIANTS[resolve_name(name)]
+    known = {f.name for f in dataclasses.fields(ViTConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise VitkitError(f"unknown model options: {', '.join(unknown)}")
+    return base.replace(**overrides)

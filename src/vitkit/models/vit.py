@@ -1,0 +1,284 @@
+"""The Vision Transformer, read against §3.1 of Dosovitskiy et al. (ICLR 2021).
+
+    z_0  = [x_class; x_p^1 E; ...; x_p^N E] + E_pos            (eq. 1)  PatchEmbedding, posemb
+    z'_l = MSA(LN(z_{l-1})) + z_{l-1}          l = 1..L         (eq. 2)  Block.attn
+    z_l  = MLP(LN(z'_l)) + z'_l                l = 1..L         (eq. 3)  Block.mlp
+    y    = LN(z_L^0)                                            (eq. 4)  VisionTransformer.norm
+
+The classification head is an MLP with one hidden layer (Dense + tanh, ``pre_logits``) at
+pre-training and a single linear layer at fine-tuning (§3.1, §3.2). Dropout follows App. B.1:
+after every dense layer except the qkv projection, and directly after adding E_pos.
+
+State-dict names are stable and documented in the README: ``patch_embed.proj``,
+``patch_embed.backbone.*`` (hybrids), ``cls_token``, ``pos_embed.*``,
+``blocks.{i}.{norm1,attn.qkv,attn.proj,attn.rel_bias.table,norm2,mlp.fc1,mlp.fc2}``,
+``norm``, ``fc_norm``, ``pre_logits.fc``, ``head``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vitkit.config import ViTConfig, to_pair
+from vitkit.errors import VitkitError
+from vitkit.models.posemb import RelativePositionBias, build_position_embedding
+from vitkit.models.resnet import ResNetStem
+from vitkit.preprocessing import Preprocessing
+
+
+class PatchEmbedding(nn.Module):
+    """x in R^{H x W x C} -> N = HW/P^2 patches -> linear projection E to D dimensions (eq. 1).
+
+    A convolution whose kernel and stride are both P is exactly "flatten each P x P patch and
+    multiply by E". For hybrids the patches are taken from a ResNet feature map (§3.1), by
+    default 1x1, so the projection sees one feature vector per spatial position.
+    """
+
+    def __init__(self, config: ViTConfig) -> None:
+        super().__init__()
+        self.backbone = None
+        in_channels = config.in_channels
+        if config.is_hybrid:
+            self.backbone = ResNetStem(config.resnet_layers, config.resnet_width, config.in_channels,
+                                       gn_eps=config.gn_eps, ws_eps=config.ws_eps)
+            in_channels = self.backbone.out_channels
+        self.proj = nn.Conv2d(in_channels, config.hidden_size, config.patch_size, stride=config.patch_size)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        if self.backbone is not None:
+            x = self.backbone(x)
+        x = self.proj(x)  # (B, D, rows, cols)
+        grid = (x.shape[-2], x.shape[-1])
+        return x.flatten(2).transpose(1, 2), grid
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention (MSA, App. A) with one fused qkv projection.
+
+    The fast path is ``F.scaled_dot_product_attention``; when the weights are asked for, the
+    same result is computed explicitly as softmax(QK^T / sqrt(d) + bias) V so that they can be
+    returned as a (B, heads, T, T) tensor.
+    """
+
+    def __init__(self, config: ViTConfig) -> None:
+        super().__init__()
+        dim = config.hidden_size
+        self.num_heads = config.num_heads
+        self.head_dim = dim // config.num_heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=config.qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.attn_drop = config.attention_dropout
+        self.proj_drop = nn.Dropout(config.dropout)
+        self.rel_bias = (RelativePositionBias(config.seq_len, self.head_dim)
+                         if config.posemb == "relative" else None)
+
+    def forward(self, x: torch.Tensor, need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        batch, length, dim = x.shape
+        qkv = self.qkv(x).reshape(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # each (B, heads, T, d)
+        bias = self.rel_bias(q) if self.rel_bias is not None else None
+        drop = self.attn_drop if self.training else 0.0
+        if need_weights:
+            logits = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)
+            if bias is not None:
+                logits = logits + bias
+            weights = logits.softmax(dim=-1)
+            out = F.dropout(weights, drop, self.training) @ v
+        else:
+            weights = None
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=drop)
+        out = out.transpose(1, 2).reshape(batch, length, dim)
+        return self.proj_drop(self.proj(out)), weights
+
+
+class Mlp(nn.Module):
+    """Two dense layers with a GELU between them; dropout after each (App. B.1)."""
+
+    def __init__(self, config: ViTConfig) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(config.hidden_size, config.mlp_dim)
+        self.fc2 = nn.Linear(config.mlp_dim, config.hidden_size)
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(F.gelu(self.fc1(x)))))
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop a residual branch per sample during training.
+
+    Written here because the usual implementation lives in torchvision/timm, which cannot be
+    imported on CPU-only machines with the CUDA-only torchvision wheels.
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+
+class Block(nn.Module):
+    """One pre-LN encoder layer: eqs. 2 and 3."""
+
+    def __init__(self, config: ViTConfig, drop_path: float = 0.0) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.attn = Attention(config)
+        self.norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = Mlp(config)
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, z: torch.Tensor, need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attended, weights = self.attn(self.norm1(z), need_weights)
+        z = z + self.drop_path(attended)  # eq. 2
+        z = z + self.drop_path(self.mlp(self.norm2(z)))  # eq. 3
+        return z, weights
+
+
+class PreLogits(nn.Module):
+    """The hidden layer of the pre-training head: Dense + tanh (official ``pre_logits``)."""
+
+    def __init__(self, dim: int, size: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(dim, size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.fc(x))
+
+
+class EncoderOutput(NamedTuple):
+    """``tokens``: LN(z_L), (B, T, D); ``grid``: patch rows and columns; ``attentions``: one
+    (B, heads, T, T) tensor per layer when asked for, else an empty list."""
+
+    tokens: torch.Tensor
+    grid: tuple[int, int]
+    attentions: list[torch.Tensor]
+
+
+class VisionTransformer(nn.Module):
+    """ViT (§3.1) or ResNet+ViT hybrid, built from a :class:`~vitkit.config.ViTConfig`."""
+
+    def __init__(self, config: ViTConfig) -> None:
+        super().__init__()
+        self.config = config
+        dim = config.hidden_size
+        self.patch_embed = PatchEmbedding(config)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if config.classifier == "token" else None
+        self.pos_embed = build_position_embedding(config.posemb, config.grid_size, dim, config.num_prefix_tokens)
+        self.pos_drop = nn.Dropout(config.dropout)
+        # Stochastic depth grows linearly with depth, from 0 to ``drop_path`` at the last block.
+        rates = [config.drop_path * i / max(config.depth - 1, 1) for i in range(config.depth)]
+        self.blocks = nn.ModuleList(Block(config, rate) for rate in rates)
+        post_pool_norm = config.classifier == "gap" and config.fc_norm
+        self.norm = nn.Identity() if post_pool_norm else nn.LayerNorm(dim, eps=config.layer_norm_eps)
+        self.fc_norm = nn.LayerNorm(dim, eps=config.layer_norm_eps) if post_pool_norm else nn.Identity()
+        self.pre_logits: nn.Module = (PreLogits(dim, config.representation_size)
+                                      if config.representation_size else nn.Identity())
+        self.head: nn.Module = self._new_head(config.num_classes)
+        self._init_weights()
+        #: Metadata that travels with the weights in every checkpoint format.
+        self.label_names: list[str] | None = None
+        self.preprocessing = Preprocessing(image_size=config.image_size)
+
+    # ------------------------------------------------------------------ set-up
+    def _new_head(self, num_classes: int) -> nn.Module:
+        """A zero-initialised linear layer (§3.2), or the identity when ``num_classes == 0``."""
+        if not num_classes:
+            return nn.Identity()
+        head = nn.Linear(self.config.representation_size or self.config.hidden_size, num_classes)
+        nn.init.zeros_(head.weight)
+        nn.init.zeros_(head.bias)
+        return head
+
+    def _init_weights(self) -> None:
+        """The official code's initialisation: Xavier-uniform dense kernels with near-zero
+        biases, LeCun-normal patch projection, [class] token zeros, head zeros."""
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Linear) and not name.startswith("head"):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.normal_(module.bias, std=1e-6)
+        proj = self.patch_embed.proj
+        fan_in = proj.in_channels * proj.kernel_size[0] * proj.kernel_size[1]
+        nn.init.trunc_normal_(proj.weight, std=math.sqrt(1.0 / fan_in))
+        nn.init.zeros_(proj.bias)
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        return self.config.num_prefix_tokens
+
+    @property
+    def stride(self) -> int:
+        """Image pixels per token side (the patch size, times the ResNet stride for hybrids)."""
+        return self.config.stride
+
+    def reset_head(self, num_classes: int) -> None:
+        """Replace the whole head, pre-logits included, with a zero-initialised D x K layer (§3.2)."""
+        self.config = self.config.replace(num_classes=num_classes, representation_size=None)
+        self.pre_logits = nn.Identity()
+        self.label_names = None
+        self.head = self._new_head(num_classes).to(self.patch_embed.proj.weight.device)
+
+    @torch.no_grad()
+    def set_image_size(self, image_size: int | tuple[int, int]) -> None:
+        """Resample the position embeddings permanently for a new resolution (§3.2)."""
+        config = self.config.replace(image_size=to_pair(image_size))
+        self.pos_embed.resample_(config.grid_size)
+        for block in self.blocks:
+            if block.attn.rel_bias is not None:
+                block.attn.rel_bias.resample_(config.seq_len)
+        self.config = config
+        self.preprocessing = self.preprocessing.replace(image_size=config.image_size)
+
+    # ----------------------------------------------------------------- forward
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.ndim != 4 or x.shape[1] != self.config.in_channels:
+            raise VitkitError(f"expected images of shape (B, {self.config.in_channels}, H, W), got "
+                              f"{tuple(x.shape)}")
+        height, width = x.shape[-2:]
+        if height % self.stride or width % self.stride:
+            raise VitkitError(f"image size {height}x{width} is not divisible by the patch size {self.stride}")
+
+    def encode(self, x: torch.Tensor, return_attention: bool = False) -> EncoderOutput:
+        """Eqs. 1-3 and the final LayerNorm: images (B, C, H, W) -> tokens (B, T, D)."""
+        self._check_input(x)
+        tokens, grid = self.patch_embed(x)
+        if self.cls_token is not None:
+            tokens = torch.cat([self.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)
+        z = self.pos_drop(self.pos_embed(tokens, grid))
+        attentions = []
+        for block in self.blocks:
+            z, weights = block(z, need_weights=return_attention)
+            if weights is not None:
+                attentions.append(weights)
+        return EncoderOutput(self.norm(z), grid, attentions)
+
+    def pool(self, tokens: torch.Tensor) -> torch.Tensor:
+        """y: the [class] token's output (eq. 4) or the mean of the patch tokens (GAP)."""
+        if self.config.classifier == "token":
+            return tokens[:, 0]
+        return self.fc_norm(tokens[:, self.num_prefix_tokens:].mean(dim=1))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The image representation y, (B, D): what few-shot and linear probes use."""
+        return self.pool(self.encode(x).tokens)
+
+    def forward_head(self, y: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pre_logits(y))
+
+    def forward(self, x: torch.Tensor, return_attention: bool = False):
+        """Logits (B, K); with ``return_attention=True`` also the per-layer attention weights."""
+        out = self.encode(x, return_attention=return_attention)
+        logits = self.forward_head(self.pool(out.tokens))
+        return (logits, out.attentions) if return_attention else logits

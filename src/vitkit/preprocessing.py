@@ -1,0 +1,49 @@
+"""What an image must go through before a model sees it; saved with every checkpoint.
+
+One source of truth for the normalisation constants. The official ViT weights expect pixels in
+[-1, 1] (mean = std = 0.5, "inception" normalisation); ImageNet mean/std is the other common
+choice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from vitkit.config import to_pair
+
+INCEPTION_MEAN = (0.5, 0.5, 0.5)
+INCEPTION_STD = (0.5, 0.5, 0.5)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class Preprocessing:
+    """Evaluation preprocessing: resize the shorter side to ``image_size / crop_pct``, centre-crop
+    ``image_size``, scale to [0, 1], then ``(x - mean) / std`` per channel (RGB, NCHW)."""
+
+    image_size: tuple[int, int] = (224, 224)
+    mean: tuple[float, ...] = INCEPTION_MEAN
+    std: tuple[float, ...] = INCEPTION_STD
+    interpolation: str = "bicubic"
+    crop_pct: float = 0.875
+
+    def __post_init__(self) -> None:
+        self.image_size = to_pair(self.image_size)
+        self.mean = tuple(float(m) for m in self.mean)
+        self.std = tuple(float(s) for s in self.std)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out.update(image_size=list(self.image_size), mean=list(self.mean), std=list(self.std))
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def replace(self, **changes: Any) -> Preprocessing:
+        return dataclasses.replace(self, **changes)
