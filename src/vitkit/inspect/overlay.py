@@ -1,0 +1,80 @@
+"""Drawing an attention map over the image it came from (Fig. 6 of the paper)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from vitkit.atomic import atomic_path
+from vitkit.inspect.rollout import batch_rollout
+from vitkit.models.vit import VisionTransformer
+from vitkit.preprocessing import Preprocessing
+
+#: Overlays are drawn at least this many pixels on the shorter side and at most this on the longer.
+MIN_SIDE, MAX_SIDE = 224, 1024
+
+
+def crop_box(size: tuple[int, int], pre: Preprocessing,
+             out_size: tuple[int, int] | None = None) -> tuple[float, float, float, float]:
+    """The region (left, top, right, bottom) of an image of ``size`` = (width, height) that the
+    evaluation transform of ``pre`` keeps (same geometry as ``data.transforms.resize_center_crop``)."""
+    width, height = size
+    out_h, out_w = out_size or pre.image_size
+    scale = max(out_h / (height * pre.crop_pct), out_w / (width * pre.crop_pct))
+    new_w, new_h = max(out_w, round(width * scale)), max(out_h, round(height * scale))
+    left, top = (new_w - out_w) // 2, (new_h - out_h) // 2
+    sx, sy = new_w / width, new_h / height
+    return (left / sx, top / sy, (left + out_w) / sx, (top + out_h) / sy)
+
+
+def _display_size(width: int, height: int) -> tuple[int, int]:
+    scale = max(MIN_SIDE / min(width, height), 1.0)
+    scale = min(scale, MAX_SIDE / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def overlay_map(image: Image.Image, attention_map: np.ndarray, *, alpha: float = 0.5,
+                cmap: str = "jet") -> Image.Image:
+    """Upsample a (rows, cols) map bilinearly to the image, scale it to [0, 1] by its maximum,
+    colour it and blend it over ``image`` (RGB) with opacity ``alpha``."""
+    image = image.convert("RGB")
+    grid = torch.as_tensor(np.asarray(attention_map, dtype=np.float32))[None, None]
+    heat = F.interpolate(grid, size=(image.height, image.width), mode="bilinear", align_corners=False)[0, 0]
+    heat = heat.clamp_min(0.0)
+    heat = (heat / heat.max().clamp_min(1e-12)).numpy()
+    colours = matplotlib.colormaps[cmap](heat)[..., :3]
+    base = np.asarray(image, dtype=np.float32) / 255.0
+    blended = (1.0 - alpha) * base + alpha * colours
+    return Image.fromarray(np.clip(blended * 255.0 + 0.5, 0, 255).astype(np.uint8))
+
+
+def rollout_overlay(model: VisionTransformer, x: torch.Tensor, image: Image.Image) -> tuple[Image.Image, np.ndarray]:
+    """The overlay of the rollout map of ``x`` (1, 3, H, W) on the part of ``image`` the model saw
+    (the evaluation transform's centre crop), and the map itself (rows, cols)."""
+    attention_map = batch_rollout(model, x)[0]
+    image = image.convert("RGB")
+    box = crop_box(image.size, model.preprocessing, tuple(x.shape[-2:]))
+    seen = image.crop(tuple(round(v) for v in box))
+    seen = seen.resize(_display_size(*seen.size), Image.Resampling.BICUBIC)
+    return overlay_map(seen, attention_map), attention_map
+
+
+def save_rollout_overlay(model: VisionTransformer, x: torch.Tensor, image: Image.Image,
+                         path: str | os.PathLike) -> Path:
+    """x: (1, 3, H, W), the preprocessed image; image: the original RGB image. Computes
+    Attention Rollout from the [class] token (the mean token for GAP models, see
+    :mod:`vitkit.inspect.rollout`) and writes a PNG of the map overlaid on the image to ``path``
+    (atomically). Returns the path."""
+    if x.ndim != 4 or x.shape[0] != 1:
+        raise ValueError(f"save_rollout_overlay takes one image (1, 3, H, W), got {tuple(x.shape)}")
+    picture, _ = rollout_overlay(model, x.to(next(model.parameters()).device), image)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        picture.save(tmp, format="PNG")
+    return path
