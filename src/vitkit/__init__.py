@@ -2,8 +2,8 @@
 
     >>> import vitkit
     >>> model = vitkit.create_model("ViT-B/16", num_classes=10, image_size=384)
-    >>> vitkit.list_models("ViT-L")
-    ['ViT-L/8', 'ViT-L/14', 'ViT-L/16', 'ViT-L/32']
+    >>> vitkit.list_models("R50")
+    ['R50+ViT-B/16', 'R50+ViT-L/32']
 """
 
 from vitkit.config import ViTConfig, get_config
