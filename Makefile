@@ -6,6 +6,7 @@ VENV   ?= .venv
 PIP     = $(VENV)/bin/pip
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
+DEVSTAMP = $(VENV)/.installed-dev
 
 .PHONY: demo test test-all lint install clean
 
@@ -13,21 +14,25 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): $(VENV)/bin/python pyproject.toml constraints.txt
-	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	$(PIP) install -q -c constraints.txt -e .
 	touch $(STAMP)
+
+$(DEVSTAMP): $(STAMP)
+	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	touch $(DEVSTAMP)
 
 install: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m vitkit demo
 
-test: $(STAMP)
+test: $(DEVSTAMP)
 	$(PY) -m pytest -q
 
-test-all: $(STAMP)
+test-all: $(DEVSTAMP)
 	$(PY) -m pytest -q -m ''
 
-lint: $(STAMP)
+lint: $(DEVSTAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 
 clean:
