@@ -33,10 +33,20 @@ def crop_box(size: tuple[int, int], pre: Preprocessing,
     return (left / sx, top / sy, (left + out_w) / sx, (top + out_h) / sy)
 
 
-def _display_size(width: int, height: int) -> tuple[int, int]:
+def _display_size(width: int, height: int, max_side: int = MAX_SIDE) -> tuple[int, int]:
     scale = max(MIN_SIDE / min(width, height), 1.0)
-    scale = min(scale, MAX_SIDE / max(width, height))
+    scale = min(scale, max_side / max(width, height))
     return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def seen_region(image: Image.Image, pre: Preprocessing, size: tuple[int, int] | None = None,
+                max_side: int = MAX_SIDE) -> Image.Image:
+    """The part of ``image`` that the evaluation transform of ``pre`` (to ``size`` = (H, W))
+    keeps, at display size: at least ``MIN_SIDE`` on the shorter side, at most ``max_side``."""
+    image = image.convert("RGB")
+    box = crop_box(image.size, pre, size)
+    seen = image.crop(tuple(round(v) for v in box))
+    return seen.resize(_display_size(*seen.size, max_side), Image.Resampling.BICUBIC)
 
 
 def overlay_map(image: Image.Image, attention_map: np.ndarray, *, alpha: float = 0.5,
@@ -58,10 +68,7 @@ def rollout_overlay(model: VisionTransformer, x: torch.Tensor, image: Image.Imag
     """The overlay of the rollout map of ``x`` (1, 3, H, W) on the part of ``image`` the model saw
     (the evaluation transform's centre crop), and the map itself (rows, cols)."""
     attention_map = batch_rollout(model, x)[0]
-    image = image.convert("RGB")
-    box = crop_box(image.size, model.preprocessing, tuple(x.shape[-2:]))
-    seen = image.crop(tuple(round(v) for v in box))
-    seen = seen.resize(_display_size(*seen.size), Image.Resampling.BICUBIC)
+    seen = seen_region(image, model.preprocessing, tuple(x.shape[-2:]))
     return overlay_map(seen, attention_map), attention_map
 
 

@@ -1,0 +1,251 @@
+"""``write_report``: the §4.5 analyses of one model as PNG figures, a JSON file of the numbers
+behind them and an ``index.html`` that shows the figures with one-line captions.
+
+Figures are drawn with matplotlib's object API (``matplotlib.figure.Figure``, rendered by the
+Agg backend), so nothing here touches pyplot's global state or needs a display.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+from PIL import Image
+
+from vitkit.atomic import atomic_path, write_text_atomic
+from vitkit.errors import VitkitError
+from vitkit.inspect.attention import AttentionAnalysis, analyse_attention
+from vitkit.inspect.filters import FilterComponents, embedding_filter_components, filter_tiles
+from vitkit.inspect.images import NamedImage
+from vitkit.inspect.overlay import overlay_map, seen_region
+from vitkit.inspect.posemb import WITHOUT_ABSOLUTE, position_similarity
+from vitkit.models.vit import VisionTransformer
+
+JSON_FILE = "inspect.json"
+INDEX_FILE = "index.html"
+ROLLOUT_DIR = "rollout"
+DISTANCE_DEFINITION = ("per head: sum_k a_qk * ||p_q - p_k|| in pixels over key patches k, averaged over query "
+                       "patches q, then over images; patch-to-patch attention only (prefix token dropped as query "
+                       "and key, each query's weights renormalised to sum to 1); patch centres model.stride "
+                       "pixels apart")
+THUMB_SIDE = 256
+
+
+def _save_figure(fig: Figure, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+
+
+def _rounded(array: np.ndarray, decimals: int = 5) -> Any:
+    return np.round(np.asarray(array, dtype=np.float64), decimals).tolist()
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem)[:60] or "image"
+
+
+# ---------------------------------------------------------------------------------- drawing
+def draw_filters(filters: FilterComponents, path: Path) -> None:
+    """Fig. 7 left: one RGB tile per principal component, in order of explained variance."""
+    tiles = filter_tiles(filters.components)
+    cols = min(7, len(tiles))
+    rows = -(-len(tiles) // cols)
+    fig = Figure(figsize=(1.1 * cols, 1.1 * rows + 0.4))
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for ax in axes:
+        ax.set_axis_off()
+    for ax, tile in zip(axes, tiles, strict=False):
+        ax.imshow(tile, interpolation="nearest")
+    fig.suptitle(f"Embedding filters: first {len(tiles)} principal components")
+    _save_figure(fig, path)
+
+
+def similarity_mosaic(similarity: np.ndarray) -> np.ndarray:
+    """(rows, cols, rows, cols) -> one 2-D image of rows x cols tiles separated by NaN lines."""
+    rows, cols = similarity.shape[:2]
+    mosaic = np.full((rows * (rows + 1) - 1, cols * (cols + 1) - 1), np.nan)
+    for i in range(rows):
+        for j in range(cols):
+            mosaic[i * (rows + 1): i * (rows + 1) + rows, j * (cols + 1): j * (cols + 1) + cols] = similarity[i, j]
+    return mosaic
+
+
+def draw_position_similarity(similarity: np.ndarray, path: Path) -> None:
+    """Fig. 7 centre: the tile at (row, column) is that patch's similarity map, with a colour bar."""
+    rows, cols = similarity.shape[:2]
+    mosaic = similarity_mosaic(similarity)
+    side = 5.5 * max(1.0, max(rows, cols) / 14)
+    fig = Figure(figsize=(side * cols / max(rows, cols) + 1.2, side * rows / max(rows, cols)))
+    ax = fig.subplots()
+    image = ax.imshow(mosaic, cmap="viridis", vmin=-1, vmax=1, interpolation="nearest")
+    ax.set_xticks([j * (cols + 1) + (cols - 1) / 2 for j in range(cols)], [str(j + 1) for j in range(cols)])
+    ax.set_yticks([i * (rows + 1) + (rows - 1) / 2 for i in range(rows)], [str(i + 1) for i in range(rows)])
+    ax.tick_params(length=0, labelsize=7)
+    ax.set_xlabel("Input patch column")
+    ax.set_ylabel("Input patch row")
+    ax.set_title("Position embedding similarity")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="Cosine similarity")
+    _save_figure(fig, path)
+
+
+def draw_attention_distance(distance: np.ndarray, path: Path) -> None:
+    """Fig. 7 right: one dot per head at its layer; the line is the mean over heads."""
+    layers, heads = distance.shape
+    fig = Figure(figsize=(5.5, 4.0))
+    ax = fig.subplots()
+    depth = np.arange(1, layers + 1)
+    for head in range(heads):
+        ax.scatter(depth, distance[:, head], s=14, label=f"head {head + 1}" if heads <= 16 else None)
+    ax.plot(depth, distance.mean(axis=1), color="black", linewidth=1, alpha=0.6, label="mean")
+    ax.set_xlabel("Network depth (layer)")
+    ax.set_ylabel("Mean attention distance (pixels)")
+    ax.set_xticks(depth)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, ncol=2, loc="lower right")
+    _save_figure(fig, path)
+
+
+def draw_rollout(seen: Sequence[Image.Image], maps: np.ndarray, names: Sequence[str], path: Path) -> None:
+    """Fig. 6: the images the model saw (top) and their rollout overlays (bottom)."""
+    count = len(seen)
+    aspect = seen[0].height / seen[0].width
+    fig = Figure(figsize=(2.2 * count, 2 * 2.2 * aspect + 0.5), layout="constrained")
+    axes = fig.subplots(2, count, squeeze=False)
+    for k in range(count):
+        axes[0, k].imshow(seen[k])
+        axes[0, k].set_title(names[k][:24], fontsize=8)
+        axes[1, k].imshow(overlay_map(seen[k], maps[k]))
+        axes[0, k].set_axis_off()
+        axes[1, k].set_axis_off()
+    _save_figure(fig, path)
+
+
+def draw_heads(seen: Sequence[Image.Image], maps: np.ndarray, names: Sequence[str], path: Path) -> None:
+    """The last layer's heads, one column each, one row per image."""
+    count, heads = maps.shape[:2]
+    aspect = seen[0].height / seen[0].width
+    fig = Figure(figsize=(1.6 * (heads + 1), (1.6 * aspect + 0.25) * count), layout="constrained")
+    axes = fig.subplots(count, heads + 1, squeeze=False)
+    for k in range(count):
+        axes[k, 0].imshow(seen[k])
+        axes[k, 0].set_title(names[k][:16], fontsize=7)
+        for head in range(heads):
+            axes[k, head + 1].imshow(overlay_map(seen[k], maps[k, head]))
+            if k == 0:
+                axes[k, head + 1].set_title(f"head {head + 1}", fontsize=7)
+        for ax in axes[k]:
+            ax.set_axis_off()
+    _save_figure(fig, path)
+
+
+# ---------------------------------------------------------------------------------- report
+def _index_html(title: str, figures: list[dict[str, str]], notes: list[str]) -> str:
+    parts = [f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}img{max-width:100%}"
+             "figure{margin:2em 0}figcaption{color:#333}</style></head><body>",
+             f"<h1>{html.escape(title)}</h1>"]
+    for fig in figures:
+        parts.append(f"<figure><img src='{html.escape(fig['file'])}' alt='{html.escape(fig['file'])}'>"
+                     f"<figcaption>{html.escape(fig['caption'])}</figcaption></figure>")
+    parts.extend(f"<p>{html.escape(note)}</p>" for note in notes)
+    parts.append(f"<p>Numbers behind the figures: <a href='{JSON_FILE}'>{JSON_FILE}</a>.</p></body></html>\n")
+    return "\n".join(parts)
+
+
+def write_report(model: VisionTransformer, images: Sequence[NamedImage], out_dir: str | os.PathLike, *,
+                 components: int = 28, batch_size: int = 8, max_shown: int = 8,
+                 title: str | None = None) -> dict[str, Any]:
+    """Run every analysis of §4.5 on ``model`` and ``images`` and write ``out_dir``:
+
+    ``filters.png`` (Fig. 7 left), ``position_similarity.png`` (Fig. 7 centre; skipped for models
+    without absolute position embeddings), ``attention_distance.png`` (Fig. 7 right),
+    ``rollout.png`` (Fig. 6, the first ``max_shown`` images) and ``rollout/NNN_name.png`` for every
+    image, ``attention_heads.png`` (last layer, per head), ``inspect.json`` and ``index.html``.
+    Returns a summary: the files written, what was skipped and the mean attention distances.
+    """
+    if not images:
+        raise VitkitError("no images to inspect")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    names = [item.name for item in images]
+    token = "[class] token" if model.num_prefix_tokens else "mean patch token (GAP)"
+    figures: list[dict[str, str]] = []
+    notes: list[str] = []
+    data: dict[str, Any] = {"model": {"name": model.config.name, "config": model.config.to_dict()},
+                            "images": names, "stride": model.stride, "num_prefix_tokens": model.num_prefix_tokens}
+
+    filters = embedding_filter_components(model, components)
+    draw_filters(filters, out / "filters.png")
+    figures.append({"file": "filters.png", "caption": (
+        f"Embedding filters (Fig. 7 left): first {len(filters.components)} principal components of the "
+        f"{filters.note}; they explain {filters.explained_variance_ratio.sum():.0%} of the variance.")})
+    data["embedding_filters"] = {"source": filters.source, "note": filters.note,
+                                 "explained_variance_ratio": _rounded(filters.explained_variance_ratio, 6),
+                                 "components": _rounded(filters.components)}
+
+    kind = model.config.posemb
+    if kind in WITHOUT_ABSOLUTE:
+        notes.append(f"Position-embedding similarity (Fig. 7 centre) skipped: {WITHOUT_ABSOLUTE[kind]}.")
+        data["position_similarity"] = {"kind": kind, "skipped": WITHOUT_ABSOLUTE[kind]}
+    else:
+        similarity = position_similarity(model)
+        draw_position_similarity(similarity, out / "position_similarity.png")
+        rows, cols = similarity.shape[:2]
+        figures.append({"file": "position_similarity.png", "caption": (
+            f"Position embedding similarity (Fig. 7 centre): the tile at (row, column) shows the cosine similarity "
+            f"of that patch's {kind} position embedding with every patch's, on the {rows}x{cols} grid.")})
+        data["position_similarity"] = {"kind": kind, "grid": [rows, cols], "similarity": _rounded(similarity, 4)}
+
+    analysis: AttentionAnalysis = analyse_attention(model, [item.image for item in images], batch_size)
+    draw_attention_distance(analysis.distance, out / "attention_distance.png")
+    figures.append({"file": "attention_distance.png", "caption": (
+        f"Mean attention distance (Fig. 7 right): per head (dots) and layer, in pixels, over {len(images)} "
+        f"image(s); patch-to-patch attention only, renormalised without the prefix token.")})
+    data["grid"] = list(analysis.grid)
+    data["mean_attention_distance"] = {"unit": "pixels", "definition": DISTANCE_DEFINITION,
+                                       "num_images": len(images), "per_head": _rounded(analysis.distance, 4),
+                                       "per_layer_mean": _rounded(analysis.distance.mean(axis=1), 4)}
+
+    size = tuple(model.preprocessing.image_size)
+    rollout_dir = out / ROLLOUT_DIR
+    overlays = []
+    for k, item in enumerate(images):
+        picture = overlay_map(seen_region(item.image, model.preprocessing, size), analysis.rollout[k])
+        target = rollout_dir / f"{k:03d}_{_safe_name(item.name)}.png"
+        with atomic_path(target) as tmp:
+            picture.save(tmp, format="PNG")
+        overlays.append(str(target.relative_to(out)))
+    shown = min(max_shown, len(images))
+    thumbs = [seen_region(item.image, model.preprocessing, size, THUMB_SIDE) for item in images[:shown]]
+    draw_rollout(thumbs, analysis.rollout[:shown], names[:shown], out / "rollout.png")
+    figures.append({"file": "rollout.png", "caption": (
+        f"Attention Rollout (Fig. 6) from the {token} to the input patches, over the centre crops the model saw "
+        f"({shown} of {len(images)} shown; every image in {ROLLOUT_DIR}/).")})
+    draw_heads(thumbs, analysis.last_layer[:shown], names[:shown], out / "attention_heads.png")
+    figures.append({"file": "attention_heads.png", "caption": (
+        f"Last layer's attention from the {token} to the patches, one column per head ({shown} image(s)).")})
+    data["rollout"] = {"from": token, "method": "heads averaged, 0.5*A + 0.5*I, rows renormalised, layers "
+                       "multiplied; prefix columns dropped and the map renormalised to sum to 1",
+                       "maps": [{"image": n, "file": f, "map": _rounded(m)}
+                                for n, f, m in zip(names, overlays, analysis.rollout, strict=True)]}
+    data["last_layer_heads"] = {"from": token, "maps": [{"image": n, "maps": _rounded(m)}
+                                                       for n, m in zip(names, analysis.last_layer, strict=True)]}
+    data["figures"] = figures
+    data["notes"] = notes
+
+    write_text_atomic(out / JSON_FILE, json.dumps(data) + "\n")
+    title = title or f"vitkit inspect: {model.config.name}"
+    write_text_atomic(out / INDEX_FILE, _index_html(title, figures, notes))
+    return {"out": str(out), "index": str(out / INDEX_FILE), "json": str(out / JSON_FILE),
+            "figures": [fig["file"] for fig in figures], "overlays": overlays, "skipped": notes,
+            "grid": list(analysis.grid), "num_images": len(images),
+            "mean_attention_distance": _rounded(analysis.distance, 3)}
