@@ -16,8 +16,8 @@ Spec strings:
 
 Sources without their own train/test split (digits, mnist5k, a flat ImageFolder, a one-pool
 .npz) are split per class: each class's items are shuffled with ``numpy.random.default_rng(
-[seed, class_id])`` and ``round(n * val_fraction)`` of them (at least one, never all, when the
-class has two or more) form the test split. The split depends only on ``(seed, val_fraction)``;
+[seed, class_id])`` and ``floor(n * val_fraction + 0.5)`` of them (at least one, never all,
+when the class has two or more) form the test split. The split depends only on ``(seed, val_fraction)``;
 the defaults (seed 0, 20%) are vitkit's standard digits/mnist5k split: 1,438/359 and 4,000/1,000.
 """
 
@@ -139,7 +139,7 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tupl
     test: list[np.ndarray] = []
     for cls in np.unique(labels):
         members = np.flatnonzero(labels == cls)
-        n_test = int(round(len(members) * val_fraction))
+        n_test = int(np.floor(len(members) * val_fraction + 0.5))
         if len(members) >= 2:
             n_test = min(max(n_test, 1), len(members) - 1)
         rng = np.random.default_rng([int(seed), int(cls)])
