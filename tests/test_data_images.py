@@ -45,11 +45,11 @@ def test_grayscale_and_bilevel_become_equal_rgb_channels(tmp_path):
 
 def test_rgba_and_la_are_composited_on_white(tmp_path):
     rgba = np.array([[[255, 0, 0, 0], [255, 0, 0, 255], [0, 0, 0, 128]]], dtype=np.uint8)
-    out = _pixels(open_rgb(_save(tmp_path, Image.fromarray(rgba, mode="RGBA"), "a.png")))
+    out = _pixels(open_rgb(_save(tmp_path, Image.fromarray(rgba), "a.png")))
     np.testing.assert_array_equal(out[0, 0], [255, 255, 255])  # fully transparent -> background
     np.testing.assert_array_equal(out[0, 1], [255, 0, 0])  # opaque -> its colour
     np.testing.assert_allclose(out[0, 2], [127, 127, 127], atol=1)  # half black over white
-    la = Image.fromarray(np.array([[[0, 0], [0, 255]]], dtype=np.uint8), mode="LA")
+    la = Image.fromarray(np.array([[[0, 0], [0, 255]]], dtype=np.uint8))
     np.testing.assert_array_equal(_pixels(open_rgb(_save(tmp_path, la, "la.png")))[0], [[255] * 3, [0] * 3])
 
 

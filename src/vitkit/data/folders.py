@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from PIL import Image
@@ -91,7 +92,7 @@ def read_image_folder(root: Path, split: str) -> tuple[dict[str, list[Path]], li
     return per_split[split], names, False
 
 
-def _check_classes(root: Path, names) -> None:
+def _check_classes(root: Path, names: Iterable[str]) -> None:
     names = list(names)
     if not names:
         raise VitkitError(f"{root}: no class sub-folders with images (supported extensions include "

@@ -24,6 +24,7 @@ the defaults (seed 0, 20%) are vitkit's standard digits/mnist5k split: 1,438/359
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,7 @@ class LabeledImages(torch.utils.data.Dataset):
     def num_classes(self) -> int:
         return len(self.label_names)
 
-    def subset(self, indices) -> LabeledImages:
+    def subset(self, indices: Sequence[int] | np.ndarray) -> LabeledImages:
         """The items at ``indices`` (e.g. a few-shot sample) as a dataset of the same kind."""
         raise NotImplementedError
 
@@ -96,13 +97,13 @@ class ArrayImages(LabeledImages):
         self._images = images
 
     def __getitem__(self, i: int) -> tuple[Image.Image, int]:
-        return Image.fromarray(self._images[i], mode="RGB"), int(self._labels[i])
+        return Image.fromarray(self._images[i]), int(self._labels[i])
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """(uint8 (N, H, W, 3) RGB pixels, int64 (N,) labels) -- no copy; treat as read-only."""
         return self._images, self._labels
 
-    def subset(self, indices) -> ArrayImages:
+    def subset(self, indices: Sequence[int] | np.ndarray) -> ArrayImages:
         idx = np.asarray(indices, dtype=np.int64)
         return ArrayImages(self._images[idx], self._labels[idx], self.label_names, source=self.source,
                            split=self.split)
@@ -120,7 +121,7 @@ class FolderImages(LabeledImages):
     def __getitem__(self, i: int) -> tuple[Image.Image | None, int]:
         return read_image(self.paths[i], max_pixels=self.max_pixels), int(self._labels[i])
 
-    def subset(self, indices) -> FolderImages:
+    def subset(self, indices: Sequence[int] | np.ndarray) -> FolderImages:
         idx = np.asarray(indices, dtype=np.int64)
         return FolderImages([self.paths[k] for k in idx], self._labels[idx], self.label_names, source=self.source,
                             split=self.split, max_pixels=self.max_pixels)
