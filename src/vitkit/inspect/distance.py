@@ -33,10 +33,12 @@ def attention_distance(attention: torch.Tensor, grid: tuple[int, int], num_prefi
                        stride: float = 1.0) -> torch.Tensor:
     """Per image and head, the attention-weighted query-key distance in pixels averaged over
     the query patches: (B, heads, T, T) -> (B, heads). See the module docstring for the choices."""
-    patches = attention[:, :, num_prefix:, num_prefix:].double()
-    weights = patches / patches.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
-    distances = torch.as_tensor(patch_distances(grid, stride), device=attention.device)
-    return (weights * distances).sum(dim=-1).mean(dim=-1)
+    patches = attention[:, :, num_prefix:, num_prefix:].float()
+    distances = torch.as_tensor(patch_distances(grid, stride), dtype=patches.dtype, device=patches.device)
+    # sum_k a_qk d_qk / sum_k a_qk, without materialising a renormalised copy of the weights
+    weighted = torch.einsum("bhqk,qk->bhq", patches, distances)
+    total = patches.sum(dim=-1).clamp_min(torch.finfo(patches.dtype).tiny)
+    return (weighted / total).mean(dim=-1)
 
 
 class DistanceAccumulator:

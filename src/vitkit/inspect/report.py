@@ -38,9 +38,9 @@ DISTANCE_DEFINITION = ("per head: sum_k a_qk * ||p_q - p_k|| in pixels over key 
 THUMB_SIDE = 256
 
 
-def _save_figure(fig: Figure, path: Path) -> None:
+def _save_figure(fig: Figure, path: Path, dpi: int = 100) -> None:
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
 
 
 def _rounded(array: np.ndarray, decimals: int = 5) -> Any:
@@ -92,7 +92,7 @@ def draw_position_similarity(similarity: np.ndarray, path: Path) -> None:
     ax.set_ylabel("Input patch row")
     ax.set_title("Position embedding similarity")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="Cosine similarity")
-    _save_figure(fig, path)
+    _save_figure(fig, path, dpi=150)  # every grid cell a few pixels wide
 
 
 def draw_attention_distance(distance: np.ndarray, path: Path) -> None:
