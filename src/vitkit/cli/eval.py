@@ -1,0 +1,44 @@
+"""``vitkit eval CKPT --data SRC``: top-1, top-5, per-class accuracy and a confusion-matrix PNG."""
+
+from __future__ import annotations
+
+import argparse
+
+from vitkit.cli.common import add_checkpoint_options, load_for_inference, open_data
+
+NAME = "eval"
+HELP = "evaluate a checkpoint on a labelled split: top-1, top-5, per-class accuracy, confusion matrix"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_checkpoint_options(parser)
+    parser.add_argument("--confusion", default="confusion_matrix.png", metavar="PNG",
+                        help="where to write the confusion matrix (default ./confusion_matrix.png; 'none': skip)")
+
+
+def run(args: argparse.Namespace) -> dict:
+    import time
+
+    from vitkit.evaluate.metrics import check_labels, evaluate, save_confusion_matrix
+
+    dataset = open_data(args)
+    model, device = load_for_inference(args)
+    check_labels(model, dataset.label_names)
+    start = time.perf_counter()
+    result = evaluate(model, dataset, batch_size=args.batch_size, device=device, num_workers=args.num_workers)
+    seconds = time.perf_counter() - start
+    top = "top-5" if result.topk == 5 else f"top-{result.topk}"
+    print(f"{args.checkpoint} on {args.data} ({args.split}, {result.num_images} images): "
+          f"top-1 {100 * result.top1:.2f}%  {top} {100 * result.top5:.2f}%  loss {result.loss:.4f}")
+    width = max(len(name) for name in result.label_names)
+    for name, acc in result.per_class.items():
+        print(f"  {name:<{width}}  {'-' if acc is None else f'{100 * acc:6.2f}%'}")
+    print(f"skipped corrupt images: {result.skipped}")
+    out = result.to_dict()
+    if args.confusion.lower() != "none":
+        path = save_confusion_matrix(result, args.confusion, title=f"{args.data} ({args.split}): top-1 "
+                                                                   f"{100 * result.top1:.2f}%")
+        print(f"confusion matrix: {path}")
+        out["confusion_png"] = str(path)
+    out.update(checkpoint=args.checkpoint, data=args.data, split=args.split, seconds=round(seconds, 3))
+    return out

@@ -1,0 +1,53 @@
+"""``vitkit fewshot CKPT --data SRC``: few-shot linear accuracy of the frozen representation (§4.1)."""
+
+from __future__ import annotations
+
+import argparse
+
+from vitkit.cli.common import add_checkpoint_options, load_for_inference, open_data
+from vitkit.errors import VitkitError
+
+NAME = "fewshot"
+HELP = "few-shot linear evaluation: least squares to {-1,1}^K on frozen features, mean +- std over draws"
+
+
+def _shots(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers like 1,5,10,25, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"shots must be positive numbers, got {text!r}")
+    return values
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_checkpoint_options(parser)
+    parser.add_argument("--shots", type=_shots, default=[1, 5, 10, 25], help="images per class (1,5,10,25)")
+    parser.add_argument("--draws", type=int, default=5, help="seeded draws to average over (5)")
+    parser.add_argument("--holdout", type=int, default=5,
+                        help="held-out training images per class that choose the L2 strength (5)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def run(args: argparse.Namespace) -> dict:
+    import time
+
+    from vitkit.evaluate.fewshot import fewshot_evaluate
+
+    if args.draws < 1 or args.holdout < 1:
+        raise VitkitError("--draws and --holdout must be at least 1")
+    train_set, test_set = open_data(args, "train"), open_data(args)
+    model, device = load_for_inference(args)
+    start = time.perf_counter()
+    results = fewshot_evaluate(model, train_set, test_set, shots=args.shots, draws=args.draws, holdout=args.holdout,
+                               seed=args.seed, batch_size=args.batch_size, device=device,
+                               num_workers=args.num_workers)
+    seconds = time.perf_counter() - start
+    print(f"few-shot linear accuracy of {args.checkpoint} on {args.data} ({len(test_set)} test images, "
+          f"{args.draws} draws)")
+    print(f"{'shots':>6}  {'top-1':>16}")
+    for r in results:
+        print(f"{r.shots:>6}  {100 * r.mean:7.2f} +- {100 * r.std:5.2f}%")
+    return {"checkpoint": args.checkpoint, "data": args.data, "draws": args.draws, "holdout": args.holdout,
+            "results": [r.to_dict() for r in results], "seconds": round(seconds, 3)}

@@ -1,0 +1,23 @@
+"""``vitkit finetune CKPT``: fine-tune with the recipe of §3.2 / App. B.1.1."""
+
+from __future__ import annotations
+
+import argparse
+
+from vitkit.cli.common import add_training_options, checkpoint_path, run_training
+
+NAME = "finetune"
+HELP = ("fine-tune a checkpoint: new zero-initialised head, SGD momentum 0.9, cosine decay, clip 1, "
+        "weight average; --image-size interpolates the position embeddings (§3.2)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", metavar="CKPT", nargs="?", default=argparse.SUPPRESS,
+                        help="checkpoint or run directory to start from (optional with --config/--resume)")
+    add_training_options(parser, "finetune")
+
+
+def run(args: argparse.Namespace) -> dict:
+    if getattr(args, "checkpoint", None) is not None:
+        args.checkpoint = str(checkpoint_path(args.checkpoint))
+    return run_training(args, "finetune")

@@ -1,0 +1,37 @@
+"""``vitkit predict CKPT PATH...``: the top classes of image files, folders or globs."""
+
+from __future__ import annotations
+
+import argparse
+
+from vitkit.cli.common import add_checkpoint_options, load_for_inference
+
+NAME = "predict"
+HELP = "classify images (files, folders, globs): top-k labels with probabilities; --attention saves rollout maps"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_checkpoint_options(parser, data=False)
+    parser.add_argument("paths", metavar="PATH", nargs="+", help="image files, folders (searched recursively), globs")
+    parser.add_argument("--top-k", type=int, default=5, help="how many classes to show per image (5)")
+    parser.add_argument("--attention", metavar="DIR", default=None,
+                        help="also save each image's attention-rollout overlay (Fig. 6) as DIR/<name>.png")
+
+
+def run(args: argparse.Namespace) -> dict:
+    from vitkit.evaluate.predict import expand_image_paths, predict_images
+
+    paths = expand_image_paths(args.paths)
+    model, device = load_for_inference(args)
+    results = predict_images(model, paths, top_k=args.top_k, device=device, batch_size=args.batch_size,
+                             attention_dir=args.attention)
+    for r in results:
+        if r["error"]:
+            print(f"{r['path']}: skipped ({r['error']})")
+            continue
+        tops = ", ".join(f"{p['label']} {100 * p['probability']:.1f}%" for p in r["top"])
+        print(f"{r['path']}: {tops}" + (f"  [attention: {r['attention']}]" if r.get("attention") else ""))
+    skipped = sum(1 for r in results if r["error"])
+    if skipped:
+        print(f"skipped unreadable images: {skipped}")
+    return {"checkpoint": args.checkpoint, "predictions": results, "skipped_images": skipped}

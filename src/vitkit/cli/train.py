@@ -1,0 +1,19 @@
+"""``vitkit train``: pre-train (or train from scratch) a ViT with the recipe of §4.1 / App. B.1."""
+
+from __future__ import annotations
+
+import argparse
+
+from vitkit.cli.common import add_model_options, add_training_options, run_training
+
+NAME = "train"
+HELP = "pre-train / train from scratch: AdamW, weight decay 0.1, warm-up + linear decay, clip 1 (§4.1)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_options(parser)
+    add_training_options(parser, "pretrain")
+
+
+def run(args: argparse.Namespace) -> dict:
+    return run_training(args, "pretrain")

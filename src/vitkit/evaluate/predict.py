@@ -1,0 +1,104 @@
+"""Classifying image files: the library half of ``vitkit predict``."""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vitkit.errors import VitkitError
+from vitkit.models.vit import VisionTransformer
+
+
+def expand_image_paths(patterns: Sequence[str | os.PathLike]) -> list[Path]:
+    """Files as given, folders searched recursively for images, globs expanded; in order, no repeats.
+
+    A path that does not exist (and matches nothing as a glob), or a folder without images, is a
+    one-line error.
+    """
+    from vitkit.data.folders import is_image_file
+
+    found: list[Path] = []
+    for pattern in patterns:
+        path = Path(pattern).expanduser()
+        if path.is_file():
+            found.append(path)
+        elif path.is_dir():
+            images = sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p))
+            if not images:
+                raise VitkitError(f"{path}: no image files in this folder")
+            found += images
+        else:
+            matches = sorted(Path(m) for m in glob.glob(str(path), recursive=True))
+            files = [m for m in matches if m.is_file()]
+            if not files:
+                raise VitkitError(f"{pattern}: no such file, folder or matching files")
+            found += files
+    seen: set[Path] = set()
+    return [p for p in found if not (p in seen or seen.add(p))]
+
+
+@torch.no_grad()
+def predict_images(model: VisionTransformer, paths: Sequence[str | os.PathLike], *, top_k: int = 5,
+                   device: torch.device | str | None = None, batch_size: int = 32,
+                   attention_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """For each path: ``{"path", "top": [{"label", "index", "probability"}...], "error", "attention"}``.
+
+    Unreadable files get ``error`` set instead of failing the others. With ``attention_dir`` the
+    attention-rollout overlay of every image is written there as ``<stem>.png`` (Fig. 6).
+    """
+    from vitkit.data.images import BadImageError, open_rgb
+    from vitkit.data.transforms import eval_transform
+
+    if top_k < 1:
+        raise VitkitError(f"--top-k must be at least 1, got {top_k}")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model.eval()
+    transform = eval_transform(model.preprocessing)
+    names = model.label_names or [str(i) for i in range(model.config.num_classes)]
+    k = min(top_k, len(names))
+    results: list[dict[str, Any]] = []
+    out_dir = Path(attention_dir) if attention_dir is not None else None
+    used: set[str] = set()
+    for start in range(0, len(paths), batch_size):
+        chunk = [Path(p) for p in paths[start:start + batch_size]]
+        images, rows = [], []
+        for path in chunk:
+            row: dict[str, Any] = {"path": str(path), "top": [], "error": None}
+            results.append(row)
+            try:
+                images.append(open_rgb(path))
+                rows.append(row)
+            except BadImageError as exc:
+                row["error"] = str(exc).removeprefix(f"{path}: ")
+        if not images:
+            continue
+        x = torch.stack([transform(im) for im in images]).to(device)
+        probs = model(x).float().softmax(dim=-1).cpu()
+        values, indices = probs.topk(k, dim=-1)
+        for i, row in enumerate(rows):
+            row["top"] = [{"label": names[j], "index": int(j), "probability": float(v)}
+                          for v, j in zip(values[i].tolist(), indices[i].tolist(), strict=True)]
+            if out_dir is not None:
+                from vitkit.inspect.overlay import save_rollout_overlay
+
+                target = out_dir / f"{_unique_stem(Path(row['path']), used)}.png"
+                row["attention"] = str(save_rollout_overlay(model, x[i:i + 1], images[i], target))
+    if all(r["error"] for r in results):
+        raise VitkitError(f"none of the {len(results)} images could be read")
+    return results
+
+
+def _unique_stem(path: Path, used: set[str]) -> str:
+    """``name``, or ``name-2``, ``name-3`` ... when an earlier image of this call had the same name."""
+    stem, n = path.stem, 1
+    candidate = stem
+    while candidate in used:
+        n += 1
+        candidate = f"{stem}-{n}"
+    used.add(candidate)
+    return candidate

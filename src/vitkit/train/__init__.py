@@ -1,0 +1,12 @@
+"""Training: the paper's pre-training (§4.1, App. B.1) and fine-tuning (§3.2, App. B.1.1) recipes.
+
+    >>> from vitkit.train import TrainConfig, recipe_defaults, train
+    >>> config = TrainConfig(**recipe_defaults("finetune"), checkpoint="runs/pre/model", data="digits",
+    ...                      image_size=32, epochs=5, lr=0.01, out="runs/ft")
+    >>> result = train(config)           # result.metrics["test_top1"], result.model, result.ema_model
+"""
+
+from vitkit.train.loop import Trainer, TrainResult, build_model, train
+from vitkit.train.recipes import TrainConfig, recipe_defaults
+
+__all__ = ["TrainConfig", "TrainResult", "Trainer", "build_model", "recipe_defaults", "train"]

@@ -1,0 +1,425 @@
+"""The one training loop behind ``vitkit train`` (pre-training, §4.1) and ``vitkit finetune`` (§3.2).
+
+A :class:`~vitkit.train.recipes.TrainConfig` decides everything that differs between the two:
+how the model is built (a fresh variant, or a checkpoint whose head is replaced by a
+zero-initialised layer and whose position embeddings are interpolated to a new resolution),
+the optimiser (AdamW / SGD with momentum), the schedule (warm-up, then linear / cosine decay)
+and the weight average. The loop itself is the same: gradient accumulation over micro-batches,
+bf16 autocast on GPU, global-norm clipping, one step of the optimiser and the schedule, the EMA,
+then periodic evaluation and atomic checkpoints, all data-parallel under torchrun.
+
+    >>> from vitkit.train import TrainConfig, train
+    >>> result = train(TrainConfig(data="digits", model="ViT-Ti/16", image_size=32,
+    ...                            model_options={"patch_size": 4, "depth": 4}, epochs=10, out="runs/digits"))
+    >>> result.metrics["test_top1"]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from vitkit.errors import VitkitError
+from vitkit.formats.native import save_native
+from vitkit.models.vit import VisionTransformer
+from vitkit.train import distributed as D
+from vitkit.train.checkpoint import load_training_state, rng_state, save_training_state, set_rng_state
+from vitkit.train.ema import WeightEMA
+from vitkit.train.recipes import TrainConfig, build_optimizer, build_schedule
+from vitkit.train.rundir import RunDir
+
+
+# ------------------------------------------------------------------------------ the model
+def set_dropout(model: VisionTransformer, rate: float) -> None:
+    """Change the dropout rate (App. B.1: after dense layers and the position embeddings) in place."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = rate
+    model.config = model.config.replace(dropout=rate)
+
+
+def variant_name(base: str, options: dict[str, Any]) -> str:
+    """``ViT-Ti/16`` with ``patch_size=4, depth=6`` -> ``ViT-Ti/4 (depth=6)``: the name a run records."""
+    name = base
+    if "patch_size" in options and "/" in base:
+        name = f"{base.rsplit('/', 1)[0]}/{options['patch_size']}"
+    rest = ", ".join(f"{k}={v}" for k, v in options.items() if k != "patch_size")
+    return f"{name} ({rest})" if rest else name
+
+
+def build_model(config: TrainConfig, label_names: list[str]) -> VisionTransformer:
+    """Pre-training: a freshly initialised variant. Fine-tuning: the checkpoint with its whole head
+    replaced by a zero-initialised linear layer and, when ``image_size`` changes, its position
+    embeddings interpolated over the new patch grid (§3.2)."""
+    from vitkit.formats.detect import load_model
+    from vitkit.models import create_model
+
+    num_classes = len(label_names)
+    if config.recipe == "pretrain":
+        model = create_model(config.model, num_classes=num_classes, image_size=config.image_size,
+                             dropout=config.dropout or 0.0, seed=config.seed, **config.model_options)
+        model.config.name = variant_name(config.model, config.model_options)
+    else:
+        model = load_model(config.checkpoint, image_size=config.image_size)
+        model.reset_head(num_classes)
+        if config.dropout is not None:
+            set_dropout(model, config.dropout)
+    model.label_names = list(label_names)
+    if config.crop_pct is not None:
+        model.preprocessing = model.preprocessing.replace(crop_pct=config.crop_pct)
+    return model
+
+
+# ------------------------------------------------------------------------------- results
+@dataclass
+class TrainResult:
+    """What a run produced: the trained model(s), the final metrics, where the files are."""
+
+    model: VisionTransformer
+    ema_model: VisionTransformer | None
+    config: TrainConfig
+    step: int
+    total_steps: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    skipped: int = 0
+    seconds: float = 0.0
+    images_per_second: float = 0.0
+    run_dir: Path | None = None
+    finished: bool = True
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "recipe": self.config.recipe, "model": self.model.config.name, "data": self.config.data,
+            "step": self.step, "total_steps": self.total_steps, "finished": self.finished,
+            "metrics": self.metrics, "skipped_images": self.skipped, "seconds": round(self.seconds, 2),
+            "images_per_second": round(self.images_per_second, 1),
+        }
+        if self.run_dir is not None:
+            out["run_dir"] = str(self.run_dir)
+            out["model_dir"] = str(self.run_dir / "model")
+            if self.ema_model is not None:
+                out["ema_model_dir"] = str(self.run_dir / "model_ema")
+        return out
+
+
+class NonFiniteLoss(VitkitError):
+    """The loss (or the gradient norm) became NaN or infinite; the run stopped."""
+
+
+# ------------------------------------------------------------------------------ the loop
+class Trainer:
+    """One run: built from a config, driven by :meth:`run`. Use :func:`train` for the one call."""
+
+    def __init__(self, config: TrainConfig, *, resume: bool = False, progress: bool = True,
+                 report: Callable[[str], None] | None = None) -> None:
+        from vitkit.data.augment import BatchAugment
+        from vitkit.data.sources import open_source
+
+        self.config = config
+        self.process, self.device = D.setup(config.device)
+        self.report = report if (report is not None and self.process.is_main) else (lambda _msg: None)
+        self.progress = progress and self.process.is_main
+        if config.precision == "bf16" or (config.precision == "auto" and self.device.type == "cuda"):
+            self.amp_dtype: torch.dtype | None = torch.bfloat16
+        else:
+            self.amp_dtype = None
+
+        self.train_set = open_source(config.data, "train", seed=config.split_seed, val_fraction=config.val_fraction)
+        self.test_set = open_source(config.data, "test", seed=config.split_seed, val_fraction=config.val_fraction)
+        self.steps_per_epoch = D.StepBatches.steps_per_epoch(len(self.train_set), config.batch_size)
+        if self.steps_per_epoch == 0:
+            raise VitkitError(f"batch size {config.batch_size} is larger than the training set "
+                              f"({len(self.train_set)} images)")
+        if config.steps is not None:
+            self.total_steps = config.steps
+        else:
+            self.total_steps = (config.epochs or 1) * self.steps_per_epoch
+
+        self.model = build_model(config, self.train_set.label_names).to(self.device)
+        self.ddp: nn.Module = self.model
+        if self.process.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = DistributedDataParallel(self.model, device_ids=ids)
+        self.ema = WeightEMA(self.model, config.ema, warmup=config.ema_warmup) if config.ema else None
+        self.optimizer = build_optimizer(self.model, config)
+        self.schedule = build_schedule(self.optimizer, config, self.total_steps)
+        pre = self.model.preprocessing
+        self.augment = BatchAugment(randaugment=config.randaugment, mixup=config.mixup, cutmix=config.cutmix,
+                                    label_smoothing=config.label_smoothing, num_classes=len(self.train_set.label_names),
+                                    mean=pre.mean, std=pre.std)
+        self.step = 0
+        self.skipped = 0
+        self.seen_images = 0
+        self.test_skipped = 0
+        self._pending_rng: dict[str, Any] | None = None
+        self.rundir: RunDir | None = None
+        if resume:
+            self._resume()
+        elif config.out and self.process.is_main:
+            state = Path(config.out) / "state.pt"
+            if state.exists():
+                raise VitkitError(f"{config.out} already holds a run; continue it with --resume {config.out} "
+                                  f"or choose another --out")
+        if config.out and self.process.is_main:
+            self.rundir = RunDir(config.out, resume_step=self.step if resume else None)
+            self.rundir.write_config(config)
+
+    # ------------------------------------------------------------------ data
+    def _loader(self, epoch: int, start: int) -> DataLoader:
+        from vitkit.data.loader import TransformedImages, collate_skipping
+        from vitkit.data.transforms import train_transform
+
+        cfg = self.config
+        transform = train_transform(self.model.preprocessing, flip=cfg.flip, scale=cfg.crop_scale)
+        batches = D.StepBatches(len(self.train_set), batch_size=cfg.batch_size, accum=cfg.accum,
+                                process=self.process, seed=cfg.seed, epoch=epoch, start=start)
+        # The generator only seeds worker processes; keeping it off the global RNG makes resume exact.
+        generator = torch.Generator().manual_seed(cfg.seed * 7919 + epoch * 31 + self.process.rank)
+        return DataLoader(TransformedImages(self.train_set, transform), batch_sampler=batches,
+                          collate_fn=collate_skipping, num_workers=cfg.num_workers, generator=generator,
+                          pin_memory=self.device.type == "cuda")
+
+    def _empty_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        height, width = self.model.config.image_size
+        return torch.zeros(0, 3, height, width), torch.zeros(0, dtype=torch.long)
+
+    # ------------------------------------------------------------------ one step
+    def _train_step(self, micro_batches: list[tuple[Any, Any, int]]) -> dict[str, float]:
+        """Accumulate gradients over the micro-batches, clip, step; return the step's loss etc."""
+        cfg = self.config
+        micro_size = cfg.batch_size // (cfg.accum * self.process.world_size)
+        self.ddp.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        totals = torch.zeros(3, dtype=torch.float64)  # loss sum, images, skipped
+        for i, (images, labels, dropped) in enumerate(micro_batches):
+            totals[2] += dropped
+            if images is None:  # every image of the micro-batch was corrupt: still join the all-reduce
+                images, labels = self._empty_batch()
+            images = images.to(self.device, non_blocking=True)
+            labels = labels.to(self.device, non_blocking=True)
+            images, targets = self.augment(images, labels)
+            last = i == len(micro_batches) - 1
+            sync = contextlib.nullcontext() if (last or not self.process.distributed) else self.ddp.no_sync()
+            with sync:
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp_dtype is not None):
+                    logits = self.ddp(images)
+                per_image = F.cross_entropy(logits.float(), targets.float(), reduction="none")
+                # Normalise by the nominal batch so N processes x A micro-batches == one big batch.
+                (per_image.sum() / (micro_size * cfg.accum)).backward()
+            totals[0] += float(per_image.detach().sum())
+            totals[1] += images.shape[0]
+        totals = D.all_reduce_sum(totals, self.process)
+        loss = float(totals[0] / max(totals[1], 1.0))
+        max_norm = cfg.grad_clip if cfg.grad_clip else float("inf")
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
+        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+            return {"loss": loss, "grad_norm": grad_norm, "finite": 0.0}
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        self.schedule.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        self.skipped += int(totals[2])
+        self.seen_images += int(totals[1])
+        return {"loss": loss, "grad_norm": grad_norm, "lr": lr, "images": float(totals[1]), "finite": 1.0}
+
+    # ------------------------------------------------------------------ state
+    def _state(self) -> dict[str, Any]:
+        rngs = D.gather_objects(rng_state(), self.process)
+        state = {
+            "step": self.step, "skipped": self.skipped, "seen_images": self.seen_images,
+            "world_size": self.process.world_size, "rng": rngs,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(), "config": self.config.to_dict(),
+        }
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
+        return state
+
+    def save(self) -> None:
+        """Write the native model directories and the resumable state (rank 0; collective call)."""
+        state = self._state()
+        if self.rundir is not None:
+            save_native(self.model, self.rundir.model_dir)
+            if self.ema is not None:
+                save_native(self.ema.module, self.rundir.ema_dir)
+            save_training_state(self.rundir.state_path, state)  # last: it is what --resume trusts
+        D.barrier(self.process)
+
+    def _resume(self) -> None:
+        cfg = self.config
+        if not cfg.out:
+            raise VitkitError("--resume needs the run directory")
+        state = load_training_state(Path(cfg.out) / "state.pt")
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.schedule.load_state_dict(state["schedule"])
+            if self.ema is not None:
+                if "ema" not in state:
+                    raise VitkitError(f"{cfg.out}: the saved run has no weight average; resume without --ema")
+                self.ema.load_state_dict(state["ema"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            if isinstance(exc, VitkitError):
+                raise
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise VitkitError(f"{cfg.out}/state.pt does not match this run's model/options ({first})") from None
+        # The schedule may have been lengthened (--steps): recompute the factor with this run's totals.
+        fresh = build_schedule(self.optimizer, cfg, self.total_steps).lr_lambdas[0]
+        self.schedule.lr_lambdas[0] = fresh
+        for group, base in zip(self.optimizer.param_groups, self.schedule.base_lrs, strict=True):
+            group["lr"] = base * fresh(self.schedule.last_epoch)
+        self.step, self.skipped = int(state["step"]), int(state["skipped"])
+        self.seen_images = int(state.get("seen_images", 0))
+        self._pending_rng = state["rng"][self.process.rank] if state["world_size"] == self.process.world_size \
+            else None
+        if self.step >= self.total_steps:
+            raise VitkitError(f"{cfg.out} already finished ({self.step} of {self.total_steps} steps); "
+                              f"raise --steps/--epochs to train longer")
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self) -> dict[str, float]:
+        """Test-split metrics of the raw weights and (when on) the weight average; rank 0 computes."""
+        from vitkit.evaluate.metrics import evaluate
+
+        metrics: dict[str, float] = {}
+        if self.process.is_main:
+            bs = max(1, self.config.batch_size // (self.config.accum * self.process.world_size))
+            for prefix, model in (("test", self.model), ("ema_test", self.ema.module if self.ema else None)):
+                if model is None:
+                    continue
+                result = evaluate(model, self.test_set, batch_size=bs, device=self.device,
+                                  num_workers=self.config.num_workers, amp_dtype=self.amp_dtype)
+                metrics.update({f"{prefix}_top1": result.top1, f"{prefix}_top5": result.top5,
+                                f"{prefix}_loss": result.loss})
+                metrics[f"{prefix}_skipped"] = result.skipped
+        return D.broadcast_object(metrics, self.process)
+
+    # ------------------------------------------------------------------ driver
+    def run(self, stop_after: int | None = None) -> TrainResult:
+        """Train to the configured length (or ``stop_after`` more steps, then checkpoint and return)."""
+        from tqdm.auto import tqdm
+
+        cfg = self.config
+        start_images = self.seen_images
+        end_step = self.total_steps if stop_after is None else min(self.total_steps, self.step + stop_after)
+        metrics: dict[str, float] = {}
+        last_eval: dict[str, float] = {}
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress, unit="step",
+                   file=sys.stderr, dynamic_ncols=True, desc=cfg.recipe)
+        started = time.perf_counter()
+        window_images, window_start, window_loss, window_steps = 0, time.perf_counter(), 0.0, 0
+        try:
+            while self.step < end_step:
+                epoch, position = divmod(self.step, self.steps_per_epoch)
+                loader = iter(self._loader(epoch, position))
+                if self._pending_rng is not None:
+                    set_rng_state(self._pending_rng)  # after the iterator exists: exact continuation
+                    self._pending_rng = None
+                while position < self.steps_per_epoch and self.step < end_step:
+                    micro = [next(loader) for _ in range(cfg.accum)]
+                    out = self._train_step(micro)
+                    if not out["finite"]:
+                        self._stop_non_finite(out)
+                    self.step += 1
+                    position += 1
+                    window_images += int(out["images"])
+                    window_loss += out["loss"]
+                    window_steps += 1
+                    bar.update(1)
+                    if self.step % cfg.log_every == 0 or self.step == end_step:
+                        rate = window_images / max(time.perf_counter() - window_start, 1e-9)
+                        metrics = {"train/loss": window_loss / window_steps, "train/lr": out["lr"],
+                                   "train/grad_norm": out["grad_norm"], "train/images_per_second": rate}
+                        bar.set_postfix(loss=f"{metrics['train/loss']:.4f}", lr=f"{out['lr']:.2e}",
+                                        img_s=f"{rate:.0f}")
+                        if self.rundir is not None:
+                            self.rundir.log(self.step, self.step / self.steps_per_epoch, metrics)
+                        window_images, window_start, window_loss, window_steps = 0, time.perf_counter(), 0.0, 0
+                    epoch_done = position == self.steps_per_epoch
+                    finished = self.step == self.total_steps
+                    paused = time.perf_counter()
+                    if (epoch_done and (epoch + 1) % cfg.eval_every == 0) or finished:
+                        last_eval = self.evaluate()
+                        self._log_eval(last_eval, epoch)
+                    if (epoch_done or finished or self.step == end_step
+                            or (cfg.save_every and self.step % cfg.save_every == 0)):
+                        self.save()
+                    window_start += time.perf_counter() - paused  # img/s counts training time only
+        finally:
+            bar.close()
+            if self.rundir is not None:
+                self.rundir.flush()
+        seconds = time.perf_counter() - started
+        images = self.seen_images
+        result = TrainResult(
+            model=self.model.eval(), ema_model=self.ema.module.eval() if self.ema else None, config=cfg,
+            step=self.step, total_steps=self.total_steps, skipped=self.skipped, seconds=seconds,
+            images_per_second=(self.seen_images - start_images) / seconds if seconds > 0 else 0.0,
+            run_dir=Path(cfg.out) if cfg.out else None, finished=self.step >= self.total_steps,
+        )
+        result.metrics = {k.replace("/", "_"): v for k, v in {**metrics, **last_eval}.items()}
+        result.metrics["train_images"] = images
+        if self.rundir is not None:
+            self.rundir.write_summary(result.summary())
+            self.rundir.close()
+        return result
+
+    def _log_eval(self, metrics: dict[str, float], epoch: int) -> None:
+        if not metrics:
+            return
+        if self.rundir is not None:
+            self.rundir.log(self.step, self.step / self.steps_per_epoch, {k.replace("_", "/", 1): v
+                                                                         for k, v in metrics.items()})
+        text = f"step {self.step} (epoch {epoch + 1}): test top-1 {100 * metrics['test_top1']:.2f}%"
+        if "ema_test_top1" in metrics:
+            text += f", EMA {100 * metrics['ema_test_top1']:.2f}%"
+        self.report(text)
+
+    def _stop_non_finite(self, out: dict[str, float]) -> None:
+        """Keep the last good weights on disk and stop with one line naming the step."""
+        bad_step = self.step + 1
+        what = "loss" if not math.isfinite(out["loss"]) else "gradient norm"
+        value = out["loss"] if what == "loss" else out["grad_norm"]
+        self.optimizer.zero_grad(set_to_none=True)
+        # The weights are still those after the last good step: save them only if nothing was saved yet.
+        need_save = D.broadcast_object(self.rundir is not None and not self.rundir.state_path.exists(), self.process)
+        if need_save:
+            self.save()
+        where = ""
+        if self.rundir is not None:
+            where = f"; the last good checkpoint is {self.rundir.path} (step {self._saved_step()})"
+        raise NonFiniteLoss(f"{what} became {value} at step {bad_step}; training stopped{where}")
+
+    def _saved_step(self) -> int:
+        state = load_training_state(self.rundir.state_path)
+        return int(state["step"])
+
+
+def train(config: TrainConfig, *, resume: bool = False, progress: bool = True, stop_after: int | None = None,
+          report: Callable[[str], None] | None = None) -> TrainResult:
+    """Run a pre-training or fine-tuning job (the whole of ``vitkit train`` / ``vitkit finetune``).
+
+    ``resume`` continues the run in ``config.out`` exactly where its last checkpoint stopped;
+    ``stop_after`` ends this session after that many steps with a checkpoint (``--resume`` later).
+    Under torchrun every process calls this; only rank 0 writes files.
+    """
+    joined = not D.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    try:
+        return Trainer(config, resume=resume, progress=progress, report=report).run(stop_after)
+    finally:
+        if joined:
+            D.teardown()
