@@ -72,8 +72,12 @@ def model_from_metadata(meta: dict) -> VisionTransformer:
     return model
 
 
-def load_state_dict_strict(model: VisionTransformer, state: dict[str, torch.Tensor], source: str) -> None:
-    """``load_state_dict`` whose failures are one line naming the first offending keys."""
+def load_state_dict_strict(model: VisionTransformer, state: dict[str, torch.Tensor], source: str,
+                           assign: bool = False) -> None:
+    """``load_state_dict`` whose failures are one line naming the first offending keys.
+
+    ``assign=True`` makes the given tensors the model's parameters (no copy): the way to fill a
+    model built on the ``meta`` device."""
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -86,7 +90,11 @@ def load_state_dict_strict(model: VisionTransformer, state: dict[str, torch.Tens
         if tuple(tensor.shape) != tuple(own[name].shape):
             raise VitkitError(f"{source}: shape mismatch for {name}: checkpoint {tuple(tensor.shape)}, "
                               f"model {tuple(own[name].shape)}")
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(state, strict=True, assign=assign)
+    if assign:
+        left = [name for name, t in model.state_dict().items() if t.is_meta]
+        if left:
+            raise VitkitError(f"{source}: no values for {', '.join(left[:5])}")
 
 
 def load_native(directory: str | os.PathLike) -> VisionTransformer:
@@ -100,12 +108,15 @@ def load_native(directory: str | os.PathLike) -> VisionTransformer:
         raise VitkitError(f"{directory / CONFIG_FILE}: not valid JSON ({exc})") from None
     if meta.get("format") != FORMAT_NAME:
         raise VitkitError(f"{directory / CONFIG_FILE}: not a vitkit checkpoint (format={meta.get('format')!r})")
-    model = model_from_metadata(meta)
+    with torch.device("meta"):  # shapes only: the weights from the file become the parameters
+        model = model_from_metadata(meta)
     try:
         state = load_file(str(directory / WEIGHTS_FILE))
     except FileNotFoundError:
         raise VitkitError(f"{directory}: no {WEIGHTS_FILE}") from None
     except (SafetensorError, OSError) as exc:
         raise VitkitError(f"{directory / WEIGHTS_FILE}: unreadable safetensors file ({exc})") from None
-    load_state_dict_strict(model, state, str(directory / WEIGHTS_FILE))
+    own = model.state_dict()  # parameters keep the model's dtype (float32), as a copying load would
+    state = {k: v.to(own[k].dtype) if k in own else v for k, v in state.items()}
+    load_state_dict_strict(model, state, str(directory / WEIGHTS_FILE), assign=True)
     return model.eval()

@@ -1,0 +1,25 @@
+"""``vitkit convert``: rewrite a checkpoint in another dialect (native, hf, timm, jax)."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "convert"
+HELP = "convert a checkpoint between vitkit, Hugging Face, timm and official JAX (.npz) formats"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("src", help="checkpoint to read (format detected: directory, .npz, .safetensors, .pth, .bin)")
+    parser.add_argument("dst", help="where to write it (directory for native/hf, file for timm/jax)")
+    parser.add_argument("--to", required=True, choices=("native", "hf", "timm", "jax"), help="target format")
+    parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> dict:
+    from vitkit.formats.convert import convert
+
+    done = convert(args.src, args.dst, to=args.to, overwrite=args.overwrite, progress=not args.no_progress)
+    print(f"{done.source} ({done.source_format}, {done.model}, {done.parameters / 1e6:.1f}M parameters) -> "
+          f"{done.destination} ({done.target_format}, {done.bytes_written / 2**20:.1f} MiB) in {done.seconds:.1f} s")
+    return done.to_dict()

@@ -1,0 +1,242 @@
+"""Hugging Face transformers ViT directories: ``config.json`` + ``model.safetensors`` (or sharded
+``model.safetensors.index.json``, or ``pytorch_model.bin``), for ``ViTModel`` and
+``ViTForImageClassification``.
+
+Layout facts (the names on disk, which transformers keeps across versions):
+
+* separate ``query``/``key``/``value`` linears, fused here into one qkv projection;
+* ``ViTForImageClassification`` prefixes the encoder with ``vit.`` and classifies token 0 after
+  the final LayerNorm with ``classifier`` — exactly eq. 4 plus a linear head; it has no pooler;
+* ``ViTModel``'s pooler (Dense + tanh on token 0) is the paper's pre-logits layer, so it loads
+  as vitkit's ``pre_logits`` of a model without a head: ``forward`` then returns HF's
+  ``pooler_output``;
+* ``layer_norm_eps`` defaults to 1e-12 in HF (carried into :class:`ViTConfig`), ``hidden_act``
+  must be the exact ``gelu``; ``id2label`` becomes ``label_names``; ``preprocessor_config.json``
+  gives the normalisation (ViTImageProcessor: mean = std = 0.5, bilinear resize to the model
+  size).
+
+Export writes ``config.json`` (with a ``vitkit`` entry for what HF has no field for),
+``model.safetensors`` and ``preprocessor_config.json``; the directory loads with
+``transformers.ViTForImageClassification.from_pretrained`` (or ``ViTModel`` for a model
+without a head).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import torch
+
+from vitkit.atomic import write_text_atomic
+from vitkit.config import ViTConfig, to_pair
+from vitkit.errors import VitkitError
+from vitkit.formats import mapping
+from vitkit.formats.mapping import CONCAT3, rule
+from vitkit.formats.tensor_files import (
+    TensorSource,
+    open_sharded_safetensors,
+    open_tensor_file,
+    write_safetensors,
+)
+from vitkit.models.vit import VisionTransformer
+from vitkit.preprocessing import INCEPTION_MEAN, INCEPTION_STD, Preprocessing
+
+FORMAT = "hf"
+CONFIG_FILE = "config.json"
+PREPROCESSOR_FILE = "preprocessor_config.json"
+WEIGHTS_FILE = "model.safetensors"
+WEIGHT_FILES = (WEIGHTS_FILE, "model.safetensors.index.json", "pytorch_model.bin")
+PREFIX = "vit."
+#: transformers' ViTConfig defaults, for fields a config.json leaves out.
+HF_DEFAULTS = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+                   hidden_act="gelu", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, layer_norm_eps=1e-12,
+                   image_size=224, patch_size=16, num_channels=3, qkv_bias=True, pooler_act="tanh")
+#: PIL resampling codes used by HF image processors.
+_RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}
+_LAYER = "encoder.layer.{i}"
+
+#: vitkit name <-> HF name (without the ``vit.`` prefix): the whole mapping of this format.
+RULES = [
+    rule("cls_token", "embeddings.cls_token"),
+    rule("pos_embed.table", "embeddings.position_embeddings"),
+    rule("patch_embed.proj.{p}", "embeddings.patch_embeddings.projection.{p}"),
+    rule("blocks.{i}.norm1.{p}", f"{_LAYER}.layernorm_before.{{p}}"),
+    rule("blocks.{i}.attn.qkv.{p}", *(f"{_LAYER}.attention.attention.{x}.{{p}}" for x in ("query", "key", "value")),
+         codec=CONCAT3),
+    rule("blocks.{i}.attn.proj.{p}", f"{_LAYER}.attention.output.dense.{{p}}"),
+    rule("blocks.{i}.norm2.{p}", f"{_LAYER}.layernorm_after.{{p}}"),
+    rule("blocks.{i}.mlp.fc1.{p}", f"{_LAYER}.intermediate.dense.{{p}}"),
+    rule("blocks.{i}.mlp.fc2.{p}", f"{_LAYER}.output.dense.{{p}}"),
+    rule("norm.{p}", "layernorm.{p}"),
+    rule("pre_logits.fc.{p}", "pooler.dense.{p}"),
+    rule("head.{p}", "classifier.{p}"),
+]
+
+
+def is_hf_directory(path: Path) -> bool:
+    config = path / CONFIG_FILE
+    if not config.is_file():
+        return False
+    try:
+        return "model_type" in json.loads(config.read_text())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def _strip_prefix(key: str) -> str:
+    return key[len(PREFIX):] if key.startswith(PREFIX) else key
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except ValueError as exc:
+        raise VitkitError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise VitkitError(f"{path}: expected a JSON object")
+    return data
+
+
+def _open_weights(directory: Path) -> TensorSource:
+    for name in WEIGHT_FILES:
+        path = directory / name
+        if path.is_file():
+            return open_sharded_safetensors(path) if name.endswith(".index.json") else open_tensor_file(path)
+    raise VitkitError(f"{directory}: no weights ({' / '.join(WEIGHT_FILES)})")
+
+
+def config_from_hf(hf: dict, source: TensorSource) -> ViTConfig:
+    """vitkit's architecture from a transformers ``config.json`` and the weights' head shapes."""
+    where = str(source.path)
+    c = {**HF_DEFAULTS, **hf}
+    if hf.get("model_type") != "vit":
+        raise VitkitError(f"{where}: Hugging Face model_type {hf.get('model_type')!r} is not supported (only 'vit')")
+    if c["hidden_act"] != "gelu":
+        raise VitkitError(f"{where}: hidden_act {c['hidden_act']!r} is not supported (vitkit's MLP uses exact gelu)")
+    keys = {_strip_prefix(k): k for k in source.names()}
+    head = "classifier.weight" in keys
+    pooler = "pooler.dense.weight" in keys and not head
+    if pooler and c["pooler_act"] != "tanh":
+        raise VitkitError(f"{where}: pooler_act {c['pooler_act']!r} is not supported (pre-logits use tanh)")
+    patch = to_pair(c["patch_size"])
+    if patch[0] != patch[1]:
+        raise VitkitError(f"{where}: non-square patches {patch} are not supported")
+    config = ViTConfig(
+        image_size=to_pair(c["image_size"]), patch_size=patch[0], in_channels=c["num_channels"],
+        hidden_size=c["hidden_size"], depth=c["num_hidden_layers"], num_heads=c["num_attention_heads"],
+        mlp_dim=c["intermediate_size"], classifier="token", qkv_bias=bool(c["qkv_bias"]),
+        num_classes=source.shape(keys["classifier.weight"])[0] if head else 0,
+        representation_size=source.shape(keys["pooler.dense.weight"])[0] if pooler else None,
+        dropout=float(c["hidden_dropout_prob"]), attention_dropout=float(c["attention_probs_dropout_prob"]),
+        layer_norm_eps=float(c["layer_norm_eps"]),
+    )
+    return config.replace(name=(hf.get("vitkit") or {}).get("name") or mapping.variant_name(config))
+
+
+def _label_names(hf: dict, num_classes: int) -> list[str] | None:
+    """``id2label`` as a list; None for HF's placeholder names ``LABEL_0``, ``LABEL_1``, ..."""
+    id2label = hf.get("id2label") or {}
+    try:
+        names = [str(id2label[i] if i in id2label else id2label[str(i)]) for i in range(num_classes)]
+    except KeyError:
+        return None
+    if not names or all(re.fullmatch(rf"LABEL_{i}", n) for i, n in enumerate(names)):
+        return None
+    return names
+
+
+def hf_preprocessing(processor: dict, hf: dict, image_size: tuple[int, int]) -> Preprocessing:
+    """From ``preprocessor_config.json`` (ViTImageProcessor resizes the whole image: crop 1.0)."""
+    stored = (hf.get("vitkit") or {}).get("preprocessing")
+    if stored:
+        return Preprocessing.from_dict(stored)
+    mean, std = processor.get("image_mean", INCEPTION_MEAN), processor.get("image_std", INCEPTION_STD)
+    if processor.get("do_normalize") is False:
+        mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    return Preprocessing(image_size=image_size, mean=tuple(mean), std=tuple(std), crop_pct=1.0,
+                         interpolation=_RESAMPLE.get(processor.get("resample", 2), "bilinear"))
+
+
+def load_hf(path: str | os.PathLike, *, dtype: torch.dtype | None = torch.float32, progress: bool = False,
+            image_size: tuple[int, int] | None = None) -> VisionTransformer:
+    """Load a transformers ViT directory (eval mode). ``image_size`` is unused: config.json says."""
+    directory = Path(path)
+    if not directory.is_dir():
+        raise VitkitError(f"{directory}: Hugging Face checkpoints are directories (config.json + weights)")
+    hf = _read_json(directory / CONFIG_FILE)
+    if not hf:
+        raise VitkitError(f"{directory}: no {CONFIG_FILE}: Hugging Face weights need their config")
+    with _open_weights(directory) as source:
+        config = config_from_hf(hf, source)
+        model = mapping.load_mapped(source, config, RULES, fmt=FORMAT, dtype=dtype, progress=progress,
+                                    rename=_strip_prefix,
+                                    ignore=lambda k: k == "embeddings.mask_token" or k.startswith("pooler."))
+    pre = hf_preprocessing(_read_json(directory / PREPROCESSOR_FILE), hf, config.image_size)
+    return mapping.finish(model, None, preprocessing=pre, label_names=_label_names(hf, config.num_classes))
+
+
+def check_exportable(config: ViTConfig) -> None:
+    """What transformers' ViT classes can represent."""
+    if config.is_hybrid:
+        raise VitkitError("Hugging Face's ViT has no ResNet stem: export hybrids to timm, jax or native")
+    if config.classifier != "token":
+        raise VitkitError("Hugging Face's ViT classifies the [class] token: a GAP model cannot be exported to hf")
+    if config.posemb != "learned_1d":
+        raise VitkitError(f"Hugging Face's ViT has learned 1-D position embeddings only, not {config.posemb}")
+    if config.num_classes and config.representation_size:
+        raise VitkitError("Hugging Face's ViTForImageClassification has no pre-logits layer before its classifier; "
+                          "drop it (model.reset_head) or export to timm, jax or native")
+
+
+def hf_config(model: VisionTransformer) -> dict:
+    """The transformers ``config.json`` describing ``model``."""
+    c = model.config
+    labels = model.label_names or [f"LABEL_{i}" for i in range(c.num_classes)]
+    height, width = c.image_size
+    out = {
+        "architectures": ["ViTForImageClassification" if c.num_classes else "ViTModel"],
+        "model_type": "vit",
+        "hidden_size": c.hidden_size, "num_hidden_layers": c.depth, "num_attention_heads": c.num_heads,
+        "intermediate_size": c.mlp_dim, "hidden_act": "gelu",
+        "hidden_dropout_prob": c.dropout, "attention_probs_dropout_prob": c.attention_dropout,
+        "initializer_range": 0.02, "layer_norm_eps": c.layer_norm_eps,
+        "image_size": height if height == width else [height, width], "patch_size": c.patch_size,
+        "num_channels": c.in_channels, "qkv_bias": c.qkv_bias, "encoder_stride": c.patch_size,
+        "pooler_output_size": c.representation_size or c.hidden_size, "pooler_act": "tanh",
+        "torch_dtype": str(model.patch_embed.proj.weight.dtype).removeprefix("torch."),
+        "vitkit": {"name": c.name, "preprocessing": model.preprocessing.to_dict()},
+    }
+    if c.num_classes:
+        out["id2label"] = {str(i): name for i, name in enumerate(labels)}
+        out["label2id"] = {name: i for i, name in enumerate(labels)}
+    return out
+
+
+def processor_config(pre: Preprocessing) -> dict:
+    """``preprocessor_config.json`` for transformers' ViTImageProcessor."""
+    resample = {name: code for code, name in _RESAMPLE.items()}[pre.interpolation]
+    return {"image_processor_type": "ViTImageProcessor", "do_resize": True,
+            "size": {"height": pre.image_size[0], "width": pre.image_size[1]}, "resample": resample,
+            "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
+            "image_mean": list(pre.mean), "image_std": list(pre.std)}
+
+
+def save_hf(model: VisionTransformer, directory: str | os.PathLike, *, progress: bool = False) -> Path:
+    """Write ``model`` as a transformers ViT directory (each file atomically)."""
+    directory = Path(directory)
+    check_exportable(model.config)
+    if directory.exists() and not directory.is_dir():
+        raise VitkitError(f"{directory}: exists and is not a directory")
+    directory.mkdir(parents=True, exist_ok=True)
+    prefix = PREFIX if model.config.num_classes else ""
+    tensors = {(name if name.startswith("classifier.") else prefix + name): tensor
+               for name, tensor in mapping.export_tensors(model, RULES, fmt=FORMAT, progress=progress)}
+    write_safetensors(tensors, directory / WEIGHTS_FILE)
+    write_text_atomic(directory / CONFIG_FILE, json.dumps(hf_config(model), indent=2) + "\n")
+    write_text_atomic(directory / PREPROCESSOR_FILE, json.dumps(processor_config(model.preprocessing), indent=2) + "\n")
+    return directory
