@@ -130,3 +130,5 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert "checkpoint" in _fails(["--out", out], capsys)
     assert "divisible" in _fails([str(ckpt), "--image-size", "20", "--out", out], capsys)
     assert not (tmp_path / "o").exists()
+    (tmp_path / "taken").write_text("a file where the output folder should go")
+    assert "taken" in _fails([str(ckpt), "--out", str(tmp_path / "taken")], capsys)

@@ -20,7 +20,9 @@ def image_size(text: str) -> int | tuple[int, int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", nargs="?", help="model checkpoint (anything vitkit.load_model reads)")
+    parser.add_argument("checkpoint", nargs="?", metavar="CKPT",
+                        help="a checkpoint (anything vitkit.load_model reads) or a training run directory")
+    parser.add_argument("--ema", action="store_true", help="with a run directory: use its weight average")
     parser.add_argument("--model", metavar="NAME",
                         help="inspect a randomly initialised variant instead of a checkpoint (e.g. ViT-Ti/16)")
     parser.add_argument("--images", nargs="+", metavar="PATH",
@@ -33,14 +35,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-shown", type=int, default=8,
                         help="images drawn in rollout.png / attention_heads.png (default 8; all get an overlay)")
     parser.add_argument("--seed", type=int, default=0, help="initialisation seed for --model (default 0)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default auto)")
 
 
 def run(args: argparse.Namespace) -> dict:
+    from vitkit.cli.common import checkpoint_path
     from vitkit.errors import VitkitError
     from vitkit.formats.detect import load_model
     from vitkit.inspect.images import default_images, load_images
     from vitkit.inspect.report import write_report
     from vitkit.models import create_model
+    from vitkit.train.distributed import resolve_device
 
     if args.checkpoint is None and args.model is None:
         raise VitkitError("no model: give a checkpoint path, or --model NAME for a randomly initialised one")
@@ -49,11 +54,12 @@ def run(args: argparse.Namespace) -> dict:
     for flag in ("batch_size", "components", "max_shown"):
         if getattr(args, flag) < 1:
             raise VitkitError(f"--{flag.replace('_', '-')} must be at least 1")
+    device = resolve_device(args.device)
     if args.checkpoint is not None:
-        model = load_model(args.checkpoint, image_size=args.image_size)
+        model = load_model(checkpoint_path(args.checkpoint, args.ema), image_size=args.image_size, device=device)
         source = args.checkpoint
     else:
-        model = create_model(args.model, image_size=args.image_size, seed=args.seed).eval()
+        model = create_model(args.model, image_size=args.image_size, seed=args.seed).to(device).eval()
         source = f"{model.config.name} (random initialisation, seed {args.seed})"
     images = load_images(args.images) if args.images else default_images()
     summary = write_report(model, images, args.out, components=args.components, batch_size=args.batch_size,

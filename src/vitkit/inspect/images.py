@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from vitkit.data.images import open_rgb
 from vitkit.errors import VitkitError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
@@ -23,15 +24,12 @@ class NamedImage(NamedTuple):
 
 
 def open_image(path: str | os.PathLike) -> Image.Image:
-    """An RGB image from ``path``, or a one-line :class:`VitkitError` (missing, not an image)."""
+    """An upright 8-bit RGB image from ``path`` (decoded as everywhere in vitkit, by
+    :func:`vitkit.data.images.open_rgb`), or a one-line :class:`VitkitError`."""
     path = Path(path)
     if not path.is_file():
         raise VitkitError(f"{path}: no such image file")
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except (UnidentifiedImageError, OSError) as exc:
-        raise VitkitError(f"{path}: not a readable image ({exc.__class__.__name__})") from None
+    return open_rgb(path)
 
 
 def load_images(paths: Sequence[str | os.PathLike]) -> list[NamedImage]:
