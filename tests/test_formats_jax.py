@@ -151,6 +151,9 @@ def test_unsupported_official_variants_are_named(tmp_path):
     np.savez(tmp_path / "extra.npz", **extra)
     with pytest.raises(VitkitError, match="unexpected keys .*LayerScale_0/scale"):
         load_model(tmp_path / "extra.npz")
+    np.savez(tmp_path / "no_embedding.npz", **{k: v for k, v in arrays.items() if not k.startswith("embedding/")})
+    with pytest.raises(VitkitError, match="missing keys .*embedding/kernel"):
+        load_model(tmp_path / "no_embedding.npz")
     arrays["head/kernel"] = arrays["head/kernel"][:100]
     np.savez(tmp_path / "shape.npz", **arrays)
     with pytest.raises(VitkitError, match="shape mismatch: head/kernel"):

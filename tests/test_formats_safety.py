@@ -93,6 +93,9 @@ def test_unknown_layouts_and_paths_are_named(tmp_path):
         load_model(tmp_path / "empty")
     with pytest.raises(VitkitError, match="no such file"):
         load_model(tmp_path / "nowhere.npz")
+    save_model(tiny(num_classes=2), tmp_path / "hf", to="hf")
+    with pytest.raises(VitkitError, match="Hugging Face weights need their config.json"):
+        load_model(tmp_path / "hf" / "model.safetensors")
     save_model(tiny(num_classes=2), tmp_path / "native", to="native")
     with pytest.raises(VitkitError, match="vitkit weights without their config.json"):
         load_model(tmp_path / "native" / "model.safetensors")

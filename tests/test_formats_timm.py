@@ -165,5 +165,8 @@ def test_bad_timm_state_dicts_are_named(tmp_path):
     torch.save({**state, "fc_norm.weight": torch.ones(192), "fc_norm.bias": torch.zeros(192)}, tmp_path / "mae.pth")
     with pytest.raises(VitkitError, match="class token with average pooling"):
         load_model(tmp_path / "mae.pth")
+    torch.save({**state, "patch_embed.proj.weight": torch.zeros(192, 768)}, tmp_path / "flat.pth")
+    with pytest.raises(VitkitError, match="tensor shapes that do not describe a timm ViT"):
+        load_model(tmp_path / "flat.pth")
     with pytest.raises(VitkitError, match=r"\.safetensors, \.pth or \.bin"):
         save_model(model, tmp_path / "m.ckpt", to="timm")

@@ -119,8 +119,10 @@ def config_from_hf(hf: dict, source: TensorSource) -> ViTConfig:
     if c["hidden_act"] != "gelu":
         raise VitkitError(f"{where}: hidden_act {c['hidden_act']!r} is not supported (vitkit's MLP uses exact gelu)")
     keys = {_strip_prefix(k): k for k in source.names()}
-    head = "classifier.weight" in keys
-    pooler = "pooler.dense.weight" in keys and not head
+    head_name, = mapping.their_names(RULES, "head.weight")
+    pooler_name, = mapping.their_names(RULES, "pre_logits.fc.weight")
+    head = head_name in keys
+    pooler = pooler_name in keys and not head
     if pooler and c["pooler_act"] != "tanh":
         raise VitkitError(f"{where}: pooler_act {c['pooler_act']!r} is not supported (pre-logits use tanh)")
     patch = to_pair(c["patch_size"])
@@ -130,8 +132,8 @@ def config_from_hf(hf: dict, source: TensorSource) -> ViTConfig:
         image_size=to_pair(c["image_size"]), patch_size=patch[0], in_channels=c["num_channels"],
         hidden_size=c["hidden_size"], depth=c["num_hidden_layers"], num_heads=c["num_attention_heads"],
         mlp_dim=c["intermediate_size"], classifier="token", qkv_bias=bool(c["qkv_bias"]),
-        num_classes=source.shape(keys["classifier.weight"])[0] if head else 0,
-        representation_size=source.shape(keys["pooler.dense.weight"])[0] if pooler else None,
+        num_classes=source.shape(keys[head_name])[0] if head else 0,
+        representation_size=source.shape(keys[pooler_name])[0] if pooler else None,
         dropout=float(c["hidden_dropout_prob"]), attention_dropout=float(c["attention_probs_dropout_prob"]),
         layer_norm_eps=float(c["layer_norm_eps"]),
     )
@@ -172,7 +174,8 @@ def load_hf(path: str | os.PathLike, *, dtype: torch.dtype | None = torch.float3
     if not hf:
         raise VitkitError(f"{directory}: no {CONFIG_FILE}: Hugging Face weights need their config")
     with _open_weights(directory) as source:
-        config = config_from_hf(hf, source)
+        with mapping.reading_architecture(str(directory), FORMAT):
+            config = config_from_hf(hf, source)
         model = mapping.load_mapped(source, config, RULES, fmt=FORMAT, dtype=dtype, progress=progress,
                                     rename=_strip_prefix,
                                     ignore=lambda k: k == "embeddings.mask_token" or k.startswith("pooler."))

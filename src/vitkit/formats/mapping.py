@@ -16,6 +16,7 @@ with ``load_state_dict(assign=True)``, so a conversion holds one copy of the wei
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -28,7 +29,7 @@ from tqdm.auto import tqdm
 from vitkit.config import VARIANTS, ViTConfig
 from vitkit.errors import VitkitError
 from vitkit.formats.native import FORMAT_NAME, checkpoint_metadata, load_state_dict_strict
-from vitkit.formats.tensor_files import TensorSource
+from vitkit.formats.tensor_files import TensorSource, first_line
 from vitkit.models.vit import VisionTransformer
 from vitkit.preprocessing import Preprocessing
 
@@ -138,11 +139,28 @@ def plan(rules: Sequence[Rule], our_keys: Iterable[str], fmt: str) -> list[Step]
     return steps
 
 
+def their_names(rules: Sequence[Rule], ours: str) -> tuple[str, ...]:
+    """The format's name(s) for vitkit's ``ours``, from the table (used to read shapes)."""
+    return plan(rules, [ours], "table")[0].theirs
+
+
 # ---------------------------------------------------------------------------------- the model
 def empty_model(config: ViTConfig) -> VisionTransformer:
     """The architecture on the ``meta`` device: shapes only, no memory, no initialisation."""
     with torch.device("meta"):
         return VisionTransformer(config)
+
+
+@contextlib.contextmanager
+def reading_architecture(source: str, fmt: str) -> Iterator[None]:
+    """Turns the errors odd tensor shapes cause while reading an architecture into one line."""
+    try:
+        yield
+    except VitkitError:
+        raise
+    except (ValueError, IndexError, KeyError, TypeError, RuntimeError) as exc:
+        raise VitkitError(f"{source}: tensor shapes that do not describe a {fmt} ViT "
+                          f"({type(exc).__name__}: {first_line(exc)})") from None
 
 
 def _first(names: list[str], n: int = 5) -> str:
@@ -164,7 +182,8 @@ def load_mapped(source: TensorSource, config: ViTConfig, rules: Sequence[Rule], 
     mismatches are one-line errors naming the first offenders. ``dtype=None`` keeps the
     stored dtype (conversion); the default casts to float32.
     """
-    model = empty_model(config)
+    with reading_architecture(str(source.path), fmt):
+        model = empty_model(config)
     shapes = {name: tuple(t.shape) for name, t in model.state_dict().items()}
     steps = plan(rules, shapes, fmt)
     stored = {rename(k): k for k in source.names()}
@@ -182,7 +201,7 @@ def load_mapped(source: TensorSource, config: ViTConfig, rules: Sequence[Rule], 
         found = " / ".join(f"{stored[n]} {tuple(t.shape)}" for n, t in zip(step.theirs, tensors, strict=True))
         try:
             value = step.codec.load(tensors, config)
-        except RuntimeError:
+        except (RuntimeError, IndexError):
             value = None
         if value is None or tuple(value.shape) != shapes[step.ours]:
             raise VitkitError(f"{source.path}: shape mismatch: {found} does not fit {step.ours} "

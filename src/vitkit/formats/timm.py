@@ -129,7 +129,8 @@ def load_timm(path: str | os.PathLike, *, dtype: torch.dtype | None = torch.floa
         meta = mapping.read_embedded_metadata(source.metadata.get(METADATA_KEY))
         heads = ((meta or {}).get("architecture", {}).get("num_heads")
                  or hub.get("model_args", {}).get("num_heads"))
-        inferred = infer_config(source, num_heads=heads, image_size=image_size, meta=meta)
+        with mapping.reading_architecture(str(weights), FORMAT):
+            inferred = infer_config(source, num_heads=heads, image_size=image_size, meta=meta)
         config, meta = mapping.reconcile(inferred, meta, str(weights), heads_known=False)
         model = mapping.load_mapped(source, config, rules(config), fmt=FORMAT, dtype=dtype, progress=progress)
     pretrained_cfg = hub.get("pretrained_cfg")
