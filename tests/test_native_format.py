@@ -62,3 +62,14 @@ def test_config_round_trips_through_json():
     assert again == cfg and again.resnet_layers == (3, 4, 9)
     with pytest.raises(VitkitError, match="unknown ViTConfig fields: colour"):
         vitkit.ViTConfig.from_dict({**cfg.to_dict(), "colour": 1})
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    """Atomic writes go through mkstemp (mode 0600); the final file must follow the umask."""
+    import os
+
+    save_native(create_model("ViT-Ti/16", depth=1, image_size=32), tmp_path / "c")
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("config.json", "model.safetensors"):
+        assert (tmp_path / "c" / name).stat().st_mode & 0o777 == 0o666 & ~umask
