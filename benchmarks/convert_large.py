@@ -3,7 +3,7 @@
     python benchmarks/convert_large.py [--model ViT-L/16] [--keep DIR]
 
 A random ViT-L/16 (304M parameters, 1.2 GB in float32) is written as a timm ``.safetensors``
-file and as an official ``.npz``; each is then converted to every other format with
+file, an official ``.npz`` and a timm ``.pth``; each is then converted to every other format with
 :func:`vitkit.formats.convert.convert`, each conversion in its own Python process so that the
 peak resident memory (``ru_maxrss``) is the conversion's own. The baseline is the same process
 right after importing torch and vitkit, before reading anything. This is a benchmark, not a
@@ -46,6 +46,7 @@ torch.manual_seed(0)
 model = create_model(sys.argv[1], num_classes=1000)
 save_model(model, sys.argv[2], to="timm")
 save_model(model, sys.argv[3], to="jax")
+save_model(model, sys.argv[4], to="timm")
 """
 
 
@@ -68,15 +69,16 @@ def main() -> None:
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="vitkit-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        sources = {"timm": work / "source_timm.safetensors", "jax": work / "source_official.npz"}
+        sources = [("timm", work / "source_timm.safetensors"), ("jax", work / "source_official.npz"),
+                   ("timm", work / "source_timm.pth")]
         start = time.perf_counter()
-        _run(_MAKE, args.model, str(sources["timm"]), str(sources["jax"]))
+        _run(_MAKE, args.model, *(str(path) for _, path in sources))
         print(f"{args.model}: wrote the random sources in {time.perf_counter() - start:.1f} s "
               f"({os.cpu_count()} CPUs visible)")
         targets = {"native": "out_native", "hf": "out_hf", "timm": "out_timm.safetensors", "jax": "out_official.npz"}
         print(f"{'conversion':<34} {'file MiB':>9} {'seconds':>8} {'peak RSS MiB':>13} {'baseline':>9} "
               f"{'peak/file':>9} {'(peak-base)/file':>17}")
-        for src_format, src in sources.items():
+        for src_format, src in sources:
             for to, name in targets.items():
                 if to == src_format:
                     continue

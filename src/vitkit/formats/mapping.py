@@ -167,8 +167,8 @@ def _first(names: list[str], n: int = 5) -> str:
     return ", ".join(names[:n]) + (f" ... ({len(names)} in all)" if len(names) > n else "")
 
 
-def _bar(iterable, desc: str, progress: bool, total: int | None = None):
-    return tqdm(iterable, desc=desc, total=total, unit="tensor", leave=False, disable=None if progress else True)
+def _bar(iterable, desc: str, progress: bool):
+    return tqdm(iterable, desc=desc, unit="tensor", leave=False, disable=None if progress else True)
 
 
 def load_mapped(source: TensorSource, config: ViTConfig, rules: Sequence[Rule], *, fmt: str,
