@@ -25,12 +25,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private (0600); use the usual mode
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         with open(tmp_path, "rb") as handle:
             os.fsync(handle.fileno())
+        # mkstemp makes the file private (0600), and writers may recreate it: set the usual mode last.
+        os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
