@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.special import erf
 
 from vitkit import create_model
 from vitkit.models.vit import VisionTransformer
@@ -47,7 +46,8 @@ def _layer_norm(x: np.ndarray, scale: np.ndarray, bias: np.ndarray, eps: float =
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
-    return 0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))
+    """Flax's ``nn.gelu`` (approximate=True): the tanh approximation."""
+    return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)))
 
 
 def official_vit_forward(params: dict[str, np.ndarray], x_nhwc: np.ndarray) -> np.ndarray:

@@ -26,6 +26,8 @@ HF_CONFIGS = {
                                     qkv_bias=False, layer_norm_eps=1e-6),
     "6 heads, 16x16 patches": dict(hidden_size=96, num_hidden_layers=2, num_attention_heads=6, intermediate_size=80,
                                    image_size=48, patch_size=16, num_labels=2),
+    "tanh-approximate gelu": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                                  image_size=32, patch_size=16, num_labels=3, hidden_act="gelu_pytorch_tanh"),
 }
 
 
@@ -48,6 +50,7 @@ def test_hf_classifier_loads_with_identical_logits(tmp_path, name):
         config["intermediate_size"], config["patch_size"], config["num_labels"])
     assert c.qkv_bias == config.get("qkv_bias", True)
     assert c.layer_norm_eps == config.get("layer_norm_eps", 1e-12)
+    assert c.mlp_act == ("gelu_tanh" if config.get("hidden_act") == "gelu_pytorch_tanh" else "gelu")
     x = _hf_images(config)
     with torch.no_grad():
         expected = reference(x).logits
@@ -73,6 +76,7 @@ def test_hf_pytorch_model_bin_loads_too(tmp_path):
     dict(image_size=32, num_classes=5),
     dict(name="ViT-S/32", image_size=64, num_classes=3, qkv_bias=False, depth=1),
     dict(image_size=(32, 48), num_classes=4, num_heads=6, layer_norm_eps=1e-12),
+    dict(image_size=32, num_classes=2, mlp_act="gelu_tanh"),  # e.g. read from an official .npz
 ])
 def test_vitkit_model_exports_to_hf_with_identical_logits(tmp_path, overrides):
     model = tiny(**overrides)
@@ -142,9 +146,9 @@ def test_models_hf_cannot_represent_are_refused(tmp_path, overrides, message):
 
 def test_unsupported_hf_configs_give_one_line_errors(tmp_path):
     config = transformers.ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-                                    image_size=32, patch_size=16, hidden_act="gelu_new")
+                                    image_size=32, patch_size=16, hidden_act="relu")
     transformers.ViTForImageClassification(config).save_pretrained(tmp_path / "act")
-    with pytest.raises(VitkitError, match="hidden_act 'gelu_new'"):
+    with pytest.raises(VitkitError, match="hidden_act 'relu'"):
         load_model(tmp_path / "act")
     transformers.ViTForImageClassification(transformers.ViTConfig(
         hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, image_size=32,

@@ -14,6 +14,12 @@ from vitkit.formats.jax_npz import load_jax
 from vitkit.preprocessing import INCEPTION_MEAN, INCEPTION_STD
 
 
+def official_tiny(*args, **overrides):
+    """A small model with the official MLP activation (Flax's tanh-approximate GELU), as every
+    model read from a metadata-free official file has."""
+    return tiny(*args, mlp_act="gelu_tanh", **overrides)
+
+
 def _official_npz(model, path) -> dict[str, np.ndarray]:
     """Export, then rewrite the arrays with plain ``numpy.savez`` (no vitkit metadata): a file
     just like the published ones."""
@@ -30,7 +36,7 @@ def _official_npz(model, path) -> dict[str, np.ndarray]:
     dict(num_classes=3, representation_size=24, qkv_bias=False, name="ViT-S/32", image_size=64, num_heads=2),
 ])
 def test_npz_matches_the_official_model_both_ways(tmp_path, overrides):
-    model = tiny(**overrides)
+    model = official_tiny(**overrides)
     arrays = _official_npz(model, tmp_path / "official.npz")
     x = images(model)
     expected = official_vit_forward(arrays, x.permute(0, 2, 3, 1).numpy())  # NHWC, as the official code takes
@@ -41,7 +47,7 @@ def test_npz_matches_the_official_model_both_ways(tmp_path, overrides):
     assert (c.num_heads, c.depth, c.mlp_dim, c.patch_size, c.classifier, c.representation_size, c.qkv_bias,
             c.image_size) == (m.num_heads, m.depth, m.mlp_dim, m.patch_size, m.classifier, m.representation_size,
                               m.qkv_bias, m.image_size)
-    assert c.layer_norm_eps == 1e-6
+    assert c.layer_norm_eps == 1e-6 and c.mlp_act == "gelu_tanh"
     # the official weights expect pixels in [-1, 1]: the "inception" normalisation
     assert (loaded.preprocessing.mean, loaded.preprocessing.std) == (INCEPTION_MEAN, INCEPTION_STD)
 
@@ -77,7 +83,7 @@ def _as_big_vision(arrays: dict[str, np.ndarray], prefix: str = "params/") -> di
 
 
 def test_big_vision_naming_loads_to_the_same_model(tmp_path):
-    model = tiny(num_classes=3, num_heads=3)
+    model = official_tiny(num_classes=3, num_heads=3)
     arrays = _official_npz(model, tmp_path / "vit_jax.npz")
     np.savez(tmp_path / "bv.npz", **_as_big_vision(arrays))
     np.savez(tmp_path / "target.npz", **{f"opt/target/{k}": v for k, v in arrays.items()})
@@ -87,7 +93,7 @@ def test_big_vision_naming_loads_to_the_same_model(tmp_path):
 
 
 def test_hybrid_with_pre_linen_group_norm_shapes(tmp_path):
-    model = tiny("R50+ViT-B/16", hidden_size=64, num_heads=2, mlp_dim=128, resnet_layers=(1, 2), depth=1,
+    model = official_tiny("R50+ViT-B/16", hidden_size=64, num_heads=2, mlp_dim=128, resnet_layers=(1, 2), depth=1,
                  num_classes=3)
     arrays = _official_npz(model, tmp_path / "hybrid.npz")
     assert arrays["conv_root/kernel"].shape == (7, 7, 3, 64)
@@ -102,7 +108,7 @@ def test_hybrid_with_pre_linen_group_norm_shapes(tmp_path):
 
 
 def test_root_only_hybrid_round_trips(tmp_path):
-    model = tiny("R+ViT-Ti/16", depth=1, num_classes=2, image_size=64)
+    model = official_tiny("R+ViT-Ti/16", depth=1, num_classes=2, image_size=64)
     _official_npz(model, tmp_path / "r.npz")
     loaded = load_model(tmp_path / "r.npz")
     assert loaded.config.resnet_layers == () and loaded.config.patch_size == 8 and loaded.config.stride == 32
@@ -119,7 +125,7 @@ def test_new_head_and_resolution_on_load(tmp_path):
 
 
 def test_non_square_grid_needs_the_training_resolution(tmp_path):
-    model = tiny(num_classes=2, image_size=(32, 48))
+    model = official_tiny(num_classes=2, image_size=(32, 48))
     _official_npz(model, tmp_path / "wide.npz")
     with pytest.raises(VitkitError, match="not a square grid"):
         load_model(tmp_path / "wide.npz")

@@ -17,6 +17,7 @@ from vitkit.errors import VitkitError
 
 CLASSIFIERS = ("token", "gap")
 POSEMB_KINDS = ("none", "learned_1d", "learned_2d", "sincos_2d", "relative")
+MLP_ACTIVATIONS = ("gelu", "gelu_tanh")
 
 
 def to_pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
@@ -55,6 +56,9 @@ class ViTConfig:
     drop_path: float = 0.0
     qkv_bias: bool = True
     layer_norm_eps: float = 1e-6
+    #: The MLP's GELU: "gelu" (exact; timm, Hugging Face) or "gelu_tanh" (the tanh approximation
+    #: of Flax's ``nn.gelu``, which the official checkpoints were trained with).
+    mlp_act: str = "gelu"
     #: GAP models only: LayerNorm after pooling (timm/MAE style) instead of before (official code).
     fc_norm: bool = False
     #: Hybrid stem: None for plain ViT; () for the root block only (R+ViT-Ti/16); stage depths else.
@@ -77,6 +81,8 @@ class ViTConfig:
             raise VitkitError(f"classifier must be one of {CLASSIFIERS}, got {self.classifier!r}")
         if self.posemb not in POSEMB_KINDS:
             raise VitkitError(f"posemb must be one of {POSEMB_KINDS}, got {self.posemb!r}")
+        if self.mlp_act not in MLP_ACTIVATIONS:
+            raise VitkitError(f"mlp_act must be one of {MLP_ACTIVATIONS}, got {self.mlp_act!r}")
         if self.hidden_size % self.num_heads:
             raise VitkitError(
                 f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}"

@@ -11,9 +11,9 @@ Layout facts (the names on disk, which transformers keeps across versions):
   as vitkit's ``pre_logits`` of a model without a head: ``forward`` then returns HF's
   ``pooler_output``;
 * ``layer_norm_eps`` defaults to 1e-12 in HF (carried into :class:`ViTConfig`), ``hidden_act``
-  must be the exact ``gelu``; ``id2label`` becomes ``label_names``; ``preprocessor_config.json``
-  gives the normalisation (ViTImageProcessor: mean = std = 0.5, bilinear resize to the model
-  size).
+  is ``gelu`` (exact) or a tanh approximation (``gelu_new``, ``gelu_pytorch_tanh``);
+  ``id2label`` becomes ``label_names``; ``preprocessor_config.json`` gives the normalisation
+  (ViTImageProcessor: mean = std = 0.5, bilinear resize to the model size).
 
 Export writes ``config.json`` (with a ``vitkit`` entry for what HF has no field for),
 ``model.safetensors`` and ``preprocessor_config.json``; the directory loads with
@@ -110,14 +110,21 @@ def _open_weights(directory: Path) -> TensorSource:
     raise VitkitError(f"{directory}: no weights ({' / '.join(WEIGHT_FILES)})")
 
 
+#: transformers' names for the two GELUs vitkit's MLP has (``gelu_new`` and ``gelu_pytorch_tanh``
+#: are both the tanh approximation).
+HF_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}
+HF_ACTIVATION_NAMES = {"gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh"}
+
+
 def config_from_hf(hf: dict, source: TensorSource) -> ViTConfig:
     """vitkit's architecture from a transformers ``config.json`` and the weights' head shapes."""
     where = str(source.path)
     c = {**HF_DEFAULTS, **hf}
     if hf.get("model_type") != "vit":
         raise VitkitError(f"{where}: Hugging Face model_type {hf.get('model_type')!r} is not supported (only 'vit')")
-    if c["hidden_act"] != "gelu":
-        raise VitkitError(f"{where}: hidden_act {c['hidden_act']!r} is not supported (vitkit's MLP uses exact gelu)")
+    if c["hidden_act"] not in HF_ACTIVATIONS:
+        raise VitkitError(f"{where}: hidden_act {c['hidden_act']!r} is not supported "
+                          f"(vitkit's MLP: {' / '.join(HF_ACTIVATIONS)})")
     keys = {_strip_prefix(k): k for k in source.names()}
     head_name, = mapping.their_names(RULES, "head.weight")
     pooler_name, = mapping.their_names(RULES, "pre_logits.fc.weight")
@@ -135,7 +142,7 @@ def config_from_hf(hf: dict, source: TensorSource) -> ViTConfig:
         num_classes=source.shape(keys[head_name])[0] if head else 0,
         representation_size=source.shape(keys[pooler_name])[0] if pooler else None,
         dropout=float(c["hidden_dropout_prob"]), attention_dropout=float(c["attention_probs_dropout_prob"]),
-        layer_norm_eps=float(c["layer_norm_eps"]),
+        layer_norm_eps=float(c["layer_norm_eps"]), mlp_act=HF_ACTIVATIONS[c["hidden_act"]],
     )
     return config.replace(name=(hf.get("vitkit") or {}).get("name") or mapping.variant_name(config))
 
@@ -205,7 +212,7 @@ def hf_config(model: VisionTransformer) -> dict:
         "architectures": ["ViTForImageClassification" if c.num_classes else "ViTModel"],
         "model_type": "vit",
         "hidden_size": c.hidden_size, "num_hidden_layers": c.depth, "num_attention_heads": c.num_heads,
-        "intermediate_size": c.mlp_dim, "hidden_act": "gelu",
+        "intermediate_size": c.mlp_dim, "hidden_act": HF_ACTIVATION_NAMES[c.mlp_act],
         "hidden_dropout_prob": c.dropout, "attention_probs_dropout_prob": c.attention_dropout,
         "initializer_range": 0.02, "layer_norm_eps": c.layer_norm_eps,
         "image_size": height if height == width else [height, width], "patch_size": c.patch_size,

@@ -20,8 +20,9 @@ The models take NHWC images in [-1, 1]; vitkit takes NCHW, and the loaded model'
 Export writes vit_jax names; vitkit's own metadata (label names, eps values, ...) rides along in
 the zip archive comment, which numpy and the official loaders ignore.
 
-Note: Flax's ``nn.gelu`` is the tanh approximation while vitkit (like timm) uses the exact GELU;
-the two differ by at most 4.7e-4 per activation.
+Flax's ``nn.gelu`` is the tanh approximation of GELU, so a model read from an official file gets
+``mlp_act="gelu_tanh"`` and reproduces the official outputs; timm and Hugging Face run the same
+weights with the exact GELU (the two differ by at most 4.7e-4 per activation).
 """
 
 from __future__ import annotations
@@ -155,6 +156,7 @@ def infer_config(source: TensorSource, keys: dict[str, str], d: Dialect,
         classifier="token" if has("cls_token") else "gap",
         representation_size=shape("pre_logits.fc.weight")[1] if has("pre_logits.fc.weight") else None,
         num_classes=shape("head.weight")[1] if has("head.weight") else 0,
+        mlp_act="gelu_tanh",  # Flax's nn.gelu default, which the official models use
     )
     if has("patch_embed.backbone.stem.conv.weight"):
         root = shape("patch_embed.backbone.stem.conv.weight")

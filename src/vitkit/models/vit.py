@@ -104,9 +104,10 @@ class Mlp(nn.Module):
         self.fc1 = nn.Linear(config.hidden_size, config.mlp_dim)
         self.fc2 = nn.Linear(config.mlp_dim, config.hidden_size)
         self.drop = nn.Dropout(config.dropout)
+        self.approximate = "tanh" if config.mlp_act == "gelu_tanh" else "none"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(F.gelu(self.fc1(x)))))
+        return self.drop(self.fc2(self.drop(F.gelu(self.fc1(x), approximate=self.approximate))))
 
 
 class DropPath(nn.Module):
