@@ -9,7 +9,8 @@
 from vitkit.config import ViTConfig, get_config
 from vitkit.errors import VitkitError
 from vitkit.flops import count_flops
-from vitkit.formats.detect import load_model
+from vitkit.formats.convert import convert, save_model
+from vitkit.formats.detect import detect_format, load_model
 from vitkit.formats.native import save_native
 from vitkit.models import VisionTransformer, create_model, list_models, resample_patch_posemb
 from vitkit.preprocessing import Preprocessing
@@ -21,11 +22,14 @@ __all__ = [
     "ViTConfig",
     "VisionTransformer",
     "VitkitError",
+    "convert",
     "count_flops",
     "create_model",
+    "detect_format",
     "get_config",
     "list_models",
     "load_model",
     "resample_patch_posemb",
+    "save_model",
     "save_native",
 ]
