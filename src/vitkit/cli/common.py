@@ -110,8 +110,8 @@ def training_config(args: argparse.Namespace, recipe: str):
     options: dict[str, Any] = recipe_defaults(recipe)
     resume = given.get("resume")
     if resume is not None:
-        if not Path(resume).is_dir():
-            raise VitkitError(f"{resume}: no such run directory")
+        if not (Path(resume) / "config.yaml").is_file():
+            raise VitkitError(f"{resume}: not a run directory (no config.yaml)")
         options.update(read_config(resume))
         options["out"] = str(resume)
     elif "config" in given:
@@ -154,6 +154,8 @@ def run_training(args: argparse.Namespace, recipe: str) -> dict:
     summary = result.summary()
     if int(os.environ.get("RANK", "0")) == 0:
         print_training_summary(summary)
+    else:  # under torchrun only rank 0 speaks: no summary, no --json line from the others
+        args.json = False
     return summary
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import random
 import sys
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -43,6 +45,13 @@ from vitkit.train.rundir import RunDir
 
 
 # ------------------------------------------------------------------------------ the model
+def seed_everything(seed: int) -> None:
+    """Seed the generators a run draws from (Python, NumPy, torch): the same config, the same run."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
 def set_dropout(model: VisionTransformer, rate: float) -> None:
     """Change the dropout rate (App. B.1: after dense layers and the position embeddings) in place."""
     for module in model.modules():
@@ -130,6 +139,7 @@ class Trainer:
 
         self.config = config
         self.process, self.device = D.setup(config.device)
+        seed_everything(config.seed * 1000 + self.process.rank)  # each process its own augmentation stream
         self.report = report if (report is not None and self.process.is_main) else (lambda _msg: None)
         self.progress = progress and self.process.is_main
         if config.precision == "bf16" or (config.precision == "auto" and self.device.type == "cuda"):

@@ -1,0 +1,148 @@
+"""The main job (``make demo`` / ``vitkit demo``): the paper's story in miniature, on the bundled data.
+
+1. Pre-train a small ViT on MNIST-5k at 16x16 (the "large" upstream data set; §4.1 recipe:
+   AdamW, weight decay, warm-up + linear decay, clipping at 1).
+2. Fine-tune it on the scikit-learn digits at 24x24 -- a higher resolution, so the 4x4 grid of
+   learned position embeddings is interpolated to 6x6 (§3.2) -- with a new zero-initialised head,
+   SGD with momentum, cosine decay and a weight average (App. B.1.1).
+3. Train the same architecture on the digits from scratch with the same number of steps.
+4. Few-shot linear evaluation (§4.1 "Metrics") of the frozen pre-trained representation on the
+   digits, next to the same evaluation of a randomly initialised network.
+
+The recipe (model size, epochs, learning rates) was tuned so that the fine-tuned model clears 95%
+digits test accuracy with a margin, in a few minutes on two CPU cores. Every number in the table
+is measured by the run, never stored.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vitkit.train.loop import train
+from vitkit.train.recipes import TrainConfig, recipe_defaults
+
+#: The demo's model: ViT-Ti's shape scaled down (D 128, 4 heads, MLP 256, 4 layers) with 4x4 patches.
+DEMO_MODEL = dict(patch_size=4, hidden_size=128, depth=4, num_heads=4, mlp_dim=256)
+
+
+@dataclass
+class DemoSettings:
+    """The knobs of the demo (the defaults are what ``make demo`` runs)."""
+
+    out: str = "runs/demo"
+    model: str = "ViT-Ti/16"
+    model_options: dict[str, Any] = field(default_factory=lambda: dict(DEMO_MODEL))
+    pretrain_size: int = 16
+    finetune_size: int = 24
+    pretrain_epochs: int = 20
+    pretrain_lr: float = 2e-3
+    weight_decay: float = 0.05
+    finetune_epochs: int = 15
+    finetune_lr: float = 0.05
+    scratch_lr: float = 2e-3
+    batch_size: int = 64
+    ema: float = 0.9999
+    shots: tuple[int, ...] = (1, 5, 10)
+    draws: int = 5
+    seed: int = 0
+    threads: int | None = None
+
+
+@dataclass
+class DemoResult:
+    rows: list[dict[str, Any]]
+    fewshot: dict[str, list[dict[str, Any]]]
+    seconds: dict[str, float]
+    out: Path
+
+    def table(self) -> str:
+        lines = [f"{'model':<44} {'digits test top-1':>18}"]
+        lines += [f"{r['name']:<44} {100 * r['top1']:>17.2f}%" for r in self.rows]
+        lines.append("")
+        shots = [r["shots"] for r in next(iter(self.fewshot.values()))]
+        lines.append(f"{'few-shot linear (frozen features, digits)':<44}"
+                     + "".join(f"{f'{k}-shot':>16}" for k in shots))
+        for name, results in self.fewshot.items():
+            lines.append(f"{name:<44}" + "".join(f"{100 * r['mean']:>8.1f} +- {100 * r['std']:<4.1f}"
+                                                 for r in results))
+        lines.append("")
+        lines.append("time: " + ", ".join(f"{k} {v:.0f} s" for k, v in self.seconds.items()))
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"results": self.rows, "fewshot": self.fewshot, "seconds": self.seconds, "out": str(self.out)}
+
+
+def _common(settings: DemoSettings) -> dict[str, Any]:
+    """Options every stage shares: no flips (a mirrored digit is another symbol), mild crops."""
+    return dict(batch_size=settings.batch_size, seed=settings.seed, flip=False, crop_scale=(0.85, 1.0),
+                crop_pct=1.0, eval_every=1_000_000, log_every=10)
+
+
+def run_demo(settings: DemoSettings | None = None, *, progress: bool = True,
+             report: Callable[[str], None] = print) -> DemoResult:
+    """Run the four stages; return the table's numbers (see the module notes)."""
+    from vitkit.data.sources import open_source
+    from vitkit.evaluate.fewshot import fewshot_evaluate
+    from vitkit.models import create_model
+
+    s = settings or DemoSettings()
+    if s.threads:
+        torch.set_num_threads(s.threads)
+    out = Path(s.out)
+    common = _common(s)
+    seconds: dict[str, float] = {}
+
+    def stage(name: str, config: TrainConfig):
+        report(f"[{name}] {config.recipe} on {config.data} at {config.image_size}x{config.image_size} ...")
+        start = time.perf_counter()
+        result = train(config, progress=progress)
+        seconds[name] = time.perf_counter() - start
+        return result
+
+    arch = dict(model=s.model, model_options=dict(s.model_options))
+    pre = stage("pre-train", TrainConfig(**{
+        **recipe_defaults("pretrain"), **common, **arch, "data": "mnist5k", "image_size": s.pretrain_size,
+        "epochs": s.pretrain_epochs, "lr": s.pretrain_lr, "weight_decay": s.weight_decay, "out": str(out / "pretrain")}))
+    fine = stage("fine-tune", TrainConfig(**{
+        **recipe_defaults("finetune"), **common, "checkpoint": str(out / "pretrain" / "model"), "data": "digits",
+        "image_size": s.finetune_size, "epochs": s.finetune_epochs, "lr": s.finetune_lr, "ema": s.ema,
+        "out": str(out / "finetune")}))
+    scratch = stage("from scratch", TrainConfig(**{
+        **recipe_defaults("pretrain"), **common, **arch, "data": "digits", "image_size": s.finetune_size,
+        "epochs": s.finetune_epochs, "lr": s.scratch_lr, "weight_decay": s.weight_decay,
+        "out": str(out / "scratch")}))
+
+    rows = [
+        {"name": f"pre-trained on MNIST-5k, fine-tuned ({s.pretrain_size}->{s.finetune_size} px)",
+         "top1": fine.metrics["test_top1"], "run": str(out / "finetune")},
+        {"name": "  the same, weight average (EMA)", "top1": fine.metrics["ema_test_top1"],
+         "run": str(out / "finetune")},
+        {"name": "trained from scratch on the digits", "top1": scratch.metrics["test_top1"],
+         "run": str(out / "scratch")},
+        {"name": "(pre-training: MNIST-5k test top-1)", "top1": pre.metrics["test_top1"], "run": str(out / "pretrain")},
+    ]
+
+    report("[few-shot] frozen features, least squares to {-1, 1}^K ...")
+    start = time.perf_counter()
+    digits_train = open_source("digits", "train")
+    digits_test = open_source("digits", "test")
+    random_init = create_model(s.model, num_classes=10, image_size=s.finetune_size, seed=s.seed + 1,
+                               **s.model_options)
+    random_init.preprocessing = random_init.preprocessing.replace(crop_pct=1.0)
+    pretrained = pre.model
+    pretrained.set_image_size(s.finetune_size)
+    fewshot = {}
+    for name, model in (("MNIST-5k pre-trained", pretrained), ("random initialisation", random_init)):
+        results = fewshot_evaluate(model.eval(), digits_train, digits_test, shots=s.shots, draws=s.draws,
+                                   seed=s.seed)
+        fewshot[name] = [r.to_dict() for r in results]
+    seconds["few-shot"] = time.perf_counter() - start
+    seconds["total"] = sum(seconds.values())
+    return DemoResult(rows, fewshot, seconds, out)
