@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from trainutil import TINY_CLI, tiny_checkpoint
 
+from trainutil import TINY_CLI, tiny_checkpoint
 from vitkit.cli.main import main
 
 TRAIN = ["train", "--data", "digits", *TINY_CLI, "--batch-size", "64", "--lr", "1e-2", "--no-flip", "--quiet"]
@@ -127,3 +127,12 @@ def test_a_nan_loss_stops_with_one_line_naming_the_step(tmp_path, capsys):
                               "--clip", "0", "--out", str(tmp_path / "run")])
     assert " at step " in line and "training stopped" in line and str(tmp_path / "run") in line
     assert (tmp_path / "run" / "model" / "model.safetensors").exists()
+
+
+def test_augmentation_options_and_bf16_autocast_train(tmp_path, capsys):
+    result = run_ok(capsys, [*TRAIN, "--steps", "2", "--randaugment", "--mixup", "0.8", "--cutmix", "1.0",
+                             "--label-smoothing", "0.1", "--dropout", "0.1", "--precision", "bf16",
+                             "--out", str(tmp_path / "run")])
+    assert result["step"] == 2 and 0 < result["metrics"]["train_loss"] < 10
+    saved = (tmp_path / "run" / "config.yaml").read_text()
+    assert "randaugment: true" in saved and "mixup: 0.8" in saved and "precision: bf16" in saved

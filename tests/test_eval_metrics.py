@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from trainutil import tiny_checkpoint
 
+from trainutil import tiny_checkpoint
 from vitkit import VitkitError, create_model, load_model
 from vitkit.data.sources import open_source
 from vitkit.evaluate.metrics import check_labels, classification_metrics, evaluate, save_confusion_matrix

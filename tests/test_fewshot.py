@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sklearn.linear_model import Ridge
-from trainutil import tiny_checkpoint
 
+from trainutil import tiny_checkpoint
 from vitkit import VitkitError, load_model
 from vitkit.data.sources import open_source
 from vitkit.evaluate.fewshot import draw_shots, fewshot_evaluate, fewshot_linear_accuracy, ridge_fit

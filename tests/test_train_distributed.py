@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import torch
-from trainutil import TINY_CLI
 
+from trainutil import TINY_CLI
 from vitkit import load_model
 
 COMMON = ["--data", "digits", *TINY_CLI, "--steps", "3", "--batch-size", "64", "--lr", "1e-2", "--no-flip",

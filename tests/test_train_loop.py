@@ -10,8 +10,8 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-from trainutil import TINY, tiny_checkpoint, tiny_config
 
+from trainutil import TINY, tiny_checkpoint, tiny_config
 from vitkit import VitkitError, load_model
 from vitkit.train import TrainConfig, recipe_defaults, train
 from vitkit.train.checkpoint import load_training_state

@@ -173,7 +173,6 @@ class Trainer:
         self.step = 0
         self.skipped = 0
         self.seen_images = 0
-        self.test_skipped = 0
         self._pending_rng: dict[str, Any] | None = None
         self.rundir: RunDir | None = None
         if resume:
@@ -220,7 +219,10 @@ class Trainer:
                 images, labels = self._empty_batch()
             images = images.to(self.device, non_blocking=True)
             labels = labels.to(self.device, non_blocking=True)
-            images, targets = self.augment(images, labels)
+            if images.shape[0]:
+                images, targets = self.augment(images, labels)
+            else:
+                targets = torch.zeros(0, len(self.train_set.label_names), device=self.device)
             last = i == len(micro_batches) - 1
             sync = contextlib.nullcontext() if (last or not self.process.distributed) else self.ddp.no_sync()
             with sync:
@@ -231,7 +233,7 @@ class Trainer:
                 (per_image.sum() / (micro_size * cfg.accum)).backward()
             totals[0] += float(per_image.detach().sum())
             totals[1] += images.shape[0]
-        totals = D.all_reduce_sum(totals, self.process)
+        totals = D.all_reduce_sum(totals.to(self.device), self.process).cpu()  # nccl reduces GPU tensors only
         loss = float(totals[0] / max(totals[1], 1.0))
         max_norm = cfg.grad_clip if cfg.grad_clip else float("inf")
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
@@ -392,8 +394,10 @@ class Trainer:
         if not metrics:
             return
         if self.rundir is not None:
-            self.rundir.log(self.step, self.step / self.steps_per_epoch, {k.replace("_", "/", 1): v
-                                                                         for k, v in metrics.items()})
+            # test_top1 -> test/top1, ema_test_top1 -> test_ema/top1 (TensorBoard groups by prefix)
+            tags = {(f"test_ema/{k[9:]}" if k.startswith("ema_test_") else k.replace("_", "/", 1)): v
+                    for k, v in metrics.items()}
+            self.rundir.log(self.step, self.step / self.steps_per_epoch, tags)
         text = f"step {self.step} (epoch {epoch + 1}): test top-1 {100 * metrics['test_top1']:.2f}%"
         if "ema_test_top1" in metrics:
             text += f", EMA {100 * metrics['ema_test_top1']:.2f}%"
