@@ -177,7 +177,7 @@ class Trainer:
         self.rundir: RunDir | None = None
         if resume:
             self._resume()
-        elif config.out and self.process.is_main:
+        elif config.out:  # every process checks, so that all of them stop together
             state = Path(config.out) / "state.pt"
             if state.exists():
                 raise VitkitError(f"{config.out} already holds a run; continue it with --resume {config.out} "
