@@ -10,9 +10,10 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
+from vitkit.dictconfig import DictConfig
 from vitkit.errors import VitkitError
 
 CLASSIFIERS = ("token", "gap")
@@ -29,7 +30,7 @@ def to_pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
 
 
 @dataclass
-class ViTConfig:
+class ViTConfig(DictConfig):
     """The architecture of a Vision Transformer or a ResNet+ViT hybrid.
 
     Field names follow the paper: D = ``hidden_size``, L = ``depth``, MLP size = ``mlp_dim``,
@@ -66,7 +67,8 @@ class ViTConfig:
     resnet_width: int = 1
     gn_eps: float = 1e-6
     ws_eps: float = 1e-5
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    _keys_are: ClassVar[str] = "ViTConfig fields"
 
     def __post_init__(self) -> None:
         self.image_size = to_pair(self.image_size)
@@ -93,7 +95,7 @@ class ViTConfig:
             if side % self.stride:
                 raise VitkitError(
                     f"image size {self.image_size[0]}x{self.image_size[1]} is not divisible by the "
-                    f"patch size {self.stride} of {self.name}"
+                    f"patch size {self.stride}"
                 )
 
     # --------------------------------------------------------------- geometry
@@ -133,17 +135,6 @@ class ViTConfig:
         if self.resnet_layers is not None:
             out["resnet_layers"] = list(self.resnet_layers)
         return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ViTConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise VitkitError(f"unknown ViTConfig fields: {', '.join(unknown)}")
-        return cls(**data)
-
-    def replace(self, **changes: Any) -> ViTConfig:
-        return dataclasses.replace(self, **changes)
 
 
 # ---------------------------------------------------------------------------------------------

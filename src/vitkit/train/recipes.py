@@ -18,11 +18,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from vitkit.dictconfig import DictConfig
 from vitkit.errors import VitkitError
 
 RECIPES = ("pretrain", "finetune")
@@ -36,8 +37,10 @@ MODEL_OPTIONS = ("patch_size", "hidden_size", "depth", "num_heads", "mlp_dim", "
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(DictConfig):
     """Everything one training or fine-tuning run depends on; saved as ``config.yaml``."""
+
+    _keys_are: ClassVar[str] = "training options"
 
     recipe: str = "pretrain"
     #: pre-training: a variant name (``vitkit models``); fine-tuning: unused.
@@ -131,17 +134,6 @@ class TrainConfig:
         out["betas"] = list(self.betas)
         out["crop_scale"] = list(self.crop_scale)
         return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise VitkitError(f"unknown training options: {', '.join(unknown)}")
-        return cls(**data)
-
-    def replace(self, **changes: Any) -> TrainConfig:
-        return dataclasses.replace(self, **changes)
 
 
 def recipe_defaults(recipe: str) -> dict[str, Any]:
