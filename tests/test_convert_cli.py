@@ -111,3 +111,18 @@ def test_directory_targets_refuse_an_existing_file(tmp_path, to):
     with pytest.raises(VitkitError, match="is a file"):
         convert(tmp_path / "native", tmp_path / "file", to=to, overwrite=True)
     assert (tmp_path / "file").read_text() == "x"
+
+
+def test_a_training_run_directory_converts_as_its_model(tmp_path, capsys):
+    from trainutil import tiny_checkpoint
+
+    run = tiny_checkpoint()
+    code, out, err = _cli(["convert", str(run), str(tmp_path / "hf"), "--to", "hf", "--no-progress"], capsys)
+    assert code == 0, err
+    reference = load_model(run / "model")
+    converted = load_model(tmp_path / "hf")
+    x = images(reference)
+    torch.testing.assert_close(logits(converted, x), logits(reference, x), rtol=0, atol=1e-6)
+    assert converted.label_names == reference.label_names
+    code, _, err = _cli(["convert", str(run), str(tmp_path / "e"), "--to", "native", "--ema"], capsys)
+    assert code == 2 and "no weight average" in err and err.count("\n") == 1
