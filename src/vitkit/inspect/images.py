@@ -51,15 +51,15 @@ def load_images(paths: Sequence[str | os.PathLike]) -> list[NamedImage]:
 
 def default_images(num_digits: int = 7) -> list[NamedImage]:
     """The bundled ``assets/sample.png`` and the first example of digits 0, 1, ... from
-    scikit-learn's built-in 8x8 digits (dark ink on white, enlarged to 64x64)."""
-    from sklearn.datasets import load_digits
+    scikit-learn's built-in 8x8 digits, encoded as the ``digits`` data source has them (light
+    ink on black, as a model trained on that source saw them), enlarged to 64x64."""
+    from vitkit.data.bundled import digits_arrays
 
     with Image.open(files("vitkit") / "assets" / "sample.png") as sample:
         out = [NamedImage("sample.png", sample.convert("RGB"))]
-    digits = load_digits()
+    images, labels = digits_arrays()
     for digit in range(min(num_digits, 10)):
-        index = int(np.flatnonzero(digits.target == digit)[0])
-        grey = (255 - digits.images[index] * (255 / 16)).clip(0, 255).astype(np.uint8)
-        image = Image.fromarray(grey).resize((64, 64), Image.Resampling.NEAREST).convert("RGB")
+        index = int(np.flatnonzero(labels == digit)[0])
+        image = Image.fromarray(images[index]).resize((64, 64), Image.Resampling.NEAREST).convert("RGB")
         out.append(NamedImage(f"digit_{digit}_{index}", image))
     return out
