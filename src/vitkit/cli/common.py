@@ -15,14 +15,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vitkit.config import CLASSIFIERS, POSEMB_KINDS
 from vitkit.errors import VitkitError
+from vitkit.train.recipes import MODEL_OPTIONS
 
 S = argparse.SUPPRESS
 
 #: command-line dest -> TrainConfig field, where the two differ.
 _RENAMED = {"wd": "weight_decay", "clip": "grad_clip"}
-_MODEL_OPTIONS = ("patch_size", "hidden_size", "depth", "num_heads", "mlp_dim", "classifier", "posemb",
-                  "representation_size", "attention_dropout", "drop_path")
 
 
 def _pair(text: str) -> tuple[float, float]:
@@ -42,8 +42,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--depth", type=int, default=S, help="number of layers L")
     group.add_argument("--num-heads", type=int, default=S)
     group.add_argument("--mlp-dim", type=int, default=S)
-    group.add_argument("--classifier", choices=("token", "gap"), default=S)
-    group.add_argument("--posemb", choices=("none", "learned_1d", "learned_2d", "sincos_2d", "relative"), default=S)
+    group.add_argument("--classifier", choices=CLASSIFIERS, default=S)
+    group.add_argument("--posemb", choices=POSEMB_KINDS, default=S)
     group.add_argument("--representation-size", type=int, default=S, help="pre-logits (Dense+tanh) width")
     group.add_argument("--attention-dropout", type=float, default=S)
     group.add_argument("--drop-path", type=float, default=S, help="stochastic depth at the last layer")
@@ -122,7 +122,7 @@ def training_config(args: argparse.Namespace, recipe: str):
         raise VitkitError(f"that configuration is a {options['recipe']} run; use `vitkit {options['recipe']}`")
     model_options = dict(options.get("model_options") or {})
     for name, value in given.items():
-        if name in _MODEL_OPTIONS:
+        if name in MODEL_OPTIONS:
             model_options[name] = value
         elif name in ("json", "run", "command", "config", "resume", "stop_after", "quiet"):
             continue
