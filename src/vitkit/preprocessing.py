@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vitkit.config import to_pair
+from vitkit.dictconfig import DictConfig
 
 INCEPTION_MEAN = (0.5, 0.5, 0.5)
 INCEPTION_STD = (0.5, 0.5, 0.5)
@@ -20,7 +21,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass
-class Preprocessing:
+class Preprocessing(DictConfig):
     """Evaluation preprocessing: resize the shorter side to ``image_size / crop_pct``, centre-crop
     ``image_size``, scale to [0, 1], then ``(x - mean) / std`` per channel (RGB, NCHW)."""
 
@@ -42,8 +43,6 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
+        """Lenient, unlike the architecture: keys other tools store beside these are ignored."""
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
-
-    def replace(self, **changes: Any) -> Preprocessing:
-        return dataclasses.replace(self, **changes)
