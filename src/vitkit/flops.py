@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from vitkit.config import to_pair
-from vitkit.models.vit import Attention, VisionTransformer
+from vitkit.models.layers import Attention
+from vitkit.models.vit import VisionTransformer
 
 
 def count_flops(model: VisionTransformer, image_size: int | tuple[int, int] | None = None) -> float:

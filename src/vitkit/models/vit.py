@@ -21,11 +21,11 @@ import math
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vitkit.config import ViTConfig, to_pair
 from vitkit.errors import VitkitError
+from vitkit.models.layers import Attention, DropPath, Mlp, drop_path_rates, zero_linear
 from vitkit.models.posemb import RelativePositionBias, build_position_embedding
 from vitkit.models.resnet import ResNetStem
 from vitkit.preprocessing import Preprocessing
@@ -57,87 +57,19 @@ class PatchEmbedding(nn.Module):
         return x.flatten(2).transpose(1, 2), grid
 
 
-class Attention(nn.Module):
-    """Multi-head self-attention (MSA, App. A) with one fused qkv projection.
-
-    The fast path is ``F.scaled_dot_product_attention``; when the weights are asked for, the
-    same result is computed explicitly as softmax(QK^T / sqrt(d) + bias) V so that they can be
-    returned as a (B, heads, T, T) tensor.
-    """
-
-    def __init__(self, config: ViTConfig) -> None:
-        super().__init__()
-        dim = config.hidden_size
-        self.num_heads = config.num_heads
-        self.head_dim = dim // config.num_heads
-        self.qkv = nn.Linear(dim, 3 * dim, bias=config.qkv_bias)
-        self.proj = nn.Linear(dim, dim)
-        self.attn_drop = config.attention_dropout
-        self.proj_drop = nn.Dropout(config.dropout)
-        self.rel_bias = (RelativePositionBias(config.seq_len, self.head_dim)
-                         if config.posemb == "relative" else None)
-
-    def forward(self, x: torch.Tensor, need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        batch, length, dim = x.shape
-        qkv = self.qkv(x).reshape(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # each (B, heads, T, d)
-        bias = self.rel_bias(q) if self.rel_bias is not None else None
-        drop = self.attn_drop if self.training else 0.0
-        if need_weights:
-            logits = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)
-            if bias is not None:
-                logits = logits + bias
-            weights = logits.softmax(dim=-1)
-            out = F.dropout(weights, drop, self.training) @ v
-        else:
-            weights = None
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=drop)
-        out = out.transpose(1, 2).reshape(batch, length, dim)
-        return self.proj_drop(self.proj(out)), weights
-
-
-class Mlp(nn.Module):
-    """Two dense layers with a GELU between them; dropout after each (App. B.1)."""
-
-    def __init__(self, config: ViTConfig) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(config.hidden_size, config.mlp_dim)
-        self.fc2 = nn.Linear(config.mlp_dim, config.hidden_size)
-        self.drop = nn.Dropout(config.dropout)
-        self.approximate = "tanh" if config.mlp_act == "gelu_tanh" else "none"
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(F.gelu(self.fc1(x), approximate=self.approximate))))
-
-
-class DropPath(nn.Module):
-    """Stochastic depth: drop a residual branch per sample during training.
-
-    Written here because the usual implementation lives in torchvision/timm, which cannot be
-    imported on CPU-only machines with the CUDA-only torchvision wheels.
-    """
-
-    def __init__(self, p: float) -> None:
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        keep = 1.0 - self.p
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
-        return x * mask / keep
-
-
 class Block(nn.Module):
     """One pre-LN encoder layer: eqs. 2 and 3."""
 
     def __init__(self, config: ViTConfig, drop_path: float = 0.0) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.attn = Attention(config)
-        self.norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.mlp = Mlp(config)
+        dim = config.hidden_size
+        rel_bias = (RelativePositionBias(config.seq_len, dim // config.num_heads)
+                    if config.posemb == "relative" else None)
+        self.norm1 = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+        self.attn = Attention(dim, config.num_heads, qkv_bias=config.qkv_bias, attn_drop=config.attention_dropout,
+                              proj_drop=config.dropout, rel_bias=rel_bias)
+        self.norm2 = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+        self.mlp = Mlp(dim, config.mlp_dim, dropout=config.dropout, act=config.mlp_act)
         self.drop_path = DropPath(drop_path)
 
     def forward(self, z: torch.Tensor, need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -178,9 +110,7 @@ class VisionTransformer(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if config.classifier == "token" else None
         self.pos_embed = build_position_embedding(config.posemb, config.grid_size, dim, config.num_prefix_tokens)
         self.pos_drop = nn.Dropout(config.dropout)
-        # Stochastic depth grows linearly with depth, from 0 to ``drop_path`` at the last block.
-        rates = [config.drop_path * i / max(config.depth - 1, 1) for i in range(config.depth)]
-        self.blocks = nn.ModuleList(Block(config, rate) for rate in rates)
+        self.blocks = nn.ModuleList(Block(config, rate) for rate in drop_path_rates(config.drop_path, config.depth))
         post_pool_norm = config.classifier == "gap" and config.fc_norm
         self.norm = nn.Identity() if post_pool_norm else nn.LayerNorm(dim, eps=config.layer_norm_eps)
         self.fc_norm = nn.LayerNorm(dim, eps=config.layer_norm_eps) if post_pool_norm else nn.Identity()
@@ -195,12 +125,7 @@ class VisionTransformer(nn.Module):
     # ------------------------------------------------------------------ set-up
     def _new_head(self, num_classes: int) -> nn.Module:
         """A zero-initialised linear layer (§3.2), or the identity when ``num_classes == 0``."""
-        if not num_classes:
-            return nn.Identity()
-        head = nn.Linear(self.config.representation_size or self.config.hidden_size, num_classes)
-        nn.init.zeros_(head.weight)
-        nn.init.zeros_(head.bias)
-        return head
+        return zero_linear(self.config.representation_size or self.config.hidden_size, num_classes)
 
     def _init_weights(self) -> None:
         """The official code's initialisation: Xavier-uniform dense kernels with near-zero
