@@ -19,6 +19,7 @@ $(STAMP): $(VENV)/bin/python pyproject.toml constraints.txt
 
 $(DEVSTAMP): $(STAMP)
 	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	$(PIP) install -q -c constraints.txt --no-deps timm
 	touch $(DEVSTAMP)
 
 install: $(STAMP)
