@@ -48,6 +48,10 @@ class ViTConfig(DictConfig):
     num_classes: int = 1000
     #: "token": y = LN(z_L^0) of the prepended [class] token (eq. 4); "gap": mean of patch tokens.
     classifier: str = "token"
+    #: Whether the sequence starts with a [class] token. None: as the classifier says ("token": yes,
+    #: "gap": no). A GAP model may keep one (MAE fine-tuning: the patch tokens are pooled while the
+    #: [class] token the encoder was pre-trained with stays in the sequence).
+    class_token: bool | None = None
     #: Size of the pre-logits layer (Dense + tanh) used at pre-training; None for a linear head.
     representation_size: int | None = None
     posemb: str = "learned_1d"
@@ -72,6 +76,8 @@ class ViTConfig(DictConfig):
 
     def __post_init__(self) -> None:
         self.image_size = to_pair(self.image_size)
+        if self.class_token is None:
+            self.class_token = self.classifier == "token"
         if self.resnet_layers is not None:
             self.resnet_layers = tuple(int(n) for n in self.resnet_layers)
         self.validate()
@@ -83,6 +89,8 @@ class ViTConfig(DictConfig):
             raise VitkitError(f"classifier must be one of {CLASSIFIERS}, got {self.classifier!r}")
         if self.posemb not in POSEMB_KINDS:
             raise VitkitError(f"posemb must be one of {POSEMB_KINDS}, got {self.posemb!r}")
+        if self.classifier == "token" and not self.class_token:
+            raise VitkitError("classifier 'token' needs the [class] token (class_token=True)")
         if self.mlp_act not in MLP_ACTIVATIONS:
             raise VitkitError(f"mlp_act must be one of {MLP_ACTIVATIONS}, got {self.mlp_act!r}")
         if self.hidden_size % self.num_heads:
@@ -121,12 +129,18 @@ class ViTConfig(DictConfig):
 
     @property
     def num_prefix_tokens(self) -> int:
-        return 1 if self.classifier == "token" else 0
+        return 1 if self.class_token else 0
 
     @property
     def seq_len(self) -> int:
         gh, gw = self.grid_size
         return gh * gw + self.num_prefix_tokens
+
+    def replace(self, **changes: Any) -> ViTConfig:
+        """A copy with ``changes``; a new classifier brings its own [class] token choice unless one is given."""
+        if changes.get("classifier", self.classifier) != self.classifier and "class_token" not in changes:
+            changes["class_token"] = None
+        return super().replace(**changes)
 
     # ---------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:

@@ -17,28 +17,43 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from vitkit.errors import VitkitError
-from vitkit.formats import hf, jax_npz, native, timm
-from vitkit.formats.detect import FORMATS, detect_format, load_checkpoint
+from vitkit.formats import hf, hf_mae, jax_npz, native, timm
+from vitkit.formats.detect import detect_format, load_checkpoint, load_objective_parts
 from vitkit.models.vit import VisionTransformer
 
 
-def _save_native(model: VisionTransformer, path: Path, *, progress: bool = False) -> Path:
-    return native.save_native(model, path)
+def _save_native(model: VisionTransformer, path: Path, *, progress: bool = False,
+                 parts: tuple[dict, dict] | None = None) -> Path:
+    native.save_native(model, path)
+    if parts is not None:
+        native.write_objective_parts(path, *parts)
+    return path
 
 
-#: format -> saver(model, path, *, progress) -> path
+def _encoder_only(saver: Callable[..., Path]) -> Callable[..., Path]:
+    def save(model: VisionTransformer, path: Path, *, progress: bool = False, parts=None) -> Path:
+        return saver(model, path, progress=progress)
+    return save
+
+
+#: format -> saver(model, path, *, progress, parts) -> path; ``parts``: a pre-training objective's
+#: options and tensors (MAE's decoder), kept by the formats that have a place for them.
 SAVERS: dict[str, Callable[..., Path]] = {
-    "native": _save_native, "hf": hf.save_hf, "timm": timm.save_timm, "jax": jax_npz.save_jax,
+    "native": _save_native, "hf": _encoder_only(hf.save_hf), "hf_mae": hf_mae.save_hf_mae,
+    "timm": _encoder_only(timm.save_timm), "jax": _encoder_only(jax_npz.save_jax),
 }
 #: formats written as a directory (the others are one file)
-DIRECTORY_FORMATS = ("native", "hf")
+DIRECTORY_FORMATS = ("native", "hf", "hf_mae")
 
 
-def save_model(model: VisionTransformer, path: str | os.PathLike, *, to: str, progress: bool = False) -> Path:
-    """Write ``model`` in format ``to`` (``native``, ``hf``, ``timm`` or ``jax``); returns the path."""
+def save_model(model: VisionTransformer, path: str | os.PathLike, *, to: str, progress: bool = False,
+               parts: tuple[dict, dict] | None = None) -> Path:
+    """Write ``model`` in format ``to`` (one of :data:`SAVERS`); returns the path. ``parts`` (what
+    :func:`~vitkit.formats.detect.load_objective_parts` returns) go where the format keeps them
+    (native: beside the model; hf_mae: the decoder of ViTMAEForPreTraining) and are dropped elsewhere."""
     if to not in SAVERS:
-        raise VitkitError(f"unknown target format {to!r}; one of {', '.join(FORMATS)}")
-    return SAVERS[to](model, Path(path), progress=progress)
+        raise VitkitError(f"unknown target format {to!r}; one of {', '.join(SAVERS)}")
+    return SAVERS[to](model, Path(path), progress=progress, parts=parts)
 
 
 @dataclass
@@ -68,11 +83,14 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, to: str, overwrit
             progress: bool = False) -> Conversion:
     """Read the checkpoint ``src`` (any supported format) and write it to ``dst`` in format ``to``.
 
+    A pre-training objective's parameters travel where the target has a place for them (an MAE
+    decoder into ``hf_mae`` and ``native``; MPP's head into ``native``).
+
     ``dst`` must not exist unless ``overwrite``; file formats need a fitting name (``.npz`` for
     jax; ``.safetensors``, ``.pth`` or ``.bin`` for timm). ``progress`` shows tqdm bars.
     """
     if to not in SAVERS:
-        raise VitkitError(f"unknown target format {to!r}; one of {', '.join(FORMATS)}")
+        raise VitkitError(f"unknown target format {to!r}; one of {', '.join(SAVERS)}")
     src, dst = Path(src), Path(dst)
     if not src.exists():
         raise VitkitError(f"{src}: no such file or directory")
@@ -89,7 +107,8 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, to: str, overwrit
     start = time.perf_counter()
     source_format = detect_format(src)
     model = load_checkpoint(src, fmt=source_format, dtype=None, progress=progress)
-    save_model(model, dst, to=to, progress=progress)
+    parts = load_objective_parts(src, source_format) if to in ("native", "hf_mae") else None
+    save_model(model, dst, to=to, progress=progress, parts=parts)
     return Conversion(source=str(src), source_format=source_format, destination=str(dst), target_format=to,
                       model=model.config.name, parameters=sum(p.numel() for p in model.parameters()),
                       seconds=round(time.perf_counter() - start, 3), bytes_written=_size(dst))

@@ -1,8 +1,12 @@
 """``load_model``: find out what a checkpoint is, then build and load the model it describes.
 
-Formats (see each module): ``native`` (vitkit's directory), ``hf`` (transformers directory),
-``timm`` (state-dict file or timm hub directory), ``jax`` (official ``.npz``). Detection looks
-at contents, not names: a directory's ``config.json``, a file's first bytes, then its tensor names.
+Formats (see each module): ``native`` (vitkit's directory), ``hf`` (transformers ViT directory),
+``hf_mae`` (transformers ViTMAE directory), ``timm`` (state-dict file or timm hub directory),
+``jax`` (official ``.npz``), ``mae`` (the official MAE release's ``.pth``). Detection looks at
+contents, not names: a directory's ``config.json``, a file's first bytes, then its tensor names.
+
+:func:`load_objective_parts` reads what a self-supervised checkpoint keeps beside the encoder (MAE's
+decoder, MPP's head) in a plain form that :mod:`vitkit.objectives` rebuilds.
 """
 
 from __future__ import annotations
@@ -16,11 +20,11 @@ import torch
 
 from vitkit.config import to_pair
 from vitkit.errors import VitkitError
-from vitkit.formats import hf, jax_npz, native, timm
+from vitkit.formats import hf, hf_mae, jax_npz, mae_official, native, timm
 from vitkit.formats.tensor_files import open_tensor_file, sniff_container
 from vitkit.models.vit import VisionTransformer
 
-FORMATS = ("native", "hf", "timm", "jax")
+FORMATS = ("native", "hf", "hf_mae", "timm", "jax", "mae")
 
 
 def _load_native(path: Path, **_: object) -> VisionTransformer:
@@ -29,13 +33,16 @@ def _load_native(path: Path, **_: object) -> VisionTransformer:
 
 #: format -> loader(path, *, dtype, progress, image_size) -> model in eval mode
 LOADERS: dict[str, Callable[..., VisionTransformer]] = {
-    "native": _load_native, "hf": hf.load_hf, "timm": timm.load_timm, "jax": jax_npz.load_jax,
+    "native": _load_native, "hf": hf.load_hf, "hf_mae": hf_mae.load_hf_mae, "timm": timm.load_timm,
+    "jax": jax_npz.load_jax, "mae": mae_official.load_mae,
 }
 
 
 def _directory_format(path: Path) -> str:
     if native.is_native(path):
         return "native"
+    if hf_mae.is_hf_mae_directory(path):
+        return "hf_mae"
     if hf.is_hf_directory(path):
         return "hf"
     config = path / "config.json"
@@ -56,6 +63,8 @@ def _file_format(path: Path) -> str:
         return "jax"
     with open_tensor_file(path) as source:
         keys = source.names()
+    if mae_official.looks_like_mae(set(keys)) and "pos_embed" in keys:
+        return "mae"
     if "patch_embed.proj.weight" in keys and "pos_embed" in keys:
         return "timm"
     if "pos_embed.table" in keys:
@@ -67,7 +76,7 @@ def _file_format(path: Path) -> str:
 
 
 def detect_format(path: str | os.PathLike) -> str:
-    """``"native"``, ``"hf"``, ``"timm"`` or ``"jax"``; a one-line error for anything else."""
+    """One of :data:`FORMATS`; a one-line error for anything else."""
     path = Path(path)
     if not path.exists():
         raise VitkitError(f"{path}: no such file or directory")
@@ -108,3 +117,22 @@ def load_model(path: str | os.PathLike, *, num_classes: int | None = None,
     if device is not None:
         model.to(device)
     return model.eval()
+
+
+def _native_parts(path: Path) -> tuple[dict, dict] | None:
+    return native.read_objective_parts(path)
+
+
+#: format -> reader(path) -> ({"name", "options"}, the objective's tensors in vitkit's names) or None
+OBJECTIVE_READERS: dict[str, Callable[[Path], tuple[dict, dict] | None]] = {
+    "native": _native_parts, "hf_mae": hf_mae.read_hf_mae_objective, "mae": mae_official.read_mae_objective,
+}
+
+
+def load_objective_parts(path: str | os.PathLike, fmt: str | None = None) -> tuple[dict, dict] | None:
+    """What a checkpoint keeps for its pre-training objective beside the encoder (see the module
+    notes), or None: formats without such parts, and checkpoints that have none."""
+    path = Path(path)
+    fmt = fmt or detect_format(path)
+    reader = OBJECTIVE_READERS.get(fmt)
+    return reader(path) if reader is not None else None
