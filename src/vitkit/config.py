@@ -8,8 +8,6 @@ round-trips through JSON with :meth:`ViTConfig.to_dict` / :meth:`ViTConfig.from_
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -73,6 +71,8 @@ class ViTConfig(DictConfig):
     ws_eps: float = 1e-5
 
     _keys_are: ClassVar[str] = "ViTConfig fields"
+    #: the model family (:mod:`vitkit.models.registry`) this configuration builds
+    family: ClassVar[str] = "vit"
 
     def __post_init__(self) -> None:
         self.image_size = to_pair(self.image_size)
@@ -187,31 +187,3 @@ def _variant_table() -> dict[str, ViTConfig]:
 
 
 VARIANTS: dict[str, ViTConfig] = _variant_table()
-
-
-def normalise_name(name: str) -> str:
-    """``ViT-B_16`` / ``vit-b/16`` / ``VIT_B_16`` -> one key (official file names use ``_``)."""
-    return re.sub(r"[\s_/\-]+", "-", name.strip()).lower()
-
-
-_BY_KEY = {normalise_name(name): name for name in VARIANTS}
-
-
-def resolve_name(name: str) -> str:
-    """The canonical variant name for ``name``, or a one-line error with the closest matches."""
-    key = normalise_name(name)
-    if key in _BY_KEY:
-        return _BY_KEY[key]
-    close = difflib.get_close_matches(key, list(_BY_KEY), n=3, cutoff=0.5)
-    hint = f"; closest: {', '.join(_BY_KEY[c] for c in close)}" if close else ""
-    raise VitkitError(f"unknown model {name!r}{hint} (see `vitkit models`)")
-
-
-def get_config(name: str, **overrides: Any) -> ViTConfig:
-    """The configuration of a named variant, with fields overridden (e.g. ``image_size=384``)."""
-    base = VARIANTS[resolve_name(name)]
-    known = {f.name for f in dataclasses.fields(ViTConfig)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise VitkitError(f"unknown model options: {', '.join(unknown)}")
-    return base.replace(**overrides)

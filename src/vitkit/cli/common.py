@@ -138,7 +138,7 @@ def training_config(args: argparse.Namespace, recipe: str):
     if "data" not in options:
         raise VitkitError("--data is required (digits, mnist5k, a folder or a .npz)")
     if options.get("model"):
-        from vitkit.config import resolve_name
+        from vitkit.models.registry import resolve_name
 
         options["model"] = resolve_name(options["model"])
     return TrainConfig.from_dict(options)

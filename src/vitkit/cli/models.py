@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from vitkit.config import resolve_name
+    from vitkit.models.registry import resolve_name
     from vitkit.summary import variant_table
 
     rows = variant_table(args.pattern, image_size=args.image_size, num_classes=args.num_classes)
