@@ -23,6 +23,11 @@ S = argparse.SUPPRESS
 
 #: command-line dest -> TrainConfig field, where the two differ.
 _RENAMED = {"wd": "weight_decay", "clip": "grad_clip"}
+#: command-line dest -> key of TrainConfig.objective_options (the options of --objective mpp / mae).
+OBJECTIVE_OPTIONS = {"mask_ratio": "mask_ratio", "norm_pix_loss": "norm_pix_loss",
+                     "decoder_hidden_size": "decoder_hidden_size", "decoder_depth": "decoder_depth",
+                     "decoder_num_heads": "decoder_num_heads", "decoder_mlp_dim": "decoder_mlp_dim",
+                     "mpp_target": "target", "corrupt_ratio": "corrupt_ratio"}
 
 
 def _pair(text: str) -> tuple[float, float]:
@@ -49,6 +54,39 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--drop-path", type=float, default=S, help="stochastic depth at the last layer")
 
 
+def add_objective_options(parser: argparse.ArgumentParser) -> None:
+    """Self-supervised pre-training (§4.6 / App. B.1.2; MAE): the objective and its options."""
+    from vitkit.objectives import OBJECTIVES
+    from vitkit.objectives.mpp import MPP_TARGETS
+
+    group = parser.add_argument_group("objective (self-supervision: labels are ignored and need not exist)")
+    group.add_argument("--objective", choices=list(OBJECTIVES), default=S,
+                       help="supervised (default); mpp: masked patch prediction (App. B.1.2); mae: masked "
+                            "autoencoder. mpp/mae bring their papers' optimiser settings")
+    group.add_argument("--mask-ratio", type=float, default=S, help="mae: share of patches masked (0.75)")
+    group.add_argument("--no-norm-pix-loss", dest="norm_pix_loss", action="store_false", default=S,
+                       help="mae: reconstruct raw pixels instead of per-patch normalised ones")
+    group.add_argument("--decoder-hidden-size", type=int, default=S, help="mae: decoder width (512)")
+    group.add_argument("--decoder-depth", type=int, default=S, help="mae: decoder blocks (8)")
+    group.add_argument("--decoder-num-heads", type=int, default=S, help="mae: decoder heads (16)")
+    group.add_argument("--decoder-mlp-dim", type=int, default=S, help="mae: decoder MLP size (2048)")
+    group.add_argument("--mpp-target", choices=MPP_TARGETS, default=S,
+                       help="mpp: 3-bit mean colour (default), 4x4 downsized patch in 3-bit colour, or pixels (L2)")
+    group.add_argument("--corrupt-ratio", type=float, default=S, help="mpp: share of patches corrupted (0.5)")
+
+
+def add_finetune_options(parser: argparse.ArgumentParser) -> None:
+    """What fine-tuning a masked model needs (MAE §4, App. A.1): layer decay, drop path, GAP head, partial tuning."""
+    group = parser.add_argument_group("fine-tuning a masked model")
+    group.add_argument("--layer-decay", type=float, default=S,
+                       help="layer-wise lr decay: block i of L learns at lr * decay^(L - i) (MAE: 0.65-0.75)")
+    group.add_argument("--drop-path", type=float, default=S, help="stochastic depth at the last block (MAE: 0.1)")
+    group.add_argument("--global-pool", action="store_true", default=S,
+                       help="pool the patch tokens, LayerNorm after pooling (MAE's fine-tuning head)")
+    group.add_argument("--trainable-blocks", type=int, default=S, metavar="K",
+                       help="partial fine-tuning: freeze all but the last K blocks (+ final norm and head)")
+
+
 def add_training_options(parser: argparse.ArgumentParser, recipe: str) -> None:
     """Data, optimisation, augmentation and run options of ``vitkit train`` / ``vitkit finetune``."""
     from vitkit.train.recipes import recipe_defaults
@@ -70,6 +108,8 @@ def add_training_options(parser: argparse.ArgumentParser, recipe: str) -> None:
     opt.add_argument("--accum", type=int, default=S, help="micro-batches per step (gradient accumulation; 1)")
     opt.add_argument("--optimizer", choices=("adamw", "sgd"), default=S, help=f"({d['optimizer']})")
     opt.add_argument("--lr", type=float, default=S, help=f"peak learning rate ({d['lr']})")
+    opt.add_argument("--lr-base-batch", type=int, default=S,
+                     help="treat --lr as a base rate for this batch: peak = lr * batch / N (MAE: 256)")
     opt.add_argument("--wd", type=float, default=S, help=f"decoupled weight decay ({d['weight_decay']})")
     opt.add_argument("--warmup", type=int, default=S, help="linear warm-up steps (10k, at most a tenth of the run)")
     opt.add_argument("--decay", choices=("linear", "cosine", "constant"), default=S, help=f"({d['decay']})")
@@ -107,28 +147,33 @@ def training_config(args: argparse.Namespace, recipe: str):
     from vitkit.train.rundir import read_config
 
     given = vars(args)
-    options: dict[str, Any] = recipe_defaults(recipe)
+    loaded: dict[str, Any] = {}
     resume = given.get("resume")
     if resume is not None:
         if not (Path(resume) / "config.yaml").is_file():
             raise VitkitError(f"{resume}: not a run directory (no config.yaml)")
-        options.update(read_config(resume))
-        options["out"] = str(resume)
+        loaded = {**read_config(resume), "out": str(resume)}
     elif "config" in given:
         loaded = read_config(given["config"])
         loaded.pop("out", None)  # a run's directory is where it is written, not part of what it is
-        options.update(loaded)
+    objective = given.get("objective", loaded.get("objective", "supervised"))
+    options: dict[str, Any] = recipe_defaults(recipe, objective) if recipe == "pretrain" else recipe_defaults(recipe)
+    options.update(loaded)
     if options.get("recipe", recipe) != recipe:
         raise VitkitError(f"that configuration is a {options['recipe']} run; use `vitkit {options['recipe']}`")
     model_options = dict(options.get("model_options") or {})
+    objective_options = dict(options.get("objective_options") or {})
     for name, value in given.items():
         if name in MODEL_OPTIONS:
             model_options[name] = value
+        elif name in OBJECTIVE_OPTIONS:
+            objective_options[OBJECTIVE_OPTIONS[name]] = value
         elif name in ("json", "run", "command", "config", "resume", "stop_after", "quiet"):
             continue
         else:
             options[_RENAMED.get(name, name)] = value
     options["model_options"] = model_options
+    options["objective_options"] = objective_options
     if options.get("grad_clip") == 0:
         options["grad_clip"] = None
     if options.get("ema") == 0:
@@ -169,6 +214,10 @@ def print_training_summary(summary: dict) -> None:
         if "ema_test_top1" in m:
             line += f"  | EMA top-1 {100 * m['ema_test_top1']:.2f}%  top-5 {100 * m['ema_test_top5']:.2f}%"
         print(line)
+    elif "test_loss" in m:  # a self-supervised objective: its own test metrics
+        print(f"  {summary['objective']} on the test split: " + ", ".join(
+            f"{k[len('test_'):].replace('_', ' ')} {v:.4f}" for k, v in m.items()
+            if k.startswith("test_") and k != "test_skipped"))
     if "train_loss" in m:
         print(f"  train loss {m['train_loss']:.4f}")
     print(f"  skipped corrupt images: {summary['skipped_images']} in training"

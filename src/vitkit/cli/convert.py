@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 
 NAME = "convert"
-HELP = "convert a checkpoint between vitkit, Hugging Face, timm and official JAX (.npz) formats"
+HELP = ("convert a checkpoint between vitkit, Hugging Face (ViT, ViTMAE), timm and official JAX (.npz) formats; "
+        "official MAE .pth files are read too")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("src", help="checkpoint to read (format detected: directory, .npz, .safetensors, .pth, .bin; "
                                     "a training run directory stands for its model)")
-    parser.add_argument("dst", help="where to write it (directory for native/hf, file for timm/jax)")
-    parser.add_argument("--to", required=True, choices=("native", "hf", "timm", "jax"), help="target format")
+    parser.add_argument("dst", help="where to write it (directory for native/hf/hf_mae, file for timm/jax)")
+    parser.add_argument("--to", required=True, choices=("native", "hf", "hf_mae", "timm", "jax"),
+                        help="target format (hf_mae: transformers ViTMAEForPreTraining with an MAE decoder, else "
+                             "ViTMAEModel)")
     parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--ema", action="store_true", help="with a run directory: convert its weight average")

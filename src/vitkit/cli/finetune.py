@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vitkit.cli.common import add_training_options, checkpoint_path, run_training
+from vitkit.cli.common import add_finetune_options, add_training_options, checkpoint_path, run_training
 
 NAME = "finetune"
 HELP = ("fine-tune a checkpoint: new zero-initialised head, SGD momentum 0.9, cosine decay, clip 1, "
@@ -15,6 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", metavar="CKPT", nargs="?", default=argparse.SUPPRESS,
                         help="checkpoint or run directory to start from (optional with --config/--resume)")
     add_training_options(parser, "finetune")
+    add_finetune_options(parser)
 
 
 def run(args: argparse.Namespace) -> dict:

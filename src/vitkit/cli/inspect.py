@@ -7,7 +7,8 @@ import re
 
 NAME = "inspect"
 HELP = ("see inside a ViT: embedding filters, position-embedding similarity, mean attention distance and "
-        "attention rollout (paper §4.5) as PNG figures, a JSON file and index.html")
+        "attention rollout (paper §4.5) as PNG figures, a JSON file and index.html; for a masked model also its "
+        "reconstructions (MAE) or predicted colours (masked patch prediction)")
 
 
 def image_size(text: str) -> int | tuple[int, int]:
@@ -41,10 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> dict:
     from vitkit.cli.common import checkpoint_path
     from vitkit.errors import VitkitError
-    from vitkit.formats.detect import load_model
     from vitkit.inspect.images import default_images, load_images
     from vitkit.inspect.report import write_report
     from vitkit.models import create_model
+    from vitkit.objectives import load_pretraining
     from vitkit.train.distributed import resolve_device
 
     if args.checkpoint is None and args.model is None:
@@ -55,15 +56,17 @@ def run(args: argparse.Namespace) -> dict:
         if getattr(args, flag) < 1:
             raise VitkitError(f"--{flag.replace('_', '-')} must be at least 1")
     device = resolve_device(args.device)
-    if args.checkpoint is not None:
-        model = load_model(checkpoint_path(args.checkpoint, args.ema), image_size=args.image_size, device=device)
+    objective = None
+    if args.checkpoint is not None:  # a masked model also draws what it predicts (MAE, masked patch prediction)
+        model, objective = load_pretraining(checkpoint_path(args.checkpoint, args.ema), image_size=args.image_size,
+                                            device=device)
         source = args.checkpoint
     else:
         model = create_model(args.model, image_size=args.image_size, seed=args.seed).to(device).eval()
         source = f"{model.config.name} (random initialisation, seed {args.seed})"
     images = load_images(args.images) if args.images else default_images()
     summary = write_report(model, images, args.out, components=args.components, batch_size=args.batch_size,
-                           max_shown=args.max_shown, title=f"vitkit inspect: {source}")
+                           max_shown=args.max_shown, title=f"vitkit inspect: {source}", objective=objective)
     print(f"{source}: {len(images)} image(s), {summary['grid'][0]}x{summary['grid'][1]} tokens")
     for line in summary["skipped"]:
         print(line)

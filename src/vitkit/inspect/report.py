@@ -162,13 +162,16 @@ def _index_html(title: str, figures: list[dict[str, str]], notes: list[str]) -> 
 
 def write_report(model: VisionTransformer, images: Sequence[NamedImage], out_dir: str | os.PathLike, *,
                  components: int = 28, batch_size: int = 8, max_shown: int = 8,
-                 title: str | None = None) -> dict[str, Any]:
+                 title: str | None = None, objective=None) -> dict[str, Any]:
     """Run every analysis of §4.5 on ``model`` and ``images`` and write ``out_dir``:
 
     ``filters.png`` (Fig. 7 left), ``position_similarity.png`` (Fig. 7 centre; skipped for models
     without absolute position embeddings), ``attention_distance.png`` (Fig. 7 right),
     ``rollout.png`` (Fig. 6, the first ``max_shown`` images) and ``rollout/NNN_name.png`` for every
     image, ``attention_heads.png`` (last layer, per head), ``inspect.json`` and ``index.html``.
+    With a pre-training ``objective`` (:func:`vitkit.objectives.load_pretraining`) also what it
+    predicts (:mod:`vitkit.inspect.reconstruction`): ``reconstruction.png`` (MAE) or
+    ``mpp_colours.png`` (masked patch prediction).
     Returns a summary: the files written, what was skipped and the mean attention distances.
     """
     if not images:
@@ -177,7 +180,7 @@ def write_report(model: VisionTransformer, images: Sequence[NamedImage], out_dir
     out.mkdir(parents=True, exist_ok=True)
     model.eval()
     names = [item.name for item in images]
-    token = "[class] token" if model.num_prefix_tokens else "mean patch token (GAP)"
+    token = "[class] token" if model.config.classifier == "token" else "mean patch token (GAP)"
     figures: list[dict[str, str]] = []
     notes: list[str] = []
     data: dict[str, Any] = {"model": {"name": model.config.name, "config": model.config.to_dict()},
@@ -239,6 +242,14 @@ def write_report(model: VisionTransformer, images: Sequence[NamedImage], out_dir
                                 for n, f, m in zip(names, overlays, analysis.rollout, strict=True)]}
     data["last_layer_heads"] = {"from": token, "maps": [{"image": n, "maps": _rounded(m)}
                                                        for n, m in zip(names, analysis.last_layer, strict=True)]}
+    if objective is not None:
+        from vitkit.inspect.reconstruction import write_pretraining_figures
+
+        extra, numbers = write_pretraining_figures(model, objective, images, out, max_shown=max_shown,
+                                                   batch_size=batch_size)
+        figures.extend(extra)
+        if numbers:
+            data["pretraining"] = numbers
     data["figures"] = figures
     data["notes"] = notes
 

@@ -28,6 +28,8 @@ class Objective(nn.Module):
     needs_labels: ClassVar[bool] = False
     #: Whether the checkpoint carries the objective's parameters beside the encoder (``objective.json``).
     saves_parameters: ClassVar[bool] = True
+    #: Training options this objective's recipe sets on top of the pre-training recipe's (§4.1).
+    recipe: ClassVar[dict[str, Any]] = {}
 
     options: DictConfig
 

@@ -102,6 +102,10 @@ class MAE(Objective):
     """Masked autoencoder pre-training of a plain ViT encoder (see the module notes)."""
 
     name = "mae"
+    #: MAE's pre-training settings (its Table 8): AdamW beta (0.9, 0.95), weight decay 0.05, base learning
+    #: rate 1.5e-4 scaled by batch / 256, cosine decay after the warm-up, no gradient clipping.
+    recipe = {"lr": 1.5e-4, "lr_base_batch": 256, "betas": (0.9, 0.95), "weight_decay": 0.05, "decay": "cosine",
+              "grad_clip": None}
 
     def __init__(self, model_config: ViTConfig, options: MAEOptions | None = None) -> None:
         super().__init__()
@@ -172,8 +176,8 @@ class MAE(Objective):
 
     @torch.no_grad()
     def reconstruct(self, model: VisionTransformer, images: torch.Tensor, *,
-                    generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(reconstructed images in the model's input space (B, C, H, W), mask (B, N)). With
+                    generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(reconstructed images in the model's input space (B, C, H, W), mask (B, N), loss (B,)). With
         ``norm_pix_loss`` the predictions are per-patch normalised: they are shown with each patch's
         true mean and standard deviation put back, as MAE's visualisations of such models do."""
         out = self.run(model, images, generator=generator)
@@ -184,5 +188,5 @@ class MAE(Objective):
             std = (patches.var(dim=-1, keepdim=True) + NORM_PIX_EPS) ** 0.5
             pred = pred * std + mean
         grid = (images.shape[-2] // self.patch_size, images.shape[-1] // self.patch_size)
-        return unpatchify(pred, self.patch_size, grid, images.shape[1]), out.mask
+        return unpatchify(pred, self.patch_size, grid, images.shape[1]), out.mask, out.loss
 

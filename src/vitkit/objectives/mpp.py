@@ -110,6 +110,9 @@ class MPP(Objective):
     """Masked patch prediction (see the module notes)."""
 
     name = "mpp"
+    #: App. B.1.2: "Adam, with a base learning rate of 2e-4, warmup of 10k steps and cosine learning rate
+    #: decay" (the warm-up is the pre-training default: 10k steps, at most a tenth of the run).
+    recipe = {"lr": 2e-4, "decay": "cosine"}
 
     def __init__(self, model_config: ViTConfig, options: MPPOptions | None = None) -> None:
         super().__init__()

@@ -9,6 +9,13 @@ at 1, batch 512, learning rate from {0.001, 0.003, 0.01, 0.03}; the whole pre-tr
 replaced by a zero-initialised linear layer; optionally a higher resolution with the position
 embeddings interpolated; Polyak (exponential moving) averaging of the weights, 0.9999 in the paper.
 
+Self-supervised pre-training (``objective``: :mod:`vitkit.objectives`) starts from the
+pre-training recipe with the objective's own settings on top: masked patch prediction App. B.1.2's
+(Adam, base learning rate 2e-4, cosine decay), MAE its paper's (AdamW beta (0.9, 0.95), weight decay
+0.05, learning rate 1.5e-4 x batch / 256, no clipping, cosine decay). Fine-tuning a masked model
+takes what MAE fine-tunes with: layer-wise learning-rate decay, drop path, a GAP + LayerNorm head,
+and partial fine-tuning of the last blocks.
+
 A :class:`TrainConfig` holds one run's every choice; :func:`recipe_defaults` gives the values a
 recipe starts from, which a YAML file and then explicit options override.
 """
@@ -79,6 +86,20 @@ class TrainConfig(DictConfig):
     flip: bool = True
     crop_scale: tuple[float, float] = (0.08, 1.0)
     crop_pct: float | None = None
+    #: "supervised", or a self-supervised objective ("mpp", "mae"; vitkit.objectives) that ignores labels.
+    objective: str = "supervised"
+    #: the objective's options (e.g. mask_ratio, norm_pix_loss, decoder_depth; target, corrupt_ratio).
+    objective_options: dict[str, Any] = field(default_factory=dict)
+    #: when set, ``lr`` is a base rate for this batch size: the peak is lr * batch_size / lr_base_batch (MAE: 256).
+    lr_base_batch: int | None = None
+    #: layer-wise learning-rate decay (MAE fine-tuning: 0.65-0.75): block i of L gets decay^(L - i).
+    layer_decay: float | None = None
+    #: fine-tuning: stochastic depth at the last block (None: as the checkpoint has it).
+    drop_path: float | None = None
+    #: fine-tuning: pool the patch tokens and normalise after pooling (MAE's GAP + LayerNorm head).
+    global_pool: bool = False
+    #: fine-tuning: train only the last K blocks, the final norm and the head (0: the head alone).
+    trainable_blocks: int | None = None
     #: exponential moving average of the weights (Polyak averaging); None: off.
     ema: float | None = None
     ema_warmup: bool = True
@@ -95,6 +116,7 @@ class TrainConfig(DictConfig):
         self.betas = tuple(float(b) for b in self.betas)
         self.crop_scale = tuple(float(s) for s in self.crop_scale)
         self.model_options = dict(self.model_options or {})
+        self.objective_options = dict(self.objective_options or {})
         self.validate()
 
     def validate(self) -> None:
@@ -120,6 +142,19 @@ class TrainConfig(DictConfig):
             (self.batch_size % self.accum == 0, f"batch size {self.batch_size} is not divisible by accum "
                                                 f"{self.accum}"),
             (self.recipe != "finetune" or self.checkpoint, "fine-tuning needs a checkpoint to start from"),
+            (self.lr_base_batch is None or self.lr_base_batch >= 1,
+             f"lr base batch must be positive, got {self.lr_base_batch}"),
+            (self.layer_decay is None or 0 < self.layer_decay <= 1, f"layer decay must be in (0, 1], got "
+                                                                    f"{self.layer_decay}"),
+            (self.drop_path is None or 0 <= self.drop_path < 1, f"drop path must be in [0, 1), got {self.drop_path}"),
+            (self.trainable_blocks is None or self.trainable_blocks >= 0,
+             f"trainable blocks must be >= 0, got {self.trainable_blocks}"),
+            (self.recipe == "finetune" or not (self.global_pool or self.trainable_blocks is not None
+                                               or self.drop_path is not None),
+             "--global-pool, --trainable-blocks and --drop-path belong to fine-tuning (pre-training sets drop "
+             "path as a model option)"),
+            (self.recipe == "pretrain" or self.objective == "supervised",
+             f"fine-tuning trains a classifier: objective {self.objective!r} is for pre-training (vitkit train)"),
         ]
         for ok, message in checks:
             if not ok:
@@ -127,6 +162,12 @@ class TrainConfig(DictConfig):
         unknown = sorted(set(self.model_options) - set(MODEL_OPTIONS))
         if unknown:
             raise VitkitError(f"unknown model options: {', '.join(unknown)} (known: {', '.join(MODEL_OPTIONS)})")
+        from vitkit.objectives import objective_options
+
+        objective_options(self.objective, self.objective_options)  # names and values, one-line errors
+        if self.objective != "supervised" and (self.mixup or self.cutmix or self.label_smoothing):
+            raise VitkitError(f"mixup, cutmix and label smoothing act on labels: objective {self.objective!r} "
+                              f"has none")
 
     # ---------------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -136,11 +177,17 @@ class TrainConfig(DictConfig):
         return out
 
 
-def recipe_defaults(recipe: str) -> dict[str, Any]:
+def recipe_defaults(recipe: str, objective: str = "supervised") -> dict[str, Any]:
     """The option values a recipe starts from (Table 3 / App. B.1.1, scaled to small machines:
-    the paper's batch 4096 / 512 are reachable with ``--accum`` or more processes)."""
+    the paper's batch 4096 / 512 are reachable with ``--accum`` or more processes); a
+    self-supervised objective brings its own (see the module notes)."""
     if recipe == "pretrain":
-        return dict(recipe="pretrain", optimizer="adamw", lr=1e-3, weight_decay=0.1, decay="linear", ema=None)
+        from vitkit.objectives import OBJECTIVES
+
+        if objective not in OBJECTIVES:
+            raise VitkitError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+        return {**dict(recipe="pretrain", optimizer="adamw", lr=1e-3, weight_decay=0.1, decay="linear", ema=None,
+                       objective=objective), **OBJECTIVES[objective][0].recipe}
     if recipe == "finetune":
         return dict(recipe="finetune", optimizer="sgd", lr=0.01, weight_decay=0.0, decay="cosine", ema=0.9999)
     raise VitkitError(f"recipe must be one of {RECIPES}, got {recipe!r}")
@@ -151,27 +198,55 @@ def recipe_defaults(recipe: str) -> dict[str, Any]:
 NO_DECAY_NAMES = ("pos_embed", "cls_token", "rel_bias", "mask_token")
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+def param_groups(model: nn.Module, weight_decay: float, *, lr: float | None = None,
+                 layer_decay: float | None = None) -> list[dict[str, Any]]:
     """Two groups: weight matrices and conv kernels with ``weight_decay``; biases, norm scales,
-    position embeddings and the [class] token without (App. B.1)."""
-    decay, no_decay = [], []
+    position embeddings and the [class] token without (App. B.1).
+
+    With ``layer_decay`` (and the peak ``lr``) each of those is split by depth, as MAE fine-tunes
+    (its ``param_groups_lrd``): a ViT of L blocks has layers 0 (embeddings, [class] token) to L + 1
+    (final norm, head); layer j learns at ``lr * layer_decay^(L + 1 - j)``."""
+    depth = len(getattr(model, "blocks", ()))
+    buckets: dict[tuple[int, bool], list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        if param.ndim <= 1 or any(part in name for part in NO_DECAY_NAMES):
-            no_decay.append(param)
-        else:
-            decay.append(param)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return [g for g in groups if g["params"]]
+        no_decay = param.ndim <= 1 or any(part in name for part in NO_DECAY_NAMES)
+        layer = vit_layer_id(name, depth) if layer_decay is not None else depth + 1
+        buckets.setdefault((layer, no_decay), []).append(param)
+    groups = []
+    for (layer, no_decay), params in sorted(buckets.items(), key=lambda item: (item[0][0], item[0][1])):
+        group: dict[str, Any] = {"params": params, "weight_decay": 0.0 if no_decay else weight_decay}
+        if layer_decay is not None:
+            group["lr"] = (lr if lr is not None else 1.0) * layer_decay ** (depth + 1 - layer)
+        groups.append(group)
+    return groups
 
 
-def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW (decoupled weight decay) for pre-training, SGD with momentum for fine-tuning."""
-    groups = param_groups(model, config.weight_decay)
+def vit_layer_id(name: str, depth: int) -> int:
+    """0 for the patch embedding, position embeddings and [class] token; i + 1 for block i; depth + 1 else."""
+    if name.startswith(("patch_embed", "pos_embed", "cls_token")):
+        return 0
+    if name.startswith("blocks."):
+        return int(name.split(".")[1]) + 1
+    return depth + 1
+
+
+def peak_lr(config: TrainConfig) -> float:
+    """``lr``, or with ``lr_base_batch`` MAE's linear scaling rule lr * batch_size / lr_base_batch."""
+    return config.lr * config.batch_size / config.lr_base_batch if config.lr_base_batch else config.lr
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig, *extra: nn.Module) -> torch.optim.Optimizer:
+    """AdamW (decoupled weight decay) for pre-training, SGD with momentum for fine-tuning. ``extra``
+    modules (a pre-training objective's decoder or head) train with the model at the full rate."""
+    lr = peak_lr(config)
+    groups = param_groups(model, config.weight_decay, lr=lr, layer_decay=config.layer_decay)
+    for module in extra:
+        groups += param_groups(module, config.weight_decay)
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
-    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+        return torch.optim.AdamW(groups, lr=lr, betas=config.betas, weight_decay=config.weight_decay)
+    return torch.optim.SGD(groups, lr=lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
 
 class WarmupDecay:
