@@ -164,7 +164,7 @@ def training_config(args: argparse.Namespace, recipe: str):
     model_options = dict(options.get("model_options") or {})
     objective_options = dict(options.get("objective_options") or {})
     for name, value in given.items():
-        if name in MODEL_OPTIONS:
+        if name in MODEL_OPTIONS and recipe == "pretrain":  # fine-tuning's --drop-path is its own option
             model_options[name] = value
         elif name in OBJECTIVE_OPTIONS:
             objective_options[OBJECTIVE_OPTIONS[name]] = value

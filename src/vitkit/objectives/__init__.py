@@ -108,13 +108,16 @@ def load_objective(path: str | os.PathLike, model_config: ViTConfig) -> Objectiv
 def load_pretraining(path: str | os.PathLike, *, device: str | torch.device | None = None,
                      image_size: int | tuple[int, int] | None = None
                      ) -> tuple[VisionTransformer, Objective | None]:
-    """(encoder, pre-training objective or None) of a checkpoint; both in eval mode.
+    """(encoder, pre-training objective or None) of a checkpoint (or of a training run directory: its
+    ``model/``); both in eval mode.
 
     ``image_size`` runs the pair at another resolution (the encoder's position embeddings are
     resampled, MAE's decoder computes its sine-cosine table for the new grid)."""
     from vitkit.formats.detect import load_model
 
     path = Path(path)
+    if (path / "config.yaml").is_file() and (path / "model").is_dir():
+        path = path / "model"
     model = load_model(path)
     objective = load_objective(path, model.config)
     if image_size is not None:
