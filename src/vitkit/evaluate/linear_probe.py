@@ -29,11 +29,13 @@ from vitkit.models.vit import VisionTransformer
 
 
 class LinearProbe(nn.Module):
-    """BatchNorm1d(affine=False, eps=1e-6) then Linear(D, K): MAE's linear-probing head."""
+    """BatchNorm1d(affine=False, eps=1e-6) then Linear(D, K): MAE's linear-probing head. The running
+    statistics are a cumulative average (``momentum=None``): the features are fixed, so they converge
+    to the training set's mean and variance however short the training is."""
 
     def __init__(self, dim: int, num_classes: int) -> None:
         super().__init__()
-        self.norm = nn.BatchNorm1d(dim, affine=False, eps=1e-6)
+        self.norm = nn.BatchNorm1d(dim, affine=False, eps=1e-6, momentum=None)
         self.linear = nn.Linear(dim, num_classes)
         nn.init.trunc_normal_(self.linear.weight, std=0.01)
         nn.init.zeros_(self.linear.bias)
