@@ -163,6 +163,14 @@ def test_export_loads_into_transformers_with_the_same_outputs(tmp_path, case):
     reference, info = ViTMAEForPreTraining.from_pretrained(tmp_path / "back", output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"], info
     assert_same_as_transformers(model, objective, reference.eval(), settings)
+    # vitkit writes the decoder layers as every transformers version names them (decoder.decoder_layers.N)
+    # and reads both that and transformers 5's own spelling (decoder.decoder_encoder.layer.N)
+    from safetensors.torch import load_file
+
+    assert any(k.startswith("decoder.decoder_layers.0.") for k in load_file(tmp_path / "back" / "model.safetensors"))
+    again = load_pretraining(tmp_path / "back")[1]
+    for name, tensor in objective.state_dict().items():
+        assert torch.equal(again.state_dict()[name], tensor), name
 
 
 def test_encoder_only_directories_load_as_plain_vits(tmp_path):

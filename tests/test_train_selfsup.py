@@ -182,6 +182,8 @@ def test_fewshot_linprobe_and_inspect_take_a_masked_run(tmp_path, capsys):
     assert Image.open(tmp_path / "insp" / "reconstruction.png").format == "PNG"
     line = run_fails(capsys, ["eval", str(run), "--data", "digits", "--confusion", "none"])
     assert "no classification head" in line
+    Image.new("RGB", (16, 16)).save(tmp_path / "x.png")
+    assert "no classification head" in run_fails(capsys, ["predict", str(run), str(tmp_path / "x.png")])
 
 
 def test_a_vitkit_mae_run_loads_into_transformers_with_the_same_loss(tmp_path, capsys):
@@ -218,3 +220,47 @@ def test_reconstruction_pastes_the_visible_patches_back_unchanged():
     shown = c["corrupted"].astype(bool)
     np.testing.assert_allclose(c["true"][..., :3][shown], levels[shown], atol=1e-6)
     assert np.all(c["true"][..., 3][~shown] == 0)
+
+
+def test_selfsup_verdicts_follow_the_papers_signs():
+    from vitkit.train.selfsup_demo import _verdicts
+
+    def row(few, probe, fine):
+        return {"fewshot": [{"shots": 10, "mean": few, "std": 0.0}], "linear_probe": probe, "finetuned": fine}
+
+    rows = {"scratch": row(0.5, 0.5, 0.90), "supervised": row(0.8, 0.8, 0.97), "mpp": row(0.6, 0.4, 0.95)}
+    verdicts = {(v["against"], v["measure"]): v for v in _verdicts(rows, 10)}
+    assert verdicts["scratch", "fine-tuned"]["difference"] == pytest.approx(5.0)
+    assert verdicts["scratch", "fine-tuned"]["holds"] and not verdicts["scratch", "lin. probe"]["holds"]
+    assert verdicts["supervised", "10-shot"]["holds"] and verdicts["supervised", "fine-tuned"]["paper"] == -4.0
+
+
+@pytest.mark.slow
+def test_selfsup_experiment_runs_end_to_end(tmp_path):
+    from vitkit.train.selfsup_demo import SelfSupSettings, run_selfsup
+
+    result = run_selfsup(SelfSupSettings(out=str(tmp_path / "ss"), pretrain_epochs=2, finetune_epochs=2,
+                                         probe_epochs=5, draws=2), progress=False, report=lambda _line: None)
+    assert list(result.rows) == ["scratch", "supervised", "mpp", "mae"]
+    for row in result.rows.values():
+        assert [r["shots"] for r in row["fewshot"]] == [1, 5, 10]
+        assert 0.0 <= row["linear_probe"] <= 1.0 and 0.0 <= row["finetuned"] <= 1.0
+    assert len(result.verdicts) == 6 and "holds" in result.table()
+    assert load_pretraining(tmp_path / "ss" / "pretrain-mae" / "model")[1].options.decoder_hidden_size == 64
+
+
+@pytest.mark.slow
+def test_masked_pretraining_under_torchrun(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "vitkit",
+            *MAE_CLI, "--data", "digits", "--steps", "3", "--batch-size", "64", "--json", "--out", str(tmp_path / "r")]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summaries = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    assert len(summaries) == 1 and json.loads(summaries[0])["objective"] == "mae"
+    model, objective = load_pretraining(tmp_path / "r")
+    assert isinstance(objective, MAE) and model.config.num_classes == 0

@@ -56,6 +56,9 @@ def predict_images(model: VisionTransformer, paths: Sequence[str | os.PathLike],
 
     if top_k < 1:
         raise VitkitError(f"--top-k must be at least 1, got {top_k}")
+    if model.config.num_classes == 0:
+        raise VitkitError("the checkpoint has no classification head (a pre-trained encoder, e.g. self-supervised): "
+                          "fine-tune it first (vitkit finetune)")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.eval()
     transform = eval_transform(model.preprocessing)
