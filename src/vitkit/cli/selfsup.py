@@ -15,6 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=None, help="pre-training epochs (30)")
     parser.add_argument("--finetune-epochs", type=int, default=None, help="fine-tuning epochs (15)")
+    for route, default in (("supervised", "2e-3"), ("mpp", "2e-4"), ("mae", "2e-3")):
+        parser.add_argument(f"--{route}-lr", type=float, default=None, help=f"{route} pre-training lr ({default})")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -33,6 +35,12 @@ def run(args: argparse.Namespace) -> dict:
             if value < 1:
                 raise VitkitError(f"--{flag.replace('_', '-')} must be at least 1")
             setattr(settings, name, value)
+    for route in ("supervised", "mpp", "mae"):
+        value = getattr(args, f"{route}_lr")
+        if value is not None:
+            if value <= 0:
+                raise VitkitError(f"--{route}-lr must be positive")
+            settings.pretrain_lr[route] = value
     result = run_selfsup(settings, progress=not args.quiet, report=lambda line: print(line, file=sys.stderr,
                                                                                         flush=True))
     print(result.table())
