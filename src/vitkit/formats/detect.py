@@ -63,7 +63,8 @@ def _file_format(path: Path) -> str:
         return "jax"
     with open_tensor_file(path) as source:
         keys = source.names()
-    if mae_official.looks_like_mae(set(keys)) and "pos_embed" in keys:
+        written_by_vitkit = timm.METADATA_KEY in source.metadata  # vitkit's timm export keeps its own metadata
+    if mae_official.looks_like_mae(set(keys)) and "pos_embed" in keys and not written_by_vitkit:
         return "mae"
     if "patch_embed.proj.weight" in keys and "pos_embed" in keys:
         return "timm"
