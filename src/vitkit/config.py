@@ -8,6 +8,7 @@ round-trips through JSON with :meth:`ViTConfig.to_dict` / :meth:`ViTConfig.from_
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -85,7 +86,12 @@ class ViTConfig(DictConfig):
             raise VitkitError(f"posemb must be one of {POSEMB_KINDS}, got {self.posemb!r}")
         if self.mlp_act not in MLP_ACTIVATIONS:
             raise VitkitError(f"mlp_act must be one of {MLP_ACTIVATIONS}, got {self.mlp_act!r}")
-        if self.hidden_size % self.num_heads:
+        for name in ("layer_norm_eps", "gn_eps", "ws_eps"):  # 0 or less divides by zero: NaN outputs
+            value = getattr(self, name)
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not (number and math.isfinite(value) and value > 0):
+                raise VitkitError(f"{name} must be a positive number, got {value!r}")
+        if self.num_heads < 1 or self.hidden_size % self.num_heads:
             raise VitkitError(
                 f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}"
             )

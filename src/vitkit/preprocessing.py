@@ -8,16 +8,19 @@ choice.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from vitkit.config import to_pair
 from vitkit.dictconfig import DictConfig
+from vitkit.errors import VitkitError
 
 INCEPTION_MEAN = (0.5, 0.5, 0.5)
 INCEPTION_STD = (0.5, 0.5, 0.5)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
 
 
 @dataclass
@@ -35,6 +38,24 @@ class Preprocessing(DictConfig):
         self.image_size = to_pair(self.image_size)
         self.mean = tuple(float(m) for m in self.mean)
         self.std = tuple(float(s) for s in self.std)
+        self.validate()
+
+    def validate(self) -> None:
+        """One-line errors for values that would make every input NaN or the crop empty (an edited
+        ``config.json``, a foreign file): a std of 0, a NaN mean, a crop of nothing."""
+        if min(self.image_size) < 1:
+            raise VitkitError(f"preprocessing image_size must be positive, got {self.image_size}")
+        if not self.mean or len(self.mean) != len(self.std):
+            raise VitkitError(f"preprocessing mean {self.mean} and std {self.std} need one value per channel each")
+        if not all(math.isfinite(m) for m in self.mean):
+            raise VitkitError(f"preprocessing mean must be finite, got {self.mean}")
+        if not all(math.isfinite(s) and s > 0 for s in self.std):
+            raise VitkitError(f"preprocessing std must be positive and finite, got {self.std}")
+        if not (isinstance(self.crop_pct, (int, float)) and 0 < self.crop_pct <= 1):
+            raise VitkitError(f"preprocessing crop_pct must be in (0, 1], got {self.crop_pct!r}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise VitkitError(f"preprocessing interpolation must be one of {INTERPOLATIONS}, got "
+                              f"{self.interpolation!r}")
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

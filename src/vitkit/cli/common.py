@@ -17,7 +17,7 @@ from typing import Any
 
 from vitkit.config import CLASSIFIERS, POSEMB_KINDS
 from vitkit.errors import VitkitError
-from vitkit.train.recipes import MODEL_OPTIONS
+from vitkit.train.recipes import MODEL_OPTIONS, RECIPE_COMMANDS
 
 S = argparse.SUPPRESS
 
@@ -112,6 +112,9 @@ def training_config(args: argparse.Namespace, recipe: str):
     if resume is not None:
         if not (Path(resume) / "config.yaml").is_file():
             raise VitkitError(f"{resume}: not a run directory (no config.yaml)")
+        if "out" in given and Path(given["out"]).resolve() != Path(resume).resolve():
+            raise VitkitError(f"--resume {resume} continues that run in its own directory; --out {given['out']} names "
+                              f"another (to branch a run, copy its directory and resume the copy)")
         options.update(read_config(resume))
         options["out"] = str(resume)
     elif "config" in given:
@@ -119,7 +122,8 @@ def training_config(args: argparse.Namespace, recipe: str):
         loaded.pop("out", None)  # a run's directory is where it is written, not part of what it is
         options.update(loaded)
     if options.get("recipe", recipe) != recipe:
-        raise VitkitError(f"that configuration is a {options['recipe']} run; use `vitkit {options['recipe']}`")
+        other = RECIPE_COMMANDS.get(options["recipe"], options["recipe"])
+        raise VitkitError(f"that configuration is a {options['recipe']} run; use `vitkit {other}`")
     model_options = dict(options.get("model_options") or {})
     for name, value in given.items():
         if name in MODEL_OPTIONS:
@@ -161,7 +165,10 @@ def run_training(args: argparse.Namespace, recipe: str) -> dict:
 
 def print_training_summary(summary: dict) -> None:
     m = summary["metrics"]
-    state = "finished" if summary["finished"] else "stopped (continue with --resume)"
+    command = RECIPE_COMMANDS.get(summary["recipe"], summary["recipe"])
+    state = "finished" if summary["finished"] else (
+        f"stopped (continue with `vitkit {command} --resume {summary['run_dir']}`)" if "run_dir" in summary
+        else "stopped")
     print(f"{summary['recipe']} {summary['model']} on {summary['data']}: step {summary['step']}/"
           f"{summary['total_steps']} {state} in {summary['seconds']:.1f} s ({summary['images_per_second']:.0f} img/s)")
     if "test_top1" in m:
@@ -172,7 +179,8 @@ def print_training_summary(summary: dict) -> None:
     if "train_loss" in m:
         print(f"  train loss {m['train_loss']:.4f}")
     print(f"  skipped corrupt images: {summary['skipped_images']} in training"
-          + (f", {m['test_skipped']} in the test split" if "test_skipped" in m else ""))
+          + (f", {m['test_skipped']} in the test split" if "test_skipped" in m else "")
+          + (f" (first: {summary['unreadable_examples'][0]})" if summary.get("unreadable_examples") else ""))
     if "run_dir" in summary:
         print(f"  run directory: {summary['run_dir']} (model: {summary['model_dir']})")
 

@@ -61,12 +61,16 @@ def run(args: argparse.Namespace) -> dict:
     else:
         model = create_model(args.model, image_size=args.image_size, seed=args.seed).to(device).eval()
         source = f"{model.config.name} (random initialisation, seed {args.seed})"
-    images = load_images(args.images) if args.images else default_images()
+    unreadable: list[str] = []
+    images = load_images(args.images, unreadable) if args.images else default_images()
+    for reason in unreadable:
+        print(f"skipped unreadable image: {reason}")
     summary = write_report(model, images, args.out, components=args.components, batch_size=args.batch_size,
                            max_shown=args.max_shown, title=f"vitkit inspect: {source}")
     print(f"{source}: {len(images)} image(s), {summary['grid'][0]}x{summary['grid'][1]} tokens")
     for line in summary["skipped"]:
         print(line)
+    summary["skipped_images"] = unreadable
     per_layer = [sum(row) / len(row) for row in summary["mean_attention_distance"]]
     print("mean attention distance by layer (pixels): " + " ".join(f"{d:.1f}" for d in per_layer))
     print(f"wrote {', '.join(summary['figures'])}, {len(summary['overlays'])} overlay(s), inspect.json and "

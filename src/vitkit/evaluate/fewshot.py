@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from vitkit.errors import VitkitError
+from vitkit.finite import require_finite_output
 from vitkit.models.vit import VisionTransformer
 
 #: The L2 strengths tried (as big_vision's few-shot evaluator does: 2^-10 ... 2^19).
@@ -47,7 +48,9 @@ def extract_features(model: VisionTransformer, dataset, indices: Sequence[int] |
     for images, targets, batch_indices in loader:
         if images is None:
             continue
-        feats.append(model.forward_features(images.to(device)).double().cpu())
+        features = model.forward_features(images.to(device))
+        require_finite_output(features, "features")
+        feats.append(features.double().cpu())
         labels.append(targets)
         kept.append(batch_indices)
     model.train(was_training)
@@ -142,6 +145,21 @@ def draw_shots(labels: Sequence[int], num_classes: int, shots: int, holdout: int
     return np.concatenate(fit), np.concatenate(hold)
 
 
+def _require_full_draws(plan: dict, readable: dict[int, int], labels: Sequence[int], names: Sequence[str]) -> None:
+    """Unreadable images must not silently leave a class with fewer shots than asked for."""
+    for (shots, draw), (fit, hold) in plan.items():
+        for part, role in ((fit, "shots"), (hold, "held-out images")):
+            lost = [int(i) for i in part if int(i) not in readable]
+            if lost:
+                cls = labels[lost[0]]
+                name = names[cls]
+                members = [int(i) for i in part if labels[int(i)] == cls]
+                have, asked = sum(1 for i in members if i in readable), len(members)
+                raise VitkitError(f"{shots}-shot draw {draw + 1}: class {name!r} has {have} readable of the {asked} "
+                                  f"{role} drawn ({len(lost)} unreadable training image(s) in this draw; see the "
+                                  f"warnings); remove the unreadable files or ask for fewer shots")
+
+
 @dataclass
 class FewShotResult:
     """Accuracy of ``shots``-shot linear evaluation over ``len(accuracies)`` draws."""
@@ -187,6 +205,7 @@ def fewshot_evaluate(model: VisionTransformer, train_set, test_set, *, shots: Se
     train_x, train_y, kept = extract_features(model, train_set, needed, **options)
     test_x, test_y, _ = extract_features(model, test_set, None, **options)
     row = {int(i): r for r, i in enumerate(kept)}
+    _require_full_draws(plan, row, labels, train_set.label_names)
     results = []
     for k in shots:
         accs, l2s = [], []

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from vitkit.errors import VitkitError
+from vitkit.finite import require_finite_output
 from vitkit.models.vit import VisionTransformer
 
 
@@ -78,7 +79,9 @@ def predict_images(model: VisionTransformer, paths: Sequence[str | os.PathLike],
         if not images:
             continue
         x = torch.stack([transform(im) for im in images]).to(device)
-        probs = model(x).float().softmax(dim=-1).cpu()
+        logits = model(x)
+        require_finite_output(logits, "logits")
+        probs = logits.float().softmax(dim=-1).cpu()
         values, indices = probs.topk(k, dim=-1)
         for i, row in enumerate(rows):
             row["top"] = [{"label": names[j], "index": int(j), "probability": float(v)}
@@ -89,7 +92,8 @@ def predict_images(model: VisionTransformer, paths: Sequence[str | os.PathLike],
                 target = out_dir / f"{_unique_stem(Path(row['path']), used)}.png"
                 row["attention"] = str(save_rollout_overlay(model, x[i:i + 1], images[i], target))
     if all(r["error"] for r in results):
-        raise VitkitError(f"none of the {len(results)} images could be read")
+        reasons = "; ".join(f"{r['path']}: {r['error']}" for r in results[:3])
+        raise VitkitError(f"none of the {len(results)} images could be read; first reasons: {reasons}")
     return results
 
 

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from vitkit.errors import VitkitError
+from vitkit.finite import require_finite_weights
 from vitkit.formats import hf, jax_npz, native, timm
 from vitkit.formats.detect import FORMATS, detect_format, load_checkpoint
 from vitkit.models.vit import VisionTransformer
@@ -38,6 +39,7 @@ def save_model(model: VisionTransformer, path: str | os.PathLike, *, to: str, pr
     """Write ``model`` in format ``to`` (``native``, ``hf``, ``timm`` or ``jax``); returns the path."""
     if to not in SAVERS:
         raise VitkitError(f"unknown target format {to!r}; one of {', '.join(FORMATS)}")
+    require_finite_weights(model, f"{path}: not saved")
     return SAVERS[to](model, Path(path), progress=progress)
 
 
@@ -64,6 +66,19 @@ def _size(path: Path) -> int:
     return path.stat().st_size
 
 
+def _refuse_overlap(src: Path, dst: Path, to: str) -> None:
+    """Writing into the source (its own file, a file inside its directory, or a directory that
+    holds it) would replace the files being converted: refused before anything is read."""
+    source, target = src.resolve(), dst.resolve()
+    if target == source:
+        raise VitkitError(f"{dst}: is the source itself; write the conversion somewhere else")
+    if source.is_dir() and target.is_relative_to(source):
+        raise VitkitError(f"{dst}: lies inside the source checkpoint {src}; write the conversion somewhere else")
+    if to in DIRECTORY_FORMATS and source.is_relative_to(target):
+        raise VitkitError(f"{dst}: the source {src} lies inside this directory, whose files the {to} format "
+                          f"would replace; write the conversion somewhere else")
+
+
 def convert(src: str | os.PathLike, dst: str | os.PathLike, *, to: str, overwrite: bool = False,
             progress: bool = False) -> Conversion:
     """Read the checkpoint ``src`` (any supported format) and write it to ``dst`` in format ``to``.
@@ -76,8 +91,7 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, to: str, overwrit
     src, dst = Path(src), Path(dst)
     if not src.exists():
         raise VitkitError(f"{src}: no such file or directory")
-    if dst.exists() and dst.resolve() == src.resolve():
-        raise VitkitError(f"{dst}: is the source itself; write the conversion somewhere else")
+    _refuse_overlap(src, dst, to)
     if dst.exists() and not overwrite:
         raise VitkitError(f"{dst}: already exists (pass --overwrite to replace it)")
     if to in DIRECTORY_FORMATS and dst.is_file():

@@ -16,6 +16,7 @@ import torch
 
 from vitkit.config import to_pair
 from vitkit.errors import VitkitError
+from vitkit.finite import require_finite_weights
 from vitkit.formats import hf, jax_npz, native, timm
 from vitkit.formats.tensor_files import open_tensor_file, sniff_container
 from vitkit.models.vit import VisionTransformer
@@ -84,8 +85,10 @@ def load_checkpoint(path: str | os.PathLike, *, fmt: str | None = None, dtype: t
     fmt = fmt or detect_format(path)
     if fmt not in LOADERS:
         raise VitkitError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
-    return LOADERS[fmt](Path(path), dtype=dtype, progress=progress,
-                        image_size=to_pair(image_size) if image_size is not None else None)
+    model = LOADERS[fmt](Path(path), dtype=dtype, progress=progress,
+                         image_size=to_pair(image_size) if image_size is not None else None)
+    require_finite_weights(model, str(path))  # a NaN checkpoint is refused, never evaluated or converted
+    return model
 
 
 def load_model(path: str | os.PathLike, *, num_classes: int | None = None,

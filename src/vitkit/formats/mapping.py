@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from vitkit.config import VARIANTS, ViTConfig
 from vitkit.errors import VitkitError
-from vitkit.formats.native import FORMAT_NAME, checkpoint_metadata, load_state_dict_strict
+from vitkit.formats.native import FORMAT_NAME, check_weight_dtype, checkpoint_metadata, load_state_dict_strict
 from vitkit.formats.tensor_files import TensorSource, first_line
 from vitkit.models.vit import VisionTransformer
 from vitkit.preprocessing import Preprocessing
@@ -184,7 +184,8 @@ def load_mapped(source: TensorSource, config: ViTConfig, rules: Sequence[Rule], 
     """
     with reading_architecture(str(source.path), fmt):
         model = empty_model(config)
-    shapes = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    own = model.state_dict()
+    shapes = {name: tuple(t.shape) for name, t in own.items()}
     steps = plan(rules, shapes, fmt)
     stored = {rename(k): k for k in source.names()}
     needed = [name for step in steps for name in step.theirs]
@@ -198,6 +199,8 @@ def load_mapped(source: TensorSource, config: ViTConfig, rules: Sequence[Rule], 
     state = {}
     for step in _bar(steps, f"reading {source.path.name}", progress):
         tensors = [source.load(stored[name]) for name in step.theirs]
+        for name, tensor in zip(step.theirs, tensors, strict=True):
+            check_weight_dtype(stored[name], tensor, own[step.ours], str(source.path))
         found = " / ".join(f"{stored[n]} {tuple(t.shape)}" for n, t in zip(step.theirs, tensors, strict=True))
         try:
             value = step.codec.load(tensors, config)

@@ -17,7 +17,9 @@ Position embeddings without a [class] entry (timm's ``no_embed_class``) load wit
 a class token together with average pooling (MAE-style) has no counterpart in vitkit's model.
 A directory from the timm hub (``config.json`` with ``architecture`` and ``pretrained_cfg``,
 next to ``model.safetensors`` or ``pytorch_model.bin``) loads too. Exported ``.safetensors``
-files carry vitkit's metadata in their header; ``.pth``/``.bin`` files are plain state dicts.
+files carry vitkit's metadata in their header, ``.pth``/``.bin`` files (plain state dicts, which
+timm loads as they are) in their zip archive comment: heads, eps values, labels and resolution
+come back from every file vitkit wrote.
 """
 
 from __future__ import annotations
@@ -126,7 +128,7 @@ def load_timm(path: str | os.PathLike, *, dtype: torch.dtype | None = torch.floa
     path = Path(path)
     weights, hub = _hub_files(path) if path.is_dir() else (path, {})
     with open_tensor_file(weights) as source:
-        meta = mapping.read_embedded_metadata(source.metadata.get(METADATA_KEY))
+        meta = mapping.read_embedded_metadata(source.metadata.get(METADATA_KEY) or source.metadata.get("comment"))
         heads = ((meta or {}).get("architecture", {}).get("num_heads")
                  or hub.get("model_args", {}).get("num_heads"))
         with mapping.reading_architecture(str(weights), FORMAT):
@@ -134,8 +136,14 @@ def load_timm(path: str | os.PathLike, *, dtype: torch.dtype | None = torch.floa
         config, meta = mapping.reconcile(inferred, meta, str(weights), heads_known=False)
         model = mapping.load_mapped(source, config, rules(config), fmt=FORMAT, dtype=dtype, progress=progress)
     pretrained_cfg = hub.get("pretrained_cfg")
+    hub_labels = _label_names(hub, config.num_classes)
+    if meta:  # a hub config.json beside the weights is what its owner edits: it wins over the embedded copy
+        if hub_labels is not None:
+            meta = {**meta, "label_names": hub_labels}
+        if pretrained_cfg:
+            meta = {k: v for k, v in meta.items() if k != "preprocessing"}
     return mapping.finish(model, meta, preprocessing=timm_preprocessing(config.image_size, pretrained_cfg),
-                          label_names=_label_names(hub, config.num_classes))
+                          label_names=hub_labels)
 
 
 def check_exportable(config: ViTConfig) -> None:
@@ -153,5 +161,5 @@ def save_timm(model: VisionTransformer, path: str | os.PathLike, *, progress: bo
     if path.suffix == ".safetensors":
         write_safetensors(tensors, path, metadata={METADATA_KEY: mapping.embedded_metadata(model)})
     else:
-        write_torch(tensors, path)
+        write_torch(tensors, path, comment=mapping.embedded_metadata(model))
     return path

@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
 from vitkit.atomic import atomic_path, write_text_atomic
 from vitkit.errors import VitkitError
+from vitkit.finite import require_finite_output, require_finite_weights
 from vitkit.inspect.attention import AttentionAnalysis, analyse_attention
 from vitkit.inspect.filters import FilterComponents, embedding_filter_components, filter_tiles
 from vitkit.inspect.images import NamedImage
@@ -173,9 +175,13 @@ def write_report(model: VisionTransformer, images: Sequence[NamedImage], out_dir
     """
     if not images:
         raise VitkitError("no images to inspect")
+    require_finite_weights(model, "the model to inspect")
+    model.eval()
+    # first the forward passes, so that a model with non-finite attention writes nothing at all
+    analysis: AttentionAnalysis = analyse_attention(model, [item.image for item in images], batch_size)
+    require_finite_output(torch.from_numpy(analysis.rollout), "attention maps")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model.eval()
     names = [item.name for item in images]
     token = "[class] token" if model.num_prefix_tokens else "mean patch token (GAP)"
     figures: list[dict[str, str]] = []
@@ -205,7 +211,6 @@ def write_report(model: VisionTransformer, images: Sequence[NamedImage], out_dir
             f"of that patch's {kind} position embedding with every patch's, on the {rows}x{cols} grid.")})
         data["position_similarity"] = {"kind": kind, "grid": [rows, cols], "similarity": _rounded(similarity, 4)}
 
-    analysis: AttentionAnalysis = analyse_attention(model, [item.image for item in images], batch_size)
     draw_attention_distance(analysis.distance, out / "attention_distance.png")
     figures.append({"file": "attention_distance.png", "caption": (
         f"Mean attention distance (Fig. 7 right): per head (dots) and layer, in pixels, over {len(images)} "

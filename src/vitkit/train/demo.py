@@ -25,8 +25,12 @@ from typing import Any
 
 import torch
 
+from vitkit.errors import VitkitError
 from vitkit.train.loop import train
 from vitkit.train.recipes import TrainConfig, recipe_defaults
+
+#: The run directories of the three training stages, under the demo's ``out``.
+STAGES = ("pretrain", "finetune", "scratch")
 
 #: The demo's model: ViT-Ti's shape scaled down (D 128, 4 heads, MLP 256, 4 layers) with 4x4 patches.
 DEMO_MODEL = dict(patch_size=4, hidden_size=128, depth=4, num_heads=4, mlp_dim=256)
@@ -104,9 +108,13 @@ def run_demo(settings: DemoSettings | None = None, *, progress: bool = True,
     from vitkit.models import create_model
 
     s = settings or DemoSettings()
+    out = Path(s.out)
+    taken = [stage for stage in STAGES if (out / stage).is_dir() and any((out / stage).iterdir())]
+    if taken:  # the demo has no --resume: say so before three minutes of work, not in the middle
+        raise VitkitError(f"{out} already holds a demo ({', '.join(taken)}); the demo always starts afresh: choose "
+                          f"another --out")
     if s.threads:
         torch.set_num_threads(s.threads)
-    out = Path(s.out)
     common = _common(s)
     seconds: dict[str, float] = {}
 

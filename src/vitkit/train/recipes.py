@@ -27,6 +27,8 @@ from vitkit.dictconfig import DictConfig
 from vitkit.errors import VitkitError
 
 RECIPES = ("pretrain", "finetune")
+#: the command that runs (and resumes) each recipe
+RECIPE_COMMANDS = {"pretrain": "train", "finetune": "finetune"}
 OPTIMIZERS = ("adamw", "sgd")
 DECAYS = ("linear", "cosine", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
