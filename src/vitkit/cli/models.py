@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from vitkit.errors import VitkitError
+
 NAME = "models"
 HELP = "list the model variants with parameters, GFLOPs and sequence length"
 
@@ -24,7 +26,12 @@ def run(args: argparse.Namespace) -> dict:
                              num_classes=args.num_classes)
     print(f"{'model':<14} {'params':>9} {'GFLOPs':>9} {'seq len':>8}  {'D':>5} {'L':>3} {'heads':>5} {'MLP':>5}")
     for r in rows:
+        if "error" in r:  # e.g. patch 14 at 384 px: that row says so, the others are still listed
+            print(f"{r['name']:<14} {'-':>9} {'-':>9} {'-':>8}  ({r['error']})")
+            continue
         print(f"{r['name']:<14} {r['params'] / 1e6:>8.1f}M {r['gflops']:>9.1f} {r['seq_len']:>8}  "
               f"{r['hidden_size']:>5} {r['depth']:>3} {r['num_heads']:>5} {r['mlp_dim']:>5}")
     print(f"at {args.image_size}x{args.image_size}, {args.num_classes} classes; GFLOPs count a multiply-add as 2")
+    if rows and all("error" in r for r in rows):
+        raise VitkitError(f"no listed variant can take {args.image_size}x{args.image_size} images")
     return {"image_size": args.image_size, "models": rows}

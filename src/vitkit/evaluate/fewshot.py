@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vitkit.data.loader import Unreadable
 from vitkit.errors import VitkitError
 from vitkit.finite import require_finite_output
 from vitkit.models.vit import VisionTransformer
@@ -70,7 +71,7 @@ class _Indexed(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         item = self.items[i]
-        return None if item is None else (*item, i)
+        return None if item is None or isinstance(item, Unreadable) else (*item, i)
 
 
 def _collate_indexed(batch):

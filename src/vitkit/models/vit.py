@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from vitkit.config import ViTConfig, to_pair
-from vitkit.errors import VitkitError
+from vitkit.models.inputs import check_image_batch
 from vitkit.models.layers import Attention, DropPath, Mlp, drop_path_rates, zero_linear
 from vitkit.models.posemb import RelativePositionBias, build_position_embedding
 from vitkit.models.resnet import ResNetStem
@@ -169,12 +169,8 @@ class VisionTransformer(nn.Module):
 
     # ----------------------------------------------------------------- forward
     def _check_input(self, x: torch.Tensor) -> None:
-        if x.ndim != 4 or x.shape[1] != self.config.in_channels:
-            raise VitkitError(f"expected images of shape (B, {self.config.in_channels}, H, W), got "
-                              f"{tuple(x.shape)}")
-        height, width = x.shape[-2:]
-        if height % self.stride or width % self.stride:
-            raise VitkitError(f"image size {height}x{width} is not divisible by the patch size {self.stride}")
+        check_image_batch(x, channels=self.config.in_channels, stride=self.stride,
+                          dtype=self.patch_embed.proj.weight.dtype)
 
     def encode(self, x: torch.Tensor, return_attention: bool = False) -> EncoderOutput:
         """Eqs. 1-3 and the final LayerNorm: images (B, C, H, W) -> tokens (B, T, D)."""
