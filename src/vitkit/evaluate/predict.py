@@ -26,7 +26,7 @@ def expand_image_paths(patterns: Sequence[str | os.PathLike]) -> list[Path]:
     found: list[Path] = []
     for pattern in patterns:
         path = Path(pattern).expanduser()
-        if path.is_file():
+        if path.is_file() or (path.exists() and not path.is_dir()):  # a FIFO or device: refused as unreadable
             found.append(path)
         elif path.is_dir():
             images = sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p))

@@ -261,7 +261,7 @@ def sweep_temporary_files(path: str | os.PathLike) -> list[Path]:
 
 
 def claim_run_directory(path: str | os.PathLike, *, resume: bool, command: str) -> tuple[RunLock, list[str]]:
-    """Lock ``path`` for a run of ``vitkit command`` and check that the run may write there.
+    """Lock ``path`` for a run of the command ``command`` (train, finetune) and check that the run may write there.
 
     Returns the held lock and lines worth telling the user (a stale lock taken over, an aborted
     run cleared, temporary files swept). Refuses, releasing the lock: a file; with ``resume``, a
