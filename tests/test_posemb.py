@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -86,12 +87,27 @@ def test_learned_2d_concatenates_row_and_column_tables():
             torch.testing.assert_close(patch[i, j], torch.cat([model.pos_embed.rows[i], model.pos_embed.cols[j]]))
 
 
-def test_sincos_is_fixed_and_distinguishes_positions():
-    emb = sincos_2d((4, 4), 64)
-    assert emb.shape == (16, 64)
-    assert torch.equal(emb, sincos_2d((4, 4), 64))
-    sim = torch.nn.functional.normalize(emb, dim=1) @ torch.nn.functional.normalize(emb, dim=1).t()
-    assert (sim - torch.eye(16)).max() < 0.999  # no two positions share an embedding
+def _mae_2d_sincos(embed_dim: int, rows: int, cols: int) -> np.ndarray:
+    """MAE's ``get_2d_sincos_pos_embed`` (facebookresearch/mae, util/pos_embed.py) written out in
+    numpy for a rows x cols grid: each axis gets D/2 channels, [sin(p w), cos(p w)] with
+    w_k = 1 / 10000^(k / (D/4)); MAE's meshgrid puts the column coordinate in the first half."""
+    def one_axis(dim: int, positions: np.ndarray) -> np.ndarray:
+        omega = 1.0 / 10000 ** (np.arange(dim // 2, dtype=np.float64) / (dim / 2.0))
+        out = np.einsum("m,d->md", positions.reshape(-1), omega)
+        return np.concatenate([np.sin(out), np.cos(out)], axis=1)
+
+    grid_w, grid_h = np.meshgrid(np.arange(cols, dtype=np.float64), np.arange(rows, dtype=np.float64))
+    return np.concatenate([one_axis(embed_dim // 2, grid_w), one_axis(embed_dim // 2, grid_h)], axis=1)
+
+
+@pytest.mark.parametrize("grid, dim", [((4, 4), 64), ((3, 5), 32)])
+def test_sincos_is_maes_formula_with_the_row_half_first(grid, dim):
+    """vitkit's layout is [sin(i w), cos(i w), sin(j w), cos(j w)] for patch (row i, column j):
+    MAE's table with its two halves exchanged (same frequencies, same row-major patch order)."""
+    ours = sincos_2d(grid, dim).double().numpy()
+    mae = _mae_2d_sincos(dim, *grid)
+    assert ours.shape == mae.shape == (grid[0] * grid[1], dim)
+    np.testing.assert_allclose(ours, np.concatenate([mae[:, dim // 2:], mae[:, :dim // 2]], axis=1), atol=1e-6)
 
 
 def test_relative_bias_is_the_query_against_the_offset_embedding():
