@@ -108,7 +108,7 @@ def test_finetune_starts_from_a_zero_initialised_head(tmp_path):
 
 def test_a_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_finite_checkpoint(tmp_path):
     out = tmp_path / "run"
-    config = tiny_config(steps=30, batch_size=256, lr=1e30, warmup=0, grad_clip=None, out=str(out))
+    config = tiny_config(steps=30, batch_size=256, lr=100.0, optimizer="sgd", warmup=0, grad_clip=None, out=str(out))
     with pytest.raises(NonFiniteLoss, match=r"loss became (nan|inf) at step (\d+); training stopped; the last "
                                             r"finite checkpoint is .* \(step (\d+)\)") as caught:
         train(config, progress=False)
@@ -119,13 +119,15 @@ def test_a_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_finite_chec
     model = load_model(out / "model")
     assert all(torch.isfinite(t).all() for t in model.state_dict().values())
     # independently: the same run stopped after `kept` steps has exactly these weights ...
-    again = train(tiny_config(steps=30, batch_size=256, lr=1e30, warmup=0, grad_clip=None, out=str(tmp_path / "b")),
+    again = train(tiny_config(steps=30, batch_size=256, lr=100.0, optimizer="sgd", warmup=0, grad_clip=None,
+                              out=str(tmp_path / "b")),
                   progress=False, stop_after=kept)
     for name, tensor in again.model.state_dict().items():
         assert torch.equal(model.state_dict()[name], tensor), name
     # ... and its next step does not have a finite loss
     with pytest.raises(NonFiniteLoss, match=f"at step {bad};"):
-        train(tiny_config(steps=30, batch_size=256, lr=1e30, warmup=0, grad_clip=None, out=str(tmp_path / "b")),
+        train(tiny_config(steps=30, batch_size=256, lr=100.0, optimizer="sgd", warmup=0, grad_clip=None,
+                              out=str(tmp_path / "b")),
               progress=False, resume=True)
 
 
