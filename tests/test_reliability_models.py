@@ -183,8 +183,8 @@ def _edited_checkpoint(tmp_path, edit):
 
 @pytest.mark.parametrize("edit, expected", [
     (lambda c: c["architecture"].update(num_heads=3), "hidden_size 32 is not divisible by num_heads 3"),
-    (lambda c: c["architecture"].update(layer_norm_eps=0), "layer_norm_eps must be a positive number, got 0"),
-    (lambda c: c["architecture"].update(layer_norm_eps=-1e-6), "layer_norm_eps must be a positive number, got -1e-06"),
+    (lambda c: c["architecture"].update(layer_norm_eps=0), "layer_norm_eps: got 0; allowed: a finite number > 0"),
+    (lambda c: c["architecture"].update(layer_norm_eps=-1e-6), "layer_norm_eps: got -1e-06; allowed: a finite"),
     (lambda c: c["preprocessing"].update(std=[0.5, 0.0, 0.5]), "std must be positive and finite, got (0.5, 0.0, 0.5)"),
     (lambda c: c["preprocessing"].update(crop_pct=0), "crop_pct must be in (0, 1], got 0"),
     (lambda c: c["architecture"].update(image_size=[32, 32]),

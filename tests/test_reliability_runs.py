@@ -284,3 +284,16 @@ def test_lock_release_removes_a_directory_it_created_when_nothing_was_written(tm
     assert (tmp_path / "new" / LOCK_FILE).exists()
     lock.release()
     assert not (tmp_path / "new").exists()
+
+
+def test_ctrl_c_in_the_demo_does_not_suggest_a_resume_it_lacks(tmp_path, monkeypatch):
+    from vitkit.train.demo import DemoSettings, run_demo
+
+    def interrupted(self, micro):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "_train_step", interrupted)
+    with pytest.raises(TrainingInterrupted, match=r"interrupted in the pre-train stage; the demo always starts "
+                                                  r"afresh: run `vitkit demo` again with another --out") as caught:
+        run_demo(DemoSettings(out=str(tmp_path / "demo")), progress=False, report=lambda _: None)
+    assert "--resume" not in str(caught.value)

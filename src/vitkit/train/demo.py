@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from vitkit.errors import VitkitError
-from vitkit.train.loop import train
+from vitkit.train.loop import TrainingInterrupted, train
 from vitkit.train.recipes import TrainConfig, recipe_defaults
 
 #: The run directories of the three training stages, under the demo's ``out``.
@@ -121,7 +121,11 @@ def run_demo(settings: DemoSettings | None = None, *, progress: bool = True,
     def stage(name: str, config: TrainConfig):
         report(f"[{name}] {config.recipe} on {config.data} at {config.image_size}x{config.image_size} ...")
         start = time.perf_counter()
-        result = train(config, progress=progress)
+        try:
+            result = train(config, progress=progress)
+        except TrainingInterrupted:  # its own message suggests a --resume the demo does not have
+            raise TrainingInterrupted(f"interrupted in the {name} stage; the demo always starts afresh: run "
+                                      f"`vitkit demo` again with another --out") from None
         seconds[name] = time.perf_counter() - start
         return result
 
