@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> dict:
 def print_onnx_report(report: dict) -> None:
     """The graph's input and, for a fixed size, why; the onnxruntime check."""
     height, width = report["image_size"]
-    shape = "x".join(str(d) for d in report["input_shape"])
+    shape = "(" + ", ".join(str(d) for d in report["input_shape"]) + ")"
     if report["dynamic_size"]:
         print(f"  input pixel_values {shape}: dynamic batch and image size (trained at {height}x{width})")
     else:

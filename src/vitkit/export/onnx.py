@@ -1,8 +1,8 @@
 """ONNX export, checked in onnxruntime against the model's own outputs before the file appears.
 
-    >>> from vitkit.export.onnx import export_onnx, onnxruntime_session, run_onnx
+    >>> from vitkit.export.onnx import export_onnx, onnx_inputs, onnxruntime_session, run_onnx
     >>> done = export_onnx(vitkit.load_model("runs/s16/model"), "s16.onnx")
-    >>> logits = run_onnx(onnxruntime_session("s16.onnx"), images)     # (B, K) numpy
+    >>> logits = run_onnx(onnxruntime_session("s16.onnx"), onnx_inputs("s16.onnx", ["cat.jpg"]))  # (1, K)
 
 The graph takes ``pixel_values`` -- float32 (batch, 3, height, width), RGB, already resized and
 normalised as the model's preprocessing says -- and returns ``logits`` (``features`` for a model
@@ -144,10 +144,18 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return out
 
 
-def describe_onnx(path: str | os.PathLike) -> dict[str, Any]:
-    """What an exported file's graph takes and returns: input shape, output name, dynamic axes."""
-    meta = read_metadata(path)
-    return {"input": meta.get("input"), "output": meta.get("output"), "preprocessing": meta.get("preprocessing")}
+def onnx_inputs(path: str | os.PathLike, images: Sequence[str | os.PathLike]) -> np.ndarray:
+    """Image files prepared as the exported file's own metadata says (resize so the crop covers
+    ``crop_pct``, centre-crop, scale to [0, 1], normalise): the graph's ``pixel_values``."""
+    from vitkit.data.images import open_rgb
+    from vitkit.data.transforms import eval_transform
+    from vitkit.preprocessing import Preprocessing
+
+    stored = read_metadata(path).get("preprocessing")
+    if not isinstance(stored, dict):
+        raise VitkitError(f"{path}: no vitkit preprocessing in its metadata")
+    transform = eval_transform(Preprocessing.from_dict(stored))
+    return torch.stack([transform(open_rgb(image)) for image in images]).numpy()
 
 
 # ---------------------------------------------------------------------------------- exporting
