@@ -98,7 +98,8 @@ def _hub_spec(text: str, original: str) -> CheckpointSpec:
 
 def _variant_hint(text: str) -> str | None:
     """A hint when ``text`` is a model variant name rather than a checkpoint."""
-    from vitkit.config import normalise_name, resolve_name
+    import vitkit.models  # noqa: F401 (registers the model families)
+    from vitkit.models.registry import normalise_name, resolve_name
 
     try:
         variant = resolve_name(text)

@@ -22,6 +22,7 @@ from vitkit.formats import hf, jax_npz, native, timm
 from vitkit.formats.tensor_files import open_tensor_file, sniff_container
 from vitkit.hub import resolve_checkpoint
 from vitkit.models.vit import VisionTransformer
+from vitkit.options import COMMAND_OPTIONS, check_args
 
 FORMATS = ("native", "hf", "timm", "jax")
 
@@ -105,6 +106,9 @@ def load_model(path: str | os.PathLike, *, num_classes: int | None = None,
     there is one). ``num_classes`` swaps in a zero-initialised head (§3.2); ``image_size``
     resamples the position embeddings to a new resolution (§3.2); ``device`` moves the model.
     """
+    if num_classes is not None or image_size is not None:
+        checked = check_args(COMMAND_OPTIONS, num_classes=num_classes, image_size=image_size)
+        image_size = checked["image_size"]
     model = load_checkpoint(resolve_checkpoint(path), image_size=image_size)
     if num_classes is not None and num_classes != model.config.num_classes:
         model.reset_head(num_classes)
