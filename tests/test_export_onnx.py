@@ -88,7 +88,8 @@ def test_the_file_carries_preprocessing_and_label_names(plain):
     np.testing.assert_allclose(pre["mean"], IMAGENET_MEAN)
     np.testing.assert_allclose(pre["std"], IMAGENET_STD)
     assert meta["input"]["name"] == "pixel_values" and "multiple of 8" in meta["input"]["height"]
-    assert meta["output"]["name"] == "logits" and meta["architecture"]["hidden_size"] == 32
+    assert meta["output"]["name"] == "logits" and meta["output"]["shape"] == ["batch", 5]
+    assert meta["architecture"]["hidden_size"] == 32
     # and onnxruntime sees the same (what a deployment reads)
     custom = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
     assert json.loads(custom["label_names"]) == ["a", "b", "c", "d", "e"]

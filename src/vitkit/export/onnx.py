@@ -6,10 +6,14 @@
 
 The graph takes ``pixel_values`` -- float32 (batch, 3, height, width), RGB, already resized and
 normalised as the model's preprocessing says -- and returns ``logits`` (``features`` for a model
-without a head). The batch is always dynamic. The image size is dynamic too (any multiple of the
-patch size; the position embeddings are resampled inside the graph, bicubic, as §3.2 does at
-fine-tuning) when the model traces that way; otherwise the export falls back to the model's own
-size, and the result says so and why.
+without a head). Any vitkit model exports: the exporter reads only ``model.config`` (image_size,
+in_channels, num_classes, to_dict), ``model.stride`` (pixels per token side, the size step),
+``model.preprocessing`` and ``model.label_names``.
+
+The batch is always dynamic. The image size is dynamic too (any multiple of the patch size; the
+position embeddings are resampled inside the graph, bicubic, as §3.2 does at fine-tuning) when
+the model traces that way; otherwise the export falls back to the model's own size, and the
+result says so and why.
 
 The file carries what a deployment needs in its ``metadata_props`` (each value JSON):
 ``preprocessing`` (image_size, mean, std, interpolation, crop_pct), ``label_names``,
@@ -50,9 +54,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from vitkit.errors import VitkitError
-from vitkit.models.vit import VisionTransformer
 
 INPUT_NAME = "pixel_values"
 #: Largest allowed |onnxruntime - vitkit| relative to max(1, largest |vitkit output|).
@@ -159,7 +163,7 @@ def onnx_inputs(path: str | os.PathLike, images: Sequence[str | os.PathLike]) ->
 
 
 # ---------------------------------------------------------------------------------- exporting
-def _metadata(model: VisionTransformer, dynamic: bool, output: str) -> dict[str, str]:
+def _metadata(model: nn.Module, dynamic: bool, output: str, width_out: int) -> dict[str, str]:
     import vitkit
 
     height, width = model.config.image_size
@@ -171,19 +175,19 @@ def _metadata(model: VisionTransformer, dynamic: bool, output: str) -> dict[str,
         "input": json.dumps({"name": INPUT_NAME, "dtype": "float32", "layout": "NCHW", "channels": "RGB",
                              "batch": "dynamic", "height": size, "width": size,
                              "values": "resized, centre-cropped and normalised as 'preprocessing' says"}),
-        "output": json.dumps({"name": output, "shape": ["batch", model.config.num_classes or model.config.hidden_size],
+        "output": json.dumps({"name": output, "shape": ["batch", width_out],
                               "meaning": "class logits (softmax for probabilities), in label_names order"
                               if model.config.num_classes else "the image representation y (eq. 4)"}),
         "producer": json.dumps(f"vitkit {vitkit.__version__}"),
     }
 
 
-def _program(model: VisionTransformer, dynamic: bool, output: str, opset: int | None):
+def _program(model: nn.Module, dynamic: bool, output: str, opset: int | None):
     """torch's ONNXProgram for ``model``: batch dynamic; height and width too when ``dynamic``."""
     from torch.export import Dim
 
     stride = model.stride
-    rows, cols = (max(n, 2) for n in model.config.grid_size)  # a size-1 example axis would be pinned to 1
+    rows, cols = (max(n // stride, 2) for n in model.config.image_size)  # a size-1 example axis is pinned to 1
     example = torch.zeros(2, model.config.in_channels, rows * stride, cols * stride)
     axes: dict[int, Any] = {0: Dim("batch", min=1, max=65536)}
     if dynamic:
@@ -217,7 +221,7 @@ def _input_shape(program) -> list:
     return [int(d) if isinstance(d, int) else str(d) for d in shape]
 
 
-def check_cases(model: VisionTransformer, dynamic: bool) -> list[tuple[int, int, int]]:
+def check_cases(model: nn.Module, dynamic: bool) -> list[tuple[int, int, int]]:
     """(batch, height, width) of the verification runs: batch 1 and 3 at the model's size, and
     batch 2 at a larger non-square size when the size is dynamic."""
     height, width = model.config.image_size
@@ -228,7 +232,7 @@ def check_cases(model: VisionTransformer, dynamic: bool) -> list[tuple[int, int,
 
 
 @torch.no_grad()
-def verify_onnx(model: VisionTransformer, session, cases: Sequence[tuple[int, int, int]], *,
+def verify_onnx(model: nn.Module, session, cases: Sequence[tuple[int, int, int]], *,
                 seed: int = 0) -> list[dict]:
     """Run ``session`` and ``model`` on the same seeded random inputs; one record per case with
     ``max_abs_diff`` and ``scale`` (the largest |model output|)."""
@@ -247,8 +251,12 @@ def verify_onnx(model: VisionTransformer, session, cases: Sequence[tuple[int, in
     return records
 
 
-def _exportable(model: VisionTransformer) -> VisionTransformer:
-    if not isinstance(model, VisionTransformer):
+#: what the exporter reads off a model (any family): sizes, the metadata that travels with it
+_NEEDS = ("config", "stride", "preprocessing", "label_names")
+
+
+def _exportable(model: nn.Module) -> nn.Module:
+    if not isinstance(model, nn.Module) or any(not hasattr(model, name) for name in _NEEDS):
         raise VitkitError(f"ONNX export takes a vitkit model, got {type(model).__name__}")
     for name, tensor in model.state_dict().items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
@@ -269,7 +277,7 @@ def _move_into_place(folder: Path, name: str, destination: Path) -> int:
     return written
 
 
-def export_onnx(model: VisionTransformer, path: str | os.PathLike, *, dynamic_size: bool = True,
+def export_onnx(model: nn.Module, path: str | os.PathLike, *, dynamic_size: bool = True,
                 verify: bool = True, opset: int | None = None) -> OnnxExport:
     """Export ``model`` to the ONNX file ``path`` and check it in onnxruntime (see the module notes).
 
@@ -299,7 +307,7 @@ def export_onnx(model: VisionTransformer, path: str | os.PathLike, *, dynamic_si
         except Exception as again:
             raise VitkitError(f"ONNX export failed: {_first_line(again)}") from None
     dynamic = dynamic_size and reason is None
-    program.model.metadata_props.update(_metadata(model, dynamic, output))
+    program.model.metadata_props.update(_metadata(model, dynamic, output, program.model.graph.outputs[0].shape[-1]))
     result = OnnxExport(path=str(path), input_shape=_input_shape(program), dynamic_size=dynamic,
                         image_size=list(model.config.image_size), fixed_size_reason=reason, output=output,
                         opset=int(program.model.opset_imports.get("", 0)))
