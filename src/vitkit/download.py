@@ -185,6 +185,7 @@ def download(url: str, *, sha256: str | None = None, progress: bool | None = Non
         return hit
     if progress is None:
         progress = sys.stderr.isatty()
+    path.parent.mkdir(parents=True, exist_ok=True)  # an unwritable cache is the cache's error, not the network's
     try:
         with atomic_path(path) as tmp:
             size, actual = _fetch(url, tmp, label=path.name, progress=progress)
