@@ -77,8 +77,8 @@ def test_eval_split_chooses_the_images(tmp_path, capsys):
                                     "--confusion", "none"])
     assert (test["images"], train_split["images"]) == (len(open_source("digits", "test")),
                                                        len(open_source("digits", "train"))) == (359, 1438)
-    assert "unknown split 'dev'" in cli_error(capsys, ["eval", str(tiny_checkpoint()), "--data", "digits",
-                                                       "--split", "dev"])
+    line = cli_error(capsys, ["eval", str(tiny_checkpoint()), "--data", "digits", "--split", "dev"])
+    assert "--split" in line and "'dev'" in line
 
 
 # ---------------------------------------------------------------------------------- predict

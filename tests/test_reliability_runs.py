@@ -253,10 +253,15 @@ def test_every_command_a_message_or_the_docs_suggest_exists():
     commands = {module.NAME for module in command_modules()}
     root = Path(__file__).resolve().parents[1]
     suggested = set(RECIPE_COMMANDS.values())  # what `vitkit {command} --resume ...` messages fill in
-    for path in (root / "src" / "vitkit").rglob("*.py"):
-        suggested |= set(re.findall(r"`vitkit ([a-z]+)", path.read_text()))
-    for path in [root / "README.md", *(root / "docs").glob("*.md")]:
-        suggested |= set(re.findall(r"^\s*(?:torchrun .* -m )?vitkit ([a-z]+)", path.read_text(), re.M))
+    for path in (root / "src" / "vitkit").rglob("*.py"):  # messages quote commands in single backticks
+        suggested |= set(re.findall(r"(?<!`)`vitkit ([a-z]+)", path.read_text()))
+    for path in [root / "README.md", *(root / "docs").glob("*.md")]:  # the command lines of code blocks
+        inside = False
+        for line in path.read_text().splitlines():
+            if line.lstrip().startswith("```"):
+                inside = not inside
+            elif inside and (found := re.match(r"\s*(?:\S+=\S+ )*(?:torchrun .* -m )?vitkit ([a-z]+)", line)):
+                suggested.add(found.group(1))
     assert {"train", "finetune", "eval", "convert"} <= suggested  # the scan does find them
     assert suggested <= commands, suggested - commands
 

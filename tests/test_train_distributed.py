@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from trainutil import TINY_CLI
@@ -36,6 +37,7 @@ def test_two_processes_train_the_same_model_as_one_process_with_the_same_global_
     assert not torch.equal(a.head.weight, torch.zeros_like(a.head.weight))  # it did train
 
 
+@pytest.mark.slow  # five torchrun/python launches: about half a minute on two idle cores
 def test_a_ddp_run_resumes_under_ddp_and_on_another_number_of_processes(tmp_path):
     """Stopped after 2 of 4 steps: resumed by 2 processes it is the uninterrupted 2-process run; a
     single-process run stopped after 2 steps and resumed by 2 processes is the single-process run
