@@ -33,10 +33,12 @@ def _pair(text: str) -> tuple[float, float]:
     return low, high
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """Architecture overrides for training from scratch (``vitkit models`` lists the variants)."""
+def add_model_options(parser: argparse.ArgumentParser, *, variant: bool = True) -> None:
+    """Architecture overrides for training from scratch (``vitkit models`` lists the variants);
+    ``variant=False`` leaves out ``--model`` (for commands that take the variant as an argument)."""
     group = parser.add_argument_group("model")
-    group.add_argument("--model", default=S, help="variant to pre-train, e.g. ViT-B/16 (default ViT-Ti/16)")
+    if variant:
+        group.add_argument("--model", default=S, help="variant to pre-train, e.g. ViT-B/16 (default ViT-Ti/16)")
     group.add_argument("--patch-size", type=int, default=S)
     group.add_argument("--hidden-size", type=int, default=S, help="width D")
     group.add_argument("--depth", type=int, default=S, help="number of layers L")
@@ -190,6 +192,23 @@ def add_checkpoint_options(parser: argparse.ArgumentParser, *, data: bool = True
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--num-workers", type=int, default=0)
+
+
+def add_fast_path_options(parser: argparse.ArgumentParser) -> None:
+    """``--int8``, ``--merge R``, ``--compile``: the inference fast paths of :mod:`vitkit.fastpath`."""
+    group = parser.add_argument_group("fast paths")
+    group.add_argument("--int8", action="store_true", help="dynamic int8 quantisation of the linear layers (CPU)")
+    group.add_argument("--merge", type=int, default=0, metavar="R",
+                       help="token merging (ToMe): merge R tokens in every layer (0 = off)")
+    group.add_argument("--compile", action="store_true", help="torch.compile the model (slow first batch)")
+
+
+def fast_model_for(args: argparse.Namespace, model):
+    """(the FastPath the options ask for, the model to run: ``model`` itself when none is asked for)."""
+    from vitkit.fastpath import FastPath, apply_fast_path
+
+    fast = FastPath.from_args(args)
+    return fast, (apply_fast_path(model, fast) if fast.enabled else model)
 
 
 def checkpoint_path(path: str, ema: bool = False) -> Path:

@@ -1,0 +1,161 @@
+"""``vitkit bench MODEL|CKPT``: inference and training-step speed against the machine's matmul peak
+and transformers' ViT with the same weights (see :mod:`vitkit.bench`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from vitkit.cli.common import add_fast_path_options, add_model_options, checkpoint_path
+from vitkit.errors import VitkitError
+from vitkit.train.recipes import MODEL_OPTIONS
+
+NAME = "bench"
+HELP = "measure inference (img/s, latency, memory) and training-step speed; --compare transformers"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL|CKPT",
+                        help="a variant name (random weights, e.g. ViT-B/16) or a checkpoint / run directory")
+    parser.add_argument("--mode", choices=("inference", "train", "all"), default="inference",
+                        help="what to time: inference, the training step, or both (inference)")
+    parser.add_argument("--batch-size", type=int, default=8, help="images per batch (8)")
+    parser.add_argument("--image-size", type=int, default=None, help="resolution (default: the model's)")
+    parser.add_argument("--num-classes", type=int, default=None, help="head size of a named variant (1000)")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                        help="autocast precision of every row (fp16: GPU only)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved timed rounds (5)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed calls per row first (1)")
+    parser.add_argument("--latency-repeats", type=int, default=10, help="batch-1 calls per row for p50/p95 (10)")
+    parser.add_argument("--rows", default=None,
+                        help="inference rows, comma-separated: fast paths (fp32, int8, compile, mergeR, joined with "
+                             "+, e.g. int8+merge8) and runtimes (transformers, ...); fp32 is always included")
+    parser.add_argument("--compare", default=None, metavar="PEER", help="add a peer row: transformers")
+    parser.add_argument("--ema", action="store_true", help="with a run directory: its weight average")
+    parser.add_argument("--guard-data", default=None, metavar="SRC",
+                        help="for every fast-path row, compare its top-1 with fp32 on this data (accuracy when "
+                             "the model's classes are the data's)")
+    parser.add_argument("--guard-split", default="test", help="split of --guard-data (test)")
+    parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the memory measurement")
+    add_fast_path_options(parser)
+    add_model_options(parser, variant=False)
+
+
+def _load(args: argparse.Namespace):
+    import torch
+
+    from vitkit.config import resolve_name
+    from vitkit.formats.detect import load_model
+    from vitkit.models import create_model
+    from vitkit.train.distributed import resolve_device
+
+    device = resolve_device(args.device)
+    overrides = {name: getattr(args, name) for name in MODEL_OPTIONS if hasattr(args, name)}
+    if Path(args.model).exists():
+        if overrides or args.num_classes is not None:
+            raise VitkitError("architecture options (--depth, --num-classes, ...) apply to a variant name, "
+                              "not to a checkpoint")
+        model = load_model(checkpoint_path(args.model, args.ema), device=device)
+        if args.image_size:
+            model.set_image_size(args.image_size)
+        return model, device
+    if args.ema:
+        raise VitkitError("--ema applies to a run directory only")
+    name = resolve_name(args.model)
+    model = create_model(name, num_classes=args.num_classes, image_size=args.image_size, seed=0, **overrides)
+    if overrides:
+        from vitkit.train.loop import variant_name
+
+        model.config.name = variant_name(name, overrides)
+    if model.config.num_classes:  # §3.2's zero head would give every image the same logits: draw one
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            torch.nn.init.normal_(model.head.weight, std=0.02)
+    return model.to(device).eval(), device
+
+
+def _rows(args: argparse.Namespace) -> list[str]:
+    from vitkit.fastpath import FastPath
+
+    rows = ["fp32"]
+    fast = FastPath.from_args(args)
+    if fast.enabled:
+        rows.append(fast.name)
+    if args.rows:
+        rows += [r.strip() for r in args.rows.split(",") if r.strip()]
+    if args.compare:
+        rows.append(args.compare.strip())
+    return list(dict.fromkeys(rows))
+
+
+def _train_rows(args: argparse.Namespace) -> list[str]:
+    rows = ["vitkit"] + (["vitkit+compile"] if args.compile else [])
+    if args.compare:
+        if args.compare.strip().lower() != "transformers":
+            raise VitkitError(f"training compares with transformers only, not {args.compare!r}")
+        rows.append("transformers")
+    return rows
+
+
+def run(args: argparse.Namespace) -> dict:
+    from vitkit.bench import BenchSettings, run_bench
+
+    model, device = _load(args)
+    settings = BenchSettings(mode=args.mode, batch_size=args.batch_size, precision=args.precision,
+                             rows=_rows(args), train_rows=_train_rows(args), repeats=args.repeats,
+                             warmup=args.warmup, latency_repeats=args.latency_repeats, threads=args.threads,
+                             memory=args.memory)
+    settings.validate(device)
+    guard = None
+    if args.guard_data:
+        from vitkit.data.sources import open_source
+        from vitkit.fastpath import guard as run_guard
+
+        dataset = open_source(args.guard_data, args.guard_split)
+
+        def guard(fast_model):
+            return run_guard(model, fast_model, dataset, batch_size=args.batch_size, device=device).to_dict()
+
+    report = run_bench(model, settings, device, guard=guard,
+                       progress=lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
+    print_report(report)
+    return report
+
+
+def print_report(report: dict) -> None:
+    m, s = report["machine"], report["settings"]
+    size = "x".join(str(v) for v in s["image_size"])
+    print(f"{report['model']} ({report['params_m']:.1f}M params, {report['gflops_per_image']:.2f} GFLOPs/image at "
+          f"{size}) on {m['device']} ({m['device_name']}, {m['threads']} threads), {s['precision']}, "
+          f"batch {s['batch_size']}, median of {s['repeats']} interleaved rounds")
+    print(f"matmul peak: {report['peak']['gflops']:.1f} GFLOP/s ({report['peak']['dtype']}, "
+          f"{report['peak']['matmul_size']}^3)")
+    if report["inference"]:
+        print(f"{'inference':<22} {'img/s':>8} {'vs fp32':>8} {'vs HF':>7} {'p50 ms':>8} {'p95 ms':>8} "
+              f"{'MiB':>7} {'GFLOP/s':>8} {'of peak':>7}")
+        for r in report["inference"]:
+            lat = r["latency_ms"] or {}
+            print(f"{r['name']:<22} {r['images_per_second']:8.2f} {_x(r['vs_fp32']):>8} {_x(r['vs_transformers']):>7} "
+                  f"{_num(lat.get('p50')):>8} {_num(lat.get('p95')):>8} {_num(r['peak_memory_mib'], 0):>7} "
+                  f"{r['achieved_gflops']:8.1f} {100 * r['fraction_of_peak']:6.1f}%")
+            if r["guard"]:
+                g = r["guard"]
+                acc = "" if g["top1"] is None else (f"top-1 {100 * g['top1']:.2f}% vs fp32 {100 * g['fp32_top1']:.2f}%"
+                                                    f", ")
+                print(f"{'':<22}   guard: {acc}agreement {100 * g['agreement']:.2f}% on {g['images']} images")
+    if report["training"]:
+        print(f"{'training step':<22} {'img/s':>8} {'vs HF':>7} {'MiB':>7} {'GFLOP/s':>8} {'of peak':>7}")
+        for r in report["training"]:
+            print(f"{r['name']:<22} {r['images_per_second']:8.2f} {_x(r['vs_transformers']):>7} "
+                  f"{_num(r['peak_memory_mib'], 0):>7} {r['achieved_gflops']:8.1f} {100 * r['fraction_of_peak']:6.1f}%")
+
+
+def _x(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
