@@ -56,18 +56,28 @@ def _transformers_runner(model: torch.nn.Module, example: torch.Tensor) -> Runne
 register_runner("transformers", _transformers_runner)
 
 
+def check_row(name: str) -> None:
+    """A one-line error unless ``name`` is a fast path or a registered runner."""
+    from vitkit.fastpath import FastPath
+
+    if name.lower() in _RUNNERS:
+        return
+    try:
+        FastPath.parse(name)
+    except VitkitError:
+        raise VitkitError(f"unknown bench row {name!r}: a fast path (fp32, int8, compile, mergeR, joined with +) or "
+                          f"one of {', '.join(registered_runners())}") from None
+
+
 def build_runner(name: str, model: torch.nn.Module, example: torch.Tensor) -> tuple[Runner, torch.nn.Module | None]:
     """(the row's callable, the module whose FLOPs it runs: the fast-path model, or None for the plain model's)."""
     from vitkit.fastpath import FastPath, apply_fast_path
 
+    check_row(name)
     key = name.lower()
     if key in _RUNNERS:
         return _RUNNERS[key](model, example), None
-    try:
-        fast = FastPath.parse(key)
-    except VitkitError:
-        raise VitkitError(f"unknown bench row {name!r}: a fast path (fp32, int8, compile, mergeR, joined with +) or "
-                          f"one of {', '.join(registered_runners())}") from None
+    fast = FastPath.parse(key)
     if not fast.enabled:
         return model, None
     fast_model = apply_fast_path(model, fast)

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vitkit.bench.peak import matmul_contender
-from vitkit.bench.runners import build_runner
+from vitkit.bench.runners import build_runner, check_row
 from vitkit.bench.timing import Clock, interleaved, peak_memory_mib, percentile, summary
 from vitkit.errors import VitkitError
 from vitkit.models.vit import VisionTransformer
@@ -110,6 +110,8 @@ class BenchSettings:
         for ok, message in checks:
             if not ok:
                 raise VitkitError(message)
+        for row in self.rows:
+            check_row(row)
         bad = [r for r in self.train_rows if r not in TRAIN_ROWS]
         if bad:
             raise VitkitError(f"unknown training row(s) {', '.join(bad)} (one of {', '.join(TRAIN_ROWS)})")

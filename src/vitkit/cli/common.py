@@ -17,7 +17,7 @@ from typing import Any
 
 from vitkit.config import CLASSIFIERS, POSEMB_KINDS
 from vitkit.errors import VitkitError
-from vitkit.train.recipes import MODEL_OPTIONS
+from vitkit.train.recipes import MODEL_OPTIONS, OPTIMIZER_KERNELS
 
 S = argparse.SUPPRESS
 
@@ -71,6 +71,8 @@ def add_training_options(parser: argparse.ArgumentParser, recipe: str) -> None:
                      help="global batch per optimiser step, over processes and --accum (128)")
     opt.add_argument("--accum", type=int, default=S, help="micro-batches per step (gradient accumulation; 1)")
     opt.add_argument("--optimizer", choices=("adamw", "sgd"), default=S, help=f"({d['optimizer']})")
+    opt.add_argument("--optimizer-kernel", choices=OPTIMIZER_KERNELS, default=S,
+                     help="fused (one kernel for all parameters), foreach, loop; auto: fused where torch has it")
     opt.add_argument("--lr", type=float, default=S, help=f"peak learning rate ({d['lr']})")
     opt.add_argument("--wd", type=float, default=S, help=f"decoupled weight decay ({d['weight_decay']})")
     opt.add_argument("--warmup", type=int, default=S, help="linear warm-up steps (10k, at most a tenth of the run)")
@@ -95,6 +97,8 @@ def add_training_options(parser: argparse.ArgumentParser, recipe: str) -> None:
     run.add_argument("--device", default=S, help="auto, cpu, cuda, cuda:N (auto)")
     run.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=S,
                      help="auto: bf16 autocast on GPU, fp32 on CPU")
+    run.add_argument("--compile", action="store_true", default=S,
+                     help="torch.compile the model for training (slow first steps, faster after)")
     run.add_argument("--eval-every", type=int, default=S, help="evaluate every N epochs (1)")
     run.add_argument("--save-every", type=int, default=S, help="also checkpoint every N steps")
     run.add_argument("--log-every", type=int, default=S, help="log training metrics every N steps (10)")
@@ -148,11 +152,13 @@ def training_config(args: argparse.Namespace, recipe: str):
 
 def run_training(args: argparse.Namespace, recipe: str) -> dict:
     """Train / fine-tune from parsed options; print the closing summary; return it for ``--json``."""
+    from vitkit.fastpath import compile_errors
     from vitkit.train.loop import train
 
     config = training_config(args, recipe)
-    result = train(config, resume=getattr(args, "resume", None) is not None, progress=not args.quiet,
-                   stop_after=args.stop_after, report=lambda line: print(line, file=sys.stderr))
+    with compile_errors():
+        result = train(config, resume=getattr(args, "resume", None) is not None, progress=not args.quiet,
+                       stop_after=args.stop_after, report=lambda line: print(line, file=sys.stderr))
     summary = result.summary()
     if int(os.environ.get("RANK", "0")) == 0:
         print_training_summary(summary)

@@ -71,6 +71,11 @@ def merge_weighted(x: torch.Tensor, size: torch.Tensor, match: Matching) -> tupl
     return merge_tokens(x * size, match) / total, total
 
 
+def proportional_bias(size: torch.Tensor) -> torch.Tensor:
+    """Proportional attention (ToMe eq. 1): log(size) added to every query's logits, (B, T, 1) -> (B, 1, 1, T)."""
+    return size.log().transpose(1, 2).unsqueeze(1)
+
+
 def max_merge(num_tokens: int) -> int:
     """At most every A token can be merged: ceil(T / 2) of T mergeable tokens."""
     return (num_tokens + 1) // 2 if num_tokens > 1 else 0
@@ -120,7 +125,7 @@ class TokenMerging(nn.Module):
         """Eq. 2 with proportional attention, the merge, then eq. 3 (ToMe's place: between the two)."""
         attn = block.attn
         q, k, v = attn.project_qkv(block.norm1(z))
-        bias = None if size is None else size.log().transpose(1, 2).unsqueeze(1)  # (B, 1, 1, T)
+        bias = None if size is None else proportional_bias(size)
         out, _ = attn.attend(q, k, v, bias)
         z = z + block.drop_path(attn.proj_drop(attn.proj(out)))
         prefix = self.model.num_prefix_tokens

@@ -163,6 +163,11 @@ class Trainer:
         if self.process.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp = DistributedDataParallel(self.model, device_ids=ids)
+        self.forward: nn.Module = self.ddp  # what the training step calls: compiled with --compile
+        if config.compile:
+            from vitkit.fastpath import compile_model
+
+            self.forward = compile_model(self.ddp)
         self.ema = WeightEMA(self.model, config.ema, warmup=config.ema_warmup) if config.ema else None
         self.optimizer = build_optimizer(self.model, config)
         self.schedule = build_schedule(self.optimizer, config, self.total_steps)
@@ -227,7 +232,7 @@ class Trainer:
             sync = contextlib.nullcontext() if (last or not self.process.distributed) else self.ddp.no_sync()
             with sync:
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp_dtype is not None):
-                    logits = self.ddp(images)
+                    logits = self.forward(images)
                 per_image = F.cross_entropy(logits.float(), targets.float(), reduction="none")
                 # Normalise by the nominal batch so N processes x A micro-batches == one big batch.
                 (per_image.sum() / (micro_size * cfg.accum)).backward()
