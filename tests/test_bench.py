@@ -21,14 +21,22 @@ TINY = ["ViT-Ti/16", "--image-size", "16", "--patch-size", "4", "--depth", "1", 
         "--warmup", "1", "--latency-repeats", "2"]
 
 
-def run_json(argv: list[str], capsys) -> dict:
+def run_json(argv: list[str], capsys, printed: list[str] | None = None) -> dict:
     main(["bench", *argv, "--json"])
-    return json.loads(capsys.readouterr().out.splitlines()[-1])
+    lines = capsys.readouterr().out.splitlines()
+    if printed is not None:
+        printed += lines[:-1]
+    return json.loads(lines[-1])
 
 
 def test_bench_json_has_every_field_with_consistent_numbers(capsys):
-    report = run_json([*TINY, "--mode", "all", "--compare", "transformers", "--rows", "int8,merge2,int8+merge2"],
-                      capsys)
+    printed: list[str] = []
+    report = run_json([*TINY, "--mode", "all", "--compare", "transformers", "--rows", "int8,merge2,int8+merge2",
+                       "--markdown"], capsys, printed)
+    table = [line for line in printed if line.startswith("| ")]
+    assert [line.split(" | ")[0] for line in table] == ["| inference", "| fp32", "| int8", "| merge2", "| int8+merge2",
+                                                         "| transformers", "| training step", "| vitkit",
+                                                         "| transformers"]
     check_report(report)
     assert report["schema"] == "vitkit.bench/1"
     assert set(report) == set(REPORT_SCHEMA)

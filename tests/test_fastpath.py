@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from importlib.resources import files
 
+import numpy as np
 import pytest
 import torch
 from sklearn.metrics import accuracy_score
@@ -132,3 +133,15 @@ def test_bad_fast_path_options_are_one_line_errors(argv, message, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_guard_images_are_spread_evenly_and_stay_the_same():
+    from vitkit.fastpath import guard_images
+
+    data = open_source("digits", "test")
+    picked = guard_images(data, 10)
+    assert len(picked) == 10 and guard_images(data, None) is data
+    want = [data[i][1] for i in np.linspace(0, len(data) - 1, 10).round().astype(int)]
+    assert [picked[i][1] for i in range(10)] == want
+    with pytest.raises(VitkitError, match="at least one image"):
+        guard_images(data, -1)

@@ -172,32 +172,52 @@ class Guard:
         return text
 
 
+def guard_images(dataset, limit: int | None = None):
+    """``dataset``, or ``limit`` of its images spread evenly over it (the same ones on every call)."""
+    if not limit or limit >= len(dataset):
+        return dataset
+    if limit < 1:
+        raise VitkitError(f"the guard needs at least one image, got {limit}")
+    import numpy as np
+
+    return dataset.subset(np.linspace(0, len(dataset) - 1, limit).round().astype(int))
+
+
+def guard_logits(model: nn.Module, dataset, *, batch_size: int = 128, device: torch.device | str | None = None,
+                 num_workers: int = 0, preprocessing=None) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(logits, labels, skipped images) of ``model`` over ``dataset`` with the evaluation preprocessing."""
+    from vitkit.data.loader import make_loader, skipped_count
+    from vitkit.data.transforms import eval_transform
+    from vitkit.evaluate.metrics import predict_logits
+
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    loader = make_loader(dataset, eval_transform(preprocessing or model.preprocessing), batch_size=batch_size,
+                         shuffle=False, num_workers=num_workers)
+    with compile_errors():
+        logits, labels = predict_logits(model, loader, device)
+    return logits, labels, skipped_count(loader)
+
+
 def guard(model: nn.Module, fast_model: nn.Module, dataset, *, batch_size: int = 128,
-          device: torch.device | str | None = None, num_workers: int = 0) -> Guard:
+          device: torch.device | str | None = None, num_workers: int = 0,
+          reference: tuple[torch.Tensor, torch.Tensor, int] | None = None) -> Guard:
     """Run the plain and the fast model over the same images of ``dataset`` (its own eval preprocessing).
 
     Accuracies are computed when the model's classes are the data's (:func:`check_labels`);
     otherwise (a model with other classes, e.g. random weights timed on real images) only the
-    top-1 agreement and the largest logit difference are reported.
+    top-1 agreement and the largest logit difference are reported. ``reference``: the plain
+    model's :func:`guard_logits` on ``dataset``, when already computed.
     """
-    from vitkit.data.loader import make_loader, skipped_count
-    from vitkit.data.transforms import eval_transform
-    from vitkit.evaluate.metrics import check_labels, classification_metrics, predict_logits
+    from vitkit.evaluate.metrics import check_labels, classification_metrics
 
     try:
         check_labels(model, dataset.label_names)
         labelled = True
     except VitkitError:
         labelled = False
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    outputs = []
-    for m in (model, fast_model):
-        loader = make_loader(dataset, eval_transform(model.preprocessing), batch_size=batch_size, shuffle=False,
-                             num_workers=num_workers)
-        with compile_errors():
-            logits, labels = predict_logits(m, loader, device)
-        outputs.append((logits, labels, skipped_count(loader)))
-    (plain, labels, skipped), (fast, _, _) = outputs
+    options = dict(batch_size=batch_size, device=device, num_workers=num_workers, preprocessing=model.preprocessing)
+    plain, labels, skipped = reference if reference is not None else guard_logits(model, dataset, **options)
+    fast, _, _ = guard_logits(fast_model, dataset, **options)
     if labels.numel() == 0:
         raise VitkitError("the guard has no images to compare on (all were unreadable)")
     result = Guard(images=int(labels.numel()), agreement=agreement(plain, fast),

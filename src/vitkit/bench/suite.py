@@ -164,8 +164,8 @@ def machine_info(device: torch.device) -> dict[str, Any]:
 # ------------------------------------------------------------------------------- inference
 def bench_inference(model: VisionTransformer, settings: BenchSettings, device: torch.device, *,
                     progress: Callable[[str], None] | None = None,
-                    guard: Callable[[nn.Module], dict] | None = None) -> tuple[list[dict], dict]:
-    """(one row per ``settings.rows``, the peak measured alongside)."""
+                    guard: Callable[[nn.Module], dict] | None = None) -> tuple[list[dict], dict, dict[str, Callable]]:
+    """(one row per ``settings.rows``, the peak measured alongside, each row's thunk for the memory measurement)."""
     clock = Clock(device)
     model = model.eval().to(device)
     height, width = model.config.image_size
@@ -215,8 +215,6 @@ def bench_inference(model: VisionTransformer, settings: BenchSettings, device: t
         if name in latencies:
             lat = latencies[name]
             row["latency_ms"] = {"p50": 1000 * percentile(lat, 50), "p95": 1000 * percentile(lat, 95), "n": len(lat)}
-        if settings.memory:
-            row["peak_memory_mib"] = peak_memory_mib(contenders[name], device)
         if guard is not None and name != "fp32" and isinstance(runners[name], nn.Module):  # fast-path rows
             row["guard"] = guard(runners[name])
         rows.append(row)
@@ -224,7 +222,7 @@ def bench_inference(model: VisionTransformer, settings: BenchSettings, device: t
     _add_ratios(rows, "vs_transformers", "transformers")
     peak = {"gflops": peak_gflops, "matmul_size": int(round((product_flops / 2) ** (1 / 3))),
             "dtype": str(peak_dtype).removeprefix("torch.")}
-    return rows, peak
+    return rows, peak, {name: contenders[name] for name in runners}
 
 
 def _add_ratios(rows: list[dict], key: str, reference: str) -> None:
@@ -268,8 +266,9 @@ def _train_contender(name: str, model: VisionTransformer, x: torch.Tensor, y: to
 
 
 def bench_training(model: VisionTransformer, settings: BenchSettings, device: torch.device, *,
-                   progress: Callable[[str], None] | None = None, train_config=None) -> tuple[list[dict], dict]:
-    """(one row per ``settings.train_rows``, the peak measured alongside). The optimiser is the
+                   progress: Callable[[str], None] | None = None,
+                   train_config=None) -> tuple[list[dict], dict, dict[str, Callable]]:
+    """(one row per ``settings.train_rows``, the peak measured alongside, each row's step). The optimiser is the
     pre-training recipe's (AdamW, weight decay, clipping) unless ``train_config`` says otherwise."""
     from vitkit.fastpath import compile_errors
     from vitkit.train.recipes import TrainConfig
@@ -297,14 +296,13 @@ def bench_training(model: VisionTransformer, settings: BenchSettings, device: to
     for name, seconds in times.items():
         stats = summary(seconds)
         ips = settings.batch_size / stats["median"]
-        rows.append({"name": name, "images_per_second": ips, "seconds_per_step": stats,
-                     "peak_memory_mib": peak_memory_mib(contenders[name], device) if settings.memory else None,
+        rows.append({"name": name, "images_per_second": ips, "seconds_per_step": stats, "peak_memory_mib": None,
                      "gflops_per_image": step_flops, "achieved_gflops": ips * step_flops,
                      "fraction_of_peak": ips * step_flops / peak_gflops, "vs_transformers": None})
     _add_ratios(rows, "vs_transformers", "transformers")
     peak = {"gflops": peak_gflops, "matmul_size": int(round((product_flops / 2) ** (1 / 3))),
             "dtype": str(peak_dtype).removeprefix("torch.")}
-    return rows, peak
+    return rows, peak, contenders
 
 
 # ----------------------------------------------------------------------------- the command
@@ -327,14 +325,22 @@ def run_bench(model: VisionTransformer, settings: BenchSettings, device: torch.d
                      "latency_repeats": settings.latency_repeats},
         "inference": [], "training": [],
     }
-    peaks = []
+    peaks, thunks = [], []
     if settings.mode in ("inference", "all"):
-        report["inference"], peak = bench_inference(model, settings, device, progress=progress, guard=guard)
+        report["inference"], peak, calls = bench_inference(model, settings, device, progress=progress, guard=guard)
         peaks.append(peak)
+        thunks.append((report["inference"], calls))
     if settings.mode in ("train", "all"):
-        report["training"], peak = bench_training(model, settings, device, progress=progress,
-                                                  train_config=train_config)
+        report["training"], peak, calls = bench_training(model, settings, device, progress=progress,
+                                                         train_config=train_config)
         peaks.append(peak)
+        thunks.append((report["training"], calls))
+    if settings.memory:  # after every timing: the measurement changes how the C allocator behaves
+        for rows, calls in thunks:
+            for row in rows:
+                if progress:
+                    progress(f"memory: {row['name']}")
+                row["peak_memory_mib"] = peak_memory_mib(calls[row["name"]], device)
     report["peak"] = max(peaks, key=lambda p: p["gflops"])
     check_report(report)
     return report

@@ -102,12 +102,32 @@ def _reset_peak_rss() -> bool:
         return False
 
 
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
+
+
+def _return_freed_memory() -> None:
+    """glibc keeps freed memory and raises its mmap threshold as large blocks come and go, so a
+    repeated call would find its memory already resident and show no growth. Fix the threshold
+    (blocks over 256 KiB are mapped and unmapped, i.e. given back on free) and trim the heap.
+    Once set, the threshold stays fixed for the process: measure memory after the timings."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 256 * 1024)
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: measure as it is
+        pass
+
+
 def peak_memory_mib(fn: Thunk, device: torch.device) -> float | None:
     """Memory one call of ``fn`` needs beyond what was already held, in MiB (None if unmeasurable).
 
     GPU: the peak of allocated memory during the call minus the allocation before it. CPU (Linux):
     the peak resident set size during the call minus the resident size before it, read from
-    ``/proc/self/status`` after resetting the peak with ``/proc/self/clear_refs``.
+    ``/proc/self/status`` after resetting the peak with ``/proc/self/clear_refs`` (and after
+    :func:`_return_freed_memory`, so that memory freed by earlier calls does not hide the growth).
     """
     device = torch.device(device)
     if device.type == "cuda":
@@ -117,6 +137,7 @@ def peak_memory_mib(fn: Thunk, device: torch.device) -> float | None:
         fn()
         torch.cuda.synchronize(device)
         return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+    _return_freed_memory()
     if os.name != "posix" or not _reset_peak_rss():
         return None
     before = _status_kib("VmRSS")

@@ -39,7 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="for every fast-path row, compare its top-1 with fp32 on this data (accuracy when "
                              "the model's classes are the data's)")
     parser.add_argument("--guard-split", default="test", help="split of --guard-data (test)")
+    parser.add_argument("--guard-images", type=int, default=None, metavar="N",
+                        help="use N images of --guard-data, spread evenly over it (default: all)")
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the memory measurement")
+    parser.add_argument("--markdown", action="store_true", help="also print the results as a Markdown table")
     add_fast_path_options(parser)
     add_model_options(parser, variant=False)
 
@@ -113,16 +116,47 @@ def run(args: argparse.Namespace) -> dict:
     if args.guard_data:
         from vitkit.data.sources import open_source
         from vitkit.fastpath import guard as run_guard
+        from vitkit.fastpath import guard_images, guard_logits
 
-        dataset = open_source(args.guard_data, args.guard_split)
+        dataset = guard_images(open_source(args.guard_data, args.guard_split), args.guard_images)
+        reference = []  # the plain model's logits, computed once for all rows
 
         def guard(fast_model):
-            return run_guard(model, fast_model, dataset, batch_size=args.batch_size, device=device).to_dict()
+            if not reference:
+                reference.append(guard_logits(model, dataset, batch_size=args.batch_size, device=device))
+            return run_guard(model, fast_model, dataset, batch_size=args.batch_size, device=device,
+                             reference=reference[0]).to_dict()
 
     report = run_bench(model, settings, device, guard=guard,
                        progress=lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
     print_report(report)
+    if args.markdown:
+        print(markdown_table(report))
     return report
+
+
+def markdown_table(report: dict) -> str:
+    """The README's speed/accuracy table: one line per row, inference then training."""
+    lines = []
+    if report["inference"]:
+        lines += ["| inference | img/s | vs fp32 | vs transformers | p50 ms (batch 1) | of peak | top-1 agreement "
+                  "with fp32 | top-1 (fp32) |", "|---|---|---|---|---|---|---|---|"]
+        for r in report["inference"]:
+            g = r["guard"] or {}
+            agree = "-" if not g else f"{100 * g['agreement']:.1f}%"
+            top1 = "-" if g.get("top1") is None else f"{100 * g['top1']:.2f}% ({100 * g['fp32_top1']:.2f}%)"
+            lat = (r["latency_ms"] or {}).get("p50")
+            lines.append(f"| {r['name']} | {r['images_per_second']:.2f} | {_x(r['vs_fp32'])} | "
+                         f"{_x(r['vs_transformers'])} | {_num(lat)} | {100 * r['fraction_of_peak']:.0f}% | {agree} | "
+                         f"{top1} |")
+    if report["training"]:
+        if lines:
+            lines.append("")
+        lines += ["| training step | img/s | vs transformers | of peak |", "|---|---|---|---|"]
+        for r in report["training"]:
+            lines.append(f"| {r['name']} | {r['images_per_second']:.2f} | {_x(r['vs_transformers'])} | "
+                         f"{100 * r['fraction_of_peak']:.0f}% |")
+    return "\n".join(lines)
 
 
 def print_report(report: dict) -> None:
