@@ -112,6 +112,9 @@ class BenchSettings:
                 raise VitkitError(message)
         for row in self.rows:
             check_row(row)
+            if "int8" in row.lower().split("+") and self.precision != "fp32":
+                raise VitkitError(f"row {row!r}: int8 layers take fp32 activations (quantised per batch); "
+                                  f"use --precision fp32")
         bad = [r for r in self.train_rows if r not in TRAIN_ROWS]
         if bad:
             raise VitkitError(f"unknown training row(s) {', '.join(bad)} (one of {', '.join(TRAIN_ROWS)})")
