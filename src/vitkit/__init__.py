@@ -6,13 +6,14 @@
     ['R50+ViT-B/16', 'R50+ViT-L/32']
 """
 
-from vitkit.config import ViTConfig, get_config
+from vitkit.config import ViTConfig
 from vitkit.errors import VitkitError
 from vitkit.flops import count_flops
 from vitkit.formats.convert import convert, save_model
 from vitkit.formats.detect import detect_format, load_model
 from vitkit.formats.native import save_native
 from vitkit.models import VisionTransformer, create_model, list_models, resample_patch_posemb
+from vitkit.models.registry import get_config
 from vitkit.preprocessing import Preprocessing
 
 __version__ = "0.1.0"

@@ -30,6 +30,13 @@ import torch
 from torch import nn
 
 from vitkit.errors import VitkitError
+from vitkit.options import Option
+
+#: The command-line options of the fast paths (eval, predict, bench).
+INT8 = Option("bool", "dynamic int8 quantisation of the linear layers (CPU)")
+MERGE = Option("int", "token merging (ToMe): tokens merged in every layer (0 = off)", low=0, high=10_000,
+               metavar="R")
+COMPILE = Option("bool", "torch.compile the model (slow first batch)")
 
 _TOKEN = re.compile(r"^(fp32|int8|compile|merge(\d+))$")
 
@@ -43,8 +50,7 @@ class FastPath:
     compile: bool = False
 
     def __post_init__(self) -> None:
-        if self.merge < 0:
-            raise VitkitError(f"--merge must be >= 0 tokens per layer, got {self.merge}")
+        MERGE.check(self.merge, "merge")
 
     @property
     def enabled(self) -> bool:

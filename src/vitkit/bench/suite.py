@@ -33,6 +33,7 @@ from vitkit.bench.runners import build_runner, check_row
 from vitkit.bench.timing import Clock, interleaved, peak_memory_mib, percentile, summary
 from vitkit.errors import VitkitError
 from vitkit.models.vit import VisionTransformer
+from vitkit.options import Option, check_fields, option_field
 
 SCHEMA = "vitkit.bench/1"
 MODES = ("inference", "train", "all")
@@ -82,34 +83,32 @@ def check_report(report: dict, schema: dict | None = None, where: str = "report"
 
 @dataclass
 class BenchSettings:
-    """What to measure and how (the options of ``vitkit bench``)."""
+    """What to measure and how (the options of ``vitkit bench``; each field's definition checks it)."""
 
-    mode: str = "inference"
-    batch_size: int = 8
-    precision: str = "fp32"
+    mode: str = option_field("inference", Option("choice", "what to time: inference, the training step, or both",
+                                                 choices=MODES))
+    batch_size: int = option_field(8, Option("int", "images per batch", low=1))
+    precision: str = option_field("fp32", Option("choice", "autocast precision of every row (fp16: GPU only)",
+                                                 choices=tuple(PRECISIONS)))
     rows: list[str] = field(default_factory=lambda: ["fp32"])
     train_rows: list[str] = field(default_factory=lambda: ["vitkit"])
-    repeats: int = 5
-    warmup: int = 1
-    latency_repeats: int = 10
-    threads: int | None = None
-    matmul_size: int | None = None
-    memory: bool = True
+    repeats: int = option_field(5, Option("int", "interleaved timed rounds", low=1))
+    warmup: int = option_field(1, Option("int", "untimed calls per row first", low=0))
+    latency_repeats: int = option_field(10, Option("int", "batch-1 calls per row for latency p50/p95 (0 = skip)",
+                                                   low=0))
+    threads: int | None = option_field(None, Option("int", "CPU threads (default: torch's)", low=1, high=4096,
+                                                    nullable=True))
+    matmul_size: int | None = option_field(None, Option("int", "side of the peak matmul (default 2048 CPU, 8192 GPU)",
+                                                        low=16, high=65536, nullable=True))
+    memory: bool = option_field(True, Option("bool", "skip the memory measurement", flag="--no-memory"))
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
     def validate(self, device: torch.device) -> None:
-        checks = [
-            (self.mode in MODES, f"mode must be one of {', '.join(MODES)}, got {self.mode!r}"),
-            (self.batch_size >= 1, f"batch size must be positive, got {self.batch_size}"),
-            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
-            (self.repeats >= 1, f"repeats must be positive, got {self.repeats}"),
-            (self.warmup >= 0, f"warmup must be >= 0, got {self.warmup}"),
-            (self.latency_repeats >= 0, f"latency repeats must be >= 0, got {self.latency_repeats}"),
-            (self.threads is None or self.threads >= 1, f"threads must be positive, got {self.threads}"),
-            (self.precision != "fp16" or device.type == "cuda", "fp16 runs on a GPU only (use bf16 or fp32 on a CPU)"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise VitkitError(message)
+        check_fields(self)
+        if self.precision == "fp16" and device.type != "cuda":
+            raise VitkitError("fp16 runs on a GPU only (use bf16 or fp32 on a CPU)")
         for row in self.rows:
             check_row(row)
             if "int8" in row.lower().split("+") and self.precision != "fp32":

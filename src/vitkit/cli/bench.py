@@ -9,27 +9,27 @@ from pathlib import Path
 
 from vitkit.cli.common import add_fast_path_options, add_model_options, checkpoint_path
 from vitkit.errors import VitkitError
+from vitkit.options import Option
 from vitkit.train.recipes import MODEL_OPTIONS
+
+GUARD_IMAGES = Option("int", "use N images of --guard-data, spread evenly over it", low=1)
 
 NAME = "bench"
 HELP = "measure inference (img/s, latency, memory) and training-step speed; --compare transformers"
 
 
+#: BenchSettings fields offered as options (their definitions are the fields').
+SETTINGS = ("mode", "batch_size", "precision", "threads", "repeats", "warmup", "latency_repeats", "memory")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from vitkit.bench import BenchSettings
+    from vitkit.options import add_command_options, add_field_options
+
     parser.add_argument("model", metavar="MODEL|CKPT",
                         help="a variant name (random weights, e.g. ViT-B/16) or a checkpoint / run directory")
-    parser.add_argument("--mode", choices=("inference", "train", "all"), default="inference",
-                        help="what to time: inference, the training step, or both (inference)")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per batch (8)")
-    parser.add_argument("--image-size", type=int, default=None, help="resolution (default: the model's)")
-    parser.add_argument("--num-classes", type=int, default=None, help="head size of a named variant (1000)")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
-                        help="autocast precision of every row (fp16: GPU only)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    parser.add_argument("--repeats", type=int, default=5, help="interleaved timed rounds (5)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed calls per row first (1)")
-    parser.add_argument("--latency-repeats", type=int, default=10, help="batch-1 calls per row for p50/p95 (10)")
+    add_field_options(parser, BenchSettings, SETTINGS)
+    add_command_options(parser, {"image_size": None, "num_classes": None, "device": "auto"})
     parser.add_argument("--rows", default=None,
                         help="inference rows, comma-separated: fast paths (fp32, int8, compile, mergeR, joined with "
                              "+, e.g. int8+merge8) and runtimes (transformers, ...); fp32 is always included")
@@ -38,10 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guard-data", default=None, metavar="SRC",
                         help="for every fast-path row, compare its top-1 with fp32 on this data (accuracy when "
                              "the model's classes are the data's)")
-    parser.add_argument("--guard-split", default="test", help="split of --guard-data (test)")
-    parser.add_argument("--guard-images", type=int, default=None, metavar="N",
-                        help="use N images of --guard-data, spread evenly over it (default: all)")
-    parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the memory measurement")
+    add_command_options(parser, {"split": "test"})
+    GUARD_IMAGES.add_to(parser, "guard_images", default=None, help_default="all")
     parser.add_argument("--markdown", action="store_true", help="also print the results as a Markdown table")
     add_fast_path_options(parser)
     add_model_options(parser, variant=False)
@@ -50,9 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _load(args: argparse.Namespace):
     import torch
 
-    from vitkit.config import resolve_name
     from vitkit.formats.detect import load_model
     from vitkit.models import create_model
+    from vitkit.models.registry import resolve_name
     from vitkit.train.distributed import resolve_device
 
     device = resolve_device(args.device)
@@ -105,26 +103,25 @@ def _train_rows(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> dict:
     from vitkit.bench import BenchSettings, run_bench
+    from vitkit.train.distributed import resolve_device
 
+    given = {name: getattr(args, name) for name in SETTINGS if hasattr(args, name)}
+    settings = BenchSettings(**given, rows=_rows(args), train_rows=_train_rows(args))
+    settings.validate(resolve_device(args.device))  # before anything is built
     model, device = _load(args)
-    settings = BenchSettings(mode=args.mode, batch_size=args.batch_size, precision=args.precision,
-                             rows=_rows(args), train_rows=_train_rows(args), repeats=args.repeats,
-                             warmup=args.warmup, latency_repeats=args.latency_repeats, threads=args.threads,
-                             memory=args.memory)
-    settings.validate(device)
     guard = None
     if args.guard_data:
         from vitkit.data.sources import open_source
         from vitkit.fastpath import guard as run_guard
         from vitkit.fastpath import guard_images, guard_logits
 
-        dataset = guard_images(open_source(args.guard_data, args.guard_split), args.guard_images)
+        dataset = guard_images(open_source(args.guard_data, args.split), args.guard_images)
         reference = []  # the plain model's logits, computed once for all rows
 
         def guard(fast_model):
             if not reference:
-                reference.append(guard_logits(model, dataset, batch_size=args.batch_size, device=device))
-            return run_guard(model, fast_model, dataset, batch_size=args.batch_size, device=device,
+                reference.append(guard_logits(model, dataset, batch_size=settings.batch_size, device=device))
+            return run_guard(model, fast_model, dataset, batch_size=settings.batch_size, device=device,
                              reference=reference[0]).to_dict()
 
     report = run_bench(model, settings, device, guard=guard,

@@ -1,8 +1,10 @@
 """vitkit's own checkpoint: a directory with ``config.json`` and ``model.safetensors``.
 
-``config.json`` holds ``{"format": "vitkit", "version": 1, "architecture": {ViTConfig fields},
-"label_names": [...] or null, "preprocessing": {Preprocessing fields}}``; the weights use the
-model's own state-dict names (see :mod:`vitkit.models.vit`). Both files are written atomically.
+``config.json`` holds ``{"format": "vitkit", "version": 1, "family": "vit", "architecture": {the
+family's configuration fields}, "label_names": [...] or null, "preprocessing": {Preprocessing
+fields}}``; the weights use the model's own state-dict names (see :mod:`vitkit.models.vit`). A
+missing ``family`` means ViT (files written before there were several). Both files are written
+atomically.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from vitkit.atomic import atomic_path, write_text_atomic
-from vitkit.config import ViTConfig
 from vitkit.errors import VitkitError
+from vitkit.models.registry import build_model, config_from_dict, family_of
 from vitkit.models.vit import VisionTransformer
 from vitkit.preprocessing import Preprocessing
 
@@ -42,6 +45,7 @@ def checkpoint_metadata(model: VisionTransformer) -> dict:
     return {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
+        "family": family_of(model).name,
         "architecture": model.config.to_dict(),
         "label_names": model.label_names,
         "preprocessing": model.preprocessing.to_dict(),
@@ -59,13 +63,14 @@ def save_native(model: VisionTransformer, directory: str | os.PathLike) -> Path:
     return directory
 
 
-def model_from_metadata(meta: dict) -> VisionTransformer:
-    """An initialised model with the architecture and metadata of a native ``config.json``."""
+def model_from_metadata(meta: dict) -> nn.Module:
+    """An initialised model (of the family it names) with the architecture and metadata of a native
+    ``config.json``."""
     try:
-        config = ViTConfig.from_dict(meta["architecture"])
+        config = config_from_dict(meta["architecture"], meta.get("family"))
     except (KeyError, TypeError) as exc:
         raise VitkitError(f"config.json has no valid 'architecture': {exc}") from None
-    model = VisionTransformer(config)
+    model = build_model(config)
     model.label_names = meta.get("label_names")
     if meta.get("preprocessing"):
         model.preprocessing = Preprocessing.from_dict(meta["preprocessing"])
