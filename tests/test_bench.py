@@ -134,7 +134,7 @@ def test_matmul_peak_is_a_positive_rate():
     (["--rows", "int4"], "unknown bench row"),
     (["--precision", "fp16", "--device", "cpu"], "fp16 runs on a GPU only"),
     (["--mode", "train", "--compare", "onnx"], "training compares with transformers only"),
-    (["--batch-size", "0"], "batch size must be positive"),
+    (["--batch-size", "0"], "--batch-size: got '0'; allowed: an integer >= 1"),
     (["--int8", "--precision", "bf16"], "int8 layers take fp32 activations"),
 ])
 def test_bad_bench_options_are_one_line_errors(extra, message, capsys):

@@ -122,7 +122,7 @@ def test_predict_with_a_fast_path(capsys):
 
 @pytest.mark.parametrize("argv,message", [
     (["eval", "RUN", "--data", "digits", "--guard"], "--guard compares a fast path"),
-    (["eval", "RUN", "--data", "digits", "--merge", "-1"], "--merge must be >= 0"),
+    (["eval", "RUN", "--data", "digits", "--merge", "-1"], "--merge: got '-1'; allowed: an integer >= 0"),
     (["predict", "RUN", "IMG", "--int8", "--attention", "out"], "--attention draws the plain model"),
 ])
 def test_bad_fast_path_options_are_one_line_errors(argv, message, capsys):
