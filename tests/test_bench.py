@@ -152,3 +152,10 @@ def test_architecture_options_do_not_apply_to_a_checkpoint(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["bench", str(tmp_path / "m"), "--depth", "2"])
     assert "apply to a variant name" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_onnxruntime_row_runs_the_exported_model(capsys):
+    report = run_json([*TINY, "--rows", "onnxruntime", "--no-memory", "--latency-repeats", "0"], capsys)
+    assert [r["name"] for r in report["inference"]] == ["fp32", "onnxruntime"]
+    assert report["inference"][1]["gflops_per_image"] == report["gflops_per_image"]

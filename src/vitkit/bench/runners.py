@@ -5,18 +5,11 @@ eval mode, on its device) and an example batch. Built in:
 
 * fast paths of :mod:`vitkit.fastpath` by name: ``fp32``, ``int8``, ``compile``, ``merge8``,
   ``int8+merge8``, ... (any ``+`` combination);
-* ``transformers``: transformers' ViT with the same weights (:mod:`vitkit.bench.peer`).
+* ``transformers``: transformers' ViT with the same weights (:mod:`vitkit.bench.peer`);
+* ``onnxruntime``: the model exported to ONNX (:mod:`vitkit.export.onnx`) in onnxruntime.
 
-Other runtimes plug in with :func:`register_runner`; e.g. an ONNX Runtime row::
-
-    def onnxruntime_runner(model, example):
-        session = export_and_open(model, example)          # the exporter's own code
-        return lambda x: session.run(None, {"images": x.numpy()})[0]
-
-    vitkit.bench.register_runner("onnxruntime", onnxruntime_runner)
-
-after which ``vitkit bench ViT-B/16 --rows fp32,onnxruntime`` times it in the same interleaved
-rounds as the others.
+Other runtimes plug in with :func:`register_runner` (``factory(model, example) -> callable``),
+after which ``vitkit bench ViT-B/16 --rows NAME`` times them in the same interleaved rounds.
 """
 
 from __future__ import annotations
@@ -53,7 +46,25 @@ def _transformers_runner(model: torch.nn.Module, example: torch.Tensor) -> Runne
     return peer_forward(transformers_peer(model).eval())
 
 
+def _onnxruntime_runner(model: torch.nn.Module, example: torch.Tensor) -> Runner:
+    """The model exported by :func:`vitkit.export.onnx.export_onnx` (fixed size, checked), run by
+    onnxruntime on the CPU with torch's thread count. The file is deleted once the session holds it."""
+    import tempfile
+    from pathlib import Path
+
+    from vitkit.export.onnx import export_onnx, onnxruntime_session, run_onnx
+
+    if example.device.type != "cpu":
+        raise VitkitError("the onnxruntime row runs on the CPU: bench it with --device cpu")
+    with tempfile.TemporaryDirectory(prefix="vitkit-bench-onnx-") as folder:
+        path = Path(folder) / "model.onnx"
+        export_onnx(model, path, dynamic_size=False)
+        session = onnxruntime_session(path, threads=torch.get_num_threads())
+    return lambda x: run_onnx(session, x)
+
+
 register_runner("transformers", _transformers_runner)
+register_runner("onnxruntime", _onnxruntime_runner)
 
 
 def check_row(name: str) -> None:
