@@ -17,6 +17,11 @@ from vitkit.errors import VitkitError
 CLASSIFIERS = ("token", "gap")
 POSEMB_KINDS = ("none", "learned_1d", "learned_2d", "sincos_2d", "relative")
 MLP_ACTIVATIONS = ("gelu", "gelu_tanh")
+#: How learned 1-D position embeddings are resized to a new grid (see ``models.posemb.RESAMPLE_MODES``).
+POSEMB_RESAMPLE = ("linear", "bicubic")
+#: What a saved architecture that lacks a field meant when it was written (before the field existed):
+#: vitkit's models used the exact GELU and bicubic position-embedding resampling then.
+LEGACY_DEFAULTS = {"mlp_act": "gelu", "posemb_resample": "bicubic"}
 
 
 def to_pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
@@ -55,9 +60,17 @@ class ViTConfig(DictConfig):
     drop_path: float = 0.0
     qkv_bias: bool = True
     layer_norm_eps: float = 1e-6
-    #: The MLP's GELU: "gelu" (exact; timm, Hugging Face) or "gelu_tanh" (the tanh approximation
-    #: of Flax's ``nn.gelu``, which the official checkpoints were trained with).
-    mlp_act: str = "gelu"
+    #: The MLP's GELU: "gelu_tanh" (the tanh approximation, Flax's ``nn.gelu``: what the paper's
+    #: reference code and every official checkpoint compute, and vitkit's default) or "gelu"
+    #: (exact; timm's ViT, and Hugging Face's ``hidden_act="gelu"``).
+    mlp_act: str = "gelu_tanh"
+    #: How a learned 1-D position-embedding grid is resized for another resolution (§3.2):
+    #: "linear" (scipy.ndimage.zoom order 1, corners aligned: the reference code's) or "bicubic"
+    #: (timm's antialiased bicubic).
+    posemb_resample: str = "linear"
+    #: posemb="relative" only: the patch grid the relative-offset tables were learned on, when the
+    #: model now runs at another one (set by ``set_image_size``); None: the model's own grid.
+    relative_grid: tuple[int, int] | None = None
     #: GAP models only: LayerNorm after pooling (timm/MAE style) instead of before (official code).
     fc_norm: bool = False
     #: Hybrid stem: None for plain ViT; () for the root block only (R+ViT-Ti/16); stage depths else.
@@ -74,7 +87,15 @@ class ViTConfig(DictConfig):
         self.image_size = to_pair(self.image_size)
         if self.resnet_layers is not None:
             self.resnet_layers = tuple(int(n) for n in self.resnet_layers)
+        if self.relative_grid is not None:
+            self.relative_grid = to_pair(self.relative_grid)
         self.validate()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ViTConfig:
+        """As saved by :meth:`to_dict`; fields added since a file was written take the value that
+        file meant (:data:`LEGACY_DEFAULTS`), not today's default."""
+        return super().from_dict({**LEGACY_DEFAULTS, **data})
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> None:
@@ -85,6 +106,8 @@ class ViTConfig(DictConfig):
             raise VitkitError(f"posemb must be one of {POSEMB_KINDS}, got {self.posemb!r}")
         if self.mlp_act not in MLP_ACTIVATIONS:
             raise VitkitError(f"mlp_act must be one of {MLP_ACTIVATIONS}, got {self.mlp_act!r}")
+        if self.posemb_resample not in POSEMB_RESAMPLE:
+            raise VitkitError(f"posemb_resample must be one of {POSEMB_RESAMPLE}, got {self.posemb_resample!r}")
         if self.hidden_size % self.num_heads:
             raise VitkitError(
                 f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}"
@@ -128,12 +151,19 @@ class ViTConfig(DictConfig):
         gh, gw = self.grid_size
         return gh * gw + self.num_prefix_tokens
 
+    @property
+    def relative_table_grid(self) -> tuple[int, int]:
+        """The grid whose flattened offsets index the relative-position tables (App. D.4)."""
+        return self.relative_grid or self.grid_size
+
     # ---------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["image_size"] = list(self.image_size)
         if self.resnet_layers is not None:
             out["resnet_layers"] = list(self.resnet_layers)
+        if self.relative_grid is not None:
+            out["relative_grid"] = list(self.relative_grid)
         return out
 
 

@@ -143,6 +143,7 @@ def config_from_hf(hf: dict, source: TensorSource) -> ViTConfig:
         representation_size=source.shape(keys[pooler_name])[0] if pooler else None,
         dropout=float(c["hidden_dropout_prob"]), attention_dropout=float(c["attention_probs_dropout_prob"]),
         layer_norm_eps=float(c["layer_norm_eps"]), mlp_act=HF_ACTIVATIONS[c["hidden_act"]],
+        posemb_resample="bicubic",  # ViTEmbeddings.interpolate_pos_encoding is bicubic
     )
     return config.replace(name=(hf.get("vitkit") or {}).get("name") or mapping.variant_name(config))
 

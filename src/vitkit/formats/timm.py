@@ -39,6 +39,9 @@ from vitkit.preprocessing import INCEPTION_MEAN, INCEPTION_STD, Preprocessing
 FORMAT = "timm"
 #: The eps values of timm's ViT (LayerNorm) and hybrid stems (GroupNormAct, StdConv2dSame).
 TIMM_EPS = dict(layer_norm_eps=1e-6, gn_eps=1e-5, ws_eps=1e-8)
+#: How timm's VisionTransformer runs any state dict: those eps values, the exact GELU (``nn.GELU``)
+#: and antialiased bicubic position-embedding resampling (``resample_abs_pos_embed``).
+TIMM_SEMANTICS = dict(TIMM_EPS, mlp_act="gelu", posemb_resample="bicubic")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
 TORCH_SUFFIXES = (".pth", ".pt", ".bin")
 METADATA_KEY = "vitkit"
@@ -86,7 +89,7 @@ def infer_config(source: TensorSource, *, num_heads: int | None = None,
         fc_norm="fc_norm.weight" in keys,
         representation_size=source.shape("pre_logits.fc.weight")[0] if "pre_logits.fc.weight" in keys else None,
         num_classes=source.shape("head.weight")[0] if "head.weight" in keys else 0,
-        **TIMM_EPS,
+        **TIMM_SEMANTICS,
     )
     if any(k.startswith("patch_embed.backbone.") for k in keys):
         root = "patch_embed.backbone.conv.weight"
