@@ -6,19 +6,25 @@
 Conversion keeps one copy of the weights in memory: the source is read one tensor at a time
 into a model built on the ``meta`` device, and the target is written from it (tensor by tensor
 for ``.npz``). The stored dtype is kept.
+
+Nothing is written before the export check (:mod:`vitkit.formats.fidelity`) has run the weights
+as the target's own code will: an export that would change the logits by more than 1e-4 is
+refused, naming what the format cannot express, unless ``allow_approx``.
 """
 
 from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from vitkit.errors import VitkitError
 from vitkit.formats import hf, jax_npz, native, timm
 from vitkit.formats.detect import FORMATS, detect_format, load_checkpoint
+from vitkit.formats.fidelity import ExportCheck, check_export
 from vitkit.models.vit import VisionTransformer
 
 
@@ -30,15 +36,42 @@ def _save_native(model: VisionTransformer, path: Path, *, progress: bool = False
 SAVERS: dict[str, Callable[..., Path]] = {
     "native": _save_native, "hf": hf.save_hf, "timm": timm.save_timm, "jax": jax_npz.save_jax,
 }
-#: formats written as a directory (the others are one file)
+#: formats written as a directory (timm: a file, or a hub directory for a name without a weights suffix)
 DIRECTORY_FORMATS = ("native", "hf")
 
 
-def save_model(model: VisionTransformer, path: str | os.PathLike, *, to: str, progress: bool = False) -> Path:
-    """Write ``model`` in format ``to`` (``native``, ``hf``, ``timm`` or ``jax``); returns the path."""
+def save_model(model: VisionTransformer, path: str | os.PathLike, *, to: str, progress: bool = False,
+               allow_approx: bool = False) -> Path:
+    """Write ``model`` in format ``to`` (``native``, ``hf``, ``timm`` or ``jax``); returns the path.
+
+    The export is checked first (:func:`~vitkit.formats.fidelity.check_export`; the measurement
+    goes to the ``vitkit`` logger): a target that would run the weights differently (another
+    GELU, eps, a dropped layer) by more than 1e-4 in the logits is refused unless ``allow_approx``.
+    ``timm`` writes a file (``.safetensors``, ``.pth``, ``.bin``) or, for any other path, a timm hub
+    directory.
+    """
+    return _save_checked(model, Path(path), to, progress=progress, allow_approx=allow_approx)[0]
+
+
+def _save_checked(model: VisionTransformer, path: Path, to: str, *, progress: bool,
+                  allow_approx: bool) -> tuple[Path, ExportCheck]:
     if to not in SAVERS:
         raise VitkitError(f"unknown target format {to!r}; one of {', '.join(FORMATS)}")
-    return SAVERS[to](model, Path(path), progress=progress)
+    _check_exportable(model, to, path)
+    check = check_export(model, to, path, allow_approx=allow_approx)
+    if not check.exact:
+        warnings.warn(f"{path}: {to} export is approximate: {'; '.join(check.approximations)} "
+                      f"({check.line()})", stacklevel=3)
+    return SAVERS[to](model, path, progress=progress), check
+
+
+def _check_exportable(model: VisionTransformer, to: str, path: Path) -> None:
+    """What a format cannot hold at all (no place for a tensor): refused before anything runs."""
+    checks = {"hf": hf.check_exportable, "timm": timm.check_exportable, "jax": jax_npz.check_exportable}
+    if to in checks:
+        checks[to](model.config)
+    if to == "timm" and timm.is_hub_target(path):
+        timm.hub_config(model)
 
 
 @dataclass
@@ -53,6 +86,13 @@ class Conversion:
     parameters: int
     seconds: float
     bytes_written: int
+    #: the export check: largest logit difference in the target's own semantics, and against what
+    max_logit_diff: float = 0.0
+    reference: str = ""
+    #: what the target format cannot express (present only when written with allow_approx)
+    approximations: list[str] = field(default_factory=list)
+    #: differences outside the logits at the model's resolution (preprocessing, resampling)
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -65,11 +105,12 @@ def _size(path: Path) -> int:
 
 
 def convert(src: str | os.PathLike, dst: str | os.PathLike, *, to: str, overwrite: bool = False,
-            progress: bool = False) -> Conversion:
+            progress: bool = False, allow_approx: bool = False) -> Conversion:
     """Read the checkpoint ``src`` (any supported format) and write it to ``dst`` in format ``to``.
 
-    ``dst`` must not exist unless ``overwrite``; file formats need a fitting name (``.npz`` for
-    jax; ``.safetensors``, ``.pth`` or ``.bin`` for timm). ``progress`` shows tqdm bars.
+    ``dst`` must not exist unless ``overwrite``; ``.npz`` for jax; for timm a ``.safetensors``,
+    ``.pth`` or ``.bin`` file, or a name without a suffix for a timm hub directory. ``progress`` shows tqdm
+    bars. The export check runs before anything is written (see :func:`save_model`).
     """
     if to not in SAVERS:
         raise VitkitError(f"unknown target format {to!r}; one of {', '.join(FORMATS)}")
@@ -84,12 +125,15 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, to: str, overwrit
         raise VitkitError(f"{dst}: is a file; the {to} format is a directory")
     if to == "jax" and dst.suffix != ".npz":
         raise VitkitError(f"{dst}: an official JAX checkpoint needs a .npz name")
-    if to == "timm" and dst.suffix not in (".safetensors", *timm.TORCH_SUFFIXES):
-        raise VitkitError(f"{dst}: a timm checkpoint needs a .safetensors, .pth or .bin name")
+    if to == "timm" and not timm.is_hub_target(dst) and dst.suffix not in (".safetensors", *timm.TORCH_SUFFIXES):
+        raise VitkitError(f"{dst}: a timm checkpoint needs a .safetensors, .pth or .bin name (or no suffix: a timm "
+                          f"hub directory)")
     start = time.perf_counter()
     source_format = detect_format(src)
     model = load_checkpoint(src, fmt=source_format, dtype=None, progress=progress)
-    save_model(model, dst, to=to, progress=progress)
+    _, check = _save_checked(model, dst, to, progress=progress, allow_approx=allow_approx)
     return Conversion(source=str(src), source_format=source_format, destination=str(dst), target_format=to,
                       model=model.config.name, parameters=sum(p.numel() for p in model.parameters()),
-                      seconds=round(time.perf_counter() - start, 3), bytes_written=_size(dst))
+                      seconds=round(time.perf_counter() - start, 3), bytes_written=_size(dst),
+                      max_logit_diff=check.max_logit_diff, reference=check.reference,
+                      approximations=check.approximations, notes=check.notes)
