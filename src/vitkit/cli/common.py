@@ -44,7 +44,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--mlp-dim", type=int, default=S)
     group.add_argument("--classifier", choices=CLASSIFIERS, default=S)
     group.add_argument("--posemb", choices=POSEMB_KINDS, default=S)
-    group.add_argument("--representation-size", type=int, default=S, help="pre-logits (Dense+tanh) width")
+    group.add_argument("--representation-size", type=int, default=S,
+                       help="width of the pre-training head's hidden layer (pre-logits, Dense+tanh; default D as "
+                            "in the paper's MLP head; 0 = a linear head)")
     group.add_argument("--attention-dropout", type=float, default=S)
     group.add_argument("--drop-path", type=float, default=S, help="stochastic depth at the last layer")
 
@@ -65,26 +67,41 @@ def add_training_options(parser: argparse.ArgumentParser, recipe: str) -> None:
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--epochs", type=int, default=S, help="passes over the training set (default 1)")
     opt.add_argument("--steps", type=int, default=S, help="optimiser steps (instead of --epochs)")
+    paper_batch = 4096 if recipe == "pretrain" else 512
     opt.add_argument("--batch-size", type=int, default=S,
-                     help="global batch per optimiser step, over processes and --accum (128)")
+                     help=f"global batch per optimiser step, over processes and --accum (128, sized for CPUs; the "
+                          f"paper: {paper_batch}, e.g. --batch-size {paper_batch} --accum {paper_batch // 128})")
     opt.add_argument("--accum", type=int, default=S, help="micro-batches per step (gradient accumulation; 1)")
     opt.add_argument("--optimizer", choices=("adamw", "sgd"), default=S, help=f"({d['optimizer']})")
     opt.add_argument("--lr", type=float, default=S, help=f"peak learning rate ({d['lr']})")
     opt.add_argument("--wd", type=float, default=S, help=f"decoupled weight decay ({d['weight_decay']})")
-    opt.add_argument("--warmup", type=int, default=S, help="linear warm-up steps (10k, at most a tenth of the run)")
+    opt.add_argument("--warmup", type=int, default=S,
+                     help="linear warm-up steps (" + ("10k, at most a tenth of the run" if recipe == "pretrain" else
+                                                      "500 as vit_jax, at most a fifth of the run") + ")")
     opt.add_argument("--decay", choices=("linear", "cosine", "constant"), default=S, help=f"({d['decay']})")
     opt.add_argument("--clip", type=float, default=S, help="global gradient-norm clip, 0 = off (1.0)")
     opt.add_argument("--ema", type=float, default=S,
                      help=f"weight-average decay, 0 = off ({d['ema'] or 0}; the paper: 0.9999)")
     reg = parser.add_argument_group("regularisation and augmentation")
-    reg.add_argument("--dropout", type=float, default=S, help="dropout rate (App. B.1)")
+    reg.add_argument("--dropout", type=float, default=S,
+                     help="dropout rate (App. B.1)" + (" (0)" if recipe == "pretrain" else
+                                                       " (the checkpoint's: 0.1 for the official L/16, H/14, R50 "
+                                                       "hybrids, else 0)"))
+    reg.add_argument("--loss", choices=("softmax", "sigmoid"), default=S,
+                     help="softmax cross-entropy, or sigmoid cross-entropy summed over classes (the official "
+                          "ImageNet-21k objective, for multi-label data) (softmax)")
     reg.add_argument("--label-smoothing", type=float, default=S)
     reg.add_argument("--randaugment", action="store_true", default=S)
     reg.add_argument("--mixup", type=float, default=S, help="Mixup Beta concentration (0 = off)")
     reg.add_argument("--cutmix", type=float, default=S, help="CutMix Beta concentration (0 = off)")
     reg.add_argument("--no-flip", dest="flip", action="store_false", default=S, help="no horizontal flips")
     reg.add_argument("--crop-scale", type=_pair, default=S, help="random-resized-crop area range (0.08,1.0)")
-    reg.add_argument("--crop-pct", type=float, default=S, help="evaluation centre-crop fraction (0.875)")
+    reg.add_argument("--crop-pct", type=float, default=S,
+                     help="evaluation: the crop's share of the resized image (default: 1.0 for a new model, the "
+                          "checkpoint's when fine-tuning)")
+    reg.add_argument("--crop-mode", choices=("squash", "center"), default=S,
+                     help="evaluation resize: squash = the whole image to the model's size (the reference code's, "
+                          "with crop-pct 1), center = the shorter side, keeping the aspect ratio (timm's)")
     run = parser.add_argument_group("run")
     run.add_argument("--out", default=S, help="run directory (default runs/<recipe>-<time>)")
     run.add_argument("--config", default=S, help="YAML of options (a run's config.yaml repeats that run)")
