@@ -174,7 +174,9 @@ def _vit_hf_twin(model: nn.Module, dst: Path | None) -> Twin:
     # since v5), so the check writes the export to a scratch directory and loads it from there.
     scratch = dst.parent if dst is not None and dst.parent.is_dir() else None
     verbosity = transformers.logging.get_verbosity()
+    bars = transformers.utils.logging.is_progress_bar_enabled()
     transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
     try:
         with tempfile.TemporaryDirectory(prefix=".vitkit-hf-check-", dir=scratch) as tmp:
             save_hf(model, tmp)
@@ -183,6 +185,8 @@ def _vit_hf_twin(model: nn.Module, dst: Path | None) -> Twin:
         return None, "transformers", [f"transformers cannot load the export ({str(exc).splitlines()[0]})"]
     finally:
         transformers.logging.set_verbosity(verbosity)
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
     return _HFOutput(hf_model.float().eval(), kind), f"transformers {cls.__name__}", []
 
 
