@@ -39,6 +39,7 @@ def main() -> None:
     import transformers
 
     import vitkit
+    from vitkit.formats.hf import HF_ACTIVATION_NAMES
 
     model = vitkit.create_model(args.model, num_classes=1000, image_size=args.image_size, seed=0).eval()
     cfg = model.config
@@ -46,6 +47,7 @@ def main() -> None:
         hidden_size=cfg.hidden_size, num_hidden_layers=cfg.depth, num_attention_heads=cfg.num_heads,
         intermediate_size=cfg.mlp_dim, image_size=args.image_size, patch_size=cfg.patch_size,
         num_labels=cfg.num_classes, layer_norm_eps=cfg.layer_norm_eps, attn_implementation="sdpa",
+        hidden_act=HF_ACTIVATION_NAMES[cfg.mlp_act],
     )).eval()
     x = torch.randn(args.batch, 3, args.image_size, args.image_size)
 
