@@ -115,7 +115,7 @@ def test_fewshot_of_a_trained_model_on_digits_follows_the_protocol():
 def test_bad_requests_are_one_line_errors():
     model = create_model("ViT-Ti/16", depth=1, image_size=16, patch_size=4, num_classes=10, seed=0)
     train, test = open_source("digits", "train"), open_source("digits", "test")
-    with pytest.raises(VitkitError, match="features must be one of"):
+    with pytest.raises(VitkitError, match="features: got 'logits'; allowed: one of pre_logits, pooled"):
         fewshot_evaluate(model, train, test, shots=(1,), features="logits")
-    with pytest.raises(VitkitError, match="l2 > 0"):
+    with pytest.raises(VitkitError, match="l2: got 0"):
         fewshot_evaluate(model, train, test, shots=(1,), l2=0)

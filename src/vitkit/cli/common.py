@@ -15,113 +15,57 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vitkit.config import CLASSIFIERS, POSEMB_KINDS
 from vitkit.errors import VitkitError
+from vitkit.options import DATA, Option, add_command_options, add_field_options
 from vitkit.train.recipes import MODEL_OPTIONS
 
 S = argparse.SUPPRESS
 
-#: command-line dest -> TrainConfig field, where the two differ.
-_RENAMED = {"wd": "weight_decay", "clip": "grad_clip"}
-
-
-def _pair(text: str) -> tuple[float, float]:
-    try:
-        low, high = (float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected two numbers like 0.08,1.0, got {text!r}") from None
-    return low, high
+#: TrainConfig fields offered on the command line, by help group (their definitions are the fields').
+TRAINING_GROUPS = {
+    "data": ("data", "image_size", "val_fraction", "split_seed", "num_workers"),
+    "optimisation": ("epochs", "steps", "batch_size", "accum", "optimizer", "lr", "weight_decay", "warmup", "decay",
+                     "grad_clip", "ema"),
+    "regularisation and augmentation": ("dropout", "loss", "label_smoothing", "randaugment", "mixup", "cutmix",
+                                        "flip", "crop_scale", "crop_pct", "crop_mode"),
+    "run": ("out", "seed", "device", "precision", "eval_every", "save_every", "log_every"),
+}
+#: recipe -> the command that runs it
+RECIPE_COMMANDS = {"pretrain": "train", "finetune": "finetune"}
+#: How long one session may run before it checkpoints and stops (``--stop-after``).
+STOP_AFTER = Option("int", "end this session after N steps with a checkpoint (continue with --resume)", low=1)
+#: Option names that are not TrainConfig fields (they steer this invocation, not the run).
+_NOT_RUN_OPTIONS = ("json", "run", "command", "config", "resume", "stop_after", "quiet")
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """Architecture overrides for training from scratch (``vitkit models`` lists the variants)."""
+    from vitkit.config import ViTConfig
+    from vitkit.train.recipes import TrainConfig
+
     group = parser.add_argument_group("model")
-    group.add_argument("--model", default=S, help="variant to pre-train, e.g. ViT-B/16 (default ViT-Ti/16)")
-    group.add_argument("--patch-size", type=int, default=S)
-    group.add_argument("--hidden-size", type=int, default=S, help="width D")
-    group.add_argument("--depth", type=int, default=S, help="number of layers L")
-    group.add_argument("--num-heads", type=int, default=S)
-    group.add_argument("--mlp-dim", type=int, default=S)
-    group.add_argument("--classifier", choices=CLASSIFIERS, default=S)
-    group.add_argument("--posemb", choices=POSEMB_KINDS, default=S)
-    group.add_argument("--representation-size", type=int, default=S,
-                       help="width of the pre-training head's hidden layer (pre-logits, Dense+tanh; default D as "
-                            "in the paper's MLP head; 0 = a linear head)")
-    group.add_argument("--attention-dropout", type=float, default=S)
-    group.add_argument("--drop-path", type=float, default=S, help="stochastic depth at the last layer")
+    add_field_options(group, TrainConfig, ["model"])
+    add_field_options(group, ViTConfig, MODEL_OPTIONS, defaults={name: "the variant's" for name in MODEL_OPTIONS})
 
 
 def add_training_options(parser: argparse.ArgumentParser, recipe: str) -> None:
     """Data, optimisation, augmentation and run options of ``vitkit train`` / ``vitkit finetune``."""
-    from vitkit.train.recipes import recipe_defaults
+    from vitkit.train.recipes import TrainConfig, recipe_defaults
 
-    d = recipe_defaults(recipe)
-    data = parser.add_argument_group("data")
-    data.add_argument("--data", default=S, help="digits, mnist5k, an ImageFolder tree, a CIFAR folder or a .npz")
-    data.add_argument("--image-size", type=int, default=S,
-                      help="input resolution" + (" (position embeddings are interpolated)" if recipe == "finetune"
-                                                 else " (default 224)"))
-    data.add_argument("--val-fraction", type=float, default=S, help="test share of sources without a split (0.2)")
-    data.add_argument("--split-seed", type=int, default=S, help="seed of that split (0)")
-    data.add_argument("--num-workers", type=int, default=S, help="data-loading processes (0)")
-    opt = parser.add_argument_group("optimisation")
-    opt.add_argument("--epochs", type=int, default=S, help="passes over the training set (default 1)")
-    opt.add_argument("--steps", type=int, default=S, help="optimiser steps (instead of --epochs)")
-    paper_batch = 4096 if recipe == "pretrain" else 512
-    opt.add_argument("--batch-size", type=int, default=S,
-                     help=f"global batch per optimiser step, over processes and --accum (128, sized for CPUs; the "
-                          f"paper: {paper_batch}, e.g. --batch-size {paper_batch} --accum {paper_batch // 128})")
-    opt.add_argument("--accum", type=int, default=S, help="micro-batches per step (gradient accumulation; 1)")
-    opt.add_argument("--optimizer", choices=("adamw", "sgd"), default=S, help=f"({d['optimizer']})")
-    opt.add_argument("--lr", type=float, default=S, help=f"peak learning rate ({d['lr']})")
-    opt.add_argument("--wd", type=float, default=S, help=f"decoupled weight decay ({d['weight_decay']})")
-    opt.add_argument("--warmup", type=int, default=S,
-                     help="linear warm-up steps (" + ("10k, at most a tenth of the run" if recipe == "pretrain" else
-                                                      "500 as vit_jax, at most a fifth of the run") + ")")
-    opt.add_argument("--decay", choices=("linear", "cosine", "constant"), default=S, help=f"({d['decay']})")
-    opt.add_argument("--clip", type=float, default=S, help="global gradient-norm clip, 0 = off (1.0)")
-    opt.add_argument("--ema", type=float, default=S,
-                     help=f"weight-average decay, 0 = off ({d['ema'] or 0}; the paper: 0.9999)")
-    reg = parser.add_argument_group("regularisation and augmentation")
-    reg.add_argument("--dropout", type=float, default=S,
-                     help="dropout rate (App. B.1)" + (" (0)" if recipe == "pretrain" else
-                                                       " (the checkpoint's: 0.1 for the official L/16, H/14, R50 "
-                                                       "hybrids, else 0)"))
-    reg.add_argument("--loss", choices=("softmax", "sigmoid"), default=S,
-                     help="softmax cross-entropy, or sigmoid cross-entropy summed over classes (the official "
-                          "ImageNet-21k objective, for multi-label data) (softmax)")
-    reg.add_argument("--label-smoothing", type=float, default=S)
-    reg.add_argument("--randaugment", action="store_true", default=S)
-    reg.add_argument("--mixup", type=float, default=S, help="Mixup Beta concentration (0 = off)")
-    reg.add_argument("--cutmix", type=float, default=S, help="CutMix Beta concentration (0 = off)")
-    reg.add_argument("--no-flip", dest="flip", action="store_false", default=S, help="no horizontal flips")
-    reg.add_argument("--crop-scale", type=_pair, default=S, help="random-resized-crop area range (0.08,1.0)")
-    reg.add_argument("--crop-pct", type=float, default=S,
-                     help="evaluation: the crop's share of the resized image (default: 1.0 for a new model, the "
-                          "checkpoint's when fine-tuning)")
-    reg.add_argument("--crop-mode", choices=("squash", "center"), default=S,
-                     help="evaluation resize: squash = the whole image to the model's size (the reference code's, "
-                          "with crop-pct 1), center = the shorter side, keeping the aspect ratio (timm's)")
-    run = parser.add_argument_group("run")
-    run.add_argument("--out", default=S, help="run directory (default runs/<recipe>-<time>)")
-    run.add_argument("--config", default=S, help="YAML of options (a run's config.yaml repeats that run)")
+    defaults = recipe_defaults(recipe)
+    for title, names in TRAINING_GROUPS.items():
+        add_field_options(parser.add_argument_group(title), TrainConfig, names, defaults=defaults)
+    run = parser._action_groups[-1]
+    run.add_argument("--config", default=S, metavar="YAML",
+                     help="YAML of options (a run's config.yaml repeats that run)")
     run.add_argument("--resume", metavar="RUN_DIR", default=S, help="continue this run where it stopped")
-    run.add_argument("--seed", type=int, default=S)
-    run.add_argument("--device", default=S, help="auto, cpu, cuda, cuda:N (auto)")
-    run.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=S,
-                     help="auto: bf16 autocast on GPU, fp32 on CPU")
-    run.add_argument("--eval-every", type=int, default=S, help="evaluate every N epochs (1)")
-    run.add_argument("--save-every", type=int, default=S, help="also checkpoint every N steps")
-    run.add_argument("--log-every", type=int, default=S, help="log training metrics every N steps (10)")
-    run.add_argument("--stop-after", type=int, default=None,
-                     help="end this session after N steps with a checkpoint (continue with --resume)")
+    STOP_AFTER.add_to(run, "stop_after", default=None)
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def training_config(args: argparse.Namespace, recipe: str):
     """The :class:`~vitkit.train.recipes.TrainConfig` of a command line (see the module notes)."""
     from vitkit.train.recipes import TrainConfig, recipe_defaults
-    from vitkit.train.rundir import read_config
 
     given = vars(args)
     options: dict[str, Any] = recipe_defaults(recipe)
@@ -129,27 +73,22 @@ def training_config(args: argparse.Namespace, recipe: str):
     if resume is not None:
         if not (Path(resume) / "config.yaml").is_file():
             raise VitkitError(f"{resume}: not a run directory (no config.yaml)")
-        options.update(read_config(resume))
+        options.update(_read_options(resume))
         options["out"] = str(resume)
     elif "config" in given:
-        loaded = read_config(given["config"])
+        loaded = _read_options(given["config"])
         loaded.pop("out", None)  # a run's directory is where it is written, not part of what it is
         options.update(loaded)
     if options.get("recipe", recipe) != recipe:
-        raise VitkitError(f"that configuration is a {options['recipe']} run; use `vitkit {options['recipe']}`")
+        command = RECIPE_COMMANDS.get(options["recipe"], "train")
+        raise VitkitError(f"that configuration is a {options['recipe']} run; use `vitkit {command}`")
     model_options = dict(options.get("model_options") or {})
     for name, value in given.items():
         if name in MODEL_OPTIONS:
             model_options[name] = value
-        elif name in ("json", "run", "command", "config", "resume", "stop_after", "quiet"):
-            continue
-        else:
-            options[_RENAMED.get(name, name)] = value
+        elif name not in _NOT_RUN_OPTIONS:
+            options[name] = value
     options["model_options"] = model_options
-    if options.get("grad_clip") == 0:
-        options["grad_clip"] = None
-    if options.get("ema") == 0:
-        options["ema"] = None
     if not options.get("out"):
         options["out"] = os.path.join("runs", f"{recipe}-{time.strftime('%Y%m%d-%H%M%S')}")
     if "data" not in options:
@@ -159,6 +98,19 @@ def training_config(args: argparse.Namespace, recipe: str):
 
         options["model"] = resolve_name(options["model"])
     return TrainConfig.from_dict(options)
+
+
+def _read_options(path: str) -> dict[str, Any]:
+    """The options of a YAML file, each checked against its definition (errors name the file)."""
+    from vitkit.train.recipes import TrainConfig
+    from vitkit.train.rundir import read_config
+
+    loaded = read_config(path)
+    try:
+        TrainConfig.check_mapping(loaded)
+    except VitkitError as exc:
+        raise VitkitError(f"{path}: {exc}") from None
+    return loaded
 
 
 def run_training(args: argparse.Namespace, recipe: str) -> dict:
@@ -200,13 +152,9 @@ def add_checkpoint_options(parser: argparse.ArgumentParser, *, data: bool = True
     parser.add_argument("checkpoint", metavar="CKPT", help="a checkpoint (or a run directory: its model/)")
     parser.add_argument("--ema", action="store_true", help="with a run directory: use its weight average")
     if data:
-        parser.add_argument("--data", required=True, help="digits, mnist5k, an ImageFolder tree, CIFAR or .npz")
-        parser.add_argument("--split", default="test", help="which split to use (test)")
-        parser.add_argument("--val-fraction", type=float, default=0.2, help="as in training (0.2)")
-        parser.add_argument("--split-seed", type=int, default=0, help="as in training (0)")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    parser.add_argument("--num-workers", type=int, default=0)
+        parser.add_argument("--data", required=True, type=DATA.parse, metavar="SRC", help=DATA.describe())
+        add_command_options(parser, {"split": "test", "val_fraction": 0.2, "split_seed": 0})
+    add_command_options(parser, {"batch_size": 128, "device": "auto", "num_workers": 0})
 
 
 def checkpoint_path(path: str, ema: bool = False) -> Path:

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import argparse
 
+from vitkit.options import add_command_options
+
 NAME = "models"
 HELP = "list the model variants with parameters, GFLOPs and sequence length"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pattern", nargs="?", default="", help="only names containing this (e.g. ViT-L, R50)")
-    parser.add_argument("--image-size", type=int, default=224, help="resolution for GFLOPs and sequence length")
-    parser.add_argument("--num-classes", type=int, default=1000)
+    add_command_options(parser, {"image_size": 224, "num_classes": 1000})
 
 
 def run(args: argparse.Namespace) -> dict:
+    from vitkit.config import to_pair
     from vitkit.models.registry import resolve_name
     from vitkit.summary import variant_table
 
@@ -26,5 +28,6 @@ def run(args: argparse.Namespace) -> dict:
     for r in rows:
         print(f"{r['name']:<14} {r['params'] / 1e6:>8.1f}M {r['gflops']:>9.1f} {r['seq_len']:>8}  "
               f"{r['hidden_size']:>5} {r['depth']:>3} {r['num_heads']:>5} {r['mlp_dim']:>5}")
-    print(f"at {args.image_size}x{args.image_size}, {args.num_classes} classes; GFLOPs count a multiply-add as 2")
+    height, width = to_pair(args.image_size)
+    print(f"at {height}x{width}, {args.num_classes} classes; GFLOPs count a multiply-add as 2")
     return {"image_size": args.image_size, "models": rows}

@@ -33,6 +33,7 @@ import torch
 
 from vitkit.errors import VitkitError
 from vitkit.models.vit import VisionTransformer
+from vitkit.options import COMMAND_OPTIONS, check_args
 
 #: big_vision's fixed L2 strength (``configs/common_fewshot.py``: ``l2_reg = 2.0 ** 10``).
 REFERENCE_L2 = 2.0 ** 10
@@ -41,14 +42,13 @@ L2_SWEEP = tuple(2.0 ** k for k in range(-10, 20))
 #: big_vision's constant bias feature: large, so that the bias is almost unregularised.
 BIAS_CONSTANT = 100.0
 #: Which representation is regressed: the ``pre_logits`` output (big_vision's), or y itself.
-FEATURES = ("pre_logits", "pooled")
+FEATURES = COMMAND_OPTIONS["features"].choices
 
 
 def representation(model: VisionTransformer, images: torch.Tensor, features: str = "pre_logits") -> torch.Tensor:
     """The representation few-shot regression sees: the pre-logits output (the pre-logits layer's
     when the model has one, else y), or y (``features="pooled"``)."""
-    if features not in FEATURES:
-        raise VitkitError(f"features must be one of {FEATURES}, got {features!r}")
+    check_args(COMMAND_OPTIONS, features=features)
     y = model.forward_features(images)
     pre_logits = getattr(model, "pre_logits", None)
     return pre_logits(y) if features == "pre_logits" and pre_logits is not None else y
@@ -60,6 +60,7 @@ def extract_features(model: VisionTransformer, dataset, indices: Sequence[int] |
                      transform=None, features: str = "pre_logits") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(features (M, F) float64, labels (M,), the indices kept) of ``dataset[indices]`` (all by
     default) through the model's evaluation preprocessing; unreadable images are left out."""
+    check_args(COMMAND_OPTIONS, batch_size=batch_size, num_workers=num_workers)
     from vitkit.data.loader import TransformedImages
     from vitkit.data.transforms import eval_transform
 
@@ -196,12 +197,10 @@ def fewshot_evaluate(model: VisionTransformer, train_set, test_set, *, shots: Se
     ``train_set``/``test_set`` are :class:`~vitkit.data.sources.LabeledImages` with the same
     classes; features are computed once for every image any draw uses.
     """
+    shots = check_args(COMMAND_OPTIONS, shots=list(shots), draws=draws, holdout=holdout, seed=seed, l2=l2,
+                       l2_sweep=l2_sweep, features=features, batch_size=batch_size, num_workers=num_workers)["shots"]
     if list(train_set.label_names) != list(test_set.label_names):
         raise VitkitError("the training and test splits name different classes")
-    if draws < 1 or not shots or min(shots) < 1 or (l2_sweep and holdout < 1) or l2 <= 0:
-        raise VitkitError("few-shot needs shots >= 1, draws >= 1, l2 > 0 and (with the sweep) holdout >= 1")
-    if features not in FEATURES:
-        raise VitkitError(f"features must be one of {FEATURES}, got {features!r}")
     num_classes = len(train_set.label_names)
     most = max(shots)
     needed = most + (holdout if l2_sweep else 0)

@@ -12,6 +12,7 @@ import torch
 
 from vitkit.errors import VitkitError
 from vitkit.models.vit import VisionTransformer
+from vitkit.options import COMMAND_OPTIONS, check_args
 
 
 def expand_image_paths(patterns: Sequence[str | os.PathLike]) -> list[Path]:
@@ -54,8 +55,7 @@ def predict_images(model: VisionTransformer, paths: Sequence[str | os.PathLike],
     from vitkit.data.images import BadImageError, open_rgb
     from vitkit.data.transforms import eval_transform
 
-    if top_k < 1:
-        raise VitkitError(f"--top-k must be at least 1, got {top_k}")
+    check_args(COMMAND_OPTIONS, top_k=top_k, batch_size=batch_size)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.eval()
     transform = eval_transform(model.preprocessing)

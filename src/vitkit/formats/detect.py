@@ -19,6 +19,7 @@ from vitkit.errors import VitkitError
 from vitkit.formats import hf, jax_npz, native, timm
 from vitkit.formats.tensor_files import open_tensor_file, sniff_container
 from vitkit.models.vit import VisionTransformer
+from vitkit.options import COMMAND_OPTIONS, check_args
 
 FORMATS = ("native", "hf", "timm", "jax")
 
@@ -97,6 +98,9 @@ def load_model(path: str | os.PathLike, *, num_classes: int | None = None,
     there is one). ``num_classes`` swaps in a zero-initialised head (§3.2); ``image_size``
     resamples the position embeddings to a new resolution (§3.2); ``device`` moves the model.
     """
+    if num_classes is not None or image_size is not None:
+        checked = check_args(COMMAND_OPTIONS, num_classes=num_classes, image_size=image_size)
+        image_size = checked["image_size"]
     path = Path(path)
     if not path.exists():
         raise VitkitError(f"{path}: no such file or directory")

@@ -27,6 +27,7 @@ from vitkit.inspect.images import NamedImage
 from vitkit.inspect.overlay import overlay_map, seen_region
 from vitkit.inspect.posemb import WITHOUT_ABSOLUTE, position_similarity
 from vitkit.models.vit import VisionTransformer
+from vitkit.options import COMMAND_OPTIONS, check_args
 
 JSON_FILE = "inspect.json"
 INDEX_FILE = "index.html"
@@ -171,6 +172,7 @@ def write_report(model: VisionTransformer, images: Sequence[NamedImage], out_dir
     image, ``attention_heads.png`` (last layer, per head), ``inspect.json`` and ``index.html``.
     Returns a summary: the files written, what was skipped and the mean attention distances.
     """
+    check_args(COMMAND_OPTIONS, components=components, batch_size=batch_size, max_shown=max_shown)
     if not images:
         raise VitkitError("no images to inspect")
     out = Path(out_dir)

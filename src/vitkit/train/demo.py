@@ -26,8 +26,8 @@ from typing import Any
 
 import torch
 
-from vitkit.train.loop import pretraining_architecture, train
-from vitkit.train.recipes import TrainConfig, recipe_defaults
+from vitkit.train.loop import train
+from vitkit.train.recipes import TrainConfig, pretraining_architecture, recipe_defaults
 
 #: The demo's model: ViT-Ti's shape scaled down (D 128, 4 heads, MLP 256, 4 layers) with 4x4 patches.
 DEMO_MODEL = dict(patch_size=4, hidden_size=128, depth=4, num_heads=4, mlp_dim=256)

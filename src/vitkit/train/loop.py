@@ -40,7 +40,7 @@ from vitkit.train import distributed as D
 from vitkit.train.checkpoint import load_training_state, rng_state, save_training_state, set_rng_state
 from vitkit.train.ema import WeightEMA
 from vitkit.train.losses import LOSS_FUNCTIONS
-from vitkit.train.recipes import TrainConfig, build_optimizer, build_schedule
+from vitkit.train.recipes import TrainConfig, build_optimizer, build_schedule, pretraining_architecture
 from vitkit.train.rundir import RunDir
 
 
@@ -92,19 +92,6 @@ def build_model(config: TrainConfig, label_names: list[str]) -> VisionTransforme
     if crop:
         model.preprocessing = model.preprocessing.replace(**crop)
     return model
-
-
-def pretraining_architecture(model: str, options: dict[str, Any]) -> dict[str, Any]:
-    """The architecture overrides of a pre-training run: the paper's head, an MLP with one hidden
-    layer (pre-logits, Dense + tanh, D wide as in the official code) unless ``representation_size``
-    is given (0: a linear head)."""
-    from vitkit.models.registry import get_config
-
-    options = dict(options)
-    if "representation_size" not in options:
-        options["representation_size"] = get_config(model, **options).hidden_size
-    options["representation_size"] = options["representation_size"] or None
-    return options
 
 
 # ------------------------------------------------------------------------------- results
