@@ -38,6 +38,8 @@ END = "<!-- /demo-results -->"
 PERCENT = re.compile(r"^\s*([0-9.]+)%\s*$")
 MEAN_STD = re.compile(r"^\s*([0-9.]+)\s*±\s*([0-9.]+)%\s*$")
 SHOT = re.compile(r"^\s*(\d+)-shot\s*$")
+#: What the block says before ``--write`` has been run for the current code.
+PLACEHOLDER = "(not yet generated for this version: run `python benchmarks/check_readme_numbers.py --write`)"
 
 
 def _label(name: str) -> str:
@@ -78,6 +80,9 @@ def parse_readme(text: str) -> dict:
             fewshot[cells[0]] = {k: (float(m.group(1)) / 100, float(m.group(2)) / 100)
                                  for k, m in zip(shots, (MEAN_STD.match(c) for c in cells[1:]), strict=True)}
     if not top1:
+        if PLACEHOLDER in text[start:end]:
+            raise ValueError("the README's demo results are not generated yet: run "
+                             "`python benchmarks/check_readme_numbers.py --write`")
         raise ValueError("the README's demo-results block has no top-1 rows")
     return {"top1": top1, "fewshot": fewshot}
 

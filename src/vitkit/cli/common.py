@@ -45,7 +45,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 
     group = parser.add_argument_group("model")
     add_field_options(group, TrainConfig, ["model"])
-    add_field_options(group, ViTConfig, MODEL_OPTIONS, defaults={name: "the variant's" for name in MODEL_OPTIONS})
+    shown = {name: "the variant's" for name in MODEL_OPTIONS}
+    shown["representation_size"] = "D: the paper's pre-training head, one hidden layer"
+    add_field_options(group, ViTConfig, MODEL_OPTIONS, defaults=shown)
 
 
 def add_training_options(parser: argparse.ArgumentParser, recipe: str) -> None:
