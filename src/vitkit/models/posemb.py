@@ -48,7 +48,7 @@ def resample_patch_posemb(posemb: torch.Tensor, old_grid: Grid, new_grid: Grid, 
     if patches.shape[1] != old_grid[0] * old_grid[1]:
         raise ValueError(f"position embedding has {patches.shape[1]} patch entries, grid {old_grid} needs "
                          f"{old_grid[0] * old_grid[1]}")
-    if tuple(old_grid) == tuple(new_grid):
+    if same_size(old_grid, new_grid):
         return posemb
     grid = patches.reshape(1, old_grid[0], old_grid[1], dim).permute(0, 3, 1, 2).float()
     if mode == "linear":
