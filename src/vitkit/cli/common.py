@@ -26,8 +26,8 @@ TRAINING_GROUPS = {
     "data": ("data", "image_size", "val_fraction", "split_seed", "num_workers"),
     "optimisation": ("epochs", "steps", "batch_size", "accum", "optimizer", "optimizer_kernel", "lr", "weight_decay",
                      "warmup", "decay", "grad_clip", "ema"),
-    "regularisation and augmentation": ("dropout", "label_smoothing", "randaugment", "mixup", "cutmix", "flip",
-                                        "crop_scale", "crop_pct"),
+    "regularisation and augmentation": ("dropout", "loss", "label_smoothing", "randaugment", "mixup", "cutmix",
+                                        "flip", "crop_scale", "crop_pct", "crop_mode"),
     "run": ("out", "seed", "device", "precision", "compile", "eval_every", "save_every", "log_every"),
 }
 #: recipe -> the command that runs it
@@ -47,7 +47,9 @@ def add_model_options(parser: argparse.ArgumentParser, *, variant: bool = True) 
     group = parser.add_argument_group("model")
     if variant:
         add_field_options(group, TrainConfig, ["model"])
-    add_field_options(group, ViTConfig, MODEL_OPTIONS, defaults={name: "the variant's" for name in MODEL_OPTIONS})
+    shown = {name: "the variant's" for name in MODEL_OPTIONS}
+    shown["representation_size"] = "D: the paper's pre-training head, one hidden layer"
+    add_field_options(group, ViTConfig, MODEL_OPTIONS, defaults=shown)
 
 
 def add_training_options(parser: argparse.ArgumentParser, recipe: str) -> None:
