@@ -80,7 +80,9 @@ def test_each_format_resamples_as_its_own_code_does(tmp_path):
     model = tiny(num_classes=2, mlp_act="gelu")
     assert model.config.posemb_resample == "linear"  # vitkit's default: the reference code's
     save_model(model, tmp_path / "m.pth", to="timm")
-    assert load_model(tmp_path / "m.pth").config.posemb_resample == "bicubic"
+    assert load_model(tmp_path / "m.pth").config.posemb_resample == "linear"  # vitkit's metadata, kept
+    torch.save(torch.load(tmp_path / "m.pth", weights_only=True), tmp_path / "bare.pth")  # a file timm wrote
+    assert load_model(tmp_path / "bare.pth").config.posemb_resample == "bicubic"
     save_model(tiny(num_classes=2), tmp_path / "m.npz", to="jax")  # the official code's (tanh) GELU
     with np.load(tmp_path / "m.npz") as npz:
         np.savez(tmp_path / "bare.npz", **dict(npz))  # without vitkit's metadata: an official file

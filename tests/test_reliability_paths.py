@@ -11,7 +11,6 @@ import torch
 from PIL import Image
 
 from trainutil import (
-    TINY,
     TINY_CLI,
     cli_error,
     cli_json,
@@ -24,9 +23,9 @@ from transformers_reference import import_transformers
 from vitkit import load_model
 from vitkit.data.sources import open_source
 from vitkit.data.transforms import eval_transform
-from vitkit.models import create_model
 from vitkit.train import train
 from vitkit.train.distributed import Process, StepBatches
+from vitkit.train.loop import build_model
 from vitkit.train.rundir import read_metrics
 
 TRAIN = ["train", "--data", "digits", *TINY_CLI, "--batch-size", "64", "--lr", "1e-2", "--no-flip", "--quiet"]
@@ -155,7 +154,7 @@ def test_a_micro_batch_of_only_unreadable_images_is_skipped_and_the_step_still_l
     config = tiny_config(data=str(root), batch_size=20, accum=2, steps=1, out=str(tmp_path / "run"))
     result = train(config, progress=False)
     assert result.skipped == len(first) == 10
-    initial = create_model("ViT-Ti/16", num_classes=10, image_size=16, seed=config.seed, **TINY)
+    initial = build_model(config, data.label_names)  # the run's own starting point, seeded
     moved = [n for n, t in result.model.state_dict().items() if not torch.equal(t, initial.state_dict()[n])]
     assert "head.weight" in moved  # the other micro-batch still trained the model
 
@@ -168,7 +167,7 @@ def test_a_step_of_only_unreadable_images_changes_no_weight(tmp_path):
     config = tiny_config(data=str(root), batch_size=20, accum=2, steps=1, out=str(tmp_path / "run"))
     result = train(config, progress=False)
     assert result.skipped == 20
-    initial = create_model("ViT-Ti/16", num_classes=10, image_size=16, seed=config.seed, **TINY)
+    initial = build_model(config, data.label_names)  # the run's own starting point, seeded
     for name, tensor in result.model.state_dict().items():  # no update: weight decay would have moved them
         assert torch.equal(tensor, initial.state_dict()[name]), name
 

@@ -105,7 +105,7 @@ def test_two_concurrent_trains_then_a_killed_one_whose_lock_is_taken_over(tmp_pa
     stdout, stderr = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, stderr
     assert f"took over the lock left by process {first.pid} " in stderr
-    assert "removed 1 temporary file(s) left by an interrupted write" in stderr
+    assert re.search(r"removed \d+ temporary file\(s\) left by an interrupted write", stderr)  # ours and its own
     assert '"step": ' + str(saved + 1) in stdout.splitlines()[-1]
     assert not list(out.rglob("*.tmp")) and not (out / LOCK_FILE).exists()
 
@@ -171,7 +171,7 @@ def test_convert_never_writes_into_its_own_source(tmp_path, capsys, case):
     cli_json(capsys, ["convert", str(tiny_checkpoint() / "model"), str(source), "--to", "native", "--no-progress"])
     if case == "around":  # a timm file inside the directory a native conversion would fill
         cli_json(capsys, ["convert", str(source), str(tmp_path / "box" / "model.safetensors"), "--to", "timm",
-                          "--no-progress"])
+                          "--allow-approx", "--no-progress"])
         source = tmp_path / "box" / "model.safetensors"
     before = {p: p.read_bytes() for p in ([source] if source.is_file() else source.iterdir())}
     dst, to = {"itself": (source, "native"), "inside": (source / "model.safetensors", "timm"),
