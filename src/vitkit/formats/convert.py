@@ -16,29 +16,44 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from torch import nn
+
 from vitkit.errors import VitkitError
-from vitkit.formats import hf, jax_npz, native, timm
-from vitkit.formats.detect import FORMATS, detect_format, load_checkpoint
-from vitkit.models.vit import VisionTransformer
+from vitkit.formats import hf, jax_npz, native, swin_hf, swin_timm, timm
+from vitkit.formats.detect import detect_format, load_checkpoint
+from vitkit.models.registry import family_of
 
 
-def _save_native(model: VisionTransformer, path: Path, *, progress: bool = False) -> Path:
+def _save_native(model: nn.Module, path: Path, *, progress: bool = False) -> Path:
     return native.save_native(model, path)
 
 
-#: format -> saver(model, path, *, progress) -> path
-SAVERS: dict[str, Callable[..., Path]] = {
-    "native": _save_native, "hf": hf.save_hf, "timm": timm.save_timm, "jax": jax_npz.save_jax,
+#: family -> target format -> saver(model, path, *, progress) -> path
+SAVERS: dict[str, dict[str, Callable[..., Path]]] = {
+    "vit": {"native": _save_native, "hf": hf.save_hf, "timm": timm.save_timm, "jax": jax_npz.save_jax},
+    "swin": {"native": _save_native, "hf": swin_hf.save_swin_hf, "timm": swin_timm.save_swin_timm},
 }
+#: every target format of some family
+TARGETS = tuple(dict.fromkeys(fmt for savers in SAVERS.values() for fmt in savers))
 #: formats written as a directory (the others are one file)
 DIRECTORY_FORMATS = ("native", "hf")
 
 
-def save_model(model: VisionTransformer, path: str | os.PathLike, *, to: str, progress: bool = False) -> Path:
-    """Write ``model`` in format ``to`` (``native``, ``hf``, ``timm`` or ``jax``); returns the path."""
-    if to not in SAVERS:
-        raise VitkitError(f"unknown target format {to!r}; one of {', '.join(FORMATS)}")
-    return SAVERS[to](model, Path(path), progress=progress)
+def saver(model: nn.Module, to: str) -> Callable[..., Path]:
+    """The writer of format ``to`` for ``model``'s family, or a one-line error naming the ones it has."""
+    if to not in TARGETS:
+        raise VitkitError(f"unknown target format {to!r}; one of {', '.join(TARGETS)}")
+    family = family_of(model).name
+    savers = SAVERS.get(family, {})
+    if to not in savers:
+        raise VitkitError(f"a {family} model cannot be written as {to}; its formats: {', '.join(savers)}")
+    return savers[to]
+
+
+def save_model(model: nn.Module, path: str | os.PathLike, *, to: str, progress: bool = False) -> Path:
+    """Write ``model`` in format ``to`` (ViT: ``native``, ``hf``, ``timm``, ``jax``; Swin: ``native``,
+    ``hf``, ``timm``); returns the path."""
+    return saver(model, to)(model, Path(path), progress=progress)
 
 
 @dataclass
@@ -71,8 +86,8 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, to: str, overwrit
     ``dst`` must not exist unless ``overwrite``; file formats need a fitting name (``.npz`` for
     jax; ``.safetensors``, ``.pth`` or ``.bin`` for timm). ``progress`` shows tqdm bars.
     """
-    if to not in SAVERS:
-        raise VitkitError(f"unknown target format {to!r}; one of {', '.join(FORMATS)}")
+    if to not in TARGETS:
+        raise VitkitError(f"unknown target format {to!r}; one of {', '.join(TARGETS)}")
     src, dst = Path(src), Path(dst)
     if not src.exists():
         raise VitkitError(f"{src}: no such file or directory")
@@ -89,7 +104,8 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, to: str, overwrit
     start = time.perf_counter()
     source_format = detect_format(src)
     model = load_checkpoint(src, fmt=source_format, dtype=None, progress=progress)
-    save_model(model, dst, to=to, progress=progress)
+    write = saver(model, to)  # a family without this format fails before anything is written
+    write(model, dst, progress=progress)
     return Conversion(source=str(src), source_format=source_format, destination=str(dst), target_format=to,
                       model=model.config.name, parameters=sum(p.numel() for p in model.parameters()),
                       seconds=round(time.perf_counter() - start, 3), bytes_written=_size(dst))

@@ -90,7 +90,7 @@ def _strip_prefix(key: str) -> str:
     return key[len(PREFIX):] if key.startswith(PREFIX) else key
 
 
-def _read_json(path: Path) -> dict:
+def read_json(path: Path) -> dict:
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
@@ -102,7 +102,7 @@ def _read_json(path: Path) -> dict:
     return data
 
 
-def _open_weights(directory: Path) -> TensorSource:
+def open_weights(directory: Path) -> TensorSource:
     for name in WEIGHT_FILES:
         path = directory / name
         if path.is_file():
@@ -147,7 +147,7 @@ def config_from_hf(hf: dict, source: TensorSource) -> ViTConfig:
     return config.replace(name=(hf.get("vitkit") or {}).get("name") or mapping.variant_name(config))
 
 
-def _label_names(hf: dict, num_classes: int) -> list[str] | None:
+def hf_label_names(hf: dict, num_classes: int) -> list[str] | None:
     """``id2label`` as a list; None for HF's placeholder names ``LABEL_0``, ``LABEL_1``, ..."""
     id2label = hf.get("id2label") or {}
     try:
@@ -159,35 +159,44 @@ def _label_names(hf: dict, num_classes: int) -> list[str] | None:
     return names
 
 
-def hf_preprocessing(processor: dict, hf: dict, image_size: tuple[int, int]) -> Preprocessing:
-    """From ``preprocessor_config.json`` (ViTImageProcessor resizes the whole image: crop 1.0)."""
+def hf_preprocessing(processor: dict, hf: dict, image_size: tuple[int, int], *,
+                     mean: tuple[float, ...] = INCEPTION_MEAN, std: tuple[float, ...] = INCEPTION_STD) -> Preprocessing:
+    """From ``preprocessor_config.json`` (ViTImageProcessor resizes the whole image: crop 1.0);
+    ``mean``/``std`` where the file does not say (the family's usual normalisation)."""
     stored = (hf.get("vitkit") or {}).get("preprocessing")
     if stored:
         return Preprocessing.from_dict(stored)
-    mean, std = processor.get("image_mean", INCEPTION_MEAN), processor.get("image_std", INCEPTION_STD)
+    mean, std = processor.get("image_mean", mean), processor.get("image_std", std)
     if processor.get("do_normalize") is False:
         mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
     return Preprocessing(image_size=image_size, mean=tuple(mean), std=tuple(std), crop_pct=1.0,
                          interpolation=_RESAMPLE.get(processor.get("resample", 2), "bilinear"))
 
 
+def read_hf_config(path: str | os.PathLike) -> dict:
+    """The ``config.json`` of a transformers directory (a one-line error when there is none)."""
+    directory = Path(path)
+    if not directory.is_dir():
+        raise VitkitError(f"{directory}: Hugging Face checkpoints are directories (config.json + weights)")
+    hf = read_json(directory / CONFIG_FILE)
+    if not hf:
+        raise VitkitError(f"{directory}: no {CONFIG_FILE}: Hugging Face weights need their config")
+    return hf
+
+
 def load_hf(path: str | os.PathLike, *, dtype: torch.dtype | None = torch.float32, progress: bool = False,
             image_size: tuple[int, int] | None = None) -> VisionTransformer:
     """Load a transformers ViT directory (eval mode). ``image_size`` is unused: config.json says."""
     directory = Path(path)
-    if not directory.is_dir():
-        raise VitkitError(f"{directory}: Hugging Face checkpoints are directories (config.json + weights)")
-    hf = _read_json(directory / CONFIG_FILE)
-    if not hf:
-        raise VitkitError(f"{directory}: no {CONFIG_FILE}: Hugging Face weights need their config")
-    with _open_weights(directory) as source:
+    hf = read_hf_config(directory)
+    with open_weights(directory) as source:
         with mapping.reading_architecture(str(directory), FORMAT):
             config = config_from_hf(hf, source)
         model = mapping.load_mapped(source, config, RULES, fmt=FORMAT, dtype=dtype, progress=progress,
                                     rename=_strip_prefix,
                                     ignore=lambda k: k == "embeddings.mask_token" or k.startswith("pooler."))
-    pre = hf_preprocessing(_read_json(directory / PREPROCESSOR_FILE), hf, config.image_size)
-    return mapping.finish(model, None, preprocessing=pre, label_names=_label_names(hf, config.num_classes))
+    pre = hf_preprocessing(read_json(directory / PREPROCESSOR_FILE), hf, config.image_size)
+    return mapping.finish(model, None, preprocessing=pre, label_names=hf_label_names(hf, config.num_classes))
 
 
 def check_exportable(config: ViTConfig) -> None:
@@ -238,15 +247,21 @@ def processor_config(pre: Preprocessing) -> dict:
 
 def save_hf(model: VisionTransformer, directory: str | os.PathLike, *, progress: bool = False) -> Path:
     """Write ``model`` as a transformers ViT directory (each file atomically)."""
-    directory = Path(directory)
     check_exportable(model.config)
-    if directory.exists() and not directory.is_dir():
-        raise VitkitError(f"{directory}: exists and is not a directory")
-    directory.mkdir(parents=True, exist_ok=True)
     prefix = PREFIX if model.config.num_classes else ""
     tensors = {(name if name.startswith("classifier.") else prefix + name): tensor
                for name, tensor in mapping.export_tensors(model, RULES, fmt=FORMAT, progress=progress)}
+    return write_hf_directory(directory, tensors, hf_config(model), model.preprocessing)
+
+
+def write_hf_directory(directory: str | os.PathLike, tensors: dict[str, torch.Tensor], config: dict,
+                       preprocessing: Preprocessing) -> Path:
+    """``model.safetensors``, ``config.json`` and ``preprocessor_config.json``, each written atomically."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise VitkitError(f"{directory}: exists and is not a directory")
+    directory.mkdir(parents=True, exist_ok=True)
     write_safetensors(tensors, directory / WEIGHTS_FILE)
-    write_text_atomic(directory / CONFIG_FILE, json.dumps(hf_config(model), indent=2) + "\n")
-    write_text_atomic(directory / PREPROCESSOR_FILE, json.dumps(processor_config(model.preprocessing), indent=2) + "\n")
+    write_text_atomic(directory / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
+    write_text_atomic(directory / PREPROCESSOR_FILE, json.dumps(processor_config(preprocessing), indent=2) + "\n")
     return directory
