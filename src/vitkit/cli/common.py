@@ -33,20 +33,44 @@ def _pair(text: str) -> tuple[float, float]:
     return low, high
 
 
+def _ints(text: str) -> int | list[int]:
+    """``3`` or ``3,6,12,24`` (one value per Swin stage)."""
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or a comma-separated list like 2,2,6,2, got {text!r}") \
+            from None
+    return values[0] if len(values) == 1 and "," not in text else values
+
+
+def _int_list(text: str) -> list[int]:
+    value = _ints(text)
+    return value if isinstance(value, list) else [value]
+
+
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """Architecture overrides for training from scratch (``vitkit models`` lists the variants)."""
     group = parser.add_argument_group("model")
-    group.add_argument("--model", default=S, help="variant to pre-train, e.g. ViT-B/16 (default ViT-Ti/16)")
+    group.add_argument("--model", default=S, help="variant to pre-train, e.g. ViT-B/16 or Swin-T (default ViT-Ti/16)")
     group.add_argument("--patch-size", type=int, default=S)
-    group.add_argument("--hidden-size", type=int, default=S, help="width D")
-    group.add_argument("--depth", type=int, default=S, help="number of layers L")
-    group.add_argument("--num-heads", type=int, default=S)
+    group.add_argument("--hidden-size", type=int, default=S, help="ViT: width D")
+    group.add_argument("--depth", type=int, default=S, help="ViT: number of layers L")
+    group.add_argument("--num-heads", type=_ints, default=S, help="ViT: heads; Swin: heads per stage, e.g. 3,6,12,24")
+    group.add_argument("--embed-dim", type=int, default=S, help="Swin: channels C of the first stage")
+    group.add_argument("--depths", type=_int_list, default=S, help="Swin: blocks per stage, e.g. 2,2,6,2")
+    add_window_option(group)
+    group.add_argument("--mlp-ratio", type=float, default=S, help="Swin: MLP width over stage width (4)")
     group.add_argument("--mlp-dim", type=int, default=S)
     group.add_argument("--classifier", choices=CLASSIFIERS, default=S)
     group.add_argument("--posemb", choices=POSEMB_KINDS, default=S)
     group.add_argument("--representation-size", type=int, default=S, help="pre-logits (Dense+tanh) width")
     group.add_argument("--attention-dropout", type=float, default=S)
     group.add_argument("--drop-path", type=float, default=S, help="stochastic depth at the last layer")
+
+
+def add_window_option(group) -> None:
+    group.add_argument("--window-size", type=int, default=S,
+                       help="Swin: window M (fine-tuning: the bias tables are resampled bicubically)")
 
 
 def add_training_options(parser: argparse.ArgumentParser, recipe: str) -> None:

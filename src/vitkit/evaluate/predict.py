@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from vitkit.errors import VitkitError
+from vitkit.models.registry import family_of
 from vitkit.models.vit import VisionTransformer
 
 
@@ -56,6 +57,10 @@ def predict_images(model: VisionTransformer, paths: Sequence[str | os.PathLike],
 
     if top_k < 1:
         raise VitkitError(f"--top-k must be at least 1, got {top_k}")
+    if attention_dir is not None and family_of(model).name != "vit":
+        raise VitkitError(f"--attention draws Attention Rollout through the [class] token (ViT only); a "
+                          f"{family_of(model).name} model has no such token: `vitkit inspect` shows its window "
+                          f"attention")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.eval()
     transform = eval_transform(model.preprocessing)

@@ -90,8 +90,8 @@ class SwinConfig(DictConfig):
 
     def __post_init__(self) -> None:
         self.image_size = to_pair(self.image_size)
-        self.depths = tuple(int(d) for d in self.depths)
-        self.num_heads = tuple(int(h) for h in self.num_heads)
+        self.depths = _int_tuple(self.depths, "depths")
+        self.num_heads = _int_tuple(self.num_heads, "num_heads")
         self.validate()
 
     def validate(self) -> None:
@@ -159,6 +159,15 @@ class SwinConfig(DictConfig):
         return (f"{self.name} (C={self.embed_dim}, depths {'-'.join(map(str, self.depths))}, heads "
                 f"{'-'.join(map(str, self.num_heads))}, window {self.window_size}, "
                 f"{self.image_size[0]}x{self.image_size[1]})")
+
+
+def _int_tuple(value: Any, name: str) -> tuple[int, ...]:
+    """One integer per stage: a list or tuple (a single integer means one stage)."""
+    values = [value] if isinstance(value, int) else value
+    try:
+        return tuple(int(v) for v in values)
+    except (TypeError, ValueError):
+        raise VitkitError(f"{name} must be one integer per stage, e.g. [2, 2, 6, 2], got {value!r}") from None
 
 
 def patch_grid(image_size: tuple[int, int], patch_size: int) -> tuple[int, int]:

@@ -31,9 +31,13 @@ OPTIMIZERS = ("adamw", "sgd")
 DECAYS = ("linear", "cosine", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
 
-#: Model architecture options a pre-training run may override on the named variant.
+#: Model architecture options a pre-training run may override on the named variant (fields of its
+#: family's configuration: ViT's ``hidden_size``, ``depth``...; Swin's ``embed_dim``, ``depths``, per-stage
+#: ``num_heads``, ``window_size``...). Fine-tuning takes ``window_size`` only (Swin: a new window).
 MODEL_OPTIONS = ("patch_size", "hidden_size", "depth", "num_heads", "mlp_dim", "classifier", "posemb",
-                 "representation_size", "attention_dropout", "drop_path")
+                 "representation_size", "attention_dropout", "drop_path", "embed_dim", "depths", "window_size",
+                 "mlp_ratio")
+FINETUNE_MODEL_OPTIONS = ("window_size",)
 
 
 @dataclass
@@ -127,10 +131,15 @@ class TrainConfig(DictConfig):
         unknown = sorted(set(self.model_options) - set(MODEL_OPTIONS))
         if unknown:
             raise VitkitError(f"unknown model options: {', '.join(unknown)} (known: {', '.join(MODEL_OPTIONS)})")
+        fixed = sorted(set(self.model_options) - set(FINETUNE_MODEL_OPTIONS))
+        if self.recipe == "finetune" and fixed:
+            raise VitkitError(f"fine-tuning keeps the checkpoint's architecture; it cannot change {', '.join(fixed)} "
+                              f"(only {', '.join(FINETUNE_MODEL_OPTIONS)})")
 
     # ---------------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
+        out["model_options"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.model_options.items()}
         out["betas"] = list(self.betas)
         out["crop_scale"] = list(self.crop_scale)
         return out
