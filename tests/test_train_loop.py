@@ -107,7 +107,7 @@ def test_finetune_starts_from_a_zero_initialised_head(tmp_path):
 
 def test_a_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
     out = tmp_path / "run"
-    config = tiny_config(steps=30, batch_size=256, lr=1e30, warmup=0, grad_clip=None, out=str(out))
+    config = tiny_config(steps=30, batch_size=256, lr=100.0, optimizer="sgd", warmup=0, grad_clip=None, out=str(out))
     with pytest.raises(NonFiniteLoss, match=r"became (nan|inf) at step \d+; training stopped; the last good "):
         train(config, progress=False)
     model = load_model(out / "model")

@@ -103,10 +103,14 @@ def test_ema_without_warmup_is_torchs_ema_and_with_warmup_follows_num_updates():
 
 @pytest.mark.parametrize("options, message", [
     (dict(batch_size=10, accum=3), "not divisible by accum"),
-    (dict(decay="step"), "decay must be one of"),
+    (dict(decay="step"), "decay: got 'step'; allowed: one of linear, cosine, constant"),
     (dict(recipe="finetune"), "needs a checkpoint"),
     (dict(model_options={"depht": 2}), "unknown model options: depht"),
-    (dict(lr=0), "learning rate must be positive"),
+    (dict(lr=0), r"lr: got 0; allowed: a finite number > 0"),
+    (dict(lr=float("inf")), r"lr: got inf; allowed: a finite number > 0"),
+    (dict(grad_clip=-1.0), r"grad_clip: got -1.0; allowed: a finite number > 0"),
+    (dict(epochs=1.5), r"epochs: got 1.5; allowed: an integer >= 1"),
+    (dict(model_options={"patch_size": 5}), "not divisible by the patch size 5"),
 ])
 def test_inconsistent_options_are_one_line_errors(options, message):
     with pytest.raises(VitkitError, match=message):

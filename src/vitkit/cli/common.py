@@ -15,120 +15,75 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vitkit.config import CLASSIFIERS, POSEMB_KINDS
 from vitkit.errors import VitkitError
+from vitkit.options import DATA, Option, add_command_options, add_field_options, field_options
 from vitkit.train.recipes import MODEL_OPTIONS
 
 S = argparse.SUPPRESS
 
-#: command-line dest -> TrainConfig field, where the two differ.
-_RENAMED = {"wd": "weight_decay", "clip": "grad_clip"}
+#: TrainConfig fields offered on the command line, by help group (their definitions are the fields').
+TRAINING_GROUPS = {
+    "data": ("data", "image_size", "val_fraction", "split_seed", "num_workers"),
+    "optimisation": ("epochs", "steps", "batch_size", "accum", "optimizer", "lr", "weight_decay", "warmup", "decay",
+                     "grad_clip", "ema"),
+    "regularisation and augmentation": ("dropout", "label_smoothing", "randaugment", "mixup", "cutmix", "flip",
+                                        "crop_scale", "crop_pct"),
+    "run": ("out", "seed", "device", "precision", "eval_every", "save_every", "log_every"),
+}
+#: recipe -> the command that runs it
+RECIPE_COMMANDS = {"pretrain": "train", "finetune": "finetune"}
+#: How long one session may run before it checkpoints and stops (``--stop-after``).
+STOP_AFTER = Option("int", "end this session after N steps with a checkpoint (continue with --resume)", low=1)
+#: Option names that are not TrainConfig fields (they steer this invocation, not the run).
+_NOT_RUN_OPTIONS = ("json", "run", "command", "config", "resume", "stop_after", "quiet")
 
 
-def _pair(text: str) -> tuple[float, float]:
-    try:
-        low, high = (float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected two numbers like 0.08,1.0, got {text!r}") from None
-    return low, high
+#: ``--num-heads`` takes ViT's one number or Swin's one per stage; the model's configuration then checks it.
+NUM_HEADS = Option("int_or_ints", "attention heads (ViT); heads per stage (Swin), e.g. 3,6,12,24", low=1)
 
 
-def _ints(text: str) -> int | list[int]:
-    """``3`` or ``3,6,12,24`` (one value per Swin stage)."""
-    try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer or a comma-separated list like 2,2,6,2, got {text!r}") \
-            from None
-    return values[0] if len(values) == 1 and "," not in text else values
+def model_flag_options() -> dict[str, Option]:
+    """The definition behind each architecture flag: the field's own in the family that has it."""
+    from vitkit.config import ViTConfig
+    from vitkit.models.swin import SwinConfig
 
-
-def _int_list(text: str) -> list[int]:
-    value = _ints(text)
-    return value if isinstance(value, list) else [value]
+    fields = {**field_options(SwinConfig), **field_options(ViTConfig)}
+    return {name: NUM_HEADS if name == "num_heads" else fields[name] for name in MODEL_OPTIONS}
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """Architecture overrides for training from scratch (``vitkit models`` lists the variants)."""
+    from vitkit.train.recipes import TrainConfig
+
     group = parser.add_argument_group("model")
-    group.add_argument("--model", default=S, help="variant to pre-train, e.g. ViT-B/16 or Swin-T (default ViT-Ti/16)")
-    group.add_argument("--patch-size", type=int, default=S)
-    group.add_argument("--hidden-size", type=int, default=S, help="ViT: width D")
-    group.add_argument("--depth", type=int, default=S, help="ViT: number of layers L")
-    group.add_argument("--num-heads", type=_ints, default=S, help="ViT: heads; Swin: heads per stage, e.g. 3,6,12,24")
-    group.add_argument("--embed-dim", type=int, default=S, help="Swin: channels C of the first stage")
-    group.add_argument("--depths", type=_int_list, default=S, help="Swin: blocks per stage, e.g. 2,2,6,2")
-    add_window_option(group)
-    group.add_argument("--mlp-ratio", type=float, default=S, help="Swin: MLP width over stage width (4)")
-    group.add_argument("--mlp-dim", type=int, default=S)
-    group.add_argument("--classifier", choices=CLASSIFIERS, default=S)
-    group.add_argument("--posemb", choices=POSEMB_KINDS, default=S)
-    group.add_argument("--representation-size", type=int, default=S, help="pre-logits (Dense+tanh) width")
-    group.add_argument("--attention-dropout", type=float, default=S)
-    group.add_argument("--drop-path", type=float, default=S, help="stochastic depth at the last layer")
+    add_field_options(group, TrainConfig, ["model"])
+    for name, option in model_flag_options().items():
+        option.add_to(group, name, help_default="the variant's")
 
 
-def add_window_option(group) -> None:
-    group.add_argument("--window-size", type=int, default=S,
-                       help="Swin: window M (fine-tuning: the bias tables are resampled bicubically)")
+def add_window_option(group: argparse._ArgumentGroup) -> None:
+    """Fine-tuning a Swin at a new window: ``--window-size`` (its bias tables are resampled)."""
+    model_flag_options()["window_size"].add_to(group, "window_size", help_default="the checkpoint's")
 
 
 def add_training_options(parser: argparse.ArgumentParser, recipe: str) -> None:
     """Data, optimisation, augmentation and run options of ``vitkit train`` / ``vitkit finetune``."""
-    from vitkit.train.recipes import recipe_defaults
+    from vitkit.train.recipes import TrainConfig, recipe_defaults
 
-    d = recipe_defaults(recipe)
-    data = parser.add_argument_group("data")
-    data.add_argument("--data", default=S, help="digits, mnist5k, an ImageFolder tree, a CIFAR folder or a .npz")
-    data.add_argument("--image-size", type=int, default=S,
-                      help="input resolution" + (" (position embeddings are interpolated)" if recipe == "finetune"
-                                                 else " (default 224)"))
-    data.add_argument("--val-fraction", type=float, default=S, help="test share of sources without a split (0.2)")
-    data.add_argument("--split-seed", type=int, default=S, help="seed of that split (0)")
-    data.add_argument("--num-workers", type=int, default=S, help="data-loading processes (0)")
-    opt = parser.add_argument_group("optimisation")
-    opt.add_argument("--epochs", type=int, default=S, help="passes over the training set (default 1)")
-    opt.add_argument("--steps", type=int, default=S, help="optimiser steps (instead of --epochs)")
-    opt.add_argument("--batch-size", type=int, default=S,
-                     help="global batch per optimiser step, over processes and --accum (128)")
-    opt.add_argument("--accum", type=int, default=S, help="micro-batches per step (gradient accumulation; 1)")
-    opt.add_argument("--optimizer", choices=("adamw", "sgd"), default=S, help=f"({d['optimizer']})")
-    opt.add_argument("--lr", type=float, default=S, help=f"peak learning rate ({d['lr']})")
-    opt.add_argument("--wd", type=float, default=S, help=f"decoupled weight decay ({d['weight_decay']})")
-    opt.add_argument("--warmup", type=int, default=S, help="linear warm-up steps (10k, at most a tenth of the run)")
-    opt.add_argument("--decay", choices=("linear", "cosine", "constant"), default=S, help=f"({d['decay']})")
-    opt.add_argument("--clip", type=float, default=S, help="global gradient-norm clip, 0 = off (1.0)")
-    opt.add_argument("--ema", type=float, default=S,
-                     help=f"weight-average decay, 0 = off ({d['ema'] or 0}; the paper: 0.9999)")
-    reg = parser.add_argument_group("regularisation and augmentation")
-    reg.add_argument("--dropout", type=float, default=S, help="dropout rate (App. B.1)")
-    reg.add_argument("--label-smoothing", type=float, default=S)
-    reg.add_argument("--randaugment", action="store_true", default=S)
-    reg.add_argument("--mixup", type=float, default=S, help="Mixup Beta concentration (0 = off)")
-    reg.add_argument("--cutmix", type=float, default=S, help="CutMix Beta concentration (0 = off)")
-    reg.add_argument("--no-flip", dest="flip", action="store_false", default=S, help="no horizontal flips")
-    reg.add_argument("--crop-scale", type=_pair, default=S, help="random-resized-crop area range (0.08,1.0)")
-    reg.add_argument("--crop-pct", type=float, default=S, help="evaluation centre-crop fraction (0.875)")
-    run = parser.add_argument_group("run")
-    run.add_argument("--out", default=S, help="run directory (default runs/<recipe>-<time>)")
-    run.add_argument("--config", default=S, help="YAML of options (a run's config.yaml repeats that run)")
+    defaults = recipe_defaults(recipe)
+    for title, names in TRAINING_GROUPS.items():
+        add_field_options(parser.add_argument_group(title), TrainConfig, names, defaults=defaults)
+    run = parser._action_groups[-1]
+    run.add_argument("--config", default=S, metavar="YAML",
+                     help="YAML of options (a run's config.yaml repeats that run)")
     run.add_argument("--resume", metavar="RUN_DIR", default=S, help="continue this run where it stopped")
-    run.add_argument("--seed", type=int, default=S)
-    run.add_argument("--device", default=S, help="auto, cpu, cuda, cuda:N (auto)")
-    run.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=S,
-                     help="auto: bf16 autocast on GPU, fp32 on CPU")
-    run.add_argument("--eval-every", type=int, default=S, help="evaluate every N epochs (1)")
-    run.add_argument("--save-every", type=int, default=S, help="also checkpoint every N steps")
-    run.add_argument("--log-every", type=int, default=S, help="log training metrics every N steps (10)")
-    run.add_argument("--stop-after", type=int, default=None,
-                     help="end this session after N steps with a checkpoint (continue with --resume)")
+    STOP_AFTER.add_to(run, "stop_after", default=None)
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def training_config(args: argparse.Namespace, recipe: str):
     """The :class:`~vitkit.train.recipes.TrainConfig` of a command line (see the module notes)."""
     from vitkit.train.recipes import TrainConfig, recipe_defaults
-    from vitkit.train.rundir import read_config
 
     given = vars(args)
     options: dict[str, Any] = recipe_defaults(recipe)
@@ -136,27 +91,22 @@ def training_config(args: argparse.Namespace, recipe: str):
     if resume is not None:
         if not (Path(resume) / "config.yaml").is_file():
             raise VitkitError(f"{resume}: not a run directory (no config.yaml)")
-        options.update(read_config(resume))
+        options.update(_read_options(resume))
         options["out"] = str(resume)
     elif "config" in given:
-        loaded = read_config(given["config"])
+        loaded = _read_options(given["config"])
         loaded.pop("out", None)  # a run's directory is where it is written, not part of what it is
         options.update(loaded)
     if options.get("recipe", recipe) != recipe:
-        raise VitkitError(f"that configuration is a {options['recipe']} run; use `vitkit {options['recipe']}`")
+        command = RECIPE_COMMANDS.get(options["recipe"], "train")
+        raise VitkitError(f"that configuration is a {options['recipe']} run; use `vitkit {command}`")
     model_options = dict(options.get("model_options") or {})
     for name, value in given.items():
         if name in MODEL_OPTIONS:
             model_options[name] = value
-        elif name in ("json", "run", "command", "config", "resume", "stop_after", "quiet"):
-            continue
-        else:
-            options[_RENAMED.get(name, name)] = value
+        elif name not in _NOT_RUN_OPTIONS:
+            options[name] = value
     options["model_options"] = model_options
-    if options.get("grad_clip") == 0:
-        options["grad_clip"] = None
-    if options.get("ema") == 0:
-        options["ema"] = None
     if not options.get("out"):
         options["out"] = os.path.join("runs", f"{recipe}-{time.strftime('%Y%m%d-%H%M%S')}")
     if "data" not in options:
@@ -166,6 +116,19 @@ def training_config(args: argparse.Namespace, recipe: str):
 
         options["model"] = resolve_name(options["model"])
     return TrainConfig.from_dict(options)
+
+
+def _read_options(path: str) -> dict[str, Any]:
+    """The options of a YAML file, each checked against its definition (errors name the file)."""
+    from vitkit.train.recipes import TrainConfig
+    from vitkit.train.rundir import read_config
+
+    loaded = read_config(path)
+    try:
+        TrainConfig.check_mapping(loaded)
+    except VitkitError as exc:
+        raise VitkitError(f"{path}: {exc}") from None
+    return loaded
 
 
 def run_training(args: argparse.Namespace, recipe: str) -> dict:
@@ -207,13 +170,9 @@ def add_checkpoint_options(parser: argparse.ArgumentParser, *, data: bool = True
     parser.add_argument("checkpoint", metavar="CKPT", help="a checkpoint (or a run directory: its model/)")
     parser.add_argument("--ema", action="store_true", help="with a run directory: use its weight average")
     if data:
-        parser.add_argument("--data", required=True, help="digits, mnist5k, an ImageFolder tree, CIFAR or .npz")
-        parser.add_argument("--split", default="test", help="which split to use (test)")
-        parser.add_argument("--val-fraction", type=float, default=0.2, help="as in training (0.2)")
-        parser.add_argument("--split-seed", type=int, default=0, help="as in training (0)")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    parser.add_argument("--num-workers", type=int, default=0)
+        parser.add_argument("--data", required=True, type=DATA.parse, metavar="SRC", help=DATA.describe())
+        add_command_options(parser, {"split": "test", "val_fraction": 0.2, "split_seed": 0})
+    add_command_options(parser, {"batch_size": 128, "device": "auto", "num_workers": 0})
 
 
 def checkpoint_path(path: str, ema: bool = False) -> Path:

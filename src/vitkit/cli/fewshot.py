@@ -5,29 +5,15 @@ from __future__ import annotations
 import argparse
 
 from vitkit.cli.common import add_checkpoint_options, load_for_inference, open_data
-from vitkit.errors import VitkitError
+from vitkit.options import add_command_options
 
 NAME = "fewshot"
 HELP = "few-shot linear evaluation: least squares to {-1,1}^K on frozen features, mean +- std over draws"
 
 
-def _shots(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers like 1,5,10,25, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"shots must be positive numbers, got {text!r}")
-    return values
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_checkpoint_options(parser)
-    parser.add_argument("--shots", type=_shots, default=[1, 5, 10, 25], help="images per class (1,5,10,25)")
-    parser.add_argument("--draws", type=int, default=5, help="seeded draws to average over (5)")
-    parser.add_argument("--holdout", type=int, default=5,
-                        help="held-out training images per class that choose the L2 strength (5)")
-    parser.add_argument("--seed", type=int, default=0)
+    add_command_options(parser, {"shots": [1, 5, 10, 25], "draws": 5, "holdout": 5, "seed": 0})
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -35,8 +21,6 @@ def run(args: argparse.Namespace) -> dict:
 
     from vitkit.evaluate.fewshot import fewshot_evaluate
 
-    if args.draws < 1 or args.holdout < 1:
-        raise VitkitError("--draws and --holdout must be at least 1")
     train_set, test_set = open_data(args, "train"), open_data(args)
     model, device = load_for_inference(args)
     start = time.perf_counter()

@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import re
+
+from vitkit.options import OUT, add_command_options
 
 NAME = "inspect"
 HELP = ("see inside a ViT: embedding filters, position-embedding similarity, mean attention distance and "
         "attention rollout (paper §4.5) as PNG figures, a JSON file and index.html; for Swin the figures that "
         "apply (filters, attention distance per block and stage, a window's attention)")
-
-
-def image_size(text: str) -> int | tuple[int, int]:
-    """``384`` or ``384x256`` / ``384,256`` (height, width)."""
-    match = re.fullmatch(r"\s*(\d+)\s*(?:[x,]\s*(\d+))?\s*", text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"expected SIZE or HEIGHTxWIDTH, got {text!r}")
-    height, width = match.groups()
-    return int(height) if width is None else (int(height), int(width))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,15 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="inspect a randomly initialised variant instead of a checkpoint (e.g. ViT-Ti/16, Swin-T)")
     parser.add_argument("--images", nargs="+", metavar="PATH",
                         help="image files or folders (default: the bundled sample picture and 7 sklearn digits)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="folder for the figures, inspect.json, index.html")
-    parser.add_argument("--image-size", type=image_size, metavar="SIZE",
-                        help="resolution to run at, e.g. 384 or 384x256 (ViT: position embeddings are resampled)")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
-    parser.add_argument("--components", type=int, default=28, help="principal components of the filters (default 28)")
-    parser.add_argument("--max-shown", type=int, default=8,
-                        help="images drawn in rollout.png / attention_heads.png (default 8; all get an overlay)")
-    parser.add_argument("--seed", type=int, default=0, help="initialisation seed for --model (default 0)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default auto)")
+    parser.add_argument("--out", required=True, type=OUT.parse, metavar="DIR",
+                        help="folder for the figures, inspect.json, index.html")
+    add_command_options(parser, {"image_size": None, "batch_size": 8, "components": 28, "max_shown": 8, "seed": 0,
+                                 "device": "auto"})
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -52,9 +39,6 @@ def run(args: argparse.Namespace) -> dict:
         raise VitkitError("no model: give a checkpoint path, or --model NAME for a randomly initialised one")
     if args.checkpoint is not None and args.model is not None:
         raise VitkitError("give a checkpoint or --model NAME, not both")
-    for flag in ("batch_size", "components", "max_shown"):
-        if getattr(args, flag) < 1:
-            raise VitkitError(f"--{flag.replace('_', '-')} must be at least 1")
     device = resolve_device(args.device)
     if args.checkpoint is not None:
         model = load_model(checkpoint_path(args.checkpoint, args.ema), image_size=args.image_size, device=device)

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from vitkit.options import add_command_options
+
 NAME = "models"
 HELP = "list the model variants (ViT, hybrids, Swin) with parameters, GFLOPs and their dimensions"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pattern", nargs="?", default="", help="only names containing this (e.g. ViT-L, R50, Swin)")
-    parser.add_argument("--image-size", type=int, default=None,
-                        help="resolution for GFLOPs and sequence length (default: each variant's own)")
-    parser.add_argument("--num-classes", type=int, default=1000)
+    add_command_options(parser, {"image_size": None, "num_classes": 1000})
 
 
 def _res(row: dict) -> str:

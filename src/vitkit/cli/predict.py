@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from vitkit.cli.common import add_checkpoint_options, load_for_inference
+from vitkit.options import add_command_options
 
 NAME = "predict"
 HELP = "classify images (files, folders, globs): top-k labels with probabilities; --attention saves rollout maps"
@@ -13,7 +14,7 @@ HELP = "classify images (files, folders, globs): top-k labels with probabilities
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_checkpoint_options(parser, data=False)
     parser.add_argument("paths", metavar="PATH", nargs="+", help="image files, folders (searched recursively), globs")
-    parser.add_argument("--top-k", type=int, default=5, help="how many classes to show per image (5)")
+    add_command_options(parser, {"top_k": 5})
     parser.add_argument("--attention", metavar="DIR", default=None,
                         help="also save each image's attention-rollout overlay (Fig. 6) as DIR/<name>.png")
 

@@ -21,6 +21,7 @@ import torch
 
 from vitkit.errors import VitkitError
 from vitkit.models.vit import VisionTransformer
+from vitkit.options import COMMAND_OPTIONS, check_args
 
 #: The L2 strengths tried (as big_vision's few-shot evaluator does: 2^-10 ... 2^19).
 DEFAULT_L2_GRID = tuple(2.0 ** k for k in range(-10, 20))
@@ -32,6 +33,7 @@ def extract_features(model: VisionTransformer, dataset, indices: Sequence[int] |
                      transform=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(features (M, D) float64, labels (M,), the indices kept) of ``dataset[indices]`` (all by
     default) through the model's evaluation preprocessing; unreadable images are left out."""
+    check_args(COMMAND_OPTIONS, batch_size=batch_size, num_workers=num_workers)
     from vitkit.data.loader import TransformedImages
     from vitkit.data.transforms import eval_transform
 
@@ -171,6 +173,8 @@ def fewshot_evaluate(model: VisionTransformer, train_set, test_set, *, shots: Se
     classes. Each of the ``draws`` seeded draws picks ``shots`` + ``holdout`` training images per
     class; features are computed once for every image any draw uses.
     """
+    shots = check_args(COMMAND_OPTIONS, shots=list(shots), draws=draws, holdout=holdout, seed=seed,
+                       batch_size=batch_size, num_workers=num_workers)["shots"]
     if list(train_set.label_names) != list(test_set.label_names):
         raise VitkitError("the training and test splits name different classes")
     if draws < 1 or not shots or min(shots) < 1 or holdout < 1:

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from vitkit.errors import VitkitError
 from vitkit.models.vit import VisionTransformer
+from vitkit.options import COMMAND_OPTIONS, check_args
 
 
 @dataclass
@@ -108,6 +109,7 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, label_nam
 def evaluate(model: VisionTransformer, dataset, *, batch_size: int = 128, device: torch.device | str | None = None,
              num_workers: int = 0, transform=None, amp_dtype: torch.dtype | None = None) -> Evaluation:
     """Evaluate ``model`` on a :class:`~vitkit.data.sources.LabeledImages` (see :func:`check_labels`)."""
+    check_args(COMMAND_OPTIONS, batch_size=batch_size, num_workers=num_workers)
     from vitkit.data.loader import make_loader, skipped_count
     from vitkit.data.transforms import eval_transform
 

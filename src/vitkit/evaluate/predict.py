@@ -13,6 +13,7 @@ import torch
 from vitkit.errors import VitkitError
 from vitkit.models.registry import family_of
 from vitkit.models.vit import VisionTransformer
+from vitkit.options import COMMAND_OPTIONS, check_args
 
 
 def expand_image_paths(patterns: Sequence[str | os.PathLike]) -> list[Path]:
@@ -55,8 +56,7 @@ def predict_images(model: VisionTransformer, paths: Sequence[str | os.PathLike],
     from vitkit.data.images import BadImageError, open_rgb
     from vitkit.data.transforms import eval_transform
 
-    if top_k < 1:
-        raise VitkitError(f"--top-k must be at least 1, got {top_k}")
+    check_args(COMMAND_OPTIONS, top_k=top_k, batch_size=batch_size)
     if attention_dir is not None and family_of(model).name != "vit":
         raise VitkitError(f"--attention draws Attention Rollout through the [class] token (ViT only); a "
                           f"{family_of(model).name} model has no such token: `vitkit inspect` shows its window "

@@ -21,6 +21,7 @@ from vitkit.config import to_pair
 from vitkit.errors import VitkitError
 from vitkit.formats import hf, jax_npz, native, swin_hf, swin_official, swin_timm, timm
 from vitkit.formats.tensor_files import open_tensor_file, sniff_container
+from vitkit.options import COMMAND_OPTIONS, check_args
 
 FORMATS = ("native", "hf", "timm", "jax", "official")
 
@@ -124,6 +125,9 @@ def load_model(path: str | os.PathLike, *, num_classes: int | None = None,
     ``image_size`` sets a new resolution (ViT: position embeddings resampled, §3.2); ``device``
     moves the model.
     """
+    if num_classes is not None or image_size is not None:
+        checked = check_args(COMMAND_OPTIONS, num_classes=num_classes, image_size=image_size)
+        image_size = checked["image_size"]
     path = Path(path)
     if not path.exists():
         raise VitkitError(f"{path}: no such file or directory")

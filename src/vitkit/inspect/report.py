@@ -32,6 +32,7 @@ from vitkit.inspect.windows import SwinAttentionAnalysis, swin_attention_analysi
 from vitkit.models.registry import family_of
 from vitkit.models.swin import SwinTransformer
 from vitkit.models.vit import VisionTransformer
+from vitkit.options import COMMAND_OPTIONS, check_args
 
 JSON_FILE = "inspect.json"
 INDEX_FILE = "index.html"
@@ -252,6 +253,7 @@ def write_report(model: nn.Module, images: Sequence[NamedImage], out_dir: str | 
     Both: ``inspect.json`` and ``index.html``. Returns a summary: the files written, what was
     skipped and the mean attention distances.
     """
+    check_args(COMMAND_OPTIONS, components=components, batch_size=batch_size, max_shown=max_shown)
     if not images:
         raise VitkitError("no images to inspect")
     out = Path(out_dir)

@@ -39,7 +39,10 @@ def create_model(name: str | Any, *, num_classes: int | None = None,
         overrides["num_classes"] = num_classes
     if image_size is not None:
         overrides["image_size"] = image_size
-    config = get_config(name, **overrides) if isinstance(name, str) or name is None else name.replace(**overrides)
+    if isinstance(getattr(type(name), "family", None), str):  # a configuration of a registered family
+        config = name.replace(**overrides)
+    else:
+        config = get_config(name, **overrides)
     if seed is None:
         return build_model(config)
     with torch.random.fork_rng(devices=[]):

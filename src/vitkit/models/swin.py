@@ -51,6 +51,7 @@ from vitkit.config import MLP_ACTIVATIONS, to_pair
 from vitkit.dictconfig import DictConfig
 from vitkit.errors import VitkitError
 from vitkit.models.layers import Attention, DropPath, Mlp, drop_path_rates, zero_linear
+from vitkit.options import Option, check_fields, option_field
 from vitkit.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 
 #: The additive mask the reference code puts between tokens of different regions of a shifted window.
@@ -66,54 +67,48 @@ class SwinConfig(DictConfig):
     the MLP is ``mlp_ratio`` times wider than its stage.
     """
 
-    name: str = "custom"
-    image_size: tuple[int, int] = (224, 224)
-    patch_size: int = 4
-    in_channels: int = 3
-    embed_dim: int = 96
-    depths: tuple[int, ...] = (2, 2, 6, 2)
-    num_heads: tuple[int, ...] = (3, 6, 12, 24)
-    window_size: int = 7
-    mlp_ratio: float = 4.0
-    num_classes: int = 1000
-    qkv_bias: bool = True
+    name: str = option_field("custom", Option("text", "the variant's name"))
+    image_size: tuple[int, int] = option_field((224, 224), Option("size", "input resolution (height, width)", low=1))
+    patch_size: int = option_field(4, Option("int", "patch side P in pixels", low=1))
+    in_channels: int = option_field(3, Option("int", "image channels", low=1))
+    embed_dim: int = option_field(96, Option("int", "Swin: channels C of the first stage", low=1))
+    depths: tuple[int, ...] = option_field((2, 2, 6, 2), Option("ints", "Swin: blocks per stage, e.g. 2,2,6,2",
+                                                                 low=1))
+    num_heads: tuple[int, ...] = option_field((3, 6, 12, 24), Option("ints", "Swin: attention heads per stage",
+                                                                     low=1))
+    window_size: int = option_field(7, Option("int", "Swin: window side M in tokens", low=1))
+    mlp_ratio: float = option_field(4.0, Option("float", "Swin: MLP width over the stage width", low=0, high=64,
+                                                low_open=True))
+    num_classes: int = option_field(1000, Option("int", "classes of the head (0: no head)", low=0))
+    qkv_bias: bool = option_field(True, Option("bool", "biases in the qkv projection"))
     #: dropout after the patch embedding and after every dense layer but qkv (the reference ``drop_rate``)
-    dropout: float = 0.0
-    attention_dropout: float = 0.0
+    dropout: float = option_field(0.0, Option("float", "dropout rate", low=0, high=1, high_open=True))
+    attention_dropout: float = option_field(0.0, Option("float", "dropout on the attention weights", low=0, high=1,
+                                                        high_open=True))
     #: stochastic depth at the last block, growing linearly from 0 over all blocks of all stages
-    drop_path: float = 0.0
-    layer_norm_eps: float = 1e-5
-    mlp_act: str = "gelu"
+    drop_path: float = option_field(0.0, Option("float", "stochastic depth at the last block", low=0, high=1,
+                                                high_open=True))
+    layer_norm_eps: float = option_field(1e-5, Option("float", "LayerNorm epsilon", low=0, high=1, low_open=True))
+    mlp_act: str = option_field("gelu", Option("choice", "the MLP's GELU", choices=MLP_ACTIVATIONS))
 
     _keys_are: ClassVar[str] = "SwinConfig fields"
     family: ClassVar[str] = "swin"
 
     def __post_init__(self) -> None:
-        self.image_size = to_pair(self.image_size)
-        self.depths = _int_tuple(self.depths, "depths")
-        self.num_heads = _int_tuple(self.num_heads, "num_heads")
         self.validate()
 
     def validate(self) -> None:
-        """Raise :class:`VitkitError` with one line naming the first inconsistency."""
-        if not self.depths or len(self.depths) != len(self.num_heads):
+        """Check every field against its option definition, then the fields against each other;
+        raise :class:`VitkitError` with one line naming the first inconsistency."""
+        for name in ("depths", "num_heads"):  # a single number is one stage
+            value = getattr(self, name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                setattr(self, name, [value])
+        check_fields(self)
+        self.depths, self.num_heads = tuple(self.depths), tuple(self.num_heads)
+        if len(self.depths) != len(self.num_heads):
             raise VitkitError(f"depths {list(self.depths)} and num_heads {list(self.num_heads)} need one entry per "
-                              f"stage (at least one stage)")
-        if min(self.depths) < 1 or min(self.num_heads) < 1:
-            raise VitkitError(f"every stage needs at least one block and one head, got depths {list(self.depths)}, "
-                              f"num_heads {list(self.num_heads)}")
-        for name in ("patch_size", "in_channels", "embed_dim", "window_size"):
-            if getattr(self, name) < 1:
-                raise VitkitError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.num_classes < 0:
-            raise VitkitError(f"num_classes must be >= 0, got {self.num_classes}")
-        if self.mlp_ratio <= 0:
-            raise VitkitError(f"mlp_ratio must be positive, got {self.mlp_ratio}")
-        if self.mlp_act not in MLP_ACTIVATIONS:
-            raise VitkitError(f"mlp_act must be one of {MLP_ACTIVATIONS}, got {self.mlp_act!r}")
-        for name in ("dropout", "attention_dropout", "drop_path"):
-            if not 0 <= getattr(self, name) < 1:
-                raise VitkitError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+                              f"stage")
         for stage, (dim, heads) in enumerate(zip(self.stage_dims, self.num_heads, strict=True)):
             if dim % heads:
                 raise VitkitError(f"stage {stage + 1} has {dim} channels, not divisible by its {heads} heads")
@@ -159,15 +154,6 @@ class SwinConfig(DictConfig):
         return (f"{self.name} (C={self.embed_dim}, depths {'-'.join(map(str, self.depths))}, heads "
                 f"{'-'.join(map(str, self.num_heads))}, window {self.window_size}, "
                 f"{self.image_size[0]}x{self.image_size[1]})")
-
-
-def _int_tuple(value: Any, name: str) -> tuple[int, ...]:
-    """One integer per stage: a list or tuple (a single integer means one stage)."""
-    values = [value] if isinstance(value, int) else value
-    try:
-        return tuple(int(v) for v in values)
-    except (TypeError, ValueError):
-        raise VitkitError(f"{name} must be one integer per stage, e.g. [2, 2, 6, 2], got {value!r}") from None
 
 
 def patch_grid(image_size: tuple[int, int], patch_size: int) -> tuple[int, int]:

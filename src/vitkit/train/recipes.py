@@ -25,6 +25,7 @@ from torch import nn
 
 from vitkit.dictconfig import DictConfig
 from vitkit.errors import VitkitError
+from vitkit.options import DATA, DEVICE, NUM_WORKERS, SEED, SPLIT_SEED, VAL_FRACTION, Option, check_fields, option_field
 
 RECIPES = ("pretrain", "finetune")
 OPTIMIZERS = ("adamw", "sgd")
@@ -46,81 +47,76 @@ class TrainConfig(DictConfig):
 
     _keys_are: ClassVar[str] = "training options"
 
-    recipe: str = "pretrain"
+    recipe: str = option_field("pretrain", Option("choice", "which recipe", choices=RECIPES))
     #: pre-training: a variant name (``vitkit models``); fine-tuning: unused.
-    model: str = "ViT-Ti/16"
+    model: str = option_field("ViT-Ti/16", Option("text", "variant to pre-train, e.g. ViT-B/16 or Swin-T",
+                                                             metavar="NAME"))
     #: fine-tuning: the checkpoint to start from; pre-training: unused.
-    checkpoint: str | None = None
+    checkpoint: str | None = option_field(None, Option("text", "checkpoint to fine-tune", nullable=True))
     #: architecture overrides for pre-training (keys of :data:`MODEL_OPTIONS`).
     model_options: dict[str, Any] = field(default_factory=dict)
     #: input resolution; fine-tuning at a new one interpolates the position embeddings (§3.2).
-    image_size: int | None = None
-    data: str = "digits"
+    image_size: int | None = option_field(None, Option("int", "input resolution", low=1, nullable=True))
+    data: str = option_field("digits", DATA)
     #: sources without their own test split are split per class with this seed and fraction; kept
     #: apart from ``seed`` so that runs with different seeds are scored on the same test images.
-    split_seed: int = 0
-    val_fraction: float = 0.2
-    epochs: int | None = None
-    steps: int | None = None
+    split_seed: int = option_field(0, SPLIT_SEED)
+    val_fraction: float = option_field(0.2, VAL_FRACTION)
+    epochs: int | None = option_field(None, Option("int", "passes over the training set", low=1, nullable=True))
+    steps: int | None = option_field(None, Option("int", "optimiser steps (instead of --epochs)", low=1,
+                                                  nullable=True))
     #: the global batch of one optimiser step, over all processes and accumulation micro-batches.
-    batch_size: int = 128
+    batch_size: int = option_field(128, Option("int", "global batch per optimiser step, over processes and "
+                                                      "--accum", low=1))
     #: split each step's batch into this many micro-batches (gradient accumulation).
-    accum: int = 1
-    optimizer: str = "adamw"
-    lr: float = 1e-3
-    weight_decay: float = 0.1
-    betas: tuple[float, float] = (0.9, 0.999)
-    momentum: float = 0.9
+    accum: int = option_field(1, Option("int", "micro-batches per step (gradient accumulation)", low=1))
+    optimizer: str = option_field("adamw", Option("choice", "optimiser", choices=OPTIMIZERS))
+    lr: float = option_field(1e-3, Option("float", "peak learning rate", low=0, high=100, low_open=True))
+    weight_decay: float = option_field(0.1, Option("float", "decoupled weight decay", low=0, high=10, flag="--wd"))
+    betas: tuple[float, float] = option_field((0.9, 0.999), Option("pair", "Adam betas", low=0, high=1,
+                                                                   high_open=True))
+    momentum: float = option_field(0.9, Option("float", "SGD momentum", low=0, high=1, high_open=True))
     #: linear warm-up steps; None: the paper's 10k steps, capped at a tenth of the run.
-    warmup: int | None = None
-    decay: str = "linear"
-    grad_clip: float | None = 1.0
-    label_smoothing: float = 0.0
-    dropout: float | None = None
-    randaugment: bool = False
-    mixup: float = 0.0
-    cutmix: float = 0.0
-    flip: bool = True
-    crop_scale: tuple[float, float] = (0.08, 1.0)
-    crop_pct: float | None = None
+    warmup: int | None = option_field(None, Option("int", "linear warm-up steps (default: 10k, at most a tenth "
+                                                          "of the run)", low=0, nullable=True))
+    decay: str = option_field("linear", Option("choice", "learning-rate decay after warm-up", choices=DECAYS))
+    grad_clip: float | None = option_field(1.0, Option("float", "global gradient-norm clip", low=0, low_open=True,
+                                                       high=1e6, off_value=0, flag="--clip"))
+    label_smoothing: float = option_field(0.0, Option("float", "label smoothing", low=0, high=1, high_open=True))
+    dropout: float | None = option_field(None, Option("float", "dropout rate (App. B.1)", low=0, high=1,
+                                                      high_open=True, nullable=True))
+    randaugment: bool = option_field(False, Option("bool", "RandAugment (kornia)"))
+    mixup: float = option_field(0.0, Option("float", "Mixup Beta concentration (0 = off)", low=0, high=100))
+    cutmix: float = option_field(0.0, Option("float", "CutMix Beta concentration (0 = off)", low=0, high=100))
+    flip: bool = option_field(True, Option("bool", "horizontal flips", flag="--no-flip"))
+    crop_scale: tuple[float, float] = option_field((0.08, 1.0), Option("pair", "random-resized-crop area range",
+                                                                       low=0, high=1, low_open=True))
+    crop_pct: float | None = option_field(None, Option("float", "evaluation centre-crop fraction", low=0, high=1,
+                                                       low_open=True, nullable=True))
     #: exponential moving average of the weights (Polyak averaging); None: off.
-    ema: float | None = None
-    ema_warmup: bool = True
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"
-    num_workers: int = 0
-    eval_every: int = 1
-    save_every: int | None = None
-    log_every: int = 10
-    out: str | None = None
+    ema: float | None = option_field(None, Option("float", "weight-average decay (the paper: 0.9999)", low=0,
+                                                  high=1, low_open=True, high_open=True, off_value=0))
+    ema_warmup: bool = option_field(True, Option("bool", "EMA decay warm-up"))
+    seed: int = option_field(0, SEED)
+    device: str = option_field("auto", DEVICE)
+    precision: str = option_field("auto", Option("choice", "auto: bf16 autocast on GPU, fp32 on CPU",
+                                                 choices=PRECISIONS))
+    num_workers: int = option_field(0, NUM_WORKERS)
+    eval_every: int = option_field(1, Option("int", "evaluate every N epochs", low=1))
+    save_every: int | None = option_field(None, Option("int", "also checkpoint every N steps", low=1, nullable=True))
+    log_every: int = option_field(10, Option("int", "log training metrics every N steps", low=1))
+    out: str | None = option_field(None, Option("text", "run directory (default runs/<recipe>-<time>)",
+                                                nullable=True, metavar="DIR"))
 
     def __post_init__(self) -> None:
-        self.betas = tuple(float(b) for b in self.betas)
-        self.crop_scale = tuple(float(s) for s in self.crop_scale)
         self.model_options = dict(self.model_options or {})
         self.validate()
 
     def validate(self) -> None:
-        """Raise :class:`VitkitError` naming the first inconsistent option."""
+        """Check every option against its definition, then the options against each other; raise
+        :class:`VitkitError` naming the first bad one."""
+        check_fields(self)
         checks = [
-            (self.recipe in RECIPES, f"recipe must be one of {RECIPES}, got {self.recipe!r}"),
-            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}"),
-            (self.decay in DECAYS, f"decay must be one of {DECAYS}, got {self.decay!r}"),
-            (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}"),
-            (self.batch_size >= 1, f"batch size must be positive, got {self.batch_size}"),
-            (self.accum >= 1, f"accum must be positive, got {self.accum}"),
-            (self.lr > 0, f"learning rate must be positive, got {self.lr}"),
-            (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
-            (self.epochs is None or self.epochs >= 1, f"epochs must be positive, got {self.epochs}"),
-            (self.steps is None or self.steps >= 1, f"steps must be positive, got {self.steps}"),
-            (self.warmup is None or self.warmup >= 0, f"warmup must be >= 0, got {self.warmup}"),
-            (0 <= self.label_smoothing < 1, f"label smoothing must be in [0, 1), got {self.label_smoothing}"),
-            (self.dropout is None or 0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}"),
-            (self.ema is None or 0 < self.ema < 1, f"ema decay must be in (0, 1), got {self.ema}"),
-            (self.mixup >= 0 and self.cutmix >= 0, "mixup and cutmix must be >= 0"),
-            (0 < self.crop_scale[0] <= self.crop_scale[1] <= 1, f"crop scale must satisfy 0 < lo <= hi <= 1, "
-                                                                 f"got {self.crop_scale}"),
             (self.batch_size % self.accum == 0, f"batch size {self.batch_size} is not divisible by accum "
                                                 f"{self.accum}"),
             (self.recipe != "finetune" or self.checkpoint, "fine-tuning needs a checkpoint to start from"),
@@ -135,6 +131,19 @@ class TrainConfig(DictConfig):
         if self.recipe == "finetune" and fixed:
             raise VitkitError(f"fine-tuning keeps the checkpoint's architecture; it cannot change {', '.join(fixed)} "
                               f"(only {', '.join(FINETUNE_MODEL_OPTIONS)})")
+        if self.recipe == "pretrain":
+            self.architecture()  # the variant, its overrides and the resolution must fit together
+
+    def architecture(self) -> Any:
+        """The configuration of the model a pre-training run builds (validated; classes not yet known)."""
+        from vitkit.models.registry import get_config
+
+        overrides = dict(self.model_options)
+        if self.image_size is not None:
+            overrides["image_size"] = self.image_size
+        if self.dropout is not None:
+            overrides["dropout"] = self.dropout
+        return get_config(self.model, **overrides)
 
     # ---------------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:
