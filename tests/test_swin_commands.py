@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vitkit import load_model
+from vitkit import VitkitError, load_model
 from vitkit.cli.main import main
 from vitkit.inspect.windows import centre_window_map, window_attention_distance, window_positions
 from vitkit.models.swin import WindowLayout
@@ -145,3 +145,16 @@ def test_centre_window_map_places_the_centre_query_row_on_the_grid():
     expected = torch.zeros(1, 4, 4)
     expected[0, :2, :2] = torch.tensor([[0.1, 0.2], [0.3, 0.4]])
     torch.testing.assert_close(centre_window_map(weights, layout), expected)
+
+
+def test_vit_only_analyses_refuse_a_swin_in_one_line():
+    import vitkit.inspect as inspect
+    from vitkit import create_model
+
+    swin = create_model("Swin-T", image_size=16, patch_size=2, embed_dim=16, depths=(1,), num_heads=(1,),
+                        window_size=4, num_classes=2)
+    images = torch.randn(1, 3, 16, 16)
+    for call in (lambda: inspect.rollout_maps(swin, images), lambda: inspect.mean_attention_distance(swin, images),
+                 lambda: inspect.position_similarity(swin), lambda: inspect.analyse_attention(swin, images)):
+        with pytest.raises(VitkitError, match="applies to vit models, not to a swin model"):
+            call()

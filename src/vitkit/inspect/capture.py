@@ -53,6 +53,13 @@ def image_batches(model: VisionTransformer, images: Images, batch_size: int = 8)
         yield torch.stack(chunk).to(device)
 
 
+def require_family(model: nn.Module, family: str, what: str) -> None:
+    """A one-line error when an analysis is asked of a model family it does not apply to."""
+    found = family_of(model).name
+    if found != family:
+        raise VitkitError(f"{what} applies to {family} models, not to a {found} model (see `vitkit inspect`)")
+
+
 def attention_modules(model: nn.Module) -> list[nn.Module]:
     """The attention layer of every block, in order: ViT's blocks; Swin's, stage by stage."""
     if family_of(model).name == "swin":
