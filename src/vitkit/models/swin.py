@@ -479,6 +479,12 @@ class SwinTransformer(nn.Module):
                                         self.config.patch_size * 2 ** stage))
         return layouts
 
+    @property
+    def stride(self) -> int:
+        """Image pixels per token side of the last stage, patch * 2^(stages-1): sizes that are multiples of
+        it merge without padding (the size step exporters use; each stage's own is in :meth:`window_layouts`)."""
+        return self.config.patch_size * 2 ** (self.config.num_stages - 1)
+
     def reset_head(self, num_classes: int) -> None:
         """Replace the head with a zero-initialised C_final x K layer (no label names any more)."""
         self.config = self.config.replace(num_classes=num_classes)
