@@ -239,3 +239,22 @@ def test_damaged_swin_state_dicts_are_one_line_errors(tmp_path):
     torch.save({k: v for k, v in state.items() if not k.startswith("layers.")}, tmp_path / "bare.pth")
     with pytest.raises(VitkitError):
         load_model(tmp_path / "bare.pth")
+
+
+@pytest.mark.slow
+def test_swin_exports_to_onnx_at_its_size_checked_in_onnxruntime(tmp_path):
+    from vitkit.export.onnx import onnxruntime_session, run_onnx
+
+    model = _tiny_swin(image_size=32)
+    done = convert_model_to_onnx(model, tmp_path)
+    assert done["dynamic_size"] is False and "windows" in done["fixed_size_reason"]
+    x = _images(32, batch=3)
+    with torch.no_grad():
+        expected = model(x).numpy()
+    got = run_onnx(onnxruntime_session(tmp_path / "swin.onnx"), x)
+    assert abs(got - expected).max() < 1e-4
+
+
+def convert_model_to_onnx(model, folder) -> dict:
+    save_model(model, folder / "native", to="native")
+    return convert(folder / "native", folder / "swin.onnx", to="onnx").details

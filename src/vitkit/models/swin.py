@@ -43,6 +43,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -258,20 +259,23 @@ def window_reverse(windows: torch.Tensor, window: int, height: int, width: int) 
     return x.permute(0, 1, 3, 2, 4, 5).reshape(batch, height, width, channels)
 
 
-@functools.lru_cache(maxsize=64)
 def relative_position_index(window: int, table_window: int | None = None) -> torch.Tensor:
     """(M^2, M^2) indices into a (2T-1)^2 table (T = ``table_window``, default M) of the offset
     (dy, dx) = query - key of every pair of tokens in an M x M window: (dy + T-1)(2T-1) + dx + T-1."""
-    table_window = table_window or window
+    return torch.tensor(_relative_position_index(window, table_window or window))
+
+
+@functools.lru_cache(maxsize=64)
+def _relative_position_index(window: int, table_window: int) -> np.ndarray:
+    # cached as numpy, not as a tensor: a tensor made while torch.export traces is a fake one
     if window > table_window:
         raise ValueError(f"a {window}x{window} window has offsets a {table_window}x{table_window} table lacks")
-    ys, xs = torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")
-    coords = torch.stack([ys.flatten(), xs.flatten()])  # (2, M^2)
+    ys, xs = np.meshgrid(np.arange(window), np.arange(window), indexing="ij")
+    coords = np.stack([ys.ravel(), xs.ravel()])  # (2, M^2)
     offsets = coords[:, :, None] - coords[:, None, :] + (table_window - 1)  # (2, M^2, M^2), >= 0
     return offsets[0] * (2 * table_window - 1) + offsets[1]
 
 
-@functools.lru_cache(maxsize=64)
 def shifted_window_mask(height: int, width: int, window: int, shift: int) -> torch.Tensor:
     """(nW, M^2, M^2) additive mask of SW-MSA on a (padded) ``height`` x ``width`` map rolled by -shift.
 
@@ -279,14 +283,20 @@ def shifted_window_mask(height: int, width: int, window: int, shift: int) -> tor
     ``shift`` rows/columns that wrapped around. Two tokens of one window may attend to each other
     only when they come from the same region on both axes; other pairs get -100.
     """
-    def regions(size: int) -> torch.Tensor:
-        index = torch.arange(size)
-        return (index >= size - window).long() + (index >= size - shift).long()
+    return torch.tensor(_shifted_window_mask(height, width, window, shift))
 
-    label = (regions(height)[:, None] * 3 + regions(width)[None, :]).float()
-    windows = window_partition(label[None, :, :, None], window)[0, :, :, 0]  # (nW, M^2)
+
+@functools.lru_cache(maxsize=64)
+def _shifted_window_mask(height: int, width: int, window: int, shift: int) -> np.ndarray:
+    def regions(size: int) -> np.ndarray:
+        index = np.arange(size)
+        return (index >= size - window).astype(np.int64) + (index >= size - shift).astype(np.int64)
+
+    label = regions(height)[:, None] * 3 + regions(width)[None, :]
+    windows = label.reshape(height // window, window, width // window, window).transpose(0, 2, 1, 3)
+    windows = windows.reshape(-1, window * window)  # (nW, M^2), windows in row-major order
     different = windows[:, :, None] != windows[:, None, :]
-    return torch.zeros(different.shape).masked_fill(different, MASK_VALUE)
+    return np.where(different, MASK_VALUE, 0.0).astype(np.float32)
 
 
 def resample_bias_table(table: torch.Tensor, window: int) -> torch.Tensor:
@@ -484,6 +494,10 @@ class SwinTransformer(nn.Module):
         """Image pixels per token side of the last stage, patch * 2^(stages-1): sizes that are multiples of
         it merge without padding (the size step exporters use; each stage's own is in :meth:`window_layouts`)."""
         return self.config.patch_size * 2 ** (self.config.num_stages - 1)
+
+    #: Why a traced graph (ONNX) cannot keep the image size symbolic: read by the exporters.
+    fixed_size_graph_reason = ("Swin's padding to whole windows, its shifts and a small stage's window are decided "
+                               "from the image size, so a traced graph holds for one resolution")
 
     def reset_head(self, num_classes: int) -> None:
         """Replace the head with a zero-initialised C_final x K layer (no label names any more)."""
