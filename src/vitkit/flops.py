@@ -13,6 +13,8 @@ multiply-accumulates, i.e. :func:`count_macs`: ViT-B/16 at 224 is 35.1 GFLOPs he
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -21,7 +23,10 @@ from vitkit.models.layers import Attention
 
 
 def count_flops(model: nn.Module, image_size: int | tuple[int, int] | None = None) -> float:
-    """GFLOPs for one image of ``image_size`` (default: the model's own resolution); a multiply-add is 2."""
+    """GFLOPs for one image of ``image_size`` (default: the model's own resolution); a multiply-add is 2.
+
+    ``model`` may also be a wrapper that runs a ViT's layers its own way and has its ``config``
+    (token merging, :class:`vitkit.models.tome.TokenMerging`): the hooks count what actually runs."""
     return 2 * count_macs(model, image_size)
 
 
@@ -39,10 +44,10 @@ def count_macs(model: nn.Module, image_size: int | tuple[int, int] | None = None
         kernel = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
         macs += output.numel() * kernel
 
-    def attention_hook(module: Attention, inputs, output) -> None:
+    def attention_hook(module: nn.Linear, inputs, output) -> None:
         nonlocal macs
-        calls, length, dim = inputs[0].shape  # calls: images x windows (1 x 1 for ViT)
-        macs += calls * 2 * length * length * dim  # QK^T and AV over all heads
+        *calls, length, dim = inputs[0].shape  # one call per image (ViT) or per window (Swin)
+        macs += math.prod(calls) * 2 * length * length * dim  # QK^T and AV over all heads
 
     hooks = []
     for module in model.modules():
@@ -50,8 +55,8 @@ def count_macs(model: nn.Module, image_size: int | tuple[int, int] | None = None
             hooks.append(module.register_forward_hook(linear_hook))
         elif isinstance(module, nn.Conv2d):
             hooks.append(module.register_forward_hook(conv_hook))
-        elif isinstance(module, Attention):
-            hooks.append(module.register_forward_hook(attention_hook))
+        if isinstance(module, Attention):  # on its output projection, which sees the attended (B, T, D)
+            hooks.append(module.proj.register_forward_hook(attention_hook))
     device = next(model.parameters()).device
     try:
         with torch.no_grad():

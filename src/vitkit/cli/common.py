@@ -24,11 +24,11 @@ S = argparse.SUPPRESS
 #: TrainConfig fields offered on the command line, by help group (their definitions are the fields').
 TRAINING_GROUPS = {
     "data": ("data", "image_size", "val_fraction", "split_seed", "num_workers"),
-    "optimisation": ("epochs", "steps", "batch_size", "accum", "optimizer", "lr", "weight_decay", "warmup", "decay",
-                     "grad_clip", "ema"),
-    "regularisation and augmentation": ("dropout", "label_smoothing", "randaugment", "mixup", "cutmix", "flip",
-                                        "crop_scale", "crop_pct"),
-    "run": ("out", "seed", "device", "precision", "eval_every", "save_every", "log_every"),
+    "optimisation": ("epochs", "steps", "batch_size", "accum", "optimizer", "optimizer_kernel", "lr", "weight_decay",
+                     "warmup", "decay", "grad_clip", "ema"),
+    "regularisation and augmentation": ("dropout", "loss", "label_smoothing", "randaugment", "mixup", "cutmix",
+                                        "flip", "crop_scale", "crop_pct", "crop_mode"),
+    "run": ("out", "seed", "device", "precision", "compile", "eval_every", "save_every", "log_every"),
 }
 #: recipe -> the command that runs it
 RECIPE_COMMANDS = {"pretrain": "train", "finetune": "finetune"}
@@ -51,14 +51,18 @@ def model_flag_options() -> dict[str, Option]:
     return {name: NUM_HEADS if name == "num_heads" else fields[name] for name in MODEL_OPTIONS}
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """Architecture overrides for training from scratch (``vitkit models`` lists the variants)."""
+def add_model_options(parser: argparse.ArgumentParser, *, variant: bool = True) -> None:
+    """Architecture overrides for training from scratch (``vitkit models`` lists the variants);
+    ``variant=False`` leaves out ``--model`` (for commands that take the variant as an argument)."""
     from vitkit.train.recipes import TrainConfig
 
     group = parser.add_argument_group("model")
-    add_field_options(group, TrainConfig, ["model"])
+    if variant:
+        add_field_options(group, TrainConfig, ["model"])
+    shown = {name: "the variant's" for name in MODEL_OPTIONS}
+    shown["representation_size"] = "D: the paper's pre-training head, one hidden layer"
     for name, option in model_flag_options().items():
-        option.add_to(group, name, help_default="the variant's")
+        option.add_to(group, name, help_default=shown[name])
 
 
 def add_window_option(group: argparse._ArgumentGroup) -> None:
@@ -133,11 +137,13 @@ def _read_options(path: str) -> dict[str, Any]:
 
 def run_training(args: argparse.Namespace, recipe: str) -> dict:
     """Train / fine-tune from parsed options; print the closing summary; return it for ``--json``."""
+    from vitkit.fastpath import compile_errors
     from vitkit.train.loop import train
 
     config = training_config(args, recipe)
-    result = train(config, resume=getattr(args, "resume", None) is not None, progress=not args.quiet,
-                   stop_after=args.stop_after, report=lambda line: print(line, file=sys.stderr))
+    with compile_errors():
+        result = train(config, resume=getattr(args, "resume", None) is not None, progress=not args.quiet,
+                       stop_after=args.stop_after, report=lambda line: print(line, file=sys.stderr))
     summary = result.summary()
     if int(os.environ.get("RANK", "0")) == 0:
         print_training_summary(summary)
@@ -175,6 +181,24 @@ def add_checkpoint_options(parser: argparse.ArgumentParser, *, data: bool = True
         parser.add_argument("--data", required=True, type=DATA.parse, metavar="SRC", help=DATA.describe())
         add_command_options(parser, {"split": "test", "val_fraction": 0.2, "split_seed": 0})
     add_command_options(parser, {"batch_size": 128, "device": "auto", "num_workers": 0})
+
+
+def add_fast_path_options(parser: argparse.ArgumentParser) -> None:
+    """``--int8``, ``--merge R``, ``--compile``: the inference fast paths of :mod:`vitkit.fastpath`."""
+    from vitkit.fastpath import COMPILE, INT8, MERGE
+
+    group = parser.add_argument_group("fast paths")
+    INT8.add_to(group, "int8", default=False)
+    MERGE.add_to(group, "merge", default=0, help_default=0)
+    COMPILE.add_to(group, "compile", default=False)
+
+
+def fast_model_for(args: argparse.Namespace, model):
+    """(the FastPath the options ask for, the model to run: ``model`` itself when none is asked for)."""
+    from vitkit.fastpath import FastPath, apply_fast_path
+
+    fast = FastPath.from_args(args)
+    return fast, (apply_fast_path(model, fast) if fast.enabled else model)
 
 
 def checkpoint_path(path: str, ema: bool = False) -> Path:

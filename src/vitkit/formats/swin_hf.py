@@ -150,6 +150,43 @@ def hf_swin_config(model: SwinTransformer) -> dict:
     return out
 
 
+class _HFSwinOutput(torch.nn.Module):
+    """transformers' Swin returning what vitkit's model returns: logits, or the pooled features."""
+
+    def __init__(self, hf_model: torch.nn.Module, logits: bool) -> None:
+        super().__init__()
+        self.hf_model, self.logits = hf_model, logits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.hf_model(pixel_values=x)
+        return out.logits if self.logits else out.pooler_output
+
+
+def hf_twin(model: SwinTransformer, dst: Path | None):
+    """The export check's model (:mod:`vitkit.formats.fidelity`): transformers' own Swin loaded with
+    ``from_pretrained`` from the export written to a scratch directory (vitkit's model when transformers
+    is not installed: transformers' Swin expresses every field vitkit writes)."""
+    try:
+        import transformers
+    except ImportError:
+        return model, "vitkit's model of transformers' Swin (transformers is not installed)", []
+    import tempfile
+
+    cls = transformers.SwinForImageClassification if model.config.num_classes else transformers.SwinModel
+    scratch = dst.parent if dst is not None and dst.parent.is_dir() else None
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        with tempfile.TemporaryDirectory(prefix=".vitkit-hf-check-", dir=scratch) as tmp:
+            save_swin_hf(model, tmp)
+            hf_model = cls.from_pretrained(tmp)
+    except (OSError, ValueError, RuntimeError) as exc:
+        return None, "transformers", [f"transformers cannot load the export ({str(exc).splitlines()[0]})"]
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    return _HFSwinOutput(hf_model.float().eval(), bool(model.config.num_classes)), f"transformers {cls.__name__}", []
+
+
 def save_swin_hf(model: SwinTransformer, directory: str | os.PathLike, *, progress: bool = False) -> Path:
     """Write ``model`` as a transformers Swin directory (each file atomically)."""
     check_exportable(model.config)

@@ -176,6 +176,41 @@ def load_swin_timm(path: str | os.PathLike, *, dtype: torch.dtype | None = torch
                           label_names=timm.hub_label_names(hub, model.config.num_classes))
 
 
+def check_exportable(config: SwinConfig) -> None:
+    """What a timm Swin file cannot hold: a stage whose map is no larger than the window on one side
+    only (or non-square and smaller than it), where timm builds a non-square window and bias table."""
+    for stage, (rows, cols) in enumerate(config.stage_grids):
+        window = config.window_size
+        if rows != cols and min(rows, cols) < window:
+            raise VitkitError(f"timm's Swin gives stage {stage + 1} ({rows}x{cols} tokens at {config.image_size[0]}x"
+                              f"{config.image_size[1]}) a {min(rows, window)}x{min(cols, window)} window and bias "
+                              f"table, this model a square one; export to hf or native")
+
+
+def timm_differences(config: SwinConfig) -> list[str]:
+    """Where timm's SwinTransformer computes this model otherwise at its own resolution: it rolls a
+    shifted map before padding it to whole windows (the reference code after), and decides window
+    and shift per axis (the reference code from the shorter side)."""
+    out = []
+    for stage, ((rows, cols), depth) in enumerate(zip(config.stage_grids, config.depths, strict=True)):
+        window = config.window_size
+        if depth > 1 and min(rows, cols) > window and (rows % window or cols % window):
+            out.append(f"stage {stage + 1} ({rows}x{cols} tokens): timm rolls the map before padding it to whole "
+                       f"{window}x{window} windows, the reference code (and this model) after")
+        elif depth > 1 and min(rows, cols) <= window < max(rows, cols):
+            out.append(f"stage {stage + 1} ({rows}x{cols} tokens): timm shifts the windows along the longer side, "
+                       f"the reference code (and this model) not at all")
+    return out
+
+
+def timm_twin(model: SwinTransformer, dst: Path | None):
+    """The export check's model of timm's Swin (:mod:`vitkit.formats.fidelity`): this model itself where
+    timm computes the same, none (the export is refused unless approximations are allowed) where not."""
+    where = "timm's SwinTransformer"
+    differences = timm_differences(model.config)
+    return (None if differences else model), (where if differences else f"vitkit's model of {where}"), differences
+
+
 def save_swin_timm(model: SwinTransformer, path: str | os.PathLike, *, progress: bool = False) -> Path:
     """Write ``model`` as a timm Swin state dict: ``.safetensors`` (with vitkit metadata) or ``.pth``/``.bin``."""
     path = Path(path)
