@@ -258,3 +258,20 @@ def test_swin_exports_to_onnx_at_its_size_checked_in_onnxruntime(tmp_path):
 def convert_model_to_onnx(model, folder) -> dict:
     save_model(model, folder / "native", to="native")
     return convert(folder / "native", folder / "swin.onnx", to="onnx").details
+
+
+def test_timm_export_is_refused_where_timm_would_compute_otherwise(tmp_path):
+    """timm pads a shifted map after rolling it: a 10x10 map with 4x4 windows runs differently there."""
+    model = _tiny_swin(image_size=40)  # stage 1: 10x10 tokens, window 4, shifted blocks
+    with pytest.raises(VitkitError, match=r"timm export would change the model's function: stage 1 \(10x10 tokens\)"
+                                          r": timm rolls the map before padding"):
+        save_model(model, tmp_path / "swin.safetensors", to="timm")
+    assert not (tmp_path / "swin.safetensors").exists()
+    with pytest.warns(UserWarning, match="approximate"):
+        save_model(model, tmp_path / "swin.safetensors", to="timm", allow_approx=True)
+    wide = _tiny_swin(image_size=(16, 48), depths=(2,), num_heads=(2,))  # 4x12 tokens: timm's window is 4x4 too,
+    with pytest.raises(VitkitError, match="timm shifts the windows along the longer side"):  # but shifted along x
+        save_model(wide, tmp_path / "wide.safetensors", to="timm")
+    small = _tiny_swin(image_size=(32, 48), depths=(1, 1, 1), num_heads=(1, 1, 1))  # stage 3: 2x3 < window 4
+    with pytest.raises(VitkitError, match=r"timm's Swin gives stage 3 \(2x3 tokens at 32x48\) a 2x3 window"):
+        save_model(small, tmp_path / "small.safetensors", to="timm")
