@@ -20,6 +20,7 @@ import vitkit.evaluate
 from vitkit.cli.main import build_parser, main
 from vitkit.config import ViTConfig
 from vitkit.errors import VitkitError
+from vitkit.models.swin import SwinConfig
 from vitkit.options import MAX_COUNT, Option, field_options
 from vitkit.train.recipes import TrainConfig
 
@@ -32,7 +33,8 @@ def _below(opt: Option) -> list:
 
 
 def _above(opt: Option) -> list:
-    high = opt.high if opt.high is not None else (MAX_COUNT if opt.kind in ("int", "size", "ints") else None)
+    high = opt.high if opt.high is not None else (MAX_COUNT if opt.kind in ("int", "size", "ints", "int_or_ints")
+                                                  else None)
     if high is None:
         return []
     return [high if opt.high_open else high + 1]
@@ -41,7 +43,7 @@ def _above(opt: Option) -> list:
 def bad_texts(opt: Option) -> list[str]:
     """Command-line spellings ``opt`` must refuse."""
     def fmt(v):
-        return str(int(v)) if opt.kind in ("int", "size", "ints") else repr(float(v))
+        return str(int(v)) if opt.kind in ("int", "size", "ints", "int_or_ints") else repr(float(v))
 
     kind = opt.kind
     if kind == "bool":
@@ -60,6 +62,8 @@ def bad_texts(opt: Option) -> list[str]:
     if kind == "pair":
         return ["abc", "0.5", "0.9,0.1" if opt.low is None or opt.low <= 0.1 else "abc,def",
                 *(f"{v},{v}" for v in out_of_range)]
+    if kind == "int_or_ints":
+        return ["", "a,b", "1.5", *out_of_range, *(f"1,{v}" for v in out_of_range)]
     return ["", "a,b", *out_of_range]  # ints
 
 
@@ -82,6 +86,8 @@ def bad_values(opt: Option) -> list:
         return ["224", [224], [224, 224, 3], 1.5, *[int(v) for v in out_of_range], *nulls]
     if kind == "pair":
         return ["0.1,1", [0.5], [math.nan, 1.0], *([[v, v] for v in out_of_range]), *nulls]
+    if kind == "int_or_ints":
+        return ["1,5", [], 1.5, [1.5], *[int(v) for v in out_of_range], *[[int(v)] for v in out_of_range], *nulls]
     return ["1,5", [], [1.5], *[[int(v)] for v in out_of_range], *nulls]  # ints
 
 
@@ -114,7 +120,8 @@ def test_the_sweep_covers_every_command_and_the_training_options():
     assert {"train", "finetune", "eval", "fewshot", "predict", "inspect", "models", "demo"} <= commands
     for flag in ("--lr", "--clip", "--accum", "--log-every", "--eval-every", "--num-workers", "--crop-pct",
                  "--drop-path", "--attention-dropout", "--image-size", "--patch-size", "--num-heads",
-                 "--hidden-size", "--data", "--batch-size", "--wd", "--ema"):
+                 "--hidden-size", "--data", "--batch-size", "--wd", "--ema", "--embed-dim", "--depths",
+                 "--window-size", "--mlp-ratio"):
         assert ("train", flag) in swept, flag
     for command in ("eval", "fewshot", "predict"):
         assert (command, "--batch-size") in swept
@@ -139,6 +146,8 @@ def test_a_bad_option_is_one_line_and_exit_2_before_anything_is_written(command,
 TRAIN_CASES = [(name, value) for name, opt in field_options(TrainConfig).items() for value in bad_values(opt)]
 MODEL_CASES = [(name, value) for name, opt in field_options(ViTConfig).items() for value in bad_values(opt)
                if name != "name"]
+SWIN_CASES = [(name, value) for name, opt in field_options(SwinConfig).items() for value in bad_values(opt)
+              if name != "name" and not (name in ("depths", "num_heads") and isinstance(value, int))]
 
 
 @pytest.mark.parametrize("name, value", TRAIN_CASES, ids=[f"{n}={v!r}" for n, v in TRAIN_CASES])
@@ -169,6 +178,12 @@ def test_a_bad_architecture_field_is_refused_by_the_python_api(name, value):
     if value is not None:  # create_model takes None as "not given"
         with pytest.raises(VitkitError, match=f"^{name}: got"):
             vitkit.create_model("ViT-Ti/16", **{name: value})
+
+
+@pytest.mark.parametrize("name, value", SWIN_CASES, ids=[f"{n}={v!r}" for n, v in SWIN_CASES])
+def test_a_bad_swin_architecture_field_is_refused_by_the_python_api(name, value):
+    with pytest.raises(VitkitError, match=f"^{name}: got"):
+        vitkit.get_config("Swin-T", **{name: value})
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -178,6 +178,11 @@ class ViTConfig(DictConfig):
             out["relative_grid"] = list(self.relative_grid)
         return out
 
+    def describe(self) -> str:
+        """``ViT-B/16 (D=768, L=12, 12 heads, 224x224)``: for messages."""
+        return (f"{self.name} (D={self.hidden_size}, L={self.depth}, {self.num_heads} heads, "
+                f"{self.image_size[0]}x{self.image_size[1]})")
+
 
 # ---------------------------------------------------------------------------------------------
 # Table 1 (plus the Ti and S sizes of the official code): width D, depth L, MLP size, heads.

@@ -24,7 +24,7 @@ from typing import Any
 
 from vitkit.errors import VitkitError
 
-KINDS = ("int", "float", "choice", "bool", "text", "size", "pair", "ints")
+KINDS = ("int", "float", "choice", "bool", "text", "size", "pair", "ints", "int_or_ints")
 #: The largest integer any count option accepts (keeps YAML typos like 1e30 out of range()).
 MAX_COUNT = 2**31 - 1
 
@@ -35,7 +35,8 @@ class Option:
 
     ``kind``: ``int``, ``float``, ``choice``, ``bool``, ``text`` (non-empty string), ``size``
     (``N`` or ``HxW``, positive integers), ``pair`` (two floats ``lo,hi``), ``ints`` (a
-    comma-separated list of integers). ``low``/``high`` bound numbers (and every element of a
+    comma-separated list of integers), ``int_or_ints`` (one integer, or a list with a comma: a
+    per-stage value such as Swin's heads). ``low``/``high`` bound numbers (and every element of a
     size, pair or list); ``low_open``/``high_open`` make a bound strict. ``nullable`` lets None
     (YAML ``null``, "use the default") through; ``off_value`` is a number that means "off" on the
     command line (``--clip 0``) and becomes None.
@@ -69,7 +70,8 @@ class Option:
             text = "a non-empty string"
         else:
             noun = {"int": "an integer", "float": "a finite number", "size": "a size N or HxW of integers",
-                    "pair": "two numbers lo,hi", "ints": "a list of integers like 1,5,10"}[self.kind]
+                    "pair": "two numbers lo,hi", "ints": "a list of integers like 1,5,10",
+                    "int_or_ints": "an integer or a list of integers like 3,6,12,24"}[self.kind]
             bounds = []
             if self.low is not None:
                 bounds.append(f"{'>' if self.low_open else '>='} {_num(self.low)}")
@@ -132,7 +134,11 @@ class Option:
             if low > high:
                 raise VitkitError(f"{name}: got {value!r}; the first number must not exceed the second")
             return (low, high)
-        # ints
+        if kind == "int_or_ints" and _is_int(value):
+            if not self._in_range(value):
+                raise self._refuse(name, value)
+            return int(value)
+        # ints (and int_or_ints given a list)
         if (not isinstance(value, (list, tuple)) or not value
                 or not all(_is_int(p) and self._in_range(p) for p in value)):
             raise self._refuse(name, value)
@@ -140,7 +146,7 @@ class Option:
 
     def _in_range(self, value: float) -> bool:
         low, high = self.low, self.high
-        if self.kind in ("int", "size", "ints"):
+        if self.kind in ("int", "size", "ints", "int_or_ints"):
             high = MAX_COUNT if high is None else high
         if low is not None and (value <= low if self.low_open else value < low):
             return False
@@ -169,8 +175,10 @@ class Option:
                 return text
             height, width = match.groups()
             return int(height) if width is None else (int(height), int(width))
+        if kind == "int_or_ints" and "," not in text:
+            return _number(text, integer=True)
         parts = [p for p in text.split(",") if p.strip()]
-        return [_number(p, integer=kind == "ints") for p in parts] if parts else text
+        return [_number(p, integer=kind in ("ints", "int_or_ints")) for p in parts] if parts else text
 
     def add_to(self, parser: argparse.ArgumentParser | argparse._ArgumentGroup, name: str, *,
                default: Any = argparse.SUPPRESS, help_default: Any = None, dest: str | None = None) -> None:
@@ -214,7 +222,7 @@ def _number(text: str, integer: bool) -> Any:
 def _metavar(option: Option, name: str) -> str:
     if option.kind == "choice":
         return "{" + ",".join(option.choices) + "}"
-    metavars = {"int": "N", "float": "X", "size": "SIZE", "pair": "LO,HI", "ints": "N,N,..."}
+    metavars = {"int": "N", "float": "X", "size": "SIZE", "pair": "LO,HI", "ints": "N,N,...", "int_or_ints": "N[,N...]"}
     return metavars.get(option.kind) or name.upper()
 
 

@@ -1,5 +1,5 @@
-"""The peer that ``vitkit bench --compare transformers`` races: transformers' own ViT with the
-same architecture and the same weights.
+"""The peer that ``vitkit bench --compare transformers`` races: transformers' own ViT (or Swin) with
+the same architecture and the same weights.
 
 The peer is exactly what ``vitkit convert --to hf`` writes, read by transformers'
 ``from_pretrained`` (architecture from :func:`vitkit.formats.hf.hf_config`, weights through the
@@ -30,14 +30,21 @@ def transformers_peer(model: VisionTransformer) -> nn.Module:
         import transformers
     except ImportError:
         raise VitkitError("--compare transformers needs the transformers package (pip install transformers)") from None
-    from vitkit.formats import hf
+    from vitkit.formats import hf, swin_hf
+    from vitkit.models.registry import family_of
 
-    hf.check_exportable(model.config)
     classify = bool(model.config.num_classes)
-    cls = transformers.ViTForImageClassification if classify else transformers.ViTModel
-    with tempfile.TemporaryDirectory(prefix="vitkit-peer-") as tmp:
-        hf.save_hf(model, tmp)
+    if family_of(model).name == "swin":  # transformers' Swin, from what `vitkit convert --to hf` writes for it
+        swin_hf.check_exportable(model.config)
+        cls, save, kwargs = (transformers.SwinForImageClassification if classify else transformers.SwinModel,
+                             swin_hf.save_swin_hf, {})
+    else:
+        hf.check_exportable(model.config)
+        cls = transformers.ViTForImageClassification if classify else transformers.ViTModel
+        save = hf.save_hf
         kwargs = {} if classify else {"add_pooling_layer": model.config.representation_size is not None}
+    with tempfile.TemporaryDirectory(prefix="vitkit-peer-") as tmp:
+        save(model, tmp)
         peer = cls.from_pretrained(tmp, attn_implementation="sdpa", dtype=torch.float32, **kwargs)
     device = next(model.parameters()).device
     return peer.to(device).train(model.training)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vitkit.errors import VitkitError
-from vitkit.options import DATA, Option, add_command_options, add_field_options
+from vitkit.options import DATA, Option, add_command_options, add_field_options, field_options
 from vitkit.train.recipes import MODEL_OPTIONS, RECIPE_COMMANDS
 
 S = argparse.SUPPRESS
@@ -36,10 +36,22 @@ STOP_AFTER = Option("int", "end this session after N steps with a checkpoint (co
 _NOT_RUN_OPTIONS = ("json", "run", "command", "config", "resume", "stop_after", "quiet")
 
 
+#: ``--num-heads`` takes ViT's one number or Swin's one per stage; the model's configuration then checks it.
+NUM_HEADS = Option("int_or_ints", "attention heads (ViT); heads per stage (Swin), e.g. 3,6,12,24", low=1)
+
+
+def model_flag_options() -> dict[str, Option]:
+    """The definition behind each architecture flag: the field's own in the family that has it."""
+    from vitkit.config import ViTConfig
+    from vitkit.models.swin import SwinConfig
+
+    fields = {**field_options(SwinConfig), **field_options(ViTConfig)}
+    return {name: NUM_HEADS if name == "num_heads" else fields[name] for name in MODEL_OPTIONS}
+
+
 def add_model_options(parser: argparse.ArgumentParser, *, variant: bool = True) -> None:
     """Architecture overrides for training from scratch (``vitkit models`` lists the variants);
     ``variant=False`` leaves out ``--model`` (for commands that take the variant as an argument)."""
-    from vitkit.config import ViTConfig
     from vitkit.train.recipes import TrainConfig
 
     group = parser.add_argument_group("model")
@@ -47,7 +59,13 @@ def add_model_options(parser: argparse.ArgumentParser, *, variant: bool = True) 
         add_field_options(group, TrainConfig, ["model"])
     shown = {name: "the variant's" for name in MODEL_OPTIONS}
     shown["representation_size"] = "D: the paper's pre-training head, one hidden layer"
-    add_field_options(group, ViTConfig, MODEL_OPTIONS, defaults=shown)
+    for name, option in model_flag_options().items():
+        option.add_to(group, name, help_default=shown[name])
+
+
+def add_window_option(group: argparse._ArgumentGroup) -> None:
+    """Fine-tuning a Swin at a new window: ``--window-size`` (its bias tables are resampled)."""
+    model_flag_options()["window_size"].add_to(group, "window_size", help_default="the checkpoint's")
 
 
 def add_training_options(parser: argparse.ArgumentParser, recipe: str) -> None:

@@ -8,7 +8,8 @@ from vitkit.options import OUT, add_command_options
 
 NAME = "inspect"
 HELP = ("see inside a ViT: embedding filters, position-embedding similarity, mean attention distance and "
-        "attention rollout (paper §4.5) as PNG figures, a JSON file and index.html")
+        "attention rollout (paper §4.5) as PNG figures, a JSON file and index.html; for Swin the figures that "
+        "apply (filters, attention distance per block and stage, a window's attention)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a checkpoint (anything vitkit.load_model reads) or a training run directory")
     parser.add_argument("--ema", action="store_true", help="with a run directory: use its weight average")
     parser.add_argument("--model", metavar="NAME",
-                        help="inspect a randomly initialised variant instead of a checkpoint (e.g. ViT-Ti/16)")
+                        help="inspect a randomly initialised variant instead of a checkpoint (e.g. ViT-Ti/16, Swin-T)")
     parser.add_argument("--images", nargs="+", metavar="PATH",
                         help="image files or folders (default: the bundled sample picture and 7 sklearn digits)")
     parser.add_argument("--out", required=True, type=OUT.parse, metavar="DIR",
@@ -56,7 +57,11 @@ def run(args: argparse.Namespace) -> dict:
         print(line)
     summary["skipped_images"] = unreadable
     per_layer = [sum(row) / len(row) for row in summary["mean_attention_distance"]]
-    print("mean attention distance by layer (pixels): " + " ".join(f"{d:.1f}" for d in per_layer))
+    unit = "block" if summary["family"] == "swin" else "layer"
+    print(f"mean attention distance by {unit} (pixels): " + " ".join(f"{d:.1f}" for d in per_layer))
+    if "attention_distance_per_stage" in summary:
+        print("mean attention distance by stage (pixels): "
+              + " ".join(f"{d:.1f}" for d in summary["attention_distance_per_stage"]))
     print(f"wrote {', '.join(summary['figures'])}, {len(summary['overlays'])} overlay(s), inspect.json and "
           f"{summary['index']}")
     return summary

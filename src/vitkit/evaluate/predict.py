@@ -12,6 +12,7 @@ import torch
 
 from vitkit.errors import VitkitError
 from vitkit.finite import require_finite_output
+from vitkit.models.registry import family_of
 from vitkit.models.vit import VisionTransformer
 from vitkit.options import COMMAND_OPTIONS, check_args
 
@@ -57,6 +58,10 @@ def predict_images(model: VisionTransformer, paths: Sequence[str | os.PathLike],
     from vitkit.data.transforms import eval_transform
 
     check_args(COMMAND_OPTIONS, top_k=top_k, batch_size=batch_size)
+    if attention_dir is not None and family_of(model).name != "vit":
+        raise VitkitError(f"--attention draws Attention Rollout through the [class] token (ViT only); a "
+                          f"{family_of(model).name} model has no such token: `vitkit inspect` shows its window "
+                          f"attention")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.eval()
     transform = eval_transform(model.preprocessing)

@@ -14,7 +14,9 @@ The batch is always dynamic. The image size is dynamic too (any multiple of the 
 position embeddings are resampled inside the graph, as the model's ``posemb_resample`` says, as §3.2
 does at fine-tuning) when
 the model traces that way; otherwise the export falls back to the model's own size, and the
-result says so and why.
+result says so and why. A family whose forward decides shapes from the image size in Python
+(Swin: padding to whole windows, shifts) declares ``fixed_size_graph_reason`` and is exported at
+its own size directly.
 
 The file carries what a deployment needs in its ``metadata_props`` (each value JSON):
 ``preprocessing`` (vitkit's fields: image_size, mean, std, interpolation, crop_pct, crop_mode),
@@ -299,11 +301,12 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, dynamic_size: bool
         raise VitkitError(f"{path}: is a directory")
     model = _exportable(model)
     output = "logits" if model.config.num_classes else "features"
-    reason = None
+    # a family whose forward decides shapes from the image size in Python (Swin) says so: fixed size
+    reason = getattr(model, "fixed_size_graph_reason", None) if dynamic_size else None
     try:
-        program = _program(model, dynamic_size, output, opset)
+        program = _program(model, dynamic_size and reason is None, output, opset)
     except Exception as exc:  # torch.export raises many types (guards, unsupported ops, constraint violations)
-        if not dynamic_size:
+        if not dynamic_size or reason is not None:
             raise VitkitError(f"ONNX export failed: {_first_line(exc)}") from None
         reason = f"the graph could not keep the image size symbolic ({_first_line(exc)})"
         try:

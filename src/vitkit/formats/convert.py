@@ -26,31 +26,37 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from vitkit.errors import VitkitError
 from vitkit.finite import require_finite_weights
-from vitkit.formats import hf, jax_npz, native, timm
+from vitkit.formats import hf, jax_npz, native, swin_hf, swin_timm, timm
 from vitkit.formats.detect import detect_format, load_checkpoint
 from vitkit.formats.fidelity import ExportCheck, check_export
 from vitkit.hub import resolve_checkpoint
-from vitkit.models.vit import VisionTransformer
+from vitkit.models.registry import family_of
 
 
-def _save_native(model: VisionTransformer, path: Path, *, progress: bool = False) -> Path:
+def _save_native(model: nn.Module, path: Path, *, progress: bool = False) -> Path:
     return native.save_native(model, path)
 
 
-def _save_onnx(model: VisionTransformer, path: Path, *, progress: bool = False, **options: Any):
+def _save_onnx(model: nn.Module, path: Path, *, progress: bool = False, **options: Any):
     from vitkit.export.onnx import export_onnx
 
     return export_onnx(model, path, **options)
 
 
-#: format -> saver(model, path, *, progress, **options) -> the path, or a report with ``to_dict()``
-#: (ONNX: the graph's dynamic axes and the onnxruntime check), kept in :attr:`Conversion.details`
-SAVERS: dict[str, Callable[..., Any]] = {
-    "native": _save_native, "hf": hf.save_hf, "timm": timm.save_timm, "jax": jax_npz.save_jax, "onnx": _save_onnx,
+#: family -> target format -> saver(model, path, *, progress, **options) -> the path, or a report with
+#: ``to_dict()`` (ONNX: the graph's dynamic axes and the onnxruntime check), kept in :attr:`Conversion.details`
+SAVERS: dict[str, dict[str, Callable[..., Any]]] = {
+    "vit": {"native": _save_native, "hf": hf.save_hf, "timm": timm.save_timm, "jax": jax_npz.save_jax,
+            "onnx": _save_onnx},
+    "swin": {"native": _save_native, "hf": swin_hf.save_swin_hf, "timm": swin_timm.save_swin_timm,
+             "onnx": _save_onnx},
 }
-TARGETS = tuple(SAVERS)
+#: every target format of some family
+TARGETS = tuple(dict.fromkeys(fmt for savers in SAVERS.values() for fmt in savers))
 #: formats written as a directory (timm: a file, or a hub directory for a name without a suffix)
 DIRECTORY_FORMATS = ("native", "hf")
 #: file formats and the names their files need
@@ -59,9 +65,21 @@ SUFFIXES = {"jax": (".npz",), "timm": (".safetensors", *timm.TORCH_SUFFIXES), "o
 SELF_CHECKED = ("onnx",)
 
 
-def save_model(model: VisionTransformer, path: str | os.PathLike, *, to: str, progress: bool = False,
+def saver(model: nn.Module, to: str) -> Callable[..., Any]:
+    """The writer of format ``to`` for ``model``'s family, or a one-line error naming the ones it has."""
+    if to not in TARGETS:
+        raise VitkitError(f"unknown target format {to!r}; one of {', '.join(TARGETS)}")
+    family = family_of(model).name
+    savers = SAVERS.get(family, {})
+    if to not in savers:
+        raise VitkitError(f"a {family} model cannot be written as {to}; its formats: {', '.join(savers)}")
+    return savers[to]
+
+
+def save_model(model: nn.Module, path: str | os.PathLike, *, to: str, progress: bool = False,
                allow_approx: bool = False, **options: Any) -> Path:
-    """Write ``model`` in format ``to`` (``native``, ``hf``, ``timm``, ``jax`` or ``onnx``); returns the path.
+    """Write ``model`` in format ``to`` (ViT: ``native``, ``hf``, ``timm``, ``jax``, ``onnx``; Swin:
+    ``native``, ``hf``, ``timm``, ``onnx``); returns the path.
 
     The export is checked first (:func:`~vitkit.formats.fidelity.check_export`; the measurement
     goes to the ``vitkit`` logger): a target that would run the weights differently (another
@@ -74,11 +92,10 @@ def save_model(model: VisionTransformer, path: str | os.PathLike, *, to: str, pr
     return Path(path)
 
 
-def _save_checked(model: VisionTransformer, path: Path, to: str, *, progress: bool, allow_approx: bool,
+def _save_checked(model: nn.Module, path: Path, to: str, *, progress: bool, allow_approx: bool,
                   options: dict[str, Any]) -> tuple[Any, ExportCheck | None]:
     """(the writer's report, the export check or None for a self-checking format)."""
-    if to not in SAVERS:
-        raise VitkitError(f"unknown target format {to!r}; one of {', '.join(TARGETS)}")
+    write = saver(model, to)  # a family without this format fails before anything runs
     require_finite_weights(model, f"{path}: not saved")  # no format ever holds NaN weights
     check = None
     if to not in SELF_CHECKED:
@@ -87,15 +104,21 @@ def _save_checked(model: VisionTransformer, path: Path, to: str, *, progress: bo
         if not check.exact:
             warnings.warn(f"{path}: {to} export is approximate: {'; '.join(check.approximations)} "
                           f"({check.line()})", stacklevel=3)
-    return SAVERS[to](model, path, progress=progress, **options), check
+    return write(model, path, progress=progress, **options), check
 
 
-def _check_exportable(model: VisionTransformer, to: str, path: Path) -> None:
+#: (family, format) -> what that format cannot hold at all, checked on the configuration
+EXPORTABLE = {("vit", "hf"): hf.check_exportable, ("vit", "timm"): timm.check_exportable,
+              ("vit", "jax"): jax_npz.check_exportable, ("swin", "hf"): swin_hf.check_exportable,
+              ("swin", "timm"): swin_timm.check_exportable}
+
+
+def _check_exportable(model: nn.Module, to: str, path: Path) -> None:
     """What a format cannot hold at all (no place for a tensor): refused before anything runs."""
-    checks = {"hf": hf.check_exportable, "timm": timm.check_exportable, "jax": jax_npz.check_exportable}
-    if to in checks:
-        checks[to](model.config)
-    if to == "timm" and timm.is_hub_target(path):
+    family = family_of(model).name
+    if (family, to) in EXPORTABLE:
+        EXPORTABLE[family, to](model.config)
+    if family == "vit" and to == "timm" and timm.is_hub_target(path):
         timm.hub_config(model)
 
 
@@ -155,7 +178,7 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, to: str, overwrit
     ``.onnx``). ``progress`` shows tqdm bars. The export check runs before anything is written
     (see :func:`save_model`). ``options`` go to the target's writer (ONNX: ``dynamic_size``, ``verify``).
     """
-    if to not in SAVERS:
+    if to not in TARGETS:
         raise VitkitError(f"unknown target format {to!r}; one of {', '.join(TARGETS)}")
     dst = Path(dst)
     hub_directory = to == "timm" and timm.is_hub_target(dst)

@@ -1,10 +1,12 @@
 """``load_model``: find out what a checkpoint is, then build and load the model it describes.
 
-Formats (see each module): ``native`` (vitkit's directory), ``hf`` (transformers directory),
-``timm`` (state-dict file or timm hub directory), ``jax`` (official ``.npz``). Detection looks
-at contents, not names: a directory's ``config.json``, a file's first bytes, then its tensor names.
-A checkpoint may also be a name (``hf-hub:ORG/REPO``, ``official:imagenet21k/ViT-B_16``, a URL):
-:func:`vitkit.hub.resolve_checkpoint` fetches it into a cache first.
+Formats (see each module): ``native`` (vitkit's directory, any family), ``hf`` (transformers
+directory: ViT or Swin), ``timm`` (state-dict file or timm hub directory: ViT or Swin), ``jax``
+(official ViT ``.npz``), ``official`` (official Swin ``.pth``). Detection looks at contents, not
+names: a directory's ``config.json``, a file's first bytes, then its tensor names, which also tell
+the model family. A checkpoint may also be a name (``hf-hub:ORG/REPO``,
+``official:imagenet21k/ViT-B_16``, a URL): :func:`vitkit.hub.resolve_checkpoint` fetches it into a
+cache first.
 """
 
 from __future__ import annotations
@@ -15,26 +17,48 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from vitkit.config import to_pair
 from vitkit.errors import VitkitError
 from vitkit.finite import require_finite_weights
-from vitkit.formats import hf, jax_npz, native, timm
+from vitkit.formats import hf, jax_npz, native, swin_hf, swin_official, swin_timm, timm
 from vitkit.formats.tensor_files import open_tensor_file, sniff_container
 from vitkit.hub import resolve_checkpoint
-from vitkit.models.vit import VisionTransformer
 from vitkit.options import COMMAND_OPTIONS, check_args
 
-FORMATS = ("native", "hf", "timm", "jax")
+FORMATS = ("native", "hf", "timm", "jax", "official")
 
 
-def _load_native(path: Path, **_: object) -> VisionTransformer:
+def _load_native(path: Path, **_: object) -> nn.Module:
     return native.load_native(path)
 
 
+#: Hugging Face ``model_type`` -> loader of that family
+HF_LOADERS: dict[str, Callable[..., nn.Module]] = {"vit": hf.load_hf, swin_hf.MODEL_TYPE: swin_hf.load_swin_hf}
+
+
+def _load_hf(path: Path, **options) -> nn.Module:
+    model_type = hf.read_hf_config(path).get("model_type")
+    if model_type not in HF_LOADERS:
+        raise VitkitError(f"{path}: Hugging Face model_type {model_type!r} is not supported ({', '.join(HF_LOADERS)})")
+    return HF_LOADERS[model_type](path, **options)
+
+
+def _timm_weights(path: Path) -> Path:
+    return timm.hub_files(path)[0] if path.is_dir() else path
+
+
+def _load_timm(path: Path, **options) -> nn.Module:
+    with open_tensor_file(_timm_weights(path)) as source:
+        swin = swin_timm.is_swin_state_dict(set(source.names()))
+    return (swin_timm.load_swin_timm if swin else timm.load_timm)(path, **options)
+
+
 #: format -> loader(path, *, dtype, progress, image_size) -> model in eval mode
-LOADERS: dict[str, Callable[..., VisionTransformer]] = {
-    "native": _load_native, "hf": hf.load_hf, "timm": timm.load_timm, "jax": jax_npz.load_jax,
+LOADERS: dict[str, Callable[..., nn.Module]] = {
+    "native": _load_native, "hf": _load_hf, "timm": _load_timm, "jax": jax_npz.load_jax,
+    "official": swin_official.load_official,
 }
 
 
@@ -66,7 +90,9 @@ def _file_format(path: Path) -> str:
         keys = source.names()
     if "patch_embed.proj.weight" in keys and "pos_embed" in keys:
         return "timm"
-    if "pos_embed.table" in keys:
+    if swin_timm.is_swin_state_dict(keys):
+        return "official" if swin_official.is_official_layout(keys) else "timm"
+    if "pos_embed.table" in keys or any(k.endswith("rel_bias.table") for k in keys):
         raise VitkitError(f"{path}: vitkit weights without their config.json: load the checkpoint directory")
     if any(k.endswith("embeddings.patch_embeddings.projection.weight") for k in keys):
         raise VitkitError(f"{path}: Hugging Face weights need their config.json: load the directory holding both")
@@ -75,13 +101,13 @@ def _file_format(path: Path) -> str:
 
 
 def detect_format(path: str | os.PathLike) -> str:
-    """``"native"``, ``"hf"``, ``"timm"`` or ``"jax"``; a one-line error for anything else."""
+    """``"native"``, ``"hf"``, ``"timm"``, ``"jax"`` or ``"official"``; a one-line error for anything else."""
     path = resolve_checkpoint(path)
     return _directory_format(path) if path.is_dir() else _file_format(path)
 
 
 def load_checkpoint(path: str | os.PathLike, *, fmt: str | None = None, dtype: torch.dtype | None = torch.float32,
-                    progress: bool = False, image_size: int | tuple[int, int] | None = None) -> VisionTransformer:
+                    progress: bool = False, image_size: int | tuple[int, int] | None = None) -> nn.Module:
     """Load ``path`` (or a checkpoint name) as format ``fmt`` (detected when None) at its stored resolution.
 
     ``dtype=None`` keeps the stored dtype (what conversion wants); ``image_size`` only tells the
@@ -99,15 +125,16 @@ def load_checkpoint(path: str | os.PathLike, *, fmt: str | None = None, dtype: t
 
 def load_model(path: str | os.PathLike, *, num_classes: int | None = None,
                image_size: int | tuple[int, int] | None = None,
-               device: str | torch.device | None = None) -> VisionTransformer:
+               device: str | torch.device | None = None) -> nn.Module:
     """Load a checkpoint of any supported format and return the model in eval mode.
 
     ``path`` is a local file or directory, or a name fetched into a cache first (see
     :mod:`vitkit.hub`): ``hf-hub:ORG/REPO[@REV]`` (or bare ``ORG/REPO``), ``official:FOLDER/NAME``
     (``vitkit models --pretrained`` lists them), ``gs://...`` or an ``https://`` URL.
-    The format is detected and the architecture read off the weights (and config.json where
-    there is one). ``num_classes`` swaps in a zero-initialised head (§3.2); ``image_size``
-    resamples the position embeddings to a new resolution (§3.2); ``device`` moves the model.
+    The format and the model family are detected and the architecture read off the weights (and
+    config.json where there is one). ``num_classes`` swaps in a zero-initialised head (§3.2);
+    ``image_size`` sets a new resolution (ViT: position embeddings resampled, §3.2); ``device``
+    moves the model.
     """
     if num_classes is not None or image_size is not None:
         checked = check_args(COMMAND_OPTIONS, num_classes=num_classes, image_size=image_size)

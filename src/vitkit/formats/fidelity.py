@@ -194,12 +194,27 @@ def _identity_twin(model: nn.Module, dst: Path | None) -> Twin:
     return model, "vitkit itself", []
 
 
+def _swin_hf_twin(model: nn.Module, dst: Path | None) -> Twin:
+    from vitkit.formats.swin_hf import hf_twin
+
+    return hf_twin(model, dst)
+
+
+def _swin_timm_twin(model: nn.Module, dst: Path | None) -> Twin:
+    from vitkit.formats.swin_timm import timm_twin
+
+    return timm_twin(model, dst)
+
+
 #: (model family, format) -> twin builder(model, destination) -> (twin, reference, approximations)
 TWINS: dict[tuple[str, str], Callable[[nn.Module, Path | None], Twin]] = {
     ("vit", "timm"): _vit_timm_twin,
     ("vit", "jax"): _vit_jax_twin,
     ("vit", "hf"): _vit_hf_twin,
     ("vit", "native"): _identity_twin,
+    ("swin", "hf"): _swin_hf_twin,
+    ("swin", "timm"): _swin_timm_twin,
+    ("swin", "native"): _identity_twin,
 }
 
 

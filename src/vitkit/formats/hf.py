@@ -92,7 +92,7 @@ def _strip_prefix(key: str) -> str:
     return key[len(PREFIX):] if key.startswith(PREFIX) else key
 
 
-def _read_json(path: Path) -> dict:
+def read_json(path: Path) -> dict:
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
@@ -104,7 +104,7 @@ def _read_json(path: Path) -> dict:
     return data
 
 
-def _open_weights(directory: Path) -> TensorSource:
+def open_weights(directory: Path) -> TensorSource:
     for name in WEIGHT_FILES:
         path = directory / name
         if path.is_file():
@@ -151,7 +151,7 @@ def config_from_hf(hf: dict, source: TensorSource) -> ViTConfig:
     return config.replace(name=(hf.get("vitkit") or {}).get("name") or mapping.variant_name(config))
 
 
-def _label_names(hf: dict, num_classes: int) -> list[str] | None:
+def hf_label_names(hf: dict, num_classes: int) -> list[str] | None:
     """``id2label`` as a list; None for HF's placeholder names ``LABEL_0``, ``LABEL_1``, ..."""
     id2label = hf.get("id2label") or {}
     try:
@@ -163,15 +163,17 @@ def _label_names(hf: dict, num_classes: int) -> list[str] | None:
     return names
 
 
-def hf_preprocessing(processor: dict, hf: dict, image_size: tuple[int, int]) -> Preprocessing:
+def hf_preprocessing(processor: dict, hf: dict, image_size: tuple[int, int], *,
+                     mean: tuple[float, ...] = INCEPTION_MEAN, std: tuple[float, ...] = INCEPTION_STD) -> Preprocessing:
     """From ``preprocessor_config.json``, read as transformers' image processors run it: resize to
     ``size`` ({height, width}: the whole image; {shortest_edge}: keeping the aspect ratio), then
-    ``crop_size`` from the centre when ``do_center_crop``. vitkit's own exports carry the exact
-    preprocessing in config.json, which wins."""
+    ``crop_size`` from the centre when ``do_center_crop``; ``mean``/``std`` where the file does not
+    say (the family's usual normalisation). vitkit's own exports carry the exact preprocessing in
+    config.json, which wins."""
     stored = (hf.get("vitkit") or {}).get("preprocessing")
     if stored:
         return Preprocessing.from_dict(stored)
-    mean, std = processor.get("image_mean", INCEPTION_MEAN), processor.get("image_std", INCEPTION_STD)
+    mean, std = processor.get("image_mean", mean), processor.get("image_std", std)
     if processor.get("do_normalize") is False:
         mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
     interpolation = _RESAMPLE.get(processor.get("resample", 2), "bilinear")
@@ -188,23 +190,30 @@ def hf_preprocessing(processor: dict, hf: dict, image_size: tuple[int, int]) -> 
                          **geometry)
 
 
+def read_hf_config(path: str | os.PathLike) -> dict:
+    """The ``config.json`` of a transformers directory (a one-line error when there is none)."""
+    directory = Path(path)
+    if not directory.is_dir():
+        raise VitkitError(f"{directory}: Hugging Face checkpoints are directories (config.json + weights)")
+    hf = read_json(directory / CONFIG_FILE)
+    if not hf:
+        raise VitkitError(f"{directory}: no {CONFIG_FILE}: Hugging Face weights need their config")
+    return hf
+
+
 def load_hf(path: str | os.PathLike, *, dtype: torch.dtype | None = torch.float32, progress: bool = False,
             image_size: tuple[int, int] | None = None) -> VisionTransformer:
     """Load a transformers ViT directory (eval mode). ``image_size`` is unused: config.json says."""
     directory = Path(path)
-    if not directory.is_dir():
-        raise VitkitError(f"{directory}: Hugging Face checkpoints are directories (config.json + weights)")
-    hf = _read_json(directory / CONFIG_FILE)
-    if not hf:
-        raise VitkitError(f"{directory}: no {CONFIG_FILE}: Hugging Face weights need their config")
-    with _open_weights(directory) as source:
+    hf = read_hf_config(directory)
+    with open_weights(directory) as source:
         with mapping.reading_architecture(str(directory), FORMAT):
             config = config_from_hf(hf, source)
         model = mapping.load_mapped(source, config, RULES, fmt=FORMAT, dtype=dtype, progress=progress,
                                     rename=_strip_prefix,
                                     ignore=lambda k: k == "embeddings.mask_token" or k.startswith("pooler."))
-    pre = hf_preprocessing(_read_json(directory / PREPROCESSOR_FILE), hf, config.image_size)
-    return mapping.finish(model, None, preprocessing=pre, label_names=_label_names(hf, config.num_classes))
+    pre = hf_preprocessing(read_json(directory / PREPROCESSOR_FILE), hf, config.image_size)
+    return mapping.finish(model, None, preprocessing=pre, label_names=hf_label_names(hf, config.num_classes))
 
 
 def check_exportable(config: ViTConfig) -> None:
@@ -285,13 +294,20 @@ def hf_state_dict(model: VisionTransformer, *, progress: bool = False) -> dict[s
 
 def save_hf(model: VisionTransformer, directory: str | os.PathLike, *, progress: bool = False) -> Path:
     """Write ``model`` as a transformers ViT directory (each file atomically)."""
-    directory = Path(directory)
     check_exportable(model.config)
+    return write_hf_directory(directory, hf_state_dict(model, progress=progress), hf_config(model),
+                              model.preprocessing)
+
+
+def write_hf_directory(directory: str | os.PathLike, tensors: dict[str, torch.Tensor], config: dict,
+                       preprocessing: Preprocessing) -> Path:
+    """``model.safetensors``, ``config.json`` and ``preprocessor_config.json``, each written atomically."""
+    directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise VitkitError(f"{directory}: exists and is not a directory")
     directory.mkdir(parents=True, exist_ok=True)
-    write_safetensors(hf_state_dict(model, progress=progress), directory / WEIGHTS_FILE)
-    write_text_atomic(directory / CONFIG_FILE, json.dumps(hf_config(model), indent=2) + "\n")
-    processor, _ = processor_config(model.preprocessing)
+    write_safetensors(tensors, directory / WEIGHTS_FILE)
+    write_text_atomic(directory / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
+    processor, _ = processor_config(preprocessing)
     write_text_atomic(directory / PREPROCESSOR_FILE, json.dumps(processor, indent=2) + "\n")
     return directory

@@ -159,7 +159,7 @@ def infer_config(source: TensorSource, *, num_heads: int | None = None,
     return mapping.config_from_weights(fields, source.shape("pos_embed")[1], where, image_size, meta)
 
 
-def _hub_files(directory: Path) -> tuple[Path, dict]:
+def hub_files(directory: Path) -> tuple[Path, dict]:
     """The weights file and the ``config.json`` of a timm hub directory."""
     try:
         hub = json.loads((directory / "config.json").read_text())
@@ -173,7 +173,7 @@ def _hub_files(directory: Path) -> tuple[Path, dict]:
     raise VitkitError(f"{directory}: no timm weights ({' / '.join(WEIGHT_FILES)})")
 
 
-def _label_names(hub: dict, num_classes: int) -> list[str] | None:
+def hub_label_names(hub: dict, num_classes: int) -> list[str] | None:
     names = hub.get("label_names") or hub.get("pretrained_cfg", {}).get("label_names")
     return list(map(str, names)) if isinstance(names, list) and len(names) == num_classes else None
 
@@ -182,7 +182,7 @@ def load_timm(path: str | os.PathLike, *, dtype: torch.dtype | None = torch.floa
               image_size: tuple[int, int] | None = None) -> VisionTransformer:
     """Load a timm ViT state dict file or timm hub directory (eval mode)."""
     path = Path(path)
-    weights, hub = _hub_files(path) if path.is_dir() else (path, {})
+    weights, hub = hub_files(path) if path.is_dir() else (path, {})
     with open_tensor_file(weights) as source:
         meta = mapping.read_embedded_metadata(source.metadata.get(METADATA_KEY) or source.metadata.get("comment"))
         heads = ((meta or {}).get("architecture", {}).get("num_heads")
@@ -193,7 +193,7 @@ def load_timm(path: str | os.PathLike, *, dtype: torch.dtype | None = torch.floa
         config, meta = mapping.reconcile(inferred, meta, str(weights), heads_known=False)
         model = mapping.load_mapped(source, config, rules(config), fmt=FORMAT, dtype=dtype, progress=progress)
     pretrained_cfg = hub.get("pretrained_cfg")
-    hub_labels = _label_names(hub, config.num_classes)
+    hub_labels = hub_label_names(hub, config.num_classes)
     if meta:  # a hub config.json beside the weights is what its owner edits: it wins over the embedded copy
         if hub_labels is not None:
             meta = {**meta, "label_names": hub_labels}

@@ -1,4 +1,4 @@
-"""Model building: the model families (ViT with its hybrids, and what registers beside it) by name.
+"""Model building: the model families (ViT with its hybrids, Swin) by name.
 
 Every family registers its variants in :mod:`vitkit.models.registry`; ``create_model`` and
 ``list_models`` see them all.
@@ -14,12 +14,16 @@ from torch import nn
 from vitkit.config import VARIANTS, ViTConfig
 from vitkit.models.posemb import resample_patch_posemb
 from vitkit.models.registry import Family, build_model, get_config, list_models, register_family
+from vitkit.models.swin import SWIN_ALIASES, SWIN_VARIANTS, SwinConfig, SwinTransformer
 from vitkit.models.vit import EncoderOutput, VisionTransformer
 
-__all__ = ["EncoderOutput", "VisionTransformer", "create_model", "list_models", "resample_patch_posemb"]
+__all__ = ["EncoderOutput", "SwinConfig", "SwinTransformer", "VisionTransformer", "create_model", "list_models",
+           "resample_patch_posemb"]
 
 register_family(Family("vit", ViTConfig, VisionTransformer, VARIANTS,
                        description="Vision Transformer (Table 1) and ResNet+ViT hybrids (§3.1)"))
+register_family(Family("swin", SwinConfig, SwinTransformer, SWIN_VARIANTS, aliases=SWIN_ALIASES,
+                       description="Swin Transformer V1 (Liu et al. 2021): shifted windows, patch merging"))
 
 
 def create_model(name: str | Any, *, num_classes: int | None = None,

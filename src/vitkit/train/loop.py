@@ -71,18 +71,21 @@ def set_dropout(model: VisionTransformer, rate: float) -> None:
 def variant_name(base: str, options: dict[str, Any]) -> str:
     """``ViT-Ti/16`` with ``patch_size=4, depth=6`` -> ``ViT-Ti/4 (depth=6)``: the name a run records."""
     name = base
-    if "patch_size" in options and "/" in base:
+    folded = "patch_size" in options and "/" in base  # ViT names carry the patch size; Swin's do not
+    if folded:
         name = f"{base.rsplit('/', 1)[0]}/{options['patch_size']}"
-    rest = ", ".join(f"{k}={v}" for k, v in options.items() if k != "patch_size")
+    rest = ", ".join(f"{k}={v}" for k, v in options.items() if not (folded and k == "patch_size"))
     return f"{name} ({rest})" if rest else name
 
 
 def build_model(config: TrainConfig, label_names: list[str]) -> VisionTransformer:
     """Pre-training: a freshly initialised variant. Fine-tuning: the checkpoint with its whole head
     replaced by a zero-initialised linear layer and, when ``image_size`` changes, its position
-    embeddings interpolated over the new patch grid (§3.2)."""
+    embeddings interpolated over the new patch grid (§3.2); a Swin checkpoint given a new
+    ``window_size`` has its relative-position-bias tables resampled to it."""
     from vitkit.formats.detect import load_model
     from vitkit.models import create_model
+    from vitkit.models.registry import family_of
 
     num_classes = len(label_names)
     if config.recipe == "pretrain":
@@ -90,6 +93,14 @@ def build_model(config: TrainConfig, label_names: list[str]) -> VisionTransforme
                              dropout=config.dropout or 0.0, seed=config.seed,
                              **pretraining_architecture(config.model, config.model_options))
         model.config.name = variant_name(config.model, config.model_options)
+    elif "window_size" in config.model_options:  # Swin at a new window: resolution and window change together
+        model = load_model(config.checkpoint)
+        if family_of(model).name != "swin":
+            raise VitkitError(f"{config.checkpoint}: window_size applies to Swin models, this is a "
+                              f"{family_of(model).name} model")
+        model.set_image_size(config.image_size or model.config.image_size,
+                             window_size=config.model_options["window_size"])
+        model.reset_head(num_classes)
     else:
         model = load_model(config.checkpoint, image_size=config.image_size)
         model.reset_head(num_classes)

@@ -47,9 +47,13 @@ PRECISIONS = ("auto", "fp32", "bf16")
 #: multi-tensor ``foreach`` ops, or a Python loop per parameter. The same arithmetic each.
 OPTIMIZER_KERNELS = ("auto", "fused", "foreach", "loop")
 
-#: Model architecture options a pre-training run may override on the named variant.
+#: Model architecture options a pre-training run may override on the named variant (fields of its
+#: family's configuration: ViT's ``hidden_size``, ``depth``...; Swin's ``embed_dim``, ``depths``, per-stage
+#: ``num_heads``, ``window_size``...). Fine-tuning takes ``window_size`` only (Swin: a new window).
 MODEL_OPTIONS = ("patch_size", "hidden_size", "depth", "num_heads", "mlp_dim", "classifier", "posemb",
-                 "representation_size", "attention_dropout", "drop_path")
+                 "representation_size", "attention_dropout", "drop_path", "embed_dim", "depths", "window_size",
+                 "mlp_ratio")
+FINETUNE_MODEL_OPTIONS = ("window_size",)
 
 
 @dataclass
@@ -60,7 +64,8 @@ class TrainConfig(DictConfig):
 
     recipe: str = option_field("pretrain", Option("choice", "which recipe", choices=RECIPES))
     #: pre-training: a variant name (``vitkit models``); fine-tuning: unused.
-    model: str = option_field("ViT-Ti/16", Option("text", "variant to pre-train, e.g. ViT-B/16", metavar="NAME"))
+    model: str = option_field("ViT-Ti/16", Option("text", "variant to pre-train, e.g. ViT-B/16 or Swin-T",
+                                                             metavar="NAME"))
     #: fine-tuning: the checkpoint to start from; pre-training: unused.
     checkpoint: str | None = option_field(None, Option("text", "checkpoint to fine-tune", nullable=True))
     #: architecture overrides for pre-training (keys of :data:`MODEL_OPTIONS`). Pre-training's head
@@ -162,6 +167,10 @@ class TrainConfig(DictConfig):
         unknown = sorted(set(self.model_options) - set(MODEL_OPTIONS))
         if unknown:
             raise VitkitError(f"unknown model options: {', '.join(unknown)} (known: {', '.join(MODEL_OPTIONS)})")
+        fixed = sorted(set(self.model_options) - set(FINETUNE_MODEL_OPTIONS))
+        if self.recipe == "finetune" and fixed:
+            raise VitkitError(f"fine-tuning keeps the checkpoint's architecture; it cannot change {', '.join(fixed)} "
+                              f"(only {', '.join(FINETUNE_MODEL_OPTIONS)})")
         if self.recipe == "pretrain":
             self.architecture()  # the variant, its overrides and the resolution must fit together
 
@@ -179,18 +188,21 @@ class TrainConfig(DictConfig):
     # ---------------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
+        out["model_options"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.model_options.items()}
         out["betas"] = list(self.betas)
         out["crop_scale"] = list(self.crop_scale)
         return out
 
 
 def pretraining_architecture(model: str, options: dict[str, Any]) -> dict[str, Any]:
-    """The architecture overrides of a pre-training run: the paper's head, an MLP with one hidden
-    layer (§3.1; pre-logits, Dense + tanh, D wide as in the official code) unless
-    ``representation_size`` is given (0: a linear head)."""
-    from vitkit.models.registry import get_config
+    """The architecture overrides of a pre-training run: for ViT the paper's head, an MLP with one
+    hidden layer (§3.1; pre-logits, Dense + tanh, D wide as in the official code) unless
+    ``representation_size`` is given (0: a linear head); other families keep their own head."""
+    from vitkit.models.registry import family_of, get_config
 
     options = dict(options)
+    if family_of(get_config(model, **options)).name != "vit":  # Swin pre-trains with its linear head
+        return options
     if "representation_size" not in options:
         options["representation_size"] = get_config(model, **options).hidden_size
     options["representation_size"] = options["representation_size"] or None
