@@ -41,11 +41,14 @@ _NOT_RUN_OPTIONS = ("json", "run", "command", "config", "resume", "stop_after", 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """Architecture overrides for training from scratch (``vitkit models`` lists the variants)."""
     from vitkit.config import ViTConfig
-    from vitkit.train.recipes import TrainConfig
+    from vitkit.models.bit import BiTConfig
+    from vitkit.train.recipes import BIT_MODEL_OPTIONS, VIT_MODEL_OPTIONS, TrainConfig
 
     group = parser.add_argument_group("model")
     add_field_options(group, TrainConfig, ["model"])
-    add_field_options(group, ViTConfig, MODEL_OPTIONS, defaults={name: "the variant's" for name in MODEL_OPTIONS})
+    add_field_options(group, ViTConfig, VIT_MODEL_OPTIONS, defaults=dict.fromkeys(MODEL_OPTIONS, "the variant's"))
+    bit = parser.add_argument_group("model (BiT ResNet: --model BiT-R50x1, ...)")
+    add_field_options(bit, BiTConfig, BIT_MODEL_OPTIONS, defaults=dict.fromkeys(MODEL_OPTIONS, "the variant's"))
 
 
 def add_training_options(parser: argparse.ArgumentParser, recipe: str) -> None:

@@ -1,4 +1,4 @@
-"""``vitkit models``: the variant table (Table 1 and the hybrids)."""
+"""``vitkit models``: the variant table of every family (ViT's Table 1 and hybrids, BiT ResNets)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_command_options(parser, {"image_size": 224, "num_classes": 1000})
 
 
+def _print_vit(rows: list[dict]) -> None:
+    print(f"{'model':<14} {'params':>9} {'GFLOPs':>9} {'seq len':>8}  {'D':>5} {'L':>3} {'heads':>5} {'MLP':>5}")
+    for r in rows:
+        print(f"{r['name']:<14} {r['params'] / 1e6:>8.1f}M {r['gflops']:>9.1f} {r['seq_len']:>8}  "
+              f"{r['hidden_size']:>5} {r['depth']:>3} {r['num_heads']:>5} {r['mlp_dim']:>5}")
+
+
+def _print_bit(rows: list[dict]) -> None:
+    print(f"{'model':<14} {'params':>9} {'GFLOPs':>9}  {'units per stage':<16} {'width':>5} {'features':>8}")
+    for r in rows:
+        print(f"{r['name']:<14} {r['params'] / 1e6:>8.1f}M {r['gflops']:>9.1f}  {'-'.join(map(str, r['layers'])):<16} "
+              f"{'x' + str(r['width_factor']):>5} {r['num_features']:>8}")
+
+
+PRINTERS = {"vit": _print_vit, "bit": _print_bit}
+
+
 def run(args: argparse.Namespace) -> dict:
     from vitkit.config import to_pair
     from vitkit.models.registry import resolve_name
@@ -24,10 +41,11 @@ def run(args: argparse.Namespace) -> dict:
     if not rows:  # not a part of any name: treat it as a model name and suggest the closest
         rows = variant_table(resolve_name(args.pattern), image_size=args.image_size,
                              num_classes=args.num_classes)
-    print(f"{'model':<14} {'params':>9} {'GFLOPs':>9} {'seq len':>8}  {'D':>5} {'L':>3} {'heads':>5} {'MLP':>5}")
-    for r in rows:
-        print(f"{r['name']:<14} {r['params'] / 1e6:>8.1f}M {r['gflops']:>9.1f} {r['seq_len']:>8}  "
-              f"{r['hidden_size']:>5} {r['depth']:>3} {r['num_heads']:>5} {r['mlp_dim']:>5}")
+    families = list(dict.fromkeys(r["family"] for r in rows))
+    for i, family in enumerate(families):
+        if i:
+            print()
+        PRINTERS[family]([r for r in rows if r["family"] == family])
     height, width = to_pair(args.image_size)
     print(f"at {height}x{width}, {args.num_classes} classes; GFLOPs count a multiply-add as 2")
     return {"image_size": args.image_size, "models": rows}

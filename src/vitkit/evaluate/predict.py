@@ -56,6 +56,10 @@ def predict_images(model: VisionTransformer, paths: Sequence[str | os.PathLike],
     from vitkit.data.transforms import eval_transform
 
     check_args(COMMAND_OPTIONS, top_k=top_k, batch_size=batch_size)
+    if attention_dir is not None:
+        from vitkit.inspect.capture import require_attention
+
+        require_attention(model)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.eval()
     transform = eval_transform(model.preprocessing)

@@ -19,6 +19,7 @@ from pathlib import Path
 from vitkit.errors import VitkitError
 from vitkit.formats import hf, jax_npz, native, timm
 from vitkit.formats.detect import FORMATS, detect_format, load_checkpoint
+from vitkit.models.registry import family_of
 from vitkit.models.vit import VisionTransformer
 
 
@@ -38,6 +39,9 @@ def save_model(model: VisionTransformer, path: str | os.PathLike, *, to: str, pr
     """Write ``model`` in format ``to`` (``native``, ``hf``, ``timm`` or ``jax``); returns the path."""
     if to not in SAVERS:
         raise VitkitError(f"unknown target format {to!r}; one of {', '.join(FORMATS)}")
+    family = family_of(model).name
+    if to != "native" and family != "vit":
+        raise VitkitError(f"{model.config.name}: a {family} model is written in the native format only")
     return SAVERS[to](model, Path(path), progress=progress)
 
 

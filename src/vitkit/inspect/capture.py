@@ -22,6 +22,15 @@ Images = torch.Tensor | Sequence[Image.Image] | Sequence[torch.Tensor]
 LayerCallback = Callable[[int, torch.Tensor], None]
 
 
+def require_attention(model: torch.nn.Module) -> None:
+    """A one-line error before any work when ``model`` has no transformer blocks to read attention
+    from (a BiT ResNet: a convolutional network)."""
+    if not (hasattr(model, "blocks") and callable(getattr(model, "encode", None))):
+        name = getattr(getattr(model, "config", None), "name", type(model).__name__)
+        raise VitkitError(f"{name} has no attention layers: the §4.5 analyses (filters of the patch embedding, "
+                          f"position embeddings, attention distance, rollout) need a Vision Transformer")
+
+
 def model_device(model: VisionTransformer) -> torch.device:
     return next(model.parameters()).device
 
@@ -82,5 +91,6 @@ def _attention_hooks(model: VisionTransformer, callback: LayerCallback) -> Itera
 def stream_attention(model: VisionTransformer, x: torch.Tensor, callback: LayerCallback) -> tuple[int, int]:
     """Run ``model.encode(x)`` calling ``callback(layer, weights)`` with each layer's softmax
     attention (B, heads, T, T), in order; returns the patch grid (rows, cols)."""
+    require_attention(model)
     with _attention_hooks(model, callback):
         return tuple(model.encode(x).grid)

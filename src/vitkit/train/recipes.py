@@ -32,9 +32,11 @@ OPTIMIZERS = ("adamw", "sgd")
 DECAYS = ("linear", "cosine", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
 
-#: Model architecture options a pre-training run may override on the named variant.
-MODEL_OPTIONS = ("patch_size", "hidden_size", "depth", "num_heads", "mlp_dim", "classifier", "posemb",
-                 "representation_size", "attention_dropout", "drop_path")
+#: Model architecture options a pre-training run may override on the named variant (ViT, then BiT ResNet).
+VIT_MODEL_OPTIONS = ("patch_size", "hidden_size", "depth", "num_heads", "mlp_dim", "classifier", "posemb",
+                     "representation_size", "attention_dropout", "drop_path")
+BIT_MODEL_OPTIONS = ("layers", "width_factor", "base_width", "num_groups")
+MODEL_OPTIONS = VIT_MODEL_OPTIONS + BIT_MODEL_OPTIONS
 
 
 @dataclass
