@@ -17,7 +17,7 @@ from typing import Any
 
 from vitkit.errors import VitkitError
 from vitkit.options import DATA, Option, add_command_options, add_field_options
-from vitkit.train.recipes import MODEL_OPTIONS
+from vitkit.train.recipes import MODEL_OPTIONS, PRESET, preset_options
 
 S = argparse.SUPPRESS
 
@@ -35,7 +35,7 @@ RECIPE_COMMANDS = {"pretrain": "train", "finetune": "finetune"}
 #: How long one session may run before it checkpoints and stops (``--stop-after``).
 STOP_AFTER = Option("int", "end this session after N steps with a checkpoint (continue with --resume)", low=1)
 #: Option names that are not TrainConfig fields (they steer this invocation, not the run).
-_NOT_RUN_OPTIONS = ("json", "run", "command", "config", "resume", "stop_after", "quiet")
+_NOT_RUN_OPTIONS = ("json", "run", "command", "config", "resume", "stop_after", "quiet", "preset")
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -56,6 +56,7 @@ def add_training_options(parser: argparse.ArgumentParser, recipe: str) -> None:
     from vitkit.train.recipes import TrainConfig, recipe_defaults
 
     defaults = recipe_defaults(recipe)
+    PRESET.add_to(parser.add_argument_group("preset"), "preset", default=S)
     for title, names in TRAINING_GROUPS.items():
         add_field_options(parser.add_argument_group(title), TrainConfig, names, defaults=defaults)
     run = parser._action_groups[-1]
@@ -73,15 +74,18 @@ def training_config(args: argparse.Namespace, recipe: str):
     given = vars(args)
     options: dict[str, Any] = recipe_defaults(recipe)
     resume = given.get("resume")
+    loaded: dict[str, Any] = {}
     if resume is not None:
         if not (Path(resume) / "config.yaml").is_file():
             raise VitkitError(f"{resume}: not a run directory (no config.yaml)")
-        options.update(_read_options(resume))
-        options["out"] = str(resume)
+        loaded = {**_read_options(resume), "out": str(resume)}
     elif "config" in given:
         loaded = _read_options(given["config"])
         loaded.pop("out", None)  # a run's directory is where it is written, not part of what it is
-        options.update(loaded)
+    preset = preset_options(given.get("preset"), recipe)  # after the recipe, before YAML and options
+    loaded["model_options"] = {**preset.pop("model_options", {}), **(loaded.get("model_options") or {})}
+    options.update(preset)
+    options.update(loaded)
     if options.get("recipe", recipe) != recipe:
         command = RECIPE_COMMANDS.get(options["recipe"], "train")
         raise VitkitError(f"that configuration is a {options['recipe']} run; use `vitkit {command}`")
