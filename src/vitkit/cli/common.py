@@ -53,10 +53,11 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 
 def add_training_options(parser: argparse.ArgumentParser, recipe: str) -> None:
     """Data, optimisation, augmentation and run options of ``vitkit train`` / ``vitkit finetune``."""
-    from vitkit.train.recipes import TrainConfig, recipe_defaults
+    from vitkit.train.recipes import PRESET_HELP, PRESETS, TrainConfig, describe_preset, recipe_defaults
 
     defaults = recipe_defaults(recipe)
     PRESET.add_to(parser.add_argument_group("preset"), "preset", default=S)
+    parser.epilog = " ".join(PRESET_HELP[name].format(values=describe_preset(name, recipe)) for name in PRESETS)
     for title, names in TRAINING_GROUPS.items():
         add_field_options(parser.add_argument_group(title), TrainConfig, names, defaults=defaults)
     run = parser._action_groups[-1]

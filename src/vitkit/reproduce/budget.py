@@ -107,7 +107,7 @@ BUDGETS: dict[str, Budget] = {
         name="full", seeds=5, image_size=28, batch_size=128, pretrain_epochs=40,
         data_fractions=(0.0625, 0.125, 0.25, 0.5, 1.0), lr=1e-3, crop_scale=(0.35, 1.0),
         vit_ladder=(vit(64, 4, 4), vit(128, 6, 4), vit(192, 8, 6)),
-        bit_ladder=(bit(32, (1, 1), 16), bit(64, (2, 2), 32), bit(64, (2, 2, 2), 32)),
+        bit_ladder=(bit(64, (1, 1), 32), bit(96, (2, 2), 32), bit(128, (2, 2, 2), 32)),
         hybrid_ladder=(hybrid(64, 4, 4), hybrid(128, 6, 4), hybrid(192, 8, 6)),
         draws=10, finetune_epochs=10, attention_images=1000, scratch_epochs=100, scratch_model=vit(128, 6, 4),
         headline_epochs=100,

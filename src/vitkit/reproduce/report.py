@@ -33,7 +33,8 @@ def claim_entry(entry: dict[str, Any]) -> dict[str, Any]:
         "conditions": [c.to_dict() for c in result.conditions], "rows": result.rows,
         "summaries": result.summaries, "plots": [{"file": f"plots/{p.file}", "caption": p.caption}
                                                  for p in result.plots],
-        "notes": result.notes, "seconds": round(entry["seconds"], 1), "runs_trained": entry["runs_trained"],
+        "notes": result.notes, "seconds": round(entry["seconds"], 1),
+        "cpu_seconds": round(entry["cpu_seconds"], 1), "runs_trained": entry["runs_trained"],
     }
 
 
@@ -105,7 +106,8 @@ def render_html(document: dict[str, Any]) -> str:
              f"vitkit {esc(document['vitkit'])}. Command: <code>{esc(document['command'] or 'vitkit reproduce')}"
              f"</code>; budget <b>{esc(document['budget']['name'])}</b>; pre-training data "
              f"<code>{esc(document['pretrain_data'])}</code>, transfer data <code>{esc(document['transfer_data'])}"
-             f"</code>; {document['seconds'] / 60:.1f} min on {esc(str(env['device']))} ({env['threads']} torch "
+             f"</code>; {document['seconds'] / 60:.1f} min ({document['cpu_seconds'] / 60:.1f} CPU-min) on "
+             f"{esc(str(env['device']))} ({env['threads']} torch "
              f"threads, {env['cpu_count']} CPUs, torch {esc(env['torch'])}); {document['runs_trained']} runs "
              f"trained, {document['runs_reused']} reused; started {esc(document['started'])}.</p>",
              f"<p>{esc(document['verdict_rule'])}</p>", "<h2>Summary</h2>",
@@ -123,8 +125,8 @@ def render_html(document: dict[str, Any]) -> str:
                                  for n in paper["numbers"]]))
         if paper["note"]:
             parts.append(f"<p><i>{esc(paper['note'])}</i></p>")
-        parts.append(f"<p><b>Miniature</b>: {esc(c['setup'])} ({c['seconds']:.0f} s, {c['runs_trained']} runs "
-                     f"trained).</p>")
+        parts.append(f"<p><b>Miniature</b>: {esc(c['setup'])} ({c['seconds']:.0f} s, {c['cpu_seconds']:.0f} CPU-s, "
+                     f"{c['runs_trained']} runs trained).</p>")
         parts.append(_table(c["rows"]))
         if c["conditions"]:
             parts.append(_table([{"condition": d["name"], "rule": d["rule"], "outcome": _outcome(d["outcome"]),

@@ -25,6 +25,12 @@ CLAIMS: dict[str, Claim] = {c.id: c for c in (
     self_supervision.CLAIM, small_data.CLAIM)}
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (data-loading workers), user + system."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def select_claims(only: Sequence[str] | None) -> list[Claim]:
     """The claims named in ``only`` (all when None or empty), in running order."""
     if not only:
@@ -57,22 +63,23 @@ def reproduce(out: str | os.PathLike, *, only: Sequence[str] | None = None, budg
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise VitkitError(f"{out}: exists and is not a folder")
-    started = time.time()
+    started, cpu_start = time.time(), cpu_seconds()
     lab = Lab(plan, out, pretrain_data=pretrain_data, transfer_data=transfer_data, device=device,
               num_workers=num_workers, progress=progress, report=report)
     entries = []
     for claim in claims:
         report(f"[{claim.id}] {claim.title} ({claim.paper.source})")
-        before, began = lab.runs_trained, time.perf_counter()
+        before, began, cpu = lab.runs_trained, time.perf_counter(), cpu_seconds()
         result = claim.run(lab, out / "plots")
         seconds = time.perf_counter() - began
         report(f"[{claim.id}] {result.verdict} ({seconds:.0f} s, {lab.runs_trained - before} runs trained)")
-        entries.append({"claim": claim, "result": result, "seconds": seconds,
+        entries.append({"claim": claim, "result": result, "seconds": seconds, "cpu_seconds": cpu_seconds() - cpu,
                         "runs_trained": lab.runs_trained - before})
     meta = {
         "command": command, "budget": plan.to_dict(), "pretrain_data": pretrain_data, "transfer_data": transfer_data,
         "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
-        "seconds": round(time.time() - started, 1), "runs_trained": lab.runs_trained, "runs_reused": lab.runs_reused,
+        "seconds": round(time.time() - started, 1), "cpu_seconds": round(cpu_seconds() - cpu_start, 1),
+        "runs_trained": lab.runs_trained, "runs_reused": lab.runs_reused,
         "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(), "num_workers": num_workers,
                         "device": device,
                         "cpu_count": os.cpu_count(), "platform": platform.platform(),

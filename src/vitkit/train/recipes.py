@@ -184,6 +184,28 @@ def preset_options(name: str | None, recipe: str) -> dict[str, Any]:
     return {k: dict(v) if isinstance(v, dict) else v for k, v in values.items()}
 
 
+def describe_preset(name: str, recipe: str) -> str:
+    """``option=value`` pairs of a preset in command-line spelling, for help texts."""
+    values = preset_options(name, recipe)
+    values.update(values.pop("model_options", {}))
+
+    def shown(v: Any) -> str:
+        return ",".join(f"{x:g}" for x in v) if isinstance(v, (tuple, list)) else f"{v:g}" \
+            if isinstance(v, float) else str(v)
+
+    return " ".join(f"{key.replace('_', '-')}={shown(value)}" for key, value in values.items())
+
+
+#: When to use each preset (the help text of ``--recipe``).
+PRESET_HELP = {
+    "small-data": ("--recipe small-data: training from scratch on a few thousand small images (up to ~64 px, e.g. a "
+                   "32-px ImageFolder or the digits), where the paper's ImageNet set-up (crops from 8% of the area, "
+                   "a short schedule) leaves a ViT below a pixel MLP. Sets {values}. Each choice is measured by "
+                   "`vitkit reproduce --only small-data`. Flips stay on: add --no-flip for digits or text. Options "
+                   "given explicitly (or in --config) override the preset."),
+}
+
+
 # ------------------------------------------------------------------------------- optimiser
 #: Parameter-name fragments that never get weight decay besides biases and norm scales (ndim <= 1).
 NO_DECAY_NAMES = ("pos_embed", "cls_token", "rel_bias", "mask_token")
