@@ -110,6 +110,7 @@ def test_the_budgets_compute_ladders_overlap_so_fig5_can_compare_families(name):
                                                                                                   "hybrid")}
     assert all(np.all(np.diff(c) > 0) for c in cost.values()), cost  # each ladder grows
     assert cost["vit"][0] <= cost["bit"][-1] and cost["bit"][0] <= cost["vit"][-1], cost  # ViT and ResNet overlap
-    assert cost["vit"][0] <= cost["hybrid"][0] <= cost["vit"][-1], cost  # the smallest hybrid is inside ViT's range
+    inside = [c for c in cost["hybrid"] if cost["vit"][0] <= c <= cost["vit"][-1]]
+    assert len(inside) >= 2 and inside[0] == cost["hybrid"][0], cost  # hybrids comparable with ViT at two sizes
     assert 0.5 <= cost["vit"][-1] / cost["bit"][-1] <= 2.0, cost  # the data-size pair costs about the same
     assert budget.data_fractions[-1] == 1.0 and list(budget.data_fractions) == sorted(budget.data_fractions)

@@ -102,7 +102,7 @@ BUDGETS: dict[str, Budget] = {
         shots=1, draws=2, finetune_epochs=0.1, attention_images=8, scratch_epochs=0.1, scratch_model=vit(16, 1, 2),
         scratch_variants=1, headline_size=16, headline_epochs=0.1, headline_model=vit(16, 1, 2), mlp_hidden=(16,),
         mlp_max_iter=20),
-    "small": Budget(name="small", seeds=3, batch_size=64),
+    "small": Budget(name="small", seeds=3, batch_size=64, pretrain_epochs=6, scratch_epochs=20, headline_size=16),
     "full": Budget(
         name="full", seeds=5, image_size=28, batch_size=128, pretrain_epochs=40,
         data_fractions=(0.0625, 0.125, 0.25, 0.5, 1.0), lr=1e-3, crop_scale=(0.35, 1.0),

@@ -242,6 +242,7 @@ class Lab:
             result = train(config, resume=resume, progress=self.progress)
             metrics = result.metrics
             self.runs_trained += 1
+            (run_dir / "state.pt").unlink(missing_ok=True)  # finished: summary.json and model/ are what is reused
         gflops = _gflops_per_image(run_dir / "model")
         run = Run(label, run_dir, {k: float(v) for k, v in metrics.items()}, time.perf_counter() - started,
                   images_seen=config.batch_size * (config.steps or 0), gflops_per_image=gflops, reused=reused)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from vitkit.atomic import atomic_path
 from vitkit.reproduce.stats import Summary
@@ -34,11 +35,11 @@ def bars(names: Sequence[str], summaries: Sequence[Summary], path: Path, *, ylab
     if reference is not None:
         label, ref = reference
         ax.axhline(ref.mean * scale, color="#c0392b", linestyle="--", label=f"{label}: {ref.text(scale)}")
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False)
     ax.set_xticks(x, names, rotation=20 if max(len(n) for n in names) > 8 else 0, ha="right"
                   if max(len(n) for n in names) > 8 else "center", fontsize=8)
     ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=10, loc="left")
     low = min(min(s.values) for s in summaries) * scale
     if reference is not None:
         low = min(low, reference[1].mean * scale)
@@ -61,6 +62,9 @@ def curves(series: dict[str, tuple[Sequence[float], Sequence[Summary]]], path: P
             ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=name)
         if logx:
             ax.set_xscale("log")
+            ticks = sorted({float(x) for xs, _ in panel_series.values() for x in xs})
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_xticks(ticks, [f"{t:.3g}" for t in ticks], fontsize=8)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.set_title(panel_title, fontsize=10)
