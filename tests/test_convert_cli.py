@@ -82,8 +82,9 @@ def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
     cases = [
         (["convert", str(tmp_path / "native"), str(tmp_path / "taken.npz"), "--to", "jax"], "already exists"),
         (["convert", str(tmp_path / "missing"), str(tmp_path / "x.npz"), "--to", "jax"], "no such file"),
-        (["convert", str(tmp_path / "native"), str(tmp_path / "x.pt5"), "--to", "timm"], ".safetensors, .pth or .bin"),
-        (["convert", str(tmp_path / "native"), str(tmp_path / "x.npz"), "--to", "onnx"], "invalid choice"),
+        (["convert", str(tmp_path / "native"), str(tmp_path / "x.pt5"), "--to", "timm"], ".pt or .bin"),
+        (["convert", str(tmp_path / "native"), str(tmp_path / "x.npz"), "--to", "onnx"], "needs a .onnx name"),
+        (["convert", str(tmp_path / "native"), str(tmp_path / "x.npz"), "--to", "tflite"], "invalid choice"),
     ]
     for argv, message in cases:
         code, out, err = _cli(argv, capsys)

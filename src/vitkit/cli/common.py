@@ -157,7 +157,9 @@ def print_training_summary(summary: dict) -> None:
 # ---------------------------------------------------------------------------- evaluation
 def add_checkpoint_options(parser: argparse.ArgumentParser, *, data: bool = True) -> None:
     """CKPT plus the options every command that runs a trained model shares."""
-    parser.add_argument("checkpoint", metavar="CKPT", help="a checkpoint (or a run directory: its model/)")
+    parser.add_argument("checkpoint", metavar="CKPT",
+                        help="a checkpoint, a run directory (its model/), or a name: hf-hub:ORG/REPO, "
+                             "official:FOLDER/NAME, https://... (`vitkit models --pretrained`)")
     parser.add_argument("--ema", action="store_true", help="with a run directory: use its weight average")
     if data:
         parser.add_argument("--data", required=True, type=DATA.parse, metavar="SRC", help=DATA.describe())
@@ -166,18 +168,21 @@ def add_checkpoint_options(parser: argparse.ArgumentParser, *, data: bool = True
 
 
 def checkpoint_path(path: str, ema: bool = False) -> Path:
-    """A run directory stands for its ``model/`` (or ``model_ema/``); anything else is as given."""
+    """A run directory stands for its ``model/`` (or ``model_ema/``); a checkpoint name
+    (``hf-hub:ORG/REPO``, ``official:FOLDER/NAME``, a URL; see :mod:`vitkit.hub`) is fetched
+    into its cache; a local path is as given."""
+    from vitkit.hub import resolve_checkpoint
     from vitkit.train.rundir import CONFIG_FILE, EMA_DIR, MODEL_DIR
 
-    path = Path(path)
-    if (path / CONFIG_FILE).is_file() and (path / MODEL_DIR).is_dir():
-        sub = path / (EMA_DIR if ema else MODEL_DIR)
+    local = Path(path)
+    if (local / CONFIG_FILE).is_file() and (local / MODEL_DIR).is_dir():
+        sub = local / (EMA_DIR if ema else MODEL_DIR)
         if not sub.is_dir():
-            raise VitkitError(f"{path}: the run has no weight average (trained without --ema)")
+            raise VitkitError(f"{local}: the run has no weight average (trained without --ema)")
         return sub
     if ema:
         raise VitkitError("--ema applies to a run directory only")
-    return path
+    return resolve_checkpoint(path)
 
 
 def load_for_inference(args: argparse.Namespace):

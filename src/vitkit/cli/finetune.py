@@ -13,11 +13,16 @@ HELP = ("fine-tune a checkpoint: new zero-initialised head, SGD momentum 0.9, co
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", metavar="CKPT", nargs="?", default=argparse.SUPPRESS,
-                        help="checkpoint or run directory to start from (optional with --config/--resume)")
+                        help="checkpoint, run directory or checkpoint name (hf-hub:ORG/REPO, official:FOLDER/NAME, "
+                             "https://...) to start from (optional with --config/--resume)")
     add_training_options(parser, "finetune")
 
 
 def run(args: argparse.Namespace) -> dict:
+    from vitkit.hub import is_checkpoint_name
+
     if getattr(args, "checkpoint", None) is not None:
-        args.checkpoint = str(checkpoint_path(args.checkpoint))
+        local = str(checkpoint_path(args.checkpoint))  # fetched now, so a bad name fails before training
+        if not is_checkpoint_name(args.checkpoint):  # the run's config.yaml keeps a name as the user wrote it
+            args.checkpoint = local
     return run_training(args, "finetune")

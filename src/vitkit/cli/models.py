@@ -1,4 +1,5 @@
-"""``vitkit models``: the variant table of every family (ViT's Table 1 and hybrids, BiT ResNets)."""
+"""``vitkit models``: the variant table of every family (ViT's Table 1 and hybrids, BiT ResNets);
+``--pretrained``: the checkpoint names."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ HELP = "list the model variants with parameters, GFLOPs and sequence length"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pattern", nargs="?", default="", help="only names containing this (e.g. ViT-L, R50)")
     add_command_options(parser, {"image_size": 224, "num_classes": 1000})
+    parser.add_argument("--pretrained", action="store_true",
+                        help="list the pretrained checkpoint names vitkit knows (for CKPT / load_model), "
+                             "with source and resolution")
 
 
 def _print_vit(rows: list[dict]) -> None:
@@ -33,6 +37,8 @@ PRINTERS = {"vit": _print_vit, "bit": _print_bit}
 
 
 def run(args: argparse.Namespace) -> dict:
+    if args.pretrained:
+        return run_pretrained(args.pattern)
     from vitkit.config import to_pair
     from vitkit.models.registry import resolve_name
     from vitkit.summary import variant_table
@@ -49,3 +55,18 @@ def run(args: argparse.Namespace) -> dict:
     height, width = to_pair(args.image_size)
     print(f"at {height}x{width}, {args.num_classes} classes; GFLOPs count a multiply-add as 2")
     return {"image_size": args.image_size, "models": rows}
+
+
+def run_pretrained(pattern: str) -> dict:
+    from vitkit.errors import VitkitError
+    from vitkit.pretrained import list_pretrained
+
+    rows = list_pretrained(pattern)
+    if not rows:
+        raise VitkitError(f"no pretrained name matches {pattern!r} (`vitkit models --pretrained` lists them all)")
+    print(f"{'model':<13} {'res':>4} {'classes':>7}  {'trained on':<34} {'source':<20} name")
+    for r in rows:
+        print(f"{r.model:<13} {r.resolution:>4} {r.classes or '-':>7}  {r.data:<34} {r.source:<20} {r.name}")
+    print("a name goes wherever a checkpoint does (vitkit predict NAME img.jpg, vitkit.load_model(NAME)); "
+          "official:FOLDER/NAME is gs://vit_models/FOLDER/NAME.npz; classes '-': features only")
+    return {"pretrained": [r.to_dict() for r in rows]}

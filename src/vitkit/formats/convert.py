@@ -2,10 +2,13 @@
 
     >>> from vitkit.formats.convert import convert
     >>> convert("B_16.npz", "vit-b16-hf", to="hf")          # official JAX -> transformers
+    >>> convert("runs/s16/model", "s16.onnx", to="onnx")     # export, checked in onnxruntime
 
 Conversion keeps one copy of the weights in memory: the source is read one tensor at a time
 into a model built on the ``meta`` device, and the target is written from it (tensor by tensor
-for ``.npz``). The stored dtype is kept.
+for ``.npz``). The stored dtype is kept (ONNX: float32). The source may be a checkpoint name
+(:mod:`vitkit.hub`). ONNX is an export target only (:mod:`vitkit.export.onnx`): vitkit does not
+read it back.
 """
 
 from __future__ import annotations
@@ -13,12 +16,14 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from vitkit.errors import VitkitError
 from vitkit.formats import hf, jax_npz, native, timm
-from vitkit.formats.detect import FORMATS, detect_format, load_checkpoint
+from vitkit.formats.detect import detect_format, load_checkpoint
+from vitkit.hub import resolve_checkpoint
 from vitkit.models.registry import family_of
 from vitkit.models.vit import VisionTransformer
 
@@ -27,22 +32,45 @@ def _save_native(model: VisionTransformer, path: Path, *, progress: bool = False
     return native.save_native(model, path)
 
 
-#: format -> saver(model, path, *, progress) -> path
-SAVERS: dict[str, Callable[..., Path]] = {
-    "native": _save_native, "hf": hf.save_hf, "timm": timm.save_timm, "jax": jax_npz.save_jax,
+def _save_onnx(model: VisionTransformer, path: Path, *, progress: bool = False, **options: Any):
+    from vitkit.export.onnx import export_onnx
+
+    return export_onnx(model, path, **options)
+
+
+#: format -> saver(model, path, *, progress, **options) -> the path, or a report with ``to_dict()``
+#: (ONNX: the graph's dynamic axes and the onnxruntime check), kept in :attr:`Conversion.details`
+SAVERS: dict[str, Callable[..., Any]] = {
+    "native": _save_native, "hf": hf.save_hf, "timm": timm.save_timm, "jax": jax_npz.save_jax, "onnx": _save_onnx,
 }
+TARGETS = tuple(SAVERS)
+#: formats that read only what every model family has (the others hold ViT key tables)
+FAMILY_NEUTRAL = ("native", "onnx")
 #: formats written as a directory (the others are one file)
 DIRECTORY_FORMATS = ("native", "hf")
+#: file formats and the names their files need
+SUFFIXES = {"jax": (".npz",), "timm": (".safetensors", *timm.TORCH_SUFFIXES), "onnx": (".onnx",)}
 
 
-def save_model(model: VisionTransformer, path: str | os.PathLike, *, to: str, progress: bool = False) -> Path:
-    """Write ``model`` in format ``to`` (``native``, ``hf``, ``timm`` or ``jax``); returns the path."""
+def save_model(model: VisionTransformer, path: str | os.PathLike, *, to: str, progress: bool = False,
+               **options: Any) -> Path:
+    """Write ``model`` in format ``to`` (``native``, ``hf``, ``timm``, ``jax`` or ``onnx``); returns the path.
+
+    ``options`` go to the target's writer (ONNX: ``dynamic_size``, ``verify``; see
+    :func:`vitkit.export.onnx.export_onnx`).
+    """
     if to not in SAVERS:
-        raise VitkitError(f"unknown target format {to!r}; one of {', '.join(FORMATS)}")
+        raise VitkitError(f"unknown target format {to!r}; one of {', '.join(TARGETS)}")
+    check_family(model, to)
+    SAVERS[to](model, Path(path), progress=progress, **options)
+    return Path(path)
+
+
+def check_family(model: VisionTransformer, to: str) -> None:
+    """A one-line error when format ``to`` cannot hold ``model``'s family (its key tables are ViT's)."""
     family = family_of(model).name
-    if to != "native" and family != "vit":
-        raise VitkitError(f"{model.config.name}: a {family} model is written in the native format only")
-    return SAVERS[to](model, Path(path), progress=progress)
+    if to not in FAMILY_NEUTRAL and family != "vit":
+        raise VitkitError(f"{model.config.name}: a {family} model is written as {' or '.join(FAMILY_NEUTRAL)} only")
 
 
 @dataclass
@@ -57,6 +85,8 @@ class Conversion:
     parameters: int
     seconds: float
     bytes_written: int
+    #: what the target's writer reported (ONNX: dynamic axes, onnxruntime check)
+    details: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,31 +99,33 @@ def _size(path: Path) -> int:
 
 
 def convert(src: str | os.PathLike, dst: str | os.PathLike, *, to: str, overwrite: bool = False,
-            progress: bool = False) -> Conversion:
-    """Read the checkpoint ``src`` (any supported format) and write it to ``dst`` in format ``to``.
+            progress: bool = False, **options: Any) -> Conversion:
+    """Read the checkpoint ``src`` (any supported format, or a checkpoint name) and write it to
+    ``dst`` in format ``to``.
 
     ``dst`` must not exist unless ``overwrite``; file formats need a fitting name (``.npz`` for
-    jax; ``.safetensors``, ``.pth`` or ``.bin`` for timm). ``progress`` shows tqdm bars.
+    jax; ``.safetensors``, ``.pth`` or ``.bin`` for timm; ``.onnx``). ``progress`` shows tqdm
+    bars. ``options`` go to the target's writer (ONNX: ``dynamic_size``, ``verify``).
     """
     if to not in SAVERS:
-        raise VitkitError(f"unknown target format {to!r}; one of {', '.join(FORMATS)}")
-    src, dst = Path(src), Path(dst)
-    if not src.exists():
-        raise VitkitError(f"{src}: no such file or directory")
+        raise VitkitError(f"unknown target format {to!r}; one of {', '.join(TARGETS)}")
+    dst = Path(dst)
+    if to in SUFFIXES and dst.suffix not in SUFFIXES[to]:
+        *others, last = SUFFIXES[to]
+        raise VitkitError(f"{dst}: a {to} file needs a {', '.join(others) + ' or ' if others else ''}{last} name")
+    src = resolve_checkpoint(src, progress=progress or None)
     if dst.exists() and dst.resolve() == src.resolve():
         raise VitkitError(f"{dst}: is the source itself; write the conversion somewhere else")
     if dst.exists() and not overwrite:
         raise VitkitError(f"{dst}: already exists (pass --overwrite to replace it)")
     if to in DIRECTORY_FORMATS and dst.is_file():
         raise VitkitError(f"{dst}: is a file; the {to} format is a directory")
-    if to == "jax" and dst.suffix != ".npz":
-        raise VitkitError(f"{dst}: an official JAX checkpoint needs a .npz name")
-    if to == "timm" and dst.suffix not in (".safetensors", *timm.TORCH_SUFFIXES):
-        raise VitkitError(f"{dst}: a timm checkpoint needs a .safetensors, .pth or .bin name")
     start = time.perf_counter()
     source_format = detect_format(src)
     model = load_checkpoint(src, fmt=source_format, dtype=None, progress=progress)
-    save_model(model, dst, to=to, progress=progress)
+    check_family(model, to)
+    report = SAVERS[to](model, dst, progress=progress, **options)
     return Conversion(source=str(src), source_format=source_format, destination=str(dst), target_format=to,
                       model=model.config.name, parameters=sum(p.numel() for p in model.parameters()),
-                      seconds=round(time.perf_counter() - start, 3), bytes_written=_size(dst))
+                      seconds=round(time.perf_counter() - start, 3), bytes_written=_size(dst),
+                      details=report.to_dict() if hasattr(report, "to_dict") else {})

@@ -3,6 +3,8 @@
 Formats (see each module): ``native`` (vitkit's directory), ``hf`` (transformers directory),
 ``timm`` (state-dict file or timm hub directory), ``jax`` (official ``.npz``). Detection looks
 at contents, not names: a directory's ``config.json``, a file's first bytes, then its tensor names.
+A checkpoint may also be a name (``hf-hub:ORG/REPO``, ``official:imagenet21k/ViT-B_16``, a URL):
+:func:`vitkit.hub.resolve_checkpoint` fetches it into a cache first.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from vitkit.config import to_pair
 from vitkit.errors import VitkitError
 from vitkit.formats import hf, jax_npz, native, timm
 from vitkit.formats.tensor_files import open_tensor_file, sniff_container
+from vitkit.hub import resolve_checkpoint
 from vitkit.models.vit import VisionTransformer
 from vitkit.options import COMMAND_OPTIONS, check_args
 
@@ -53,6 +56,9 @@ def _directory_format(path: Path) -> str:
 
 
 def _file_format(path: Path) -> str:
+    if path.suffix.lower() == ".onnx":
+        raise VitkitError(f"{path}: an ONNX export; vitkit writes ONNX but does not read it back "
+                          "(load the checkpoint it was exported from)")
     if sniff_container(path) == "npz":
         return "jax"
     with open_tensor_file(path) as source:
@@ -69,19 +75,18 @@ def _file_format(path: Path) -> str:
 
 def detect_format(path: str | os.PathLike) -> str:
     """``"native"``, ``"hf"``, ``"timm"`` or ``"jax"``; a one-line error for anything else."""
-    path = Path(path)
-    if not path.exists():
-        raise VitkitError(f"{path}: no such file or directory")
+    path = resolve_checkpoint(path)
     return _directory_format(path) if path.is_dir() else _file_format(path)
 
 
 def load_checkpoint(path: str | os.PathLike, *, fmt: str | None = None, dtype: torch.dtype | None = torch.float32,
                     progress: bool = False, image_size: int | tuple[int, int] | None = None) -> VisionTransformer:
-    """Load ``path`` as format ``fmt`` (detected when None) at its stored resolution.
+    """Load ``path`` (or a checkpoint name) as format ``fmt`` (detected when None) at its stored resolution.
 
     ``dtype=None`` keeps the stored dtype (what conversion wants); ``image_size`` only tells the
     training resolution of a checkpoint whose position embeddings are not a square grid.
     """
+    path = resolve_checkpoint(path, progress=progress or None)
     fmt = fmt or detect_format(path)
     if fmt not in LOADERS:
         raise VitkitError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
@@ -94,6 +99,9 @@ def load_model(path: str | os.PathLike, *, num_classes: int | None = None,
                device: str | torch.device | None = None) -> VisionTransformer:
     """Load a checkpoint of any supported format and return the model in eval mode.
 
+    ``path`` is a local file or directory, or a name fetched into a cache first (see
+    :mod:`vitkit.hub`): ``hf-hub:ORG/REPO[@REV]`` (or bare ``ORG/REPO``), ``official:FOLDER/NAME``
+    (``vitkit models --pretrained`` lists them), ``gs://...`` or an ``https://`` URL.
     The format is detected and the architecture read off the weights (and config.json where
     there is one). ``num_classes`` swaps in a zero-initialised head (§3.2); ``image_size``
     resamples the position embeddings to a new resolution (§3.2); ``device`` moves the model.
@@ -101,10 +109,7 @@ def load_model(path: str | os.PathLike, *, num_classes: int | None = None,
     if num_classes is not None or image_size is not None:
         checked = check_args(COMMAND_OPTIONS, num_classes=num_classes, image_size=image_size)
         image_size = checked["image_size"]
-    path = Path(path)
-    if not path.exists():
-        raise VitkitError(f"{path}: no such file or directory")
-    model = load_checkpoint(path, image_size=image_size)
+    model = load_checkpoint(resolve_checkpoint(path), image_size=image_size)
     if num_classes is not None and num_classes != model.config.num_classes:
         model.reset_head(num_classes)
     if image_size is not None and to_pair(image_size) != model.config.image_size:

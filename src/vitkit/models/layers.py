@@ -22,6 +22,14 @@ from torch import nn
 GELU_APPROXIMATION = {"gelu": "none", "gelu_tanh": "tanh"}
 
 
+def _exporting() -> bool:
+    """Inside ``torch.export`` (the ONNX exporter). There the fused kernel with an additive bias is
+    avoided: torch 2.13 decomposes it into a tensor whose strides its own shape rules do not
+    predict, and the export fails; the explicit softmax(QK^T / sqrt(d) + bias) V is the same sum."""
+    is_exporting = getattr(torch.compiler, "is_exporting", None)
+    return bool(is_exporting and is_exporting())
+
+
 class Attention(nn.Module):
     """Multi-head self-attention with one fused qkv projection.
 
@@ -57,12 +65,13 @@ class Attention(nn.Module):
             extra = self.rel_bias(q)
             bias = extra if bias is None else bias + extra
         drop = self.attn_drop if self.training else 0.0
-        if need_weights:
+        if need_weights or (bias is not None and _exporting()):
             logits = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)
             if bias is not None:
                 logits = logits + bias
             weights = logits.softmax(dim=-1)
             out = F.dropout(weights, drop, self.training) @ v
+            weights = weights if need_weights else None
         else:
             weights = None
             if bias is not None:

@@ -40,9 +40,20 @@ def resample_patch_posemb(posemb: torch.Tensor, old_grid: Grid, new_grid: Grid, 
     return torch.cat([prefix, patches], dim=1)
 
 
+def same_size(have: tuple[int, ...], want: tuple[int, ...]) -> bool:
+    """Whether no resampling is needed: both sizes are plain ints and equal.
+
+    Under a dynamic-shape trace (``torch.export``, the ONNX exporter) the wanted size is symbolic,
+    and comparing it would pin the traced graph to one resolution; there it counts as different,
+    so the graph always resamples -- which at an equal size returns the table unchanged (bicubic
+    and linear interpolation sample exactly at the source points).
+    """
+    return all(isinstance(n, int) for n in (*have, *want)) and tuple(have) == tuple(want)
+
+
 def _resample_1d(table: torch.Tensor, length: int) -> torch.Tensor:
     """Linear interpolation of a (n, D) table along its first axis to (length, D)."""
-    if table.shape[0] == length:
+    if same_size((table.shape[0],), (length,)):
         return table
     out = F.interpolate(table.t().unsqueeze(0).float(), size=length, mode="linear", align_corners=True)
     return out.squeeze(0).t().to(table.dtype)
@@ -73,7 +84,7 @@ class LearnedPositionEmbedding1D(nn.Module):
         nn.init.normal_(self.table, std=0.02)
 
     def embedding(self, grid: Grid) -> torch.Tensor:
-        if tuple(grid) == self.grid:
+        if same_size(self.grid, grid):
             return self.table
         return resample_patch_posemb(self.table, self.grid, grid, self.num_prefix)
 

@@ -19,8 +19,17 @@ from torch import nn
 
 
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    """TensorFlow/Flax "SAME" padding (before, after) for one spatial axis."""
-    total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
+    """TensorFlow/Flax "SAME" padding (before, after) for one spatial axis.
+
+    When ``size`` is a multiple of ``stride`` (always, for images whose sides are multiples of
+    the model's stride) the general formula reduces to ``kernel - stride``; taking that branch
+    keeps a symbolic size (ONNX export with a dynamic image size) out of ``ceil`` and ``max``,
+    which the exporter's shape reasoning otherwise takes minutes over.
+    """
+    if size % stride == 0:
+        total = max(kernel - stride, 0)
+    else:
+        total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
     return total // 2, total - total // 2
 
 
