@@ -24,7 +24,7 @@ PAPER = PaperReference(
     source="Table 8 (App. D.4)",
     statement=("A ViT without position embeddings is clearly worse than with them; 1-D, 2-D and relative "
                "position embeddings perform about the same (ViT-B/16, ImageNet 5-shot linear accuracy)."),
-    numbers=tuple({"setting": name, "value": 100 * value, "unit": "% ImageNet 5-shot linear, ViT-B/16"}
+    numbers=tuple({"setting": name, "value": round(100 * value, 3), "unit": "% ImageNet 5-shot linear, ViT-B/16"}
                   for name, value in KINDS.values()),
 )
 

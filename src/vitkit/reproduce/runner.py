@@ -18,6 +18,7 @@ from vitkit.reproduce.budget import get_budget
 from vitkit.reproduce.claim import Claim
 from vitkit.reproduce.lab import Lab
 from vitkit.reproduce.report import write_report
+from vitkit.train.distributed import resolve_device
 
 #: Every claim, in the order they run (later claims reuse earlier claims' runs).
 CLAIMS: dict[str, Claim] = {c.id: c for c in (
@@ -54,6 +55,7 @@ def reproduce(out: str | os.PathLike, *, only: Sequence[str] | None = None, budg
     """
     check_args(COMMAND_OPTIONS, data=pretrain_data, device=device, num_workers=num_workers)
     check_args(COMMAND_OPTIONS, data=transfer_data)
+    resolve_device(device)  # a device that is not there is refused before any work
     claims = select_claims(only)
     plan = get_budget(budget)
     if threads is not None:
@@ -81,7 +83,7 @@ def reproduce(out: str | os.PathLike, *, only: Sequence[str] | None = None, budg
         "seconds": round(time.time() - started, 1), "cpu_seconds": round(cpu_seconds() - cpu_start, 1),
         "runs_trained": lab.runs_trained, "runs_reused": lab.runs_reused,
         "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(), "num_workers": num_workers,
-                        "device": device,
+                        "device": str(resolve_device(device)),
                         "cpu_count": os.cpu_count(), "platform": platform.platform(),
                         "python": platform.python_version()},
     }
