@@ -54,7 +54,7 @@ def test_train_help_says_when_to_use_the_preset(capsys):
         build_parser().parse_args(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "--recipe small-data: training from scratch on a few thousand small images" in text
-    assert "crop-scale=0.35,1" in text and "vitkit reproduce --only small-data" in text
+    assert "crop-scale=0.8,1" in text and "vitkit reproduce --only small-data" in text
 
 
 def test_preset_options_are_copies_and_names_are_checked():

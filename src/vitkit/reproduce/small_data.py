@@ -44,7 +44,7 @@ def variants(budget) -> dict[str, dict[str, Any]]:
     preset = preset_options(PRESET, "pretrain")
     epochs = budget.scratch_epochs
     everything = {
-        "paper crops (8% of the area)": {"crop_scale": (0.08, 1.0)},
+        "the paper's crops (from 8% of the area)": {"crop_scale": (0.08, 1.0)},
         "no label smoothing": {"label_smoothing": 0.0},
         "no drop path": {"model_options": {"drop_path": 0.0}},
         f"patches of {2 * preset['model_options']['patch_size']} px": {
