@@ -40,7 +40,7 @@ def test_train_transform_shape_and_range():
 
 
 def test_full_crop_equals_a_resize_and_flip_mirrors():
-    pre = Preprocessing(image_size=16)
+    pre = Preprocessing(image_size=16, interpolation="bicubic")
     image = _gradient(20, 20)
     fixed = train_transform(pre, flip=False, scale=(1.0, 1.0), ratio=(1.0, 1.0))
     expected = normalize(to_tensor(image.resize((16, 16), Image.Resampling.BICUBIC)), pre.mean, pre.std)

@@ -60,7 +60,8 @@ def plain(tmp_path_factory):
     """A token-classifier ViT with label names and ImageNet normalisation, exported once."""
     model = tiny(image_size=32, patch_size=8, num_classes=5, **SMALL)
     model.label_names = ["a", "b", "c", "d", "e"]
-    model.preprocessing = model.preprocessing.replace(mean=IMAGENET_MEAN, std=IMAGENET_STD, crop_pct=0.9)
+    model.preprocessing = model.preprocessing.replace(mean=IMAGENET_MEAN, std=IMAGENET_STD, crop_pct=0.9,
+                                                      crop_mode="center", interpolation="bicubic")
     path = tmp_path_factory.mktemp("onnx") / "plain.onnx"
     return model, path, export_onnx(model, path)
 
@@ -120,14 +121,21 @@ def test_a_deployment_needs_only_the_file_onnxruntime_numpy_and_pil(plain):
     model, path, _ = plain
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     meta = {k: json.loads(v) for k, v in session.get_modelmeta().custom_metadata_map.items()}
-    p = meta["preprocessing"]
+    t = meta["preprocessing_transform"]
+    (sh, sw), (h, w), r = t["resize"]["scale_size"], t["crop"]["size"], t["resize"]
     image = Image.open(SAMPLE).convert("RGB")
-    h, w = p["image_size"]
-    scale = max(h / (image.height * p["crop_pct"]), w / (image.width * p["crop_pct"]))
-    new_w, new_h = max(w, round(image.width * scale)), max(h, round(image.height * scale))
-    top, left = (new_h - h) // 2, (new_w - w) // 2
-    image = image.resize((new_w, new_h), Image.BICUBIC).crop((left, top, left + w, top + h))
-    x = ((np.asarray(image, np.float32) / 255 - p["mean"]) / p["std"]).transpose(2, 0, 1)[None].astype(np.float32)
+    if r["crop_mode"] == "squash":  # the whole image to scale_size
+        size = (sw, sh)
+    elif sh == sw:  # the shorter side to S, the longer one truncated
+        short, long = min(image.size), max(image.size)
+        size = (sh, int(sh * long / short)) if image.width <= image.height else (int(sh * long / short), sh)
+    else:
+        ratio = min(image.height / sh, image.width / sw)
+        size = (round(image.width / ratio), round(image.height / ratio))
+    image = image.resize(size, getattr(Image, r["interpolation"].upper()))
+    top, left = int(round((image.height - h) / 2)), int(round((image.width - w) / 2))
+    image = image.crop((left, top, left + w, top + h))
+    x = ((np.asarray(image, np.float32) / 255 - t["mean"]) / t["std"]).transpose(2, 0, 1)[None].astype(np.float32)
     served = session.run(None, {"pixel_values": x})[0]
 
     (expected,) = predict_images(model, [SAMPLE], top_k=5)

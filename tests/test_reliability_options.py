@@ -103,7 +103,7 @@ def command_options() -> list[tuple[str, str, Option]]:
 #: arguments that make each command's line complete apart from the option under test
 REQUIRED = {"eval": ["ckpt", "--data", "digits"], "fewshot": ["ckpt", "--data", "digits"],
             "predict": ["ckpt", "img.png"], "inspect": ["--model", "ViT-Ti/16", "--out", "o"],
-            "convert": ["a", "b", "--to", "native"]}
+            "convert": ["a", "b", "--to", "native"], "bench": ["ViT-Ti/16"]}
 
 CLI_CASES = [(command, flag, text) for command, flag, opt in command_options() for text in bad_texts(opt)]
 

@@ -18,6 +18,11 @@ from vitkit.options import Option, check_fields, option_field
 CLASSIFIERS = ("token", "gap")
 POSEMB_KINDS = ("none", "learned_1d", "learned_2d", "sincos_2d", "relative")
 MLP_ACTIVATIONS = ("gelu", "gelu_tanh")
+#: How learned 1-D position embeddings are resized to a new grid (see ``models.posemb.RESAMPLE_MODES``).
+POSEMB_RESAMPLE = ("linear", "bicubic")
+#: What a saved architecture that lacks a field meant when it was written (before the field existed):
+#: vitkit's models used the exact GELU and bicubic position-embedding resampling then.
+LEGACY_DEFAULTS = {"mlp_act": "gelu", "posemb_resample": "bicubic"}
 
 
 def _is_count(value: Any) -> bool:
@@ -54,8 +59,8 @@ class ViTConfig(DictConfig):
     classifier: str = option_field("token", Option("choice", "what y is: the [class] token or the patch mean",
                                                    choices=CLASSIFIERS))
     #: Size of the pre-logits layer (Dense + tanh) used at pre-training; None for a linear head.
-    representation_size: int | None = option_field(None, Option("int", "pre-logits (Dense+tanh) width", low=1,
-                                                                nullable=True))
+    representation_size: int | None = option_field(None, Option("int", "pre-logits (Dense+tanh) width (0: none)",
+                                                                low=0, nullable=True))
     posemb: str = option_field("learned_1d", Option("choice", "position embedding (App. D.4)", choices=POSEMB_KINDS))
     #: Dropout after every dense layer but qkv, and after adding position embeddings (App. B.1).
     dropout: float = option_field(0.0, Option("float", "dropout rate (App. B.1)", low=0, high=1, high_open=True))
@@ -65,9 +70,22 @@ class ViTConfig(DictConfig):
                                                 high_open=True))
     qkv_bias: bool = option_field(True, Option("bool", "biases in the qkv projection"))
     layer_norm_eps: float = option_field(1e-6, Option("float", "LayerNorm epsilon", low=0, high=1, low_open=True))
-    #: The MLP's GELU: "gelu" (exact; timm, Hugging Face) or "gelu_tanh" (the tanh approximation
-    #: of Flax's ``nn.gelu``, which the official checkpoints were trained with).
-    mlp_act: str = option_field("gelu", Option("choice", "the MLP's GELU", choices=MLP_ACTIVATIONS))
+    #: The MLP's GELU: "gelu_tanh" (the tanh approximation, Flax's ``nn.gelu``: what the paper's
+    #: reference code and every official checkpoint compute, and vitkit's default) or "gelu"
+    #: (exact; timm's ViT, and Hugging Face's ``hidden_act="gelu"``).
+    mlp_act: str = option_field("gelu_tanh", Option("choice", "the MLP's GELU (gelu_tanh: the reference code's)",
+                                                    choices=MLP_ACTIVATIONS))
+    #: How a learned 1-D position-embedding grid is resized for another resolution (§3.2):
+    #: "linear" (scipy.ndimage.zoom order 1, corners aligned: the reference code's) or "bicubic"
+    #: (timm's antialiased bicubic).
+    posemb_resample: str = option_field("linear", Option("choice", "how position embeddings are resized to a new "
+                                                                   "grid (linear: the reference code's)",
+                                                         choices=POSEMB_RESAMPLE))
+    #: posemb="relative" only: the patch grid the relative-offset tables were learned on, when the
+    #: model now runs at another one (set by ``set_image_size``); None: the model's own grid.
+    relative_grid: tuple[int, int] | None = option_field(None, Option("size", "relative posemb: the grid the "
+                                                                              "offset tables were learned on",
+                                                                      low=1, nullable=True))
     #: GAP models only: LayerNorm after pooling (timm/MAE style) instead of before (official code).
     fc_norm: bool = option_field(False, Option("bool", "GAP models: LayerNorm after pooling"))
     #: Hybrid stem: None for plain ViT; () for the root block only (R+ViT-Ti/16); stage depths else.
@@ -84,11 +102,19 @@ class ViTConfig(DictConfig):
     def __post_init__(self) -> None:
         self.validate()
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ViTConfig:
+        """As saved by :meth:`to_dict`; fields added since a file was written take the value that
+        file meant (:data:`LEGACY_DEFAULTS`), not today's default."""
+        return super().from_dict({**LEGACY_DEFAULTS, **data})
+
     # ------------------------------------------------------------------ checks
     def validate(self) -> None:
         """Check every field against its option definition, then the fields against each other;
         raise :class:`VitkitError` with one line naming the first inconsistency."""
         check_fields(self)
+        if self.representation_size == 0:
+            self.representation_size = None
         if self.resnet_layers is not None:
             layers = self.resnet_layers
             if not isinstance(layers, (list, tuple)) or not all(_is_count(n) for n in layers):
@@ -137,12 +163,19 @@ class ViTConfig(DictConfig):
         gh, gw = self.grid_size
         return gh * gw + self.num_prefix_tokens
 
+    @property
+    def relative_table_grid(self) -> tuple[int, int]:
+        """The grid whose flattened offsets index the relative-position tables (App. D.4)."""
+        return self.relative_grid or self.grid_size
+
     # ---------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["image_size"] = list(self.image_size)
         if self.resnet_layers is not None:
             out["resnet_layers"] = list(self.resnet_layers)
+        if self.relative_grid is not None:
+            out["relative_grid"] = list(self.relative_grid)
         return out
 
 

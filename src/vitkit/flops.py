@@ -18,7 +18,10 @@ from vitkit.models.vit import VisionTransformer
 
 
 def count_flops(model: VisionTransformer, image_size: int | tuple[int, int] | None = None) -> float:
-    """GFLOPs for one image of ``image_size`` (default: the model's own resolution)."""
+    """GFLOPs for one image of ``image_size`` (default: the model's own resolution).
+
+    ``model`` may also be a wrapper that runs a ViT's layers its own way and has its ``config``
+    (token merging, :class:`vitkit.models.tome.TokenMerging`): the hooks count what actually runs."""
     height, width = to_pair(image_size) if image_size is not None else model.config.image_size
     macs = 0
 
@@ -31,9 +34,9 @@ def count_flops(model: VisionTransformer, image_size: int | tuple[int, int] | No
         kernel = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
         macs += output.numel() * kernel
 
-    def attention_hook(module: Attention, inputs, output) -> None:
+    def attention_hook(module: nn.Linear, inputs, output) -> None:
         nonlocal macs
-        length, dim = inputs[0].shape[1], inputs[0].shape[2]
+        length, dim = inputs[0].shape[-2], inputs[0].shape[-1]
         macs += 2 * length * length * dim  # QK^T and AV over all heads
 
     hooks = []
@@ -42,8 +45,8 @@ def count_flops(model: VisionTransformer, image_size: int | tuple[int, int] | No
             hooks.append(module.register_forward_hook(linear_hook))
         elif isinstance(module, nn.Conv2d):
             hooks.append(module.register_forward_hook(conv_hook))
-        elif isinstance(module, Attention):
-            hooks.append(module.register_forward_hook(attention_hook))
+        if isinstance(module, Attention):  # on its output projection, which sees the attended (B, T, D)
+            hooks.append(module.proj.register_forward_hook(attention_hook))
     device = next(model.parameters()).device
     try:
         with torch.no_grad():

@@ -281,7 +281,12 @@ NUM_CLASSES = Option("int", "classes of the head (0: none)", low=0)
 TOP_K = Option("int", "classes shown per image", low=1)
 SHOTS = Option("ints", "images per class", low=1)
 DRAWS = Option("int", "seeded draws to average over", low=1)
-HOLDOUT = Option("int", "held-out training images per class that choose the L2 strength", low=1)
+HOLDOUT = Option("int", "with --l2-sweep: held-out training images per class that choose the L2 strength", low=1)
+L2 = Option("float", "L2 strength of the few-shot least squares (2^10: big_vision's fixed value)", low=0, low_open=True,
+            high=1e12)
+L2_SWEEP = Option("bool", "choose the L2 strength from 2^-10..2^19 on --holdout held-out images per class instead")
+FEATURES = Option("choice", "few-shot representation: pre_logits (the pre-logits layer's output where the model has "
+                            "one, else y: big_vision's) or pooled (y of eq. 4)", choices=("pre_logits", "pooled"))
 COMPONENTS = Option("int", "principal components of the filters", low=1)
 MAX_SHOWN = Option("int", "images drawn in the summary figures (every image gets an overlay)", low=1)
 OUT = Option("text", "output folder", metavar="DIR")
@@ -290,6 +295,7 @@ COMMAND_OPTIONS: dict[str, Option] = {
     "batch_size": BATCH_SIZE, "num_workers": NUM_WORKERS, "seed": SEED, "split_seed": SPLIT_SEED,
     "val_fraction": VAL_FRACTION, "device": DEVICE, "data": DATA, "split": SPLIT, "image_size": IMAGE_SIZE,
     "num_classes": NUM_CLASSES, "top_k": TOP_K, "shots": SHOTS, "draws": DRAWS, "holdout": HOLDOUT,
+    "l2": L2, "l2_sweep": L2_SWEEP, "features": FEATURES,
     "components": COMPONENTS, "max_shown": MAX_SHOWN,
 }
 

@@ -24,11 +24,11 @@ S = argparse.SUPPRESS
 #: TrainConfig fields offered on the command line, by help group (their definitions are the fields').
 TRAINING_GROUPS = {
     "data": ("data", "image_size", "val_fraction", "split_seed", "num_workers"),
-    "optimisation": ("epochs", "steps", "batch_size", "accum", "optimizer", "lr", "weight_decay", "warmup", "decay",
-                     "grad_clip", "ema"),
-    "regularisation and augmentation": ("dropout", "label_smoothing", "randaugment", "mixup", "cutmix", "flip",
-                                        "crop_scale", "crop_pct"),
-    "run": ("out", "seed", "device", "precision", "eval_every", "save_every", "log_every"),
+    "optimisation": ("epochs", "steps", "batch_size", "accum", "optimizer", "optimizer_kernel", "lr", "weight_decay",
+                     "warmup", "decay", "grad_clip", "ema"),
+    "regularisation and augmentation": ("dropout", "loss", "label_smoothing", "randaugment", "mixup", "cutmix",
+                                        "flip", "crop_scale", "crop_pct", "crop_mode"),
+    "run": ("out", "seed", "device", "precision", "compile", "eval_every", "save_every", "log_every"),
 }
 #: recipe -> the command that runs it
 RECIPE_COMMANDS = {"pretrain": "train", "finetune": "finetune"}
@@ -38,17 +38,21 @@ STOP_AFTER = Option("int", "end this session after N steps with a checkpoint (co
 _NOT_RUN_OPTIONS = ("json", "run", "command", "config", "resume", "stop_after", "quiet", "preset")
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """Architecture overrides for training from scratch (``vitkit models`` lists the variants)."""
+def add_model_options(parser: argparse.ArgumentParser, *, variant: bool = True) -> None:
+    """Architecture overrides for training from scratch (``vitkit models`` lists the variants);
+    ``variant=False`` leaves out ``--model`` (for commands that take the variant as an argument)."""
     from vitkit.config import ViTConfig
     from vitkit.models.bit import BiTConfig
     from vitkit.train.recipes import BIT_MODEL_OPTIONS, VIT_MODEL_OPTIONS, TrainConfig
 
     group = parser.add_argument_group("model")
-    add_field_options(group, TrainConfig, ["model"])
-    add_field_options(group, ViTConfig, VIT_MODEL_OPTIONS, defaults=dict.fromkeys(MODEL_OPTIONS, "the variant's"))
+    if variant:
+        add_field_options(group, TrainConfig, ["model"])
+    shown = {name: "the variant's" for name in MODEL_OPTIONS}
+    shown["representation_size"] = "D: the paper's pre-training head, one hidden layer"
+    add_field_options(group, ViTConfig, VIT_MODEL_OPTIONS, defaults=shown)
     bit = parser.add_argument_group("model (BiT ResNet: --model BiT-R50x1, ...)")
-    add_field_options(bit, BiTConfig, BIT_MODEL_OPTIONS, defaults=dict.fromkeys(MODEL_OPTIONS, "the variant's"))
+    add_field_options(bit, BiTConfig, BIT_MODEL_OPTIONS, defaults=shown)
 
 
 def add_training_options(parser: argparse.ArgumentParser, recipe: str) -> None:
@@ -123,11 +127,13 @@ def _read_options(path: str) -> dict[str, Any]:
 
 def run_training(args: argparse.Namespace, recipe: str) -> dict:
     """Train / fine-tune from parsed options; print the closing summary; return it for ``--json``."""
+    from vitkit.fastpath import compile_errors
     from vitkit.train.loop import train
 
     config = training_config(args, recipe)
-    result = train(config, resume=getattr(args, "resume", None) is not None, progress=not args.quiet,
-                   stop_after=args.stop_after, report=lambda line: print(line, file=sys.stderr))
+    with compile_errors():
+        result = train(config, resume=getattr(args, "resume", None) is not None, progress=not args.quiet,
+                       stop_after=args.stop_after, report=lambda line: print(line, file=sys.stderr))
     summary = result.summary()
     if int(os.environ.get("RANK", "0")) == 0:
         print_training_summary(summary)
@@ -165,6 +171,24 @@ def add_checkpoint_options(parser: argparse.ArgumentParser, *, data: bool = True
         parser.add_argument("--data", required=True, type=DATA.parse, metavar="SRC", help=DATA.describe())
         add_command_options(parser, {"split": "test", "val_fraction": 0.2, "split_seed": 0})
     add_command_options(parser, {"batch_size": 128, "device": "auto", "num_workers": 0})
+
+
+def add_fast_path_options(parser: argparse.ArgumentParser) -> None:
+    """``--int8``, ``--merge R``, ``--compile``: the inference fast paths of :mod:`vitkit.fastpath`."""
+    from vitkit.fastpath import COMPILE, INT8, MERGE
+
+    group = parser.add_argument_group("fast paths")
+    INT8.add_to(group, "int8", default=False)
+    MERGE.add_to(group, "merge", default=0, help_default=0)
+    COMPILE.add_to(group, "compile", default=False)
+
+
+def fast_model_for(args: argparse.Namespace, model):
+    """(the FastPath the options ask for, the model to run: ``model`` itself when none is asked for)."""
+    from vitkit.fastpath import FastPath, apply_fast_path
+
+    fast = FastPath.from_args(args)
+    return fast, (apply_fast_path(model, fast) if fast.enabled else model)
 
 
 def checkpoint_path(path: str, ema: bool = False) -> Path:

@@ -11,12 +11,15 @@ in_channels, num_classes, to_dict), ``model.stride`` (pixels per token side, the
 ``model.preprocessing`` and ``model.label_names``.
 
 The batch is always dynamic. The image size is dynamic too (any multiple of the patch size; the
-position embeddings are resampled inside the graph, bicubic, as §3.2 does at fine-tuning) when
+position embeddings are resampled inside the graph, as the model's ``posemb_resample`` says, as §3.2
+does at fine-tuning) when
 the model traces that way; otherwise the export falls back to the model's own size, and the
 result says so and why.
 
 The file carries what a deployment needs in its ``metadata_props`` (each value JSON):
-``preprocessing`` (image_size, mean, std, interpolation, crop_pct), ``label_names``,
+``preprocessing`` (vitkit's fields: image_size, mean, std, interpolation, crop_pct, crop_mode),
+``preprocessing_transform`` (the same transform spelled out for any client:
+:meth:`vitkit.preprocessing.Preprocessing.to_export_dict`), ``label_names``,
 ``architecture`` (vitkit's config), ``input`` and ``output`` (names, layout, which axes are
 dynamic) and ``producer``.
 
@@ -149,8 +152,8 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def onnx_inputs(path: str | os.PathLike, images: Sequence[str | os.PathLike]) -> np.ndarray:
-    """Image files prepared as the exported file's own metadata says (resize so the crop covers
-    ``crop_pct``, centre-crop, scale to [0, 1], normalise): the graph's ``pixel_values``."""
+    """Image files prepared as the exported file's own metadata says (resize, crop, scale to [0, 1],
+    normalise: :mod:`vitkit.preprocessing`): the graph's ``pixel_values``."""
     from vitkit.data.images import open_rgb
     from vitkit.data.transforms import eval_transform
     from vitkit.preprocessing import Preprocessing
@@ -170,11 +173,12 @@ def _metadata(model: nn.Module, dynamic: bool, output: str, width_out: int) -> d
     size = ("dynamic: any multiple of " + str(model.stride)) if dynamic else f"fixed: {height}x{width}"
     return {
         "preprocessing": json.dumps(model.preprocessing.to_dict()),
+        "preprocessing_transform": json.dumps(model.preprocessing.to_export_dict()),
         "label_names": json.dumps(model.label_names),
         "architecture": json.dumps(model.config.to_dict()),
         "input": json.dumps({"name": INPUT_NAME, "dtype": "float32", "layout": "NCHW", "channels": "RGB",
                              "batch": "dynamic", "height": size, "width": size,
-                             "values": "resized, centre-cropped and normalised as 'preprocessing' says"}),
+                             "values": "resized, cropped and normalised as 'preprocessing_transform' says"}),
         "output": json.dumps({"name": output, "shape": ["batch", width_out],
                               "meaning": "class logits (softmax for probabilities), in label_names order"
                               if model.config.num_classes else "the image representation y (eq. 4)"}),

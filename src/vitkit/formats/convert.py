@@ -9,12 +9,18 @@ into a model built on the ``meta`` device, and the target is written from it (te
 for ``.npz``). The stored dtype is kept (ONNX: float32). The source may be a checkpoint name
 (:mod:`vitkit.hub`). ONNX is an export target only (:mod:`vitkit.export.onnx`): vitkit does not
 read it back.
+
+Nothing is written before the export check (:mod:`vitkit.formats.fidelity`) has run the weights
+as the target's own code will: an export that would change the logits by more than 1e-4 is
+refused, naming what the format cannot express, unless ``allow_approx``. (ONNX checks itself:
+its writer compares onnxruntime's outputs with vitkit's before the file appears.)
 """
 
 from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,6 +29,7 @@ from typing import Any
 from vitkit.errors import VitkitError
 from vitkit.formats import hf, jax_npz, native, timm
 from vitkit.formats.detect import detect_format, load_checkpoint
+from vitkit.formats.fidelity import ExportCheck, check_export
 from vitkit.hub import resolve_checkpoint
 from vitkit.models.registry import family_of
 from vitkit.models.vit import VisionTransformer
@@ -46,24 +53,52 @@ SAVERS: dict[str, Callable[..., Any]] = {
 TARGETS = tuple(SAVERS)
 #: formats that read only what every model family has (the others hold ViT key tables)
 FAMILY_NEUTRAL = ("native", "onnx")
-#: formats written as a directory (the others are one file)
+#: formats written as a directory (timm: a file, or a hub directory for a name without a suffix)
 DIRECTORY_FORMATS = ("native", "hf")
 #: file formats and the names their files need
 SUFFIXES = {"jax": (".npz",), "timm": (".safetensors", *timm.TORCH_SUFFIXES), "onnx": (".onnx",)}
+#: formats whose writer checks the export itself
+SELF_CHECKED = ("onnx",)
 
 
 def save_model(model: VisionTransformer, path: str | os.PathLike, *, to: str, progress: bool = False,
-               **options: Any) -> Path:
+               allow_approx: bool = False, **options: Any) -> Path:
     """Write ``model`` in format ``to`` (``native``, ``hf``, ``timm``, ``jax`` or ``onnx``); returns the path.
 
-    ``options`` go to the target's writer (ONNX: ``dynamic_size``, ``verify``; see
-    :func:`vitkit.export.onnx.export_onnx`).
+    The export is checked first (:func:`~vitkit.formats.fidelity.check_export`; the measurement
+    goes to the ``vitkit`` logger): a target that would run the weights differently (another
+    GELU, eps, a dropped layer) by more than 1e-4 in the logits is refused unless ``allow_approx``.
+    ``timm`` writes a file (``.safetensors``, ``.pth``, ``.bin``) or, for a path without a suffix, a
+    timm hub directory. ``options`` go to the target's writer (ONNX: ``dynamic_size``, ``verify``;
+    see :func:`vitkit.export.onnx.export_onnx`).
     """
+    _save_checked(model, Path(path), to, progress=progress, allow_approx=allow_approx, options=options)
+    return Path(path)
+
+
+def _save_checked(model: VisionTransformer, path: Path, to: str, *, progress: bool, allow_approx: bool,
+                  options: dict[str, Any]) -> tuple[Any, ExportCheck | None]:
+    """(the writer's report, the export check or None for a self-checking format)."""
     if to not in SAVERS:
         raise VitkitError(f"unknown target format {to!r}; one of {', '.join(TARGETS)}")
     check_family(model, to)
-    SAVERS[to](model, Path(path), progress=progress, **options)
-    return Path(path)
+    check = None
+    if to not in SELF_CHECKED:
+        _check_exportable(model, to, path)
+        check = check_export(model, to, path, allow_approx=allow_approx)
+        if not check.exact:
+            warnings.warn(f"{path}: {to} export is approximate: {'; '.join(check.approximations)} "
+                          f"({check.line()})", stacklevel=3)
+    return SAVERS[to](model, path, progress=progress, **options), check
+
+
+def _check_exportable(model: VisionTransformer, to: str, path: Path) -> None:
+    """What a format cannot hold at all (no place for a tensor): refused before anything runs."""
+    checks = {"hf": hf.check_exportable, "timm": timm.check_exportable, "jax": jax_npz.check_exportable}
+    if to in checks:
+        checks[to](model.config)
+    if to == "timm" and timm.is_hub_target(path):
+        timm.hub_config(model)
 
 
 def check_family(model: VisionTransformer, to: str) -> None:
@@ -87,6 +122,14 @@ class Conversion:
     bytes_written: int
     #: what the target's writer reported (ONNX: dynamic axes, onnxruntime check)
     details: dict = field(default_factory=dict)
+    #: the export check: largest logit difference in the target's own semantics, and against what
+    #: (None for ONNX, whose writer checks itself: see ``details``)
+    max_logit_diff: float | None = None
+    reference: str = ""
+    #: what the target format cannot express (present only when written with allow_approx)
+    approximations: list[str] = field(default_factory=list)
+    #: differences outside the logits at the model's resolution (preprocessing, resampling)
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -99,20 +142,24 @@ def _size(path: Path) -> int:
 
 
 def convert(src: str | os.PathLike, dst: str | os.PathLike, *, to: str, overwrite: bool = False,
-            progress: bool = False, **options: Any) -> Conversion:
+            progress: bool = False, allow_approx: bool = False, **options: Any) -> Conversion:
     """Read the checkpoint ``src`` (any supported format, or a checkpoint name) and write it to
     ``dst`` in format ``to``.
 
     ``dst`` must not exist unless ``overwrite``; file formats need a fitting name (``.npz`` for
-    jax; ``.safetensors``, ``.pth`` or ``.bin`` for timm; ``.onnx``). ``progress`` shows tqdm
-    bars. ``options`` go to the target's writer (ONNX: ``dynamic_size``, ``verify``).
+    jax; ``.safetensors``, ``.pth`` or ``.bin`` for timm, or no suffix for a timm hub directory;
+    ``.onnx``). ``progress`` shows tqdm bars. The export check runs before anything is written
+    (see :func:`save_model`). ``options`` go to the target's writer (ONNX: ``dynamic_size``, ``verify``).
     """
     if to not in SAVERS:
         raise VitkitError(f"unknown target format {to!r}; one of {', '.join(TARGETS)}")
     dst = Path(dst)
-    if to in SUFFIXES and dst.suffix not in SUFFIXES[to]:
+    hub_directory = to == "timm" and timm.is_hub_target(dst)
+    if to in SUFFIXES and dst.suffix not in SUFFIXES[to] and not hub_directory:
         *others, last = SUFFIXES[to]
-        raise VitkitError(f"{dst}: a {to} file needs a {', '.join(others) + ' or ' if others else ''}{last} name")
+        hint = " (or no suffix: a timm hub directory)" if to == "timm" else ""
+        raise VitkitError(f"{dst}: a {to} file needs a {', '.join(others) + ' or ' if others else ''}{last} "
+                          f"name{hint}")
     src = resolve_checkpoint(src, progress=progress or None)
     if dst.exists() and dst.resolve() == src.resolve():
         raise VitkitError(f"{dst}: is the source itself; write the conversion somewhere else")
@@ -123,9 +170,10 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, to: str, overwrit
     start = time.perf_counter()
     source_format = detect_format(src)
     model = load_checkpoint(src, fmt=source_format, dtype=None, progress=progress)
-    check_family(model, to)
-    report = SAVERS[to](model, dst, progress=progress, **options)
+    report, check = _save_checked(model, dst, to, progress=progress, allow_approx=allow_approx, options=options)
+    measured = {} if check is None else dict(max_logit_diff=check.max_logit_diff, reference=check.reference,
+                                             approximations=check.approximations, notes=check.notes)
     return Conversion(source=str(src), source_format=source_format, destination=str(dst), target_format=to,
                       model=model.config.name, parameters=sum(p.numel() for p in model.parameters()),
                       seconds=round(time.perf_counter() - start, 3), bytes_written=_size(dst),
-                      details=report.to_dict() if hasattr(report, "to_dict") else {})
+                      details=report.to_dict() if hasattr(report, "to_dict") else {}, **measured)

@@ -34,7 +34,7 @@ from torch import nn
 from vitkit.config import to_pair
 from vitkit.dictconfig import DictConfig
 from vitkit.errors import VitkitError
-from vitkit.models.layers import zero_linear
+from vitkit.models.layers import lecun_normal_, zero_linear
 from vitkit.options import Option, check_fields, option_field
 from vitkit.preprocessing import Preprocessing
 
@@ -203,11 +203,12 @@ class BiTResNet(nn.Module):
         self.preprocessing = Preprocessing(image_size=config.image_size)
 
     def _init_weights(self) -> None:
-        """He-normal convolutions (fan-out, as BiT's PyTorch port); weight standardisation makes the
-        scale irrelevant to the forward pass. GroupNorm starts as the identity, the head at zero."""
+        """Convolutions as BiT's JAX code initialises them (Flax's default, LeCun normal); weight
+        standardisation makes their scale irrelevant to the forward pass. GroupNorm starts as the
+        identity, the head at zero."""
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                lecun_normal_(module.weight)
 
     @property
     def stride(self) -> int:

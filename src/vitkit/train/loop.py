@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
@@ -40,7 +39,8 @@ from vitkit.models.vit import VisionTransformer
 from vitkit.train import distributed as D
 from vitkit.train.checkpoint import load_training_state, rng_state, save_training_state, set_rng_state
 from vitkit.train.ema import WeightEMA
-from vitkit.train.recipes import TrainConfig, build_optimizer, build_schedule
+from vitkit.train.losses import LOSS_FUNCTIONS
+from vitkit.train.recipes import TrainConfig, build_optimizer, build_schedule, pretraining_architecture
 from vitkit.train.rundir import RunDir
 
 
@@ -82,16 +82,18 @@ def build_model(config: TrainConfig, label_names: list[str]) -> VisionTransforme
     if config.recipe == "pretrain":
         dropout = {} if config.dropout is None else {"dropout": config.dropout}  # not every family has dropout
         model = create_model(config.model, num_classes=num_classes, image_size=config.image_size,
-                             seed=config.seed, **dropout, **config.model_options)
+                             seed=config.seed, **dropout,
+                             **pretraining_architecture(config.model, config.model_options))
         model.config.name = variant_name(config.model, config.model_options)
     else:
         model = load_model(config.checkpoint, image_size=config.image_size)
         model.reset_head(num_classes)
-        if config.dropout is not None:
+        if config.dropout is not None:  # else the checkpoint's (0.1 for the official L/16, H/14, R50 hybrids)
             set_dropout(model, config.dropout)
     model.label_names = list(label_names)
-    if config.crop_pct is not None:
-        model.preprocessing = model.preprocessing.replace(crop_pct=config.crop_pct)
+    crop = {k: v for k, v in (("crop_pct", config.crop_pct), ("crop_mode", config.crop_mode)) if v is not None}
+    if crop:
+        model.preprocessing = model.preprocessing.replace(**crop)
     return model
 
 
@@ -166,6 +168,11 @@ class Trainer:
         if self.process.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp = DistributedDataParallel(self.model, device_ids=ids)
+        self.forward: nn.Module = self.ddp  # what the training step calls: compiled with --compile
+        if config.compile:
+            from vitkit.fastpath import compile_model
+
+            self.forward = compile_model(self.ddp)
         self.ema = WeightEMA(self.model, config.ema, warmup=config.ema_warmup) if config.ema else None
         self.optimizer = build_optimizer(self.model, config)
         self.schedule = build_schedule(self.optimizer, config, self.total_steps)
@@ -230,8 +237,8 @@ class Trainer:
             sync = contextlib.nullcontext() if (last or not self.process.distributed) else self.ddp.no_sync()
             with sync:
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp_dtype is not None):
-                    logits = self.ddp(images)
-                per_image = F.cross_entropy(logits.float(), targets.float(), reduction="none")
+                    logits = self.forward(images)
+                per_image = LOSS_FUNCTIONS[cfg.loss](logits.float(), targets.float())
                 # Normalise by the nominal batch so N processes x A micro-batches == one big batch.
                 (per_image.sum() / (micro_size * cfg.accum)).backward()
             totals[0] += float(per_image.detach().sum())
