@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +49,7 @@ class Run:
     label: str
     run_dir: Path
     metrics: dict[str, float]
+    #: wall time of the training loop, as the run recorded it (also for a reused run)
     seconds: float
     images_seen: int
     #: forward-pass GFLOPs of one image at the training resolution (vitkit.count_flops)
@@ -232,19 +232,18 @@ class Lab:
         summary_path = run_dir / "summary.json"
         summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
         reused = bool(summary and summary.get("finished"))
-        started = time.perf_counter()
         if reused:
-            metrics = summary["metrics"]
+            metrics, seconds = summary["metrics"], float(summary.get("seconds", 0.0))
             self.runs_reused += 1
         else:
             self.report(f"  training {label}")
             resume = (run_dir / "state.pt").is_file()
             result = train(config, resume=resume, progress=self.progress)
-            metrics = result.metrics
+            metrics, seconds = result.metrics, result.seconds
             self.runs_trained += 1
             (run_dir / "state.pt").unlink(missing_ok=True)  # finished: summary.json and model/ are what is reused
         gflops = _gflops_per_image(run_dir / "model")
-        run = Run(label, run_dir, {k: float(v) for k, v in metrics.items()}, time.perf_counter() - started,
+        run = Run(label, run_dir, {k: float(v) for k, v in metrics.items()}, seconds,
                   images_seen=config.batch_size * (config.steps or 0), gflops_per_image=gflops, reused=reused)
         self._runs[key] = run
         return run
