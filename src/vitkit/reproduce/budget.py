@@ -1,6 +1,6 @@
 """How much work ``vitkit reproduce`` does: seeds, models, epochs, data sizes -- one :class:`Budget` each.
 
-``tiny`` (seconds; for the tests), ``small`` (the laptop run: at most 30 minutes on two quiet CPU
+``tiny`` (about a minute; for the tests), ``small`` (the laptop run: at most 30 minutes on two quiet CPU
 cores) and ``full`` (for a GPU: larger models, longer runs, more seeds). Every experiment of every
 claim reads its settings from here, so the report can print them.
 
