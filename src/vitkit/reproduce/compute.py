@@ -96,7 +96,7 @@ def run(lab, plot_dir: Path) -> ClaimResult:
             accs.append(Summary.of(lab.finetune(r, s) for s, r in enumerate(runs)))
             shots.append(Summary.of(lab.fewshot(r, s) for s, r in enumerate(runs)))
             rows.append({"setting": f"{FAMILY_NAMES[arch['model']]} {arch['model_options']}",
-                         "GFLOPs/image": f"{runs[0].gflops_per_image * 1e3:.2f} M",
+                         "forward MFLOPs/image": f"{runs[0].gflops_per_image * 1e3:.2f}",
                          "pre-training TFLOPs": f"{xs[-1]:.3g}", "fine-tuned": accs[-1].text(),
                          "few-shot": shots[-1].text()})
         curves_by_family[family] = (xs, accs)
