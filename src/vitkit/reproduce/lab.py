@@ -249,10 +249,12 @@ class Lab:
         return run
 
     def pretrain(self, arch: dict[str, Any], seed: int, *, fraction: float = 1.0, lr: float | None = None,
-                 label: str = "", **model_overrides: Any) -> Run:
+                 size: int | None = None, epochs: float | None = None, label: str = "",
+                 **model_overrides: Any) -> Run:
         """Pre-train a miniature ``arch`` (a ``{"model", "model_options"}`` entry of the budget) on a
-        ``fraction`` of the pre-training set. Every fraction gets the number of steps the full set
-        gets in ``budget.pretrain_epochs`` epochs (smaller sets are seen more often, as in §4.2)."""
+        ``fraction`` of the pre-training set at ``size`` px (the budget's by default). Every fraction
+        gets the number of steps the full set gets in ``epochs`` (``budget.pretrain_epochs``) epochs:
+        smaller sets are seen more often, as in §4.2."""
         from vitkit.models.registry import family_of, get_config
         from vitkit.train import recipe_defaults
 
@@ -260,10 +262,10 @@ class Lab:
         if family_of(get_config(arch["model"])).name == "vit":  # one spelling per run, so claims share runs
             model_overrides = {"posemb": "learned_1d", "classifier": "token", **model_overrides}
         data, _ = self.pretrain_source(fraction)
-        steps = self.steps_for(self.pretrain_size, b.pretrain_epochs, b.batch_size)
+        steps = self.steps_for(self.pretrain_size, epochs or b.pretrain_epochs, b.batch_size)
         options = {**recipe_defaults("pretrain"), "model": arch["model"],
                    "model_options": {**arch["model_options"], **model_overrides}, "data": data,
-                   "image_size": b.image_size, "batch_size": b.batch_size, "steps": steps, "lr": lr or b.lr,
+                   "image_size": size or b.image_size, "batch_size": b.batch_size, "steps": steps, "lr": lr or b.lr,
                    "weight_decay": b.weight_decay, "flip": False, "crop_scale": b.crop_scale, "crop_pct": 1.0,
                    "seed": seed}
         return self.train(label or f"pretrain {arch['model']}", options)
