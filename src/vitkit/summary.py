@@ -25,8 +25,15 @@ def _swin_columns(cfg) -> dict[str, Any]:
             "window_size": cfg.window_size, "patch_size": cfg.patch_size}
 
 
+def _bit_columns(cfg) -> dict[str, Any]:
+    """BiT ResNet-v2: units per stage, width factor, width of the pooled features."""
+    return {"layers": list(cfg.layers), "width_factor": cfg.width_factor, "num_features": cfg.num_features,
+            "stride": cfg.stride}
+
+
 #: family -> its own columns
-FAMILY_COLUMNS: dict[str, Callable[[Any], dict[str, Any]]] = {"vit": _vit_columns, "swin": _swin_columns}
+FAMILY_COLUMNS: dict[str, Callable[[Any], dict[str, Any]]] = {"vit": _vit_columns, "swin": _swin_columns,
+                                                              "bit": _bit_columns}
 
 
 def variant_table(pattern: str = "", image_size: int | None = None, num_classes: int = 1000) -> list[dict]:

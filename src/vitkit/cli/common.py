@@ -17,7 +17,7 @@ from typing import Any
 
 from vitkit.errors import VitkitError
 from vitkit.options import DATA, Option, add_command_options, add_field_options, field_options
-from vitkit.train.recipes import MODEL_OPTIONS, RECIPE_COMMANDS
+from vitkit.train.recipes import MODEL_OPTIONS, PRESET, RECIPE_COMMANDS, preset_options
 
 S = argparse.SUPPRESS
 
@@ -33,7 +33,7 @@ TRAINING_GROUPS = {
 #: How long one session may run before it checkpoints and stops (``--stop-after``).
 STOP_AFTER = Option("int", "end this session after N steps with a checkpoint (continue with --resume)", low=1)
 #: Option names that are not TrainConfig fields (they steer this invocation, not the run).
-_NOT_RUN_OPTIONS = ("json", "run", "command", "config", "resume", "stop_after", "quiet")
+_NOT_RUN_OPTIONS = ("json", "run", "command", "config", "resume", "stop_after", "quiet", "preset")
 
 
 #: ``--num-heads`` takes ViT's one number or Swin's one per stage; the model's configuration then checks it.
@@ -43,24 +43,26 @@ NUM_HEADS = Option("int_or_ints", "attention heads (ViT); heads per stage (Swin)
 def model_flag_options() -> dict[str, Option]:
     """The definition behind each architecture flag: the field's own in the family that has it."""
     from vitkit.config import ViTConfig
+    from vitkit.models.bit import BiTConfig
     from vitkit.models.swin import SwinConfig
 
-    fields = {**field_options(SwinConfig), **field_options(ViTConfig)}
+    fields = {**field_options(BiTConfig), **field_options(SwinConfig), **field_options(ViTConfig)}
     return {name: NUM_HEADS if name == "num_heads" else fields[name] for name in MODEL_OPTIONS}
 
 
 def add_model_options(parser: argparse.ArgumentParser, *, variant: bool = True) -> None:
     """Architecture overrides for training from scratch (``vitkit models`` lists the variants);
     ``variant=False`` leaves out ``--model`` (for commands that take the variant as an argument)."""
-    from vitkit.train.recipes import TrainConfig
+    from vitkit.train.recipes import BIT_MODEL_OPTIONS, TrainConfig
 
     group = parser.add_argument_group("model")
     if variant:
         add_field_options(group, TrainConfig, ["model"])
     shown = {name: "the variant's" for name in MODEL_OPTIONS}
     shown["representation_size"] = "D: the paper's pre-training head, one hidden layer"
+    bit = parser.add_argument_group("model (BiT ResNet: --model BiT-R50x1, ...)")
     for name, option in model_flag_options().items():
-        option.add_to(group, name, help_default=shown[name])
+        option.add_to(bit if name in BIT_MODEL_OPTIONS else group, name, help_default=shown[name])
 
 
 def add_window_option(group: argparse._ArgumentGroup) -> None:
@@ -70,9 +72,11 @@ def add_window_option(group: argparse._ArgumentGroup) -> None:
 
 def add_training_options(parser: argparse.ArgumentParser, recipe: str) -> None:
     """Data, optimisation, augmentation and run options of ``vitkit train`` / ``vitkit finetune``."""
-    from vitkit.train.recipes import TrainConfig, recipe_defaults
+    from vitkit.train.recipes import PRESET_HELP, PRESETS, TrainConfig, describe_preset, recipe_defaults
 
     defaults = recipe_defaults(recipe)
+    PRESET.add_to(parser.add_argument_group("preset"), "preset", default=S)
+    parser.epilog = " ".join(PRESET_HELP[name].format(values=describe_preset(name, recipe)) for name in PRESETS)
     for title, names in TRAINING_GROUPS.items():
         add_field_options(parser.add_argument_group(title), TrainConfig, names, defaults=defaults)
     run = parser._action_groups[-1]
@@ -90,18 +94,21 @@ def training_config(args: argparse.Namespace, recipe: str):
     given = vars(args)
     options: dict[str, Any] = recipe_defaults(recipe)
     resume = given.get("resume")
+    loaded: dict[str, Any] = {}
     if resume is not None:
         if not (Path(resume) / "config.yaml").is_file():
             raise VitkitError(f"{resume}: not a run directory (no config.yaml)")
         if "out" in given and Path(given["out"]).resolve() != Path(resume).resolve():
             raise VitkitError(f"--resume {resume} continues that run in its own directory; --out {given['out']} names "
                               f"another (to branch a run, copy its directory and resume the copy)")
-        options.update(_read_options(resume))
-        options["out"] = str(resume)
+        loaded = {**_read_options(resume), "out": str(resume)}
     elif "config" in given:
         loaded = _read_options(given["config"])
         loaded.pop("out", None)  # a run's directory is where it is written, not part of what it is
-        options.update(loaded)
+    preset = preset_options(given.get("preset"), recipe)  # after the recipe, before YAML and options
+    loaded["model_options"] = {**preset.pop("model_options", {}), **(loaded.get("model_options") or {})}
+    options.update(preset)
+    options.update(loaded)
     if options.get("recipe", recipe) != recipe:
         command = RECIPE_COMMANDS.get(options["recipe"], "train")
         raise VitkitError(f"that configuration is a {options['recipe']} run; use `vitkit {command}`")

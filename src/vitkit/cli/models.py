@@ -1,5 +1,5 @@
-"""``vitkit models``: the variant table of every family (ViT's Table 1 and hybrids, Swin); ``--pretrained``: the
-checkpoint names."""
+"""``vitkit models``: the variant table of every family (ViT's Table 1 and hybrids, Swin, BiT ResNets);
+``--pretrained``: the checkpoint names."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from vitkit.errors import VitkitError
 from vitkit.options import add_command_options
 
 NAME = "models"
-HELP = "list the model variants (ViT, hybrids, Swin) with parameters, GFLOPs and their dimensions"
+HELP = "list the model variants (ViT, hybrids, Swin, BiT ResNets) with parameters, GFLOPs and their dimensions"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,7 +42,15 @@ def _print_swin(rows: list[dict]) -> None:
               f"{r['window_size']:>6}")
 
 
-PRINTERS = {"vit": _print_vit, "swin": _print_swin}
+def _print_bit(rows: list[dict]) -> None:
+    print(f"{'model':<14} {'res':>4} {'params':>9} {'GFLOPs':>8} {'GMACs':>7}  {'units per stage':<16} {'width':>5} "
+          f"{'features':>8}")
+    for r in rows:
+        print(f"{r['name']:<14} {_res(r):>4} {r['params'] / 1e6:>8.1f}M {r['gflops']:>8.1f} {r['gmacs']:>7.1f}  "
+              f"{'-'.join(map(str, r['layers'])):<16} {'x' + str(r['width_factor']):>5} {r['num_features']:>8}")
+
+
+PRINTERS = {"vit": _print_vit, "swin": _print_swin, "bit": _print_bit}
 
 
 def run(args: argparse.Namespace) -> dict:

@@ -58,10 +58,14 @@ def predict_images(model: VisionTransformer, paths: Sequence[str | os.PathLike],
     from vitkit.data.transforms import eval_transform
 
     check_args(COMMAND_OPTIONS, top_k=top_k, batch_size=batch_size)
-    if attention_dir is not None and family_of(model).name != "vit":
-        raise VitkitError(f"--attention draws Attention Rollout through the [class] token (ViT only); a "
-                          f"{family_of(model).name} model has no such token: `vitkit inspect` shows its window "
-                          f"attention")
+    if attention_dir is not None:
+        from vitkit.inspect.capture import require_attention
+
+        require_attention(model)  # a BiT ResNet has no attention at all
+        if family_of(model).name != "vit":
+            raise VitkitError(f"--attention draws Attention Rollout through the [class] token (ViT only); a "
+                              f"{family_of(model).name} model has no such token: `vitkit inspect` shows its window "
+                              f"attention")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.eval()
     transform = eval_transform(model.preprocessing)

@@ -54,6 +54,7 @@ SAVERS: dict[str, dict[str, Callable[..., Any]]] = {
             "onnx": _save_onnx},
     "swin": {"native": _save_native, "hf": swin_hf.save_swin_hf, "timm": swin_timm.save_swin_timm,
              "onnx": _save_onnx},
+    "bit": {"native": _save_native, "onnx": _save_onnx},  # the paper's baselines: no peer format of their own
 }
 #: every target format of some family
 TARGETS = tuple(dict.fromkeys(fmt for savers in SAVERS.values() for fmt in savers))

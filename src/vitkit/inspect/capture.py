@@ -24,6 +24,19 @@ Images = torch.Tensor | Sequence[Image.Image] | Sequence[torch.Tensor]
 LayerCallback = Callable[[int, torch.Tensor], None]
 
 
+#: the families made of attention blocks (the others, BiT ResNets, are convolutional)
+ATTENTION_FAMILIES = ("vit", "swin")
+
+
+def require_attention(model: torch.nn.Module) -> None:
+    """A one-line error before any work when ``model`` has no transformer blocks to read attention
+    from (a BiT ResNet: a convolutional network)."""
+    if family_of(model).name not in ATTENTION_FAMILIES:
+        name = getattr(getattr(model, "config", None), "name", type(model).__name__)
+        raise VitkitError(f"{name} has no attention layers: the §4.5 analyses (filters of the patch embedding, "
+                          f"position embeddings, attention distance, rollout) need a ViT or Swin")
+
+
 def model_device(model: VisionTransformer) -> torch.device:
     return next(model.parameters()).device
 
@@ -99,5 +112,6 @@ def attention_hooks(model: nn.Module, callback: LayerCallback) -> Iterator[None]
 def stream_attention(model: VisionTransformer, x: torch.Tensor, callback: LayerCallback) -> tuple[int, int]:
     """Run ``model.encode(x)`` calling ``callback(layer, weights)`` with each layer's softmax
     attention (B, heads, T, T), in order; returns the patch grid (rows, cols)."""
+    require_attention(model)
     with attention_hooks(model, callback):
         return tuple(model.encode(x).grid)

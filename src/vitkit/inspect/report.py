@@ -26,6 +26,7 @@ from vitkit.atomic import atomic_path, write_text_atomic
 from vitkit.errors import VitkitError
 from vitkit.finite import require_finite_output, require_finite_weights
 from vitkit.inspect.attention import AttentionAnalysis, analyse_attention
+from vitkit.inspect.capture import require_attention
 from vitkit.inspect.filters import FilterComponents, embedding_filter_components, filter_tiles
 from vitkit.inspect.images import NamedImage
 from vitkit.inspect.overlay import overlay_map, seen_region
@@ -256,6 +257,7 @@ def write_report(model: nn.Module, images: Sequence[NamedImage], out_dir: str | 
     skipped and the mean attention distances.
     """
     check_args(COMMAND_OPTIONS, components=components, batch_size=batch_size, max_shown=max_shown)
+    require_attention(model)
     if not images:
         raise VitkitError("no images to inspect")
     require_finite_weights(model, "the model to inspect")

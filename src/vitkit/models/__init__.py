@@ -12,18 +12,22 @@ import torch
 from torch import nn
 
 from vitkit.config import VARIANTS, ViTConfig
+from vitkit.models.bit import BIT_ALIASES, BIT_VARIANTS, BiTConfig, BiTResNet
 from vitkit.models.posemb import resample_patch_posemb
 from vitkit.models.registry import Family, build_model, get_config, list_models, register_family
 from vitkit.models.swin import SWIN_ALIASES, SWIN_VARIANTS, SwinConfig, SwinTransformer
 from vitkit.models.vit import EncoderOutput, VisionTransformer
 
-__all__ = ["EncoderOutput", "SwinConfig", "SwinTransformer", "VisionTransformer", "create_model", "list_models",
+__all__ = ["BiTConfig", "BiTResNet", "EncoderOutput", "SwinConfig", "SwinTransformer", "VisionTransformer",
+           "create_model", "list_models",
            "resample_patch_posemb"]
 
 register_family(Family("vit", ViTConfig, VisionTransformer, VARIANTS,
                        description="Vision Transformer (Table 1) and ResNet+ViT hybrids (§3.1)"))
 register_family(Family("swin", SwinConfig, SwinTransformer, SWIN_VARIANTS, aliases=SWIN_ALIASES,
                        description="Swin Transformer V1 (Liu et al. 2021): shifted windows, patch merging"))
+register_family(Family("bit", BiTConfig, BiTResNet, BIT_VARIANTS, aliases=BIT_ALIASES,
+                       description="BiT ResNet-v2 (GroupNorm, weight standardisation): the paper's CNN baselines"))
 
 
 def create_model(name: str | Any, *, num_classes: int | None = None,

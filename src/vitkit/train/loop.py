@@ -62,6 +62,8 @@ def seed_everything(seed: int) -> None:
 
 def set_dropout(model: VisionTransformer, rate: float) -> None:
     """Change the dropout rate (App. B.1: after dense layers and the position embeddings) in place."""
+    if not hasattr(model.config, "dropout"):
+        raise VitkitError(f"{model.config.name} has no dropout to set (drop --dropout)")
     for module in model.modules():
         if isinstance(module, nn.Dropout):
             module.p = rate
@@ -89,8 +91,9 @@ def build_model(config: TrainConfig, label_names: list[str]) -> VisionTransforme
 
     num_classes = len(label_names)
     if config.recipe == "pretrain":
+        dropout = {} if config.dropout is None else {"dropout": config.dropout}  # not every family has dropout
         model = create_model(config.model, num_classes=num_classes, image_size=config.image_size,
-                             dropout=config.dropout or 0.0, seed=config.seed,
+                             seed=config.seed, **dropout,
                              **pretraining_architecture(config.model, config.model_options))
         model.config.name = variant_name(config.model, config.model_options)
     elif "window_size" in config.model_options:  # Swin at a new window: resolution and window change together
