@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from vitkit.data.loader import collate_skipping, make_loader, skipped_count
+from vitkit.data.loader import Unreadable, collate_skipping, make_loader, skipped_count
 from vitkit.data.sources import open_source
 from vitkit.data.transforms import eval_transform, train_transform
 from vitkit.preprocessing import Preprocessing
@@ -40,9 +42,12 @@ def test_bad_files_are_dropped_and_counted(tmp_path, num_workers):
     bad = 2
     assert seen == 14 - bad
     assert skipped_count(loader) == loader.skipped == loader.skipped_last_epoch == bad
-    for _ in loader:  # a second epoch adds to the running total
+    names = sorted(Path(data.paths[i]).name for i in loader.unreadable)
+    assert names == ["corrupt.png", "too_big.png"]
+    assert "pixels exceeds the limit" in loader.unreadable[data.paths.index(tmp_path / "tree/train/b/too_big.png")]
+    for _ in loader:  # a second epoch meets the same two files: still two unreadable files, not four
         pass
-    assert skipped_count(loader) == 2 * bad and loader.skipped_last_epoch == bad
+    assert skipped_count(loader) == bad and loader.skipped_last_epoch == bad
 
 
 def test_batches_labels_and_seeded_order():
@@ -71,11 +76,13 @@ def test_drop_last_and_training_transform():
     assert sizes == [64] * (len(data) // 64)
 
 
-def test_collate_drops_none_and_survives_an_all_bad_batch():
+def test_collate_drops_unreadable_items_and_survives_an_all_bad_batch():
     item = (torch.zeros(3, 2, 2), 1)
-    images, labels, dropped = collate_skipping([None, item, None])
-    assert images.shape == (1, 3, 2, 2) and labels.tolist() == [1] and dropped == 2
-    assert collate_skipping([None, None]) == (None, None, 2)
+    images, labels, dropped = collate_skipping([Unreadable(4, "broken"), item, Unreadable(7, "too big")])
+    assert images.shape == (1, 3, 2, 2) and labels.tolist() == [1]
+    assert [(d.index, d.reason) for d in dropped] == [(4, "broken"), (7, "too big")]
+    images, labels, dropped = collate_skipping([Unreadable(1, "a"), None])
+    assert images is None and labels is None and [d.index for d in dropped] == [1, -1]
 
 
 def test_distributed_sampler_shards(monkeypatch):

@@ -1,5 +1,5 @@
-"""timm state dicts. timm cannot be imported here, so the tests spell out timm's documented key
-layout themselves and build timm-layout files from it."""
+"""timm state dicts: files built from timm's documented key layout, spelled out here, and at the end
+files written by timm's real model (tests/timm_reference.py), whose logits vitkit must reproduce."""
 
 from __future__ import annotations
 
@@ -9,10 +9,18 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from formats_testing import images, logits, tiny
+from formats_testing import images, logits
+from formats_testing import tiny as _tiny
+from timm_reference import import_timm
 from vitkit import VitkitError, load_model
 from vitkit.formats.convert import save_model
 from vitkit.preprocessing import INCEPTION_MEAN
+
+
+def tiny(*args, **overrides):
+    """A small randomised model with timm's MLP activation (the exact GELU timm runs state dicts with)."""
+    overrides.setdefault("mlp_act", "gelu")
+    return _tiny(*args, **overrides)
 
 
 def timm_vit_keys(depth: int, *, token: bool = True, fc_norm: bool = False, pre_logits: bool = False,
@@ -58,7 +66,8 @@ def timm_resnetv2_keys(layers: tuple[int, ...]) -> set[str]:
 @pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
 def test_timm_layout_round_trips(tmp_path, overrides, layout, suffix):
     model = tiny(**overrides)  # ViT-Ti width: timm files do not store heads, the variant table gives 3
-    save_model(model, tmp_path / f"m{suffix}", to="timm")
+    # timm itself drops a pre-logits layer on load: vitkit writes it only when told that is fine
+    save_model(model, tmp_path / f"m{suffix}", to="timm", allow_approx=bool(layout.get("pre_logits")))
     state = (torch.load(tmp_path / f"m{suffix}", weights_only=True) if suffix == ".pth"
              else load_file(tmp_path / f"m{suffix}"))
     assert set(state) == timm_vit_keys(2, **layout)
@@ -171,3 +180,31 @@ def test_bad_timm_state_dicts_are_named(tmp_path):
         load_model(tmp_path / "flat.pth")
     with pytest.raises(VitkitError, match=r"\.safetensors, \.pth or \.bin"):
         save_model(model, tmp_path / "m.ckpt", to="timm")
+
+
+# ------------------------------------------------------------------------- against timm itself
+@pytest.mark.parametrize("name, kwargs", [
+    ("vit_tiny_patch16_224", dict(img_size=32, depth=2, num_classes=5)),
+    ("vit_small_patch16_224", dict(img_size=48, depth=1, num_classes=3, global_pool="avg", class_token=False,
+                                   fc_norm=True)),
+    ("vit_small_r26_s32_224", dict(img_size=64, depth=1, num_classes=4)),
+])
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_timm_files_load_to_the_logits_of_timms_own_model(tmp_path, name, kwargs, suffix):
+    """A state dict saved by timm's real model (no vitkit metadata) loads to the same function."""
+    timm = import_timm()
+    theirs = timm.create_model(name, pretrained=False, **kwargs).eval()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for param in theirs.parameters():
+            param.copy_(torch.randn(param.shape, generator=generator) * 0.2)
+    path = tmp_path / f"{name}{suffix}"
+    if suffix == ".pth":
+        torch.save(theirs.state_dict(), path)
+    else:
+        save_file({k: v.contiguous() for k, v in theirs.state_dict().items()}, path)
+    ours = load_model(path)
+    assert ours.config.num_heads == theirs.blocks[0].attn.num_heads
+    x = torch.randn(2, 3, kwargs["img_size"], kwargs["img_size"], generator=generator)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x), rtol=1e-4, atol=1e-4)

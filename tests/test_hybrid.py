@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from transformers_reference import import_transformers
 from vitkit import create_model
 from vitkit.models.resnet import ResNetStem, StdConv2d, same_padding
 
@@ -31,9 +32,44 @@ def test_hybrid_downsampling_and_sequence(name, channels, feature_stride, patch)
     assert model(x).shape == (1, 3)
 
 
-def test_r50_stage_layout_is_3_4_9():
-    stem = ResNetStem((3, 4, 9))
-    assert [len(stage.blocks) for stage in stem.stages] == [3, 4, 9]
+def test_the_registered_r50_hybrid_moves_stage_4_into_stage_3():
+    """§4.1: "we remove stage 4, place the same number of layers in stage 3 (keeping the total number
+    of layers)": ResNet-50's (3, 4, 6, 3) units become (3, 4, 9), 1024 channels at 1/16."""
+    backbone = create_model("R50+ViT-B/16", depth=1, image_size=64).patch_embed.backbone
+    units = [len(stage.blocks) for stage in backbone.stages]
+    assert units[:2] == [3, 4] and len(units) == 3 and sum(units) == 3 + 4 + 6 + 3
+    assert backbone.out_channels == 1024 and backbone.stride == 16
+
+
+def _bit_names(name: str) -> str:
+    """vitkit's stem name -> transformers' BitBackbone name."""
+    name = name.replace("stem.conv.", "bit.embedder.convolution.").replace("stem.norm.", "bit.embedder.norm.")
+    return name.replace("stages.", "bit.encoder.stages.").replace(".blocks.", ".layers.")
+
+
+@pytest.mark.parametrize("layers", [(3, 4, 9), (2, 2, 2, 2)])
+def test_the_stem_computes_what_transformers_bit_backbone_computes(layers):
+    """The ViT hybrids' BiT ResNet (GroupNorm, weight-standardised convolutions, TensorFlow SAME
+    padding, post-activation bottlenecks) against transformers' own BitBackbone with the same weights."""
+    transformers = import_transformers()
+    config = transformers.BitConfig(layer_type="bottleneck", global_padding="SAME", embedding_dynamic_padding=True,
+                                    depths=list(layers), hidden_sizes=[256 * 2**i for i in range(len(layers))],
+                                    out_features=[f"stage{len(layers)}"])
+    theirs = transformers.BitBackbone(config).eval()
+    ours = ResNetStem(layers, gn_eps=1e-5, ws_eps=1e-8).eval()  # transformers' eps values
+    generator = torch.Generator().manual_seed(0)
+    state = {}
+    for name, tensor in ours.state_dict().items():
+        state[name] = torch.randn(tensor.shape, generator=generator) * (1.0 if tensor.ndim == 4 else 0.5)
+    ours.load_state_dict(state)
+    missing, unexpected = theirs.load_state_dict({_bit_names(k): v for k, v in state.items()}, strict=False)
+    assert not unexpected and not [k for k in missing if "num_batches" not in k], (missing, unexpected)
+    x = torch.randn(2, 3, 61, 75, generator=generator)  # odd sizes: the asymmetric SAME padding matters
+    with torch.no_grad():
+        expected = theirs(x).feature_maps[0]
+        got = ours(x)
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_weight_standardisation_normalises_each_filter():

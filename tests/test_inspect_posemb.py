@@ -47,11 +47,49 @@ def test_sincos_uses_the_fixed_embedding_and_a_resampled_grid():
     np.testing.assert_allclose(emb.reshape(15, -1), sincos_2d((3, 5), 192).numpy())
 
 
-def test_learned_1d_at_another_grid_matches_set_image_size():
+def _cubic_weights(t: float, a: float = -0.75) -> list[float]:
+    """Keys' cubic convolution weights of the four taps around a sample at fraction ``t``."""
+    def kernel(x: float) -> float:
+        x = abs(x)
+        if x <= 1:
+            return (a + 2) * x**3 - (a + 3) * x**2 + 1
+        return a * x**3 - 5 * a * x**2 + 8 * a * x - 4 * a if x < 2 else 0.0
+    return [kernel(t + 1), kernel(t), kernel(1 - t), kernel(2 - t)]
+
+
+def _bicubic_resize(grid: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(rows, cols, D) -> (size, D) by the bicubic rule written out: output pixel centres mapped back
+    to (i + 0.5) * old / new - 0.5, four taps per axis, edge pixels repeated beyond the border."""
+    def along(array: np.ndarray, new: int, axis: int) -> np.ndarray:
+        old = array.shape[axis]
+        out = []
+        for i in range(new):
+            x = (i + 0.5) * old / new - 0.5
+            base = int(np.floor(x))
+            taps = [np.take(array, min(max(base + k, 0), old - 1), axis=axis) for k in (-1, 0, 1, 2)]
+            out.append(sum(w * tap for w, tap in zip(_cubic_weights(x - base), taps, strict=True)))
+        return np.stack(out, axis=axis)
+    return along(along(grid, size[0], 0), size[1], 1)
+
+
+def _reference_resample(grid: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:
+    if mode == "linear":  # the reference codes': scipy.ndimage.zoom(order=1)
+        import scipy.ndimage
+
+        return scipy.ndimage.zoom(grid, (size[0] / grid.shape[0], size[1] / grid.shape[1], 1), order=1)
+    return _bicubic_resize(grid, size)
+
+
+def test_learned_1d_at_another_grid_is_the_resampled_table():
+    """Fig. 7 centre at another resolution uses the table resampled over the patch grid (§3.2),
+    checked against the interpolation rule written out independently (scipy for linear)."""
     model = create_model("ViT-Ti/16", depth=1, patch_size=8, image_size=16, seed=0)
-    on_the_fly = patch_position_embeddings(model, grid=(3, 4))
-    model.set_image_size((24, 32))
-    np.testing.assert_allclose(on_the_fly, patch_position_embeddings(model), atol=1e-6)
+    stored = model.pos_embed.table.detach()[0, 1:].reshape(2, 2, 192).double().numpy()
+    mode = getattr(model.config, "posemb_resample", "bicubic")
+    expected = _reference_resample(stored, (3, 4), mode)
+    np.testing.assert_allclose(patch_position_embeddings(model, grid=(3, 4)), expected, atol=1e-5)
+    model.set_image_size((24, 32))  # the permanent resampling is the same table
+    np.testing.assert_allclose(patch_position_embeddings(model), expected, atol=1e-5)
 
 
 @pytest.mark.parametrize("kind", ["none", "relative"])

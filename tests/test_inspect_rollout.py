@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vitkit.data.transforms import eval_transform, resize_center_crop
+from vitkit.data.transforms import eval_transform, resize_and_crop
 from vitkit.inspect.capture import stream_attention
 from vitkit.inspect.overlay import crop_box, save_rollout_overlay
 from vitkit.inspect.rollout import attention_rollout, last_layer_head_maps, rollout_maps, rollout_matrix
@@ -78,9 +78,11 @@ def test_streamed_attention_equals_encode(classifier):
                                attention_rollout(out.attentions, model.num_prefix_tokens, out.grid), atol=1e-6)
 
 
+@pytest.mark.parametrize("crop", [dict(), dict(crop_mode="center", crop_pct=0.875), dict(crop_pct=0.9)])
 @pytest.mark.parametrize("size", [(90, 70), (300, 100), (64, 64)])
-def test_crop_box_matches_the_eval_transform(size):
+def test_crop_box_matches_the_eval_transform(size, crop):
     model = create_model("ViT-Ti/16", depth=1, image_size=(32, 48), patch_size=8)
+    model.preprocessing = model.preprocessing.replace(**crop)
     width, height = size
     ys, xs = np.mgrid[0:height, 0:width]  # a smooth two-way gradient: any misplaced crop shows
     pixels = np.stack([255 * xs / width, 255 * ys / height, np.full_like(xs, 128.0)], axis=-1)
@@ -89,7 +91,7 @@ def test_crop_box_matches_the_eval_transform(size):
     assert 0 <= box[0] < box[2] <= width and 0 <= box[1] < box[3] <= height
     ours = image.resize((48, 32), Image.Resampling.BILINEAR, box=box)
     pre = model.preprocessing
-    theirs = resize_center_crop(image, pre.image_size, pre.crop_pct, "bilinear")
+    theirs = resize_and_crop(image, pre.replace(interpolation="bilinear"))
     assert theirs.size == ours.size == (48, 32)
     diff = np.abs(np.asarray(ours, dtype=np.float64) - np.asarray(theirs, dtype=np.float64))
     # same pixels (0 here); a box one source pixel off gives about 1 to 4 levels in the shifted channel

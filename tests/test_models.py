@@ -58,7 +58,7 @@ def test_names_are_case_insensitive_and_accept_official_file_names():
     assert vitkit.get_config("vit-b_16").name == "ViT-B/16"
     assert vitkit.get_config("R50+ViT-B_16").name == "R50+ViT-B/16"
     assert vitkit.get_config("r26+vit-s/32").name == "R26+ViT-S/32"
-    assert len(list_models()) == 5 * 4 + 4
+    assert len(list_models("vit")) == 5 * 4 + 4
     assert list_models("ViT-L") == ["ViT-L/8", "ViT-L/14", "ViT-L/16", "ViT-L/32", "R50+ViT-L/32"]
     assert list_models("r50") == ["R50+ViT-B/16", "R50+ViT-L/32"]
 
@@ -85,6 +85,29 @@ def test_image_size_not_divisible_by_patch_is_a_clear_error():
         model(torch.randn(1, 3, 40, 40))
     with pytest.raises(VitkitError, match=r"expected images of shape \(B, 3, H, W\)"):
         model(torch.randn(3, 32, 32))
+
+
+@pytest.mark.parametrize("x, hint", [
+    (torch.zeros(2, 3, 32, 32, dtype=torch.uint8), "got torch.uint8 (raw pixels? "),
+    (torch.zeros(2, 3, 32, 32, dtype=torch.int64), "got torch.int64"),
+    (torch.zeros(2, 3, 32, 32, dtype=torch.float64), "expected torch.float32 images for this torch.float32 model"),
+    (torch.zeros(3, 32, 32), "a single image needs its batch axis: x.unsqueeze(0)"),
+    (torch.zeros(2, 32, 32, 3), "channels come second (B, C, H, W): x.permute(0, 3, 1, 2)"),
+    (torch.zeros(2, 1, 32, 32), "expected images of shape (B, 3, H, W), got (2, 1, 32, 32)"),
+    ([[0.0]], "expected a tensor of images (B, 3, H, W), got list"),
+])
+def test_what_the_forward_cannot_take_is_one_line_saying_what_to_do(x, hint):
+    model = tiny()
+    for call in (model, model.forward_features, model.encode):
+        with pytest.raises(VitkitError) as caught:
+            call(x)
+        assert hint in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_other_float_types_run_under_autocast():
+    model = tiny().eval()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model(torch.randn(1, 3, 32, 32, dtype=torch.bfloat16)).shape == (1, 7)
 
 
 def test_token_and_gap_classifiers():

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
 
 import vitkit
 from vitkit import VitkitError, create_model, load_model, save_native
+from vitkit.atomic import atomic_path
 
 
 def test_save_and_load_round_trip_reproduces_outputs_and_metadata(tmp_path):
@@ -38,6 +44,35 @@ def test_save_is_atomic_and_leaves_no_temp_files(tmp_path):
     save_native(model, tmp_path / "c")
     save_native(model, tmp_path / "c")  # overwrite in place
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_a_write_killed_midway_leaves_the_old_file_whole(tmp_path):
+    """SIGKILL in the middle of an atomic write: the old file is untouched, only a temp file is left
+    (which the next run in that directory sweeps); an exception mid-write leaves nothing at all."""
+    target, ready = tmp_path / "model.safetensors", tmp_path / "ready"
+    target.write_bytes(b"old contents")
+    script = (f"import time\nfrom pathlib import Path\nfrom vitkit.atomic import atomic_path\n"
+              f"with atomic_path({str(target)!r}) as tmp, open(tmp, 'wb') as out:\n"
+              f"    out.write(b'new' * 100_000)\n    out.flush()\n    Path({str(ready)!r}).touch()\n"
+              f"    time.sleep(600)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(vitkit.__file__).parents[1]),
+                                                       os.environ.get("PYTHONPATH", "")])}
+    writer = subprocess.Popen([sys.executable, "-c", script], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not ready.exists() and writer.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert ready.exists(), "the writer never got to the middle of its write"
+    finally:
+        writer.kill()
+        writer.wait(timeout=60)
+    assert target.read_bytes() == b"old contents"
+    leftovers = list(tmp_path.glob(".model.safetensors.*.tmp"))
+    assert len(leftovers) == 1 and leftovers[0].stat().st_size == 300_000
+    with pytest.raises(KeyboardInterrupt), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise KeyboardInterrupt
+    assert target.read_bytes() == b"old contents" and list(tmp_path.glob("*.tmp")) == leftovers
 
 
 def test_bad_checkpoints_give_one_line_errors(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -75,7 +76,7 @@ def test_resume_continues_exactly_where_the_run_stopped(tmp_path):
 
 def test_an_existing_run_is_never_overwritten(tmp_path):
     train(tiny_config(steps=1, out=str(tmp_path / "run")), progress=False)
-    with pytest.raises(VitkitError, match="already holds a run; continue it with --resume"):
+    with pytest.raises(VitkitError, match="already holds a run; continue it with `vitkit train --resume "):
         train(tiny_config(steps=1, out=str(tmp_path / "run")), progress=False)
 
 
@@ -105,14 +106,29 @@ def test_finetune_starts_from_a_zero_initialised_head(tmp_path):
     assert model.label_names == ["a", "b", "c"]
 
 
-def test_a_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+def test_a_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_finite_checkpoint(tmp_path):
     out = tmp_path / "run"
-    config = tiny_config(steps=30, batch_size=256, lr=1e30, warmup=0, grad_clip=None, out=str(out))
-    with pytest.raises(NonFiniteLoss, match=r"became (nan|inf) at step \d+; training stopped; the last good "):
+    config = tiny_config(steps=30, batch_size=256, lr=100.0, optimizer="sgd", warmup=0, grad_clip=None, out=str(out))
+    with pytest.raises(NonFiniteLoss, match=r"(loss|gradient norm) became (nan|inf) at step (\d+); training "
+                                            r"stopped; the last finite checkpoint is .* \(step (\d+)\)") as caught:
         train(config, progress=False)
+    bad, kept = (int(n) for n in re.search(r"at step (\d+).*\(step (\d+)\)", str(caught.value)).groups())
+    assert 0 < kept < bad
+    state = load_training_state(out / "state.pt")
+    assert state["step"] == kept
     model = load_model(out / "model")
     assert all(torch.isfinite(t).all() for t in model.state_dict().values())
-    assert load_training_state(out / "state.pt")["step"] >= 0
+    # independently: the same run stopped after `kept` steps has exactly these weights ...
+    again = train(tiny_config(steps=30, batch_size=256, lr=100.0, optimizer="sgd", warmup=0, grad_clip=None,
+                              out=str(tmp_path / "b")),
+                  progress=False, stop_after=kept)
+    for name, tensor in again.model.state_dict().items():
+        assert torch.equal(model.state_dict()[name], tensor), name
+    # ... and its next step does not have a finite loss
+    with pytest.raises(NonFiniteLoss, match=f"at step {bad};"):
+        train(tiny_config(steps=30, batch_size=256, lr=100.0, optimizer="sgd", warmup=0, grad_clip=None,
+                              out=str(tmp_path / "b")),
+              progress=False, resume=True)
 
 
 def test_corrupt_images_in_a_folder_are_skipped_and_counted(tmp_path):

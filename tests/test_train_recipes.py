@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch.optim.swa_utils import get_ema_multi_avg_fn
@@ -103,10 +104,14 @@ def test_ema_without_warmup_is_torchs_ema_and_with_warmup_follows_num_updates():
 
 @pytest.mark.parametrize("options, message", [
     (dict(batch_size=10, accum=3), "not divisible by accum"),
-    (dict(decay="step"), "decay must be one of"),
+    (dict(decay="step"), "decay: got 'step'; allowed: one of linear, cosine, constant"),
     (dict(recipe="finetune"), "needs a checkpoint"),
     (dict(model_options={"depht": 2}), "unknown model options: depht"),
-    (dict(lr=0), "learning rate must be positive"),
+    (dict(lr=0), r"lr: got 0; allowed: a finite number > 0"),
+    (dict(lr=float("inf")), r"lr: got inf; allowed: a finite number > 0"),
+    (dict(grad_clip=-1.0), r"grad_clip: got -1.0; allowed: a finite number > 0"),
+    (dict(epochs=1.5), r"epochs: got 1.5; allowed: an integer >= 1"),
+    (dict(model_options={"patch_size": 5}), "not divisible by the patch size 5"),
 ])
 def test_inconsistent_options_are_one_line_errors(options, message):
     with pytest.raises(VitkitError, match=message):
@@ -118,3 +123,99 @@ def test_config_round_trips_through_a_dict():
     assert TrainConfig.from_dict(config.to_dict()) == config
     with pytest.raises(VitkitError, match="unknown training options: colour"):
         TrainConfig.from_dict({**config.to_dict(), "colour": 1})
+
+
+# ---------------------------------------------------------------- fidelity to the official recipes
+def test_fine_tuning_warms_up_500_steps_as_vit_jax_capped_at_a_fifth():
+    assert default_warmup(20_000, "finetune") == 500 and default_warmup(2_500, "finetune") == 500
+    assert default_warmup(1_000, "finetune") == 200  # a very short run keeps four fifths for the cosine decay
+    assert default_warmup(200_000, "pretrain") == 10_000 and default_warmup(1_000, "pretrain") == 100
+    config = TrainConfig(**recipe_defaults("finetune"), checkpoint="x")
+    assert (config.optimizer, config.momentum, config.weight_decay, config.decay, config.grad_clip) == (
+        "sgd", 0.9, 0.0, "cosine", 1.0)
+    schedule = build_schedule(build_optimizer(tiny_model(), config), config, total_steps=10_000)
+    assert schedule.lr_lambdas[0].warmup == 500
+
+
+def test_pre_training_head_has_one_hidden_layer_and_fine_tuning_a_zero_linear_layer(tmp_path):
+    from vitkit import save_native
+    from vitkit.models.vit import PreLogits
+    from vitkit.train.loop import build_model
+
+    options = dict(patch_size=4, hidden_size=32, depth=1, num_heads=2, mlp_dim=64)
+    pre = build_model(TrainConfig(model="ViT-Ti/16", model_options=options, image_size=16), ["a", "b", "c"])
+    assert isinstance(pre.pre_logits, PreLogits) and pre.pre_logits.fc.out_features == 32  # D wide, tanh
+    linear = build_model(TrainConfig(model="ViT-Ti/16", model_options={**options, "representation_size": 0},
+                                     image_size=16), ["a", "b", "c"])
+    assert isinstance(linear.pre_logits, torch.nn.Identity)
+    save_native(pre, tmp_path / "pre")
+    fine = build_model(TrainConfig(**recipe_defaults("finetune"), checkpoint=str(tmp_path / "pre")), ["x", "y"])
+    assert isinstance(fine.pre_logits, torch.nn.Identity) and fine.head.in_features == 32
+    assert not fine.head.weight.any() and not fine.head.bias.any()
+
+
+class _Shapes:
+    """A tensor source that only knows names and shapes (enough to read an architecture)."""
+
+    def __init__(self, shapes, path="ViT.npz"):
+        self._shapes, self.path = shapes, path
+
+    def names(self):
+        return list(self._shapes)
+
+    def shape(self, name):
+        return self._shapes[name]
+
+
+@pytest.mark.parametrize("name, rate", [("ViT-L/16", 0.1), ("ViT-B/16", 0.0), ("ViT-L/32", 0.0)])
+def test_official_files_keep_their_configs_dropout_for_fine_tuning(name, rate):
+    """vit_jax configs/models.py: dropout_rate 0.1 for ViT-L/16 (and H/14, the R50 hybrids), 0 for B/16 and L/32."""
+    from vitkit.formats import jax_npz, mapping
+
+    with torch.device("meta"):
+        model = create_model(name, num_classes=10, image_size=224)
+    state = model.state_dict()
+    shapes = {name: tuple(t.shape) for step in mapping.plan(jax_npz.rules(), state, "jax")
+              for name, t in zip(step.theirs, step.codec.save(state[step.ours], model.config), strict=True)}
+    config = jax_npz.infer_config(_Shapes(shapes), {k: k for k in shapes}, jax_npz.VIT_JAX)
+    assert config.name == name and config.dropout == rate
+
+
+def test_fine_tuning_keeps_the_checkpoints_dropout_unless_told(tmp_path):
+    from vitkit import save_native
+    from vitkit.train.loop import build_model
+
+    save_native(tiny_model(dropout=0.1), tmp_path / "ckpt")
+    kept = build_model(TrainConfig(**recipe_defaults("finetune"), checkpoint=str(tmp_path / "ckpt")), ["a", "b"])
+    rates = {m.p for m in kept.modules() if isinstance(m, torch.nn.Dropout)}
+    assert rates == {0.1} and kept.config.dropout == 0.1
+    off = build_model(TrainConfig(**recipe_defaults("finetune"), checkpoint=str(tmp_path / "ckpt"), dropout=0.0),
+                      ["a", "b"])
+    assert {m.p for m in off.modules() if isinstance(m, torch.nn.Dropout)} == {0.0}
+
+
+def test_losses_are_the_reference_formulas():
+    from vitkit.train.losses import sigmoid_xent, softmax_xent
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(scale=3.0, size=(5, 7))
+    y = (rng.random((5, 7)) < 0.3).astype(np.float64)  # multi-hot targets
+    sigmoid = 1.0 / (1.0 + np.exp(-z))
+    expected = -(y * np.log(sigmoid) + (1 - y) * np.log(1 - sigmoid)).sum(axis=1)
+    np.testing.assert_allclose(sigmoid_xent(torch.from_numpy(z), torch.from_numpy(y)).numpy(), expected, rtol=1e-10)
+    soft = np.eye(7)[[0, 3, 6, 2, 1]] * 0.9 + 0.1 / 7
+    log_softmax = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    np.testing.assert_allclose(softmax_xent(torch.from_numpy(z), torch.from_numpy(soft)).numpy(),
+                               -(soft * log_softmax).sum(axis=1), rtol=1e-10)
+    with pytest.raises(VitkitError, match="loss: got .hinge.; allowed: one of softmax, sigmoid"):
+        TrainConfig(loss="hinge")
+
+
+def test_a_run_with_the_sigmoid_loss_trains(tmp_path):
+    from trainutil import tiny_config
+    from vitkit.train import train
+
+    result = train(tiny_config(loss="sigmoid", steps=3, out=str(tmp_path / "run")), progress=False)
+    assert math.isfinite(result.metrics["train_loss"]) and result.config.loss == "sigmoid"
+    assert "loss: sigmoid" in (tmp_path / "run" / "config.yaml").read_text()
+    assert result.model.preprocessing.is_plain_resize  # a new model evaluates with the reference's plain resize

@@ -11,6 +11,16 @@ import pytest
 STUBS = Path(__file__).parent / "stubs"
 
 
+def _pin_transformers_torchvision_check() -> None:
+    """transformers (the other test reference) decides once, cached, whether torchvision is installed;
+    make it decide before the stand-in is on the path, or it would build its torchvision backends on
+    the stand-in and fail to import its ViT in the same test session."""
+    if importlib.util.find_spec("transformers") is not None:
+        from transformers.utils.import_utils import is_torchvision_available
+
+        is_torchvision_available()
+
+
 def import_timm():
     """``timm``, with the torchvision stand-in on ``sys.path`` when torchvision is not installed.
 
@@ -18,6 +28,7 @@ def import_timm():
     that silently skips would prove nothing.
     """
     if importlib.util.find_spec("torchvision") is None and str(STUBS) not in sys.path:
+        _pin_transformers_torchvision_check()
         sys.path.insert(0, str(STUBS))
     try:
         import timm

@@ -29,3 +29,51 @@ def tiny_checkpoint() -> Path:
     out = Path(tempfile.mkdtemp(prefix="vitkit-tiny-")) / "run"
     train(tiny_config(steps=40, out=str(out)), progress=False)
     return out
+
+
+def cli_json(capsys, argv: list[str]) -> dict:
+    """Run ``vitkit ARGV --json`` in this process; the JSON object of its last stdout line."""
+    import json
+
+    from vitkit.cli.main import main
+
+    main([*argv, "--json"])
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def cli_error(capsys, argv: list[str], code: int = 2) -> str:
+    """Run ``vitkit ARGV`` expecting exit ``code`` with exactly one line on stderr and no traceback;
+    return that line."""
+    import pytest
+
+    from vitkit.cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    captured = capsys.readouterr()
+    assert exc.value.code == code, captured.err
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
+    assert lines[0].startswith(f"vitkit {argv[0]}: "), lines[0]
+    return lines[0]
+
+
+def image_folder(root, classes: dict[str, int], size: int = 16, seed: int = 0) -> Path:
+    """An ImageFolder tree: ``classes`` maps a class name to its number of random PNG images."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    root = Path(root)
+    for name, count in classes.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            pixels = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i}.png")
+    return root
+
+
+def corrupt(path) -> Path:
+    """Overwrite an image file with bytes no decoder accepts (a PNG signature, then garbage)."""
+    Path(path).write_bytes(b"\x89PNG\r\n\x1a\n" + b"not an image" * 4)
+    return Path(path)

@@ -1,4 +1,5 @@
-"""vitkit: the Vision Transformer of "An Image is Worth 16x16 Words" (Dosovitskiy et al., 2021).
+"""vitkit: the Vision Transformer of "An Image is Worth 16x16 Words" (Dosovitskiy et al., 2021),
+and the Swin Transformer (Liu et al., 2021) beside it.
 
     >>> import vitkit
     >>> model = vitkit.create_model("ViT-B/16", num_classes=10, image_size=384)
@@ -8,11 +9,18 @@
 
 from vitkit.config import ViTConfig
 from vitkit.errors import VitkitError
-from vitkit.flops import count_flops
+from vitkit.flops import count_flops, count_macs
 from vitkit.formats.convert import convert, save_model
 from vitkit.formats.detect import detect_format, load_model
 from vitkit.formats.native import save_native
-from vitkit.models import VisionTransformer, create_model, list_models, resample_patch_posemb
+from vitkit.models import (
+    SwinConfig,
+    SwinTransformer,
+    VisionTransformer,
+    create_model,
+    list_models,
+    resample_patch_posemb,
+)
 from vitkit.models.registry import get_config
 from vitkit.preprocessing import Preprocessing
 
@@ -20,11 +28,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Preprocessing",
+    "SwinConfig",
+    "SwinTransformer",
     "ViTConfig",
     "VisionTransformer",
     "VitkitError",
     "convert",
     "count_flops",
+    "count_macs",
     "create_model",
     "detect_format",
     "get_config",

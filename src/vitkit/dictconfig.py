@@ -18,11 +18,21 @@ class DictConfig:
 
     @classmethod
     def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+        cls.check_mapping(data)
+        return cls(**data)
+
+    @classmethod
+    def check_mapping(cls, data: dict[str, Any]) -> None:
+        """Refuse unknown keys, and values their field's option definition does not allow."""
+        from vitkit.options import field_options
+
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise VitkitError(f"unknown {cls._keys_are}: {', '.join(unknown)}")
-        return cls(**data)
+            raise VitkitError(f"unknown {cls._keys_are}: {', '.join(map(str, unknown))}")
+        for name, option in field_options(cls).items():
+            if name in data:
+                option.check(data[name], name)
 
     def replace(self: T, **changes: Any) -> T:
         return dataclasses.replace(self, **changes)

@@ -15,169 +15,143 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vitkit.config import CLASSIFIERS, POSEMB_KINDS
 from vitkit.errors import VitkitError
-from vitkit.train.recipes import MODEL_OPTIONS
+from vitkit.options import DATA, Option, add_command_options, add_field_options, field_options
+from vitkit.train.recipes import FINETUNE_MODEL_OPTIONS, MODEL_OPTIONS, PRESET, RECIPE_COMMANDS, preset_options
 
 S = argparse.SUPPRESS
 
-#: command-line dest -> TrainConfig field, where the two differ.
-_RENAMED = {"wd": "weight_decay", "clip": "grad_clip"}
-#: command-line dest -> key of TrainConfig.objective_options (the options of --objective mpp / mae).
-OBJECTIVE_OPTIONS = {"mask_ratio": "mask_ratio", "norm_pix_loss": "norm_pix_loss",
-                     "decoder_hidden_size": "decoder_hidden_size", "decoder_depth": "decoder_depth",
-                     "decoder_num_heads": "decoder_num_heads", "decoder_mlp_dim": "decoder_mlp_dim",
-                     "mpp_target": "target", "corrupt_ratio": "corrupt_ratio"}
+#: TrainConfig fields offered on the command line, by help group (their definitions are the fields').
+TRAINING_GROUPS = {
+    "data": ("data", "image_size", "val_fraction", "split_seed", "num_workers"),
+    "optimisation": ("epochs", "steps", "batch_size", "accum", "optimizer", "optimizer_kernel", "lr", "lr_base_batch",
+                     "weight_decay", "warmup", "decay", "grad_clip", "ema"),
+    "regularisation and augmentation": ("dropout", "loss", "label_smoothing", "randaugment", "mixup", "cutmix",
+                                        "flip", "crop_scale", "crop_pct", "crop_mode"),
+    "run": ("out", "seed", "device", "precision", "compile", "eval_every", "save_every", "log_every"),
+}
+#: TrainConfig fields of fine-tuning a masked model (MAE §4, App. A.1), on ``vitkit finetune``.
+FINETUNE_FIELDS = ("layer_decay", "drop_path", "global_pool", "trainable_blocks")
+#: command-line dest -> (objective, key of its options): the options of ``--objective mpp`` / ``mae``
+OBJECTIVE_FLAGS = {"mask_ratio": ("mae", "mask_ratio"), "norm_pix_loss": ("mae", "norm_pix_loss"),
+                   "decoder_hidden_size": ("mae", "decoder_hidden_size"), "decoder_depth": ("mae", "decoder_depth"),
+                   "decoder_num_heads": ("mae", "decoder_num_heads"), "decoder_mlp_dim": ("mae", "decoder_mlp_dim"),
+                   "mpp_target": ("mpp", "target"), "corrupt_ratio": ("mpp", "corrupt_ratio")}
+#: How long one session may run before it checkpoints and stops (``--stop-after``).
+STOP_AFTER = Option("int", "end this session after N steps with a checkpoint (continue with --resume)", low=1)
+#: Option names that are not TrainConfig fields (they steer this invocation, not the run).
+_NOT_RUN_OPTIONS = ("json", "run", "command", "config", "resume", "stop_after", "quiet", "preset")
 
 
-def _pair(text: str) -> tuple[float, float]:
-    try:
-        low, high = (float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected two numbers like 0.08,1.0, got {text!r}") from None
-    return low, high
+#: ``--num-heads`` takes ViT's one number or Swin's one per stage; the model's configuration then checks it.
+NUM_HEADS = Option("int_or_ints", "attention heads (ViT); heads per stage (Swin), e.g. 3,6,12,24", low=1)
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """Architecture overrides for training from scratch (``vitkit models`` lists the variants)."""
+def model_flag_options() -> dict[str, Option]:
+    """The definition behind each architecture flag: the field's own in the family that has it."""
+    from vitkit.config import ViTConfig
+    from vitkit.models.bit import BiTConfig
+    from vitkit.models.swin import SwinConfig
+
+    fields = {**field_options(BiTConfig), **field_options(SwinConfig), **field_options(ViTConfig)}
+    return {name: NUM_HEADS if name == "num_heads" else fields[name] for name in MODEL_OPTIONS}
+
+
+def add_model_options(parser: argparse.ArgumentParser, *, variant: bool = True) -> None:
+    """Architecture overrides for training from scratch (``vitkit models`` lists the variants);
+    ``variant=False`` leaves out ``--model`` (for commands that take the variant as an argument)."""
+    from vitkit.train.recipes import BIT_MODEL_OPTIONS, TrainConfig
+
     group = parser.add_argument_group("model")
-    group.add_argument("--model", default=S, help="variant to pre-train, e.g. ViT-B/16 (default ViT-Ti/16)")
-    group.add_argument("--patch-size", type=int, default=S)
-    group.add_argument("--hidden-size", type=int, default=S, help="width D")
-    group.add_argument("--depth", type=int, default=S, help="number of layers L")
-    group.add_argument("--num-heads", type=int, default=S)
-    group.add_argument("--mlp-dim", type=int, default=S)
-    group.add_argument("--classifier", choices=CLASSIFIERS, default=S)
-    group.add_argument("--posemb", choices=POSEMB_KINDS, default=S)
-    group.add_argument("--representation-size", type=int, default=S, help="pre-logits (Dense+tanh) width")
-    group.add_argument("--attention-dropout", type=float, default=S)
-    group.add_argument("--drop-path", type=float, default=S, help="stochastic depth at the last layer")
+    if variant:
+        add_field_options(group, TrainConfig, ["model"])
+    shown = {name: "the variant's" for name in MODEL_OPTIONS}
+    shown["representation_size"] = "D: the paper's pre-training head, one hidden layer"
+    bit = parser.add_argument_group("model (BiT ResNet: --model BiT-R50x1, ...)")
+    for name, option in model_flag_options().items():
+        option.add_to(bit if name in BIT_MODEL_OPTIONS else group, name, help_default=shown[name])
+
+
+def add_window_option(group: argparse._ArgumentGroup) -> None:
+    """Fine-tuning a Swin at a new window: ``--window-size`` (its bias tables are resampled)."""
+    model_flag_options()["window_size"].add_to(group, "window_size", help_default="the checkpoint's")
 
 
 def add_objective_options(parser: argparse.ArgumentParser) -> None:
-    """Self-supervised pre-training (§4.6 / App. B.1.2; MAE): the objective and its options."""
+    """Self-supervised pre-training (§4.6 / App. B.1.2; MAE): the objective and its options, each
+    defined by the objective's own options class."""
     from vitkit.objectives import OBJECTIVES
-    from vitkit.objectives.mpp import MPP_TARGETS
+    from vitkit.train.recipes import TrainConfig
 
     group = parser.add_argument_group("objective (self-supervision: labels are ignored and need not exist)")
-    group.add_argument("--objective", choices=list(OBJECTIVES), default=S,
-                       help="supervised (default); mpp: masked patch prediction (App. B.1.2); mae: masked "
-                            "autoencoder. mpp/mae bring their papers' optimiser settings")
-    group.add_argument("--mask-ratio", type=float, default=S, help="mae: share of patches masked (0.75)")
-    group.add_argument("--no-norm-pix-loss", dest="norm_pix_loss", action="store_false", default=S,
-                       help="mae: reconstruct raw pixels instead of per-patch normalised ones")
-    group.add_argument("--decoder-hidden-size", type=int, default=S, help="mae: decoder width (512)")
-    group.add_argument("--decoder-depth", type=int, default=S, help="mae: decoder blocks (8)")
-    group.add_argument("--decoder-num-heads", type=int, default=S, help="mae: decoder heads (16)")
-    group.add_argument("--decoder-mlp-dim", type=int, default=S, help="mae: decoder MLP size (2048)")
-    group.add_argument("--mpp-target", choices=MPP_TARGETS, default=S,
-                       help="mpp: 3-bit mean colour (default), 4x4 downsized patch in 3-bit colour, or pixels (L2)")
-    group.add_argument("--corrupt-ratio", type=float, default=S, help="mpp: share of patches corrupted (0.5)")
+    add_field_options(group, TrainConfig, ["objective"])
+    for dest, (objective, key) in OBJECTIVE_FLAGS.items():
+        options = OBJECTIVES[objective][1]
+        field_options(options)[key].add_to(group, dest, help_default=options().to_dict()[key])
 
 
 def add_finetune_options(parser: argparse.ArgumentParser) -> None:
     """What fine-tuning a masked model needs (MAE §4, App. A.1): layer decay, drop path, GAP head, partial tuning."""
-    group = parser.add_argument_group("fine-tuning a masked model")
-    group.add_argument("--layer-decay", type=float, default=S,
-                       help="layer-wise lr decay: block i of L learns at lr * decay^(L - i) (MAE: 0.65-0.75)")
-    group.add_argument("--drop-path", type=float, default=S, help="stochastic depth at the last block (MAE: 0.1)")
-    group.add_argument("--global-pool", action="store_true", default=S,
-                       help="pool the patch tokens, LayerNorm after pooling (MAE's fine-tuning head)")
-    group.add_argument("--trainable-blocks", type=int, default=S, metavar="K",
-                       help="partial fine-tuning: freeze all but the last K blocks (+ final norm and head)")
+    from vitkit.train.recipes import TrainConfig
+
+    add_field_options(parser.add_argument_group("fine-tuning a masked model (MAE)"), TrainConfig, FINETUNE_FIELDS)
 
 
 def add_training_options(parser: argparse.ArgumentParser, recipe: str) -> None:
     """Data, optimisation, augmentation and run options of ``vitkit train`` / ``vitkit finetune``."""
-    from vitkit.train.recipes import recipe_defaults
+    from vitkit.train.recipes import PRESET_HELP, PRESETS, TrainConfig, describe_preset, recipe_defaults
 
-    d = recipe_defaults(recipe)
-    data = parser.add_argument_group("data")
-    data.add_argument("--data", default=S, help="digits, mnist5k, an ImageFolder tree, a CIFAR folder or a .npz")
-    data.add_argument("--image-size", type=int, default=S,
-                      help="input resolution" + (" (position embeddings are interpolated)" if recipe == "finetune"
-                                                 else " (default 224)"))
-    data.add_argument("--val-fraction", type=float, default=S, help="test share of sources without a split (0.2)")
-    data.add_argument("--split-seed", type=int, default=S, help="seed of that split (0)")
-    data.add_argument("--num-workers", type=int, default=S, help="data-loading processes (0)")
-    opt = parser.add_argument_group("optimisation")
-    opt.add_argument("--epochs", type=int, default=S, help="passes over the training set (default 1)")
-    opt.add_argument("--steps", type=int, default=S, help="optimiser steps (instead of --epochs)")
-    opt.add_argument("--batch-size", type=int, default=S,
-                     help="global batch per optimiser step, over processes and --accum (128)")
-    opt.add_argument("--accum", type=int, default=S, help="micro-batches per step (gradient accumulation; 1)")
-    opt.add_argument("--optimizer", choices=("adamw", "sgd"), default=S, help=f"({d['optimizer']})")
-    opt.add_argument("--lr", type=float, default=S, help=f"peak learning rate ({d['lr']})")
-    opt.add_argument("--lr-base-batch", type=int, default=S,
-                     help="treat --lr as a base rate for this batch: peak = lr * batch / N (MAE: 256)")
-    opt.add_argument("--wd", type=float, default=S, help=f"decoupled weight decay ({d['weight_decay']})")
-    opt.add_argument("--warmup", type=int, default=S, help="linear warm-up steps (10k, at most a tenth of the run)")
-    opt.add_argument("--decay", choices=("linear", "cosine", "constant"), default=S, help=f"({d['decay']})")
-    opt.add_argument("--clip", type=float, default=S, help="global gradient-norm clip, 0 = off (1.0)")
-    opt.add_argument("--ema", type=float, default=S,
-                     help=f"weight-average decay, 0 = off ({d['ema'] or 0}; the paper: 0.9999)")
-    reg = parser.add_argument_group("regularisation and augmentation")
-    reg.add_argument("--dropout", type=float, default=S, help="dropout rate (App. B.1)")
-    reg.add_argument("--label-smoothing", type=float, default=S)
-    reg.add_argument("--randaugment", action="store_true", default=S)
-    reg.add_argument("--mixup", type=float, default=S, help="Mixup Beta concentration (0 = off)")
-    reg.add_argument("--cutmix", type=float, default=S, help="CutMix Beta concentration (0 = off)")
-    reg.add_argument("--no-flip", dest="flip", action="store_false", default=S, help="no horizontal flips")
-    reg.add_argument("--crop-scale", type=_pair, default=S, help="random-resized-crop area range (0.08,1.0)")
-    reg.add_argument("--crop-pct", type=float, default=S, help="evaluation centre-crop fraction (0.875)")
-    run = parser.add_argument_group("run")
-    run.add_argument("--out", default=S, help="run directory (default runs/<recipe>-<time>)")
-    run.add_argument("--config", default=S, help="YAML of options (a run's config.yaml repeats that run)")
+    defaults = recipe_defaults(recipe)
+    PRESET.add_to(parser.add_argument_group("preset"), "preset", default=S)
+    parser.epilog = " ".join(PRESET_HELP[name].format(values=describe_preset(name, recipe)) for name in PRESETS)
+    for title, names in TRAINING_GROUPS.items():
+        add_field_options(parser.add_argument_group(title), TrainConfig, names, defaults=defaults)
+    run = parser._action_groups[-1]
+    run.add_argument("--config", default=S, metavar="YAML",
+                     help="YAML of options (a run's config.yaml repeats that run)")
     run.add_argument("--resume", metavar="RUN_DIR", default=S, help="continue this run where it stopped")
-    run.add_argument("--seed", type=int, default=S)
-    run.add_argument("--device", default=S, help="auto, cpu, cuda, cuda:N (auto)")
-    run.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=S,
-                     help="auto: bf16 autocast on GPU, fp32 on CPU")
-    run.add_argument("--eval-every", type=int, default=S, help="evaluate every N epochs (1)")
-    run.add_argument("--save-every", type=int, default=S, help="also checkpoint every N steps")
-    run.add_argument("--log-every", type=int, default=S, help="log training metrics every N steps (10)")
-    run.add_argument("--stop-after", type=int, default=None,
-                     help="end this session after N steps with a checkpoint (continue with --resume)")
+    STOP_AFTER.add_to(run, "stop_after", default=None)
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def training_config(args: argparse.Namespace, recipe: str):
     """The :class:`~vitkit.train.recipes.TrainConfig` of a command line (see the module notes)."""
     from vitkit.train.recipes import TrainConfig, recipe_defaults
-    from vitkit.train.rundir import read_config
 
     given = vars(args)
-    loaded: dict[str, Any] = {}
     resume = given.get("resume")
+    loaded: dict[str, Any] = {}
     if resume is not None:
         if not (Path(resume) / "config.yaml").is_file():
             raise VitkitError(f"{resume}: not a run directory (no config.yaml)")
-        loaded = {**read_config(resume), "out": str(resume)}
+        if "out" in given and Path(given["out"]).resolve() != Path(resume).resolve():
+            raise VitkitError(f"--resume {resume} continues that run in its own directory; --out {given['out']} names "
+                              f"another (to branch a run, copy its directory and resume the copy)")
+        loaded = {**_read_options(resume), "out": str(resume)}
     elif "config" in given:
-        loaded = read_config(given["config"])
+        loaded = _read_options(given["config"])
         loaded.pop("out", None)  # a run's directory is where it is written, not part of what it is
     objective = given.get("objective", loaded.get("objective", "supervised"))
     options: dict[str, Any] = recipe_defaults(recipe, objective) if recipe == "pretrain" else recipe_defaults(recipe)
+    preset = preset_options(given.get("preset"), recipe)  # after the recipe, before YAML and options
+    loaded["model_options"] = {**preset.pop("model_options", {}), **(loaded.get("model_options") or {})}
+    options.update(preset)
     options.update(loaded)
     if options.get("recipe", recipe) != recipe:
-        raise VitkitError(f"that configuration is a {options['recipe']} run; use `vitkit {options['recipe']}`")
+        command = RECIPE_COMMANDS.get(options["recipe"], "train")
+        raise VitkitError(f"that configuration is a {options['recipe']} run; use `vitkit {command}`")
     model_options = dict(options.get("model_options") or {})
     objective_options = dict(options.get("objective_options") or {})
     for name, value in given.items():
-        if name in MODEL_OPTIONS and recipe == "pretrain":  # fine-tuning's --drop-path is its own option
+        if name in MODEL_OPTIONS and (recipe == "pretrain" or name in FINETUNE_MODEL_OPTIONS):
+            # (fine-tuning's --drop-path is a TrainConfig field of its own: FINETUNE_FIELDS)
             model_options[name] = value
-        elif name in OBJECTIVE_OPTIONS:
-            objective_options[OBJECTIVE_OPTIONS[name]] = value
-        elif name in ("json", "run", "command", "config", "resume", "stop_after", "quiet"):
-            continue
-        else:
-            options[_RENAMED.get(name, name)] = value
+        elif name in OBJECTIVE_FLAGS:
+            objective_options[OBJECTIVE_FLAGS[name][1]] = value
+        elif name not in _NOT_RUN_OPTIONS:
+            options[name] = value
     options["model_options"] = model_options
     options["objective_options"] = objective_options
-    if options.get("grad_clip") == 0:
-        options["grad_clip"] = None
-    if options.get("ema") == 0:
-        options["ema"] = None
     if not options.get("out"):
         options["out"] = os.path.join("runs", f"{recipe}-{time.strftime('%Y%m%d-%H%M%S')}")
     if "data" not in options:
@@ -189,13 +163,28 @@ def training_config(args: argparse.Namespace, recipe: str):
     return TrainConfig.from_dict(options)
 
 
+def _read_options(path: str) -> dict[str, Any]:
+    """The options of a YAML file, each checked against its definition (errors name the file)."""
+    from vitkit.train.recipes import TrainConfig
+    from vitkit.train.rundir import read_config
+
+    loaded = read_config(path)
+    try:
+        TrainConfig.check_mapping(loaded)
+    except VitkitError as exc:
+        raise VitkitError(f"{path}: {exc}") from None
+    return loaded
+
+
 def run_training(args: argparse.Namespace, recipe: str) -> dict:
     """Train / fine-tune from parsed options; print the closing summary; return it for ``--json``."""
+    from vitkit.fastpath import compile_errors
     from vitkit.train.loop import train
 
     config = training_config(args, recipe)
-    result = train(config, resume=getattr(args, "resume", None) is not None, progress=not args.quiet,
-                   stop_after=args.stop_after, report=lambda line: print(line, file=sys.stderr))
+    with compile_errors():
+        result = train(config, resume=getattr(args, "resume", None) is not None, progress=not args.quiet,
+                       stop_after=args.stop_after, report=lambda line: print(line, file=sys.stderr))
     summary = result.summary()
     if int(os.environ.get("RANK", "0")) == 0:
         print_training_summary(summary)
@@ -206,7 +195,10 @@ def run_training(args: argparse.Namespace, recipe: str) -> dict:
 
 def print_training_summary(summary: dict) -> None:
     m = summary["metrics"]
-    state = "finished" if summary["finished"] else "stopped (continue with --resume)"
+    command = RECIPE_COMMANDS.get(summary["recipe"], summary["recipe"])
+    state = "finished" if summary["finished"] else (
+        f"stopped (continue with `vitkit {command} --resume {summary['run_dir']}`)" if "run_dir" in summary
+        else "stopped")
     print(f"{summary['recipe']} {summary['model']} on {summary['data']}: step {summary['step']}/"
           f"{summary['total_steps']} {state} in {summary['seconds']:.1f} s ({summary['images_per_second']:.0f} img/s)")
     if "test_top1" in m:
@@ -221,7 +213,8 @@ def print_training_summary(summary: dict) -> None:
     if "train_loss" in m:
         print(f"  train loss {m['train_loss']:.4f}")
     print(f"  skipped corrupt images: {summary['skipped_images']} in training"
-          + (f", {m['test_skipped']} in the test split" if "test_skipped" in m else ""))
+          + (f", {m['test_skipped']} in the test split" if "test_skipped" in m else "")
+          + (f" (first: {summary['unreadable_examples'][0]})" if summary.get("unreadable_examples") else ""))
     if "run_dir" in summary:
         print(f"  run directory: {summary['run_dir']} (model: {summary['model_dir']})")
 
@@ -229,31 +222,50 @@ def print_training_summary(summary: dict) -> None:
 # ---------------------------------------------------------------------------- evaluation
 def add_checkpoint_options(parser: argparse.ArgumentParser, *, data: bool = True) -> None:
     """CKPT plus the options every command that runs a trained model shares."""
-    parser.add_argument("checkpoint", metavar="CKPT", help="a checkpoint (or a run directory: its model/)")
+    parser.add_argument("checkpoint", metavar="CKPT",
+                        help="a checkpoint, a run directory (its model/), or a name: hf-hub:ORG/REPO, "
+                             "official:FOLDER/NAME, https://... (`vitkit models --pretrained`)")
     parser.add_argument("--ema", action="store_true", help="with a run directory: use its weight average")
     if data:
-        parser.add_argument("--data", required=True, help="digits, mnist5k, an ImageFolder tree, CIFAR or .npz")
-        parser.add_argument("--split", default="test", help="which split to use (test)")
-        parser.add_argument("--val-fraction", type=float, default=0.2, help="as in training (0.2)")
-        parser.add_argument("--split-seed", type=int, default=0, help="as in training (0)")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    parser.add_argument("--num-workers", type=int, default=0)
+        parser.add_argument("--data", required=True, type=DATA.parse, metavar="SRC", help=DATA.describe())
+        add_command_options(parser, {"split": "test", "val_fraction": 0.2, "split_seed": 0})
+    add_command_options(parser, {"batch_size": 128, "device": "auto", "num_workers": 0})
+
+
+def add_fast_path_options(parser: argparse.ArgumentParser) -> None:
+    """``--int8``, ``--merge R``, ``--compile``: the inference fast paths of :mod:`vitkit.fastpath`."""
+    from vitkit.fastpath import COMPILE, INT8, MERGE
+
+    group = parser.add_argument_group("fast paths")
+    INT8.add_to(group, "int8", default=False)
+    MERGE.add_to(group, "merge", default=0, help_default=0)
+    COMPILE.add_to(group, "compile", default=False)
+
+
+def fast_model_for(args: argparse.Namespace, model):
+    """(the FastPath the options ask for, the model to run: ``model`` itself when none is asked for)."""
+    from vitkit.fastpath import FastPath, apply_fast_path
+
+    fast = FastPath.from_args(args)
+    return fast, (apply_fast_path(model, fast) if fast.enabled else model)
 
 
 def checkpoint_path(path: str, ema: bool = False) -> Path:
-    """A run directory stands for its ``model/`` (or ``model_ema/``); anything else is as given."""
+    """A run directory stands for its ``model/`` (or ``model_ema/``); a checkpoint name
+    (``hf-hub:ORG/REPO``, ``official:FOLDER/NAME``, a URL; see :mod:`vitkit.hub`) is fetched
+    into its cache; a local path is as given."""
+    from vitkit.hub import resolve_checkpoint
     from vitkit.train.rundir import CONFIG_FILE, EMA_DIR, MODEL_DIR
 
-    path = Path(path)
-    if (path / CONFIG_FILE).is_file() and (path / MODEL_DIR).is_dir():
-        sub = path / (EMA_DIR if ema else MODEL_DIR)
+    local = Path(path)
+    if (local / CONFIG_FILE).is_file() and (local / MODEL_DIR).is_dir():
+        sub = local / (EMA_DIR if ema else MODEL_DIR)
         if not sub.is_dir():
-            raise VitkitError(f"{path}: the run has no weight average (trained without --ema)")
+            raise VitkitError(f"{local}: the run has no weight average (trained without --ema)")
         return sub
     if ema:
         raise VitkitError("--ema applies to a run directory only")
-    return path
+    return resolve_checkpoint(path)
 
 
 def load_for_inference(args: argparse.Namespace):

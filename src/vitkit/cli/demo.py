@@ -6,14 +6,17 @@ from __future__ import annotations
 import argparse
 import sys
 
+from vitkit.options import OUT, add_command_options
+
 NAME = "demo"
 HELP = ("the main job: pre-train a small ViT on MNIST-5k, fine-tune it on the digits at 24 px (position "
         "embeddings interpolated), compare with training from scratch, few-shot evaluation")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default=None, help="where the three runs go (default runs/demo-<time>)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None, type=OUT.parse, metavar="DIR",
+                        help="where the three runs go (default runs/demo-<time>)")
+    add_command_options(parser, {"seed": 0})
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from vitkit.cli.common import add_checkpoint_options, load_for_inference, open_data
+from vitkit.cli.common import (
+    add_checkpoint_options,
+    add_fast_path_options,
+    fast_model_for,
+    load_for_inference,
+    open_data,
+)
+from vitkit.errors import VitkitError
 
 NAME = "eval"
 HELP = "evaluate a checkpoint on a labelled split: top-1, top-5, per-class accuracy, confusion matrix"
@@ -14,22 +21,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_checkpoint_options(parser)
     parser.add_argument("--confusion", default="confusion_matrix.png", metavar="PNG",
                         help="where to write the confusion matrix (default ./confusion_matrix.png; 'none': skip)")
+    add_fast_path_options(parser)
+    parser.add_argument("--guard", action="store_true",
+                        help="with a fast path: also evaluate the plain fp32 model and print both accuracies")
 
 
 def run(args: argparse.Namespace) -> dict:
     import time
 
     from vitkit.evaluate.metrics import check_labels, evaluate, save_confusion_matrix
+    from vitkit.fastpath import compile_errors, guard
 
+    if args.guard and not (args.int8 or args.merge or args.compile):
+        raise VitkitError("--guard compares a fast path (--int8, --merge R, --compile) with fp32: name one")
     dataset = open_data(args)
     model, device = load_for_inference(args)
     check_labels(model, dataset.label_names)
+    fast, runner = fast_model_for(args, model)
     start = time.perf_counter()
-    result = evaluate(model, dataset, batch_size=args.batch_size, device=device, num_workers=args.num_workers)
+    checked = None
+    if args.guard:
+        checked = guard(model, runner, dataset, batch_size=args.batch_size, device=device,
+                        num_workers=args.num_workers)
+        result = checked.fast
+    else:
+        with compile_errors():
+            result = evaluate(runner, dataset, batch_size=args.batch_size, device=device,
+                              num_workers=args.num_workers)
     seconds = time.perf_counter() - start
     top = "top-5" if result.topk == 5 else f"top-{result.topk}"
-    print(f"{args.checkpoint} on {args.data} ({args.split}, {result.num_images} images): "
+    print(f"{args.checkpoint} on {args.data} ({args.split}, {result.num_images} images, {fast.name}): "
           f"top-1 {100 * result.top1:.2f}%  {top} {100 * result.top5:.2f}%  loss {result.loss:.4f}")
+    if checked is not None:
+        print(f"guard: {checked.line()}")
     width = max(len(name) for name in result.label_names)
     for name, acc in result.per_class.items():
         print(f"  {name:<{width}}  {'-' if acc is None else f'{100 * acc:6.2f}%'}")
@@ -40,5 +64,8 @@ def run(args: argparse.Namespace) -> dict:
                                                                    f"{100 * result.top1:.2f}%")
         print(f"confusion matrix: {path}")
         out["confusion_png"] = str(path)
-    out.update(checkpoint=args.checkpoint, data=args.data, split=args.split, seconds=round(seconds, 3))
+    out.update(checkpoint=args.checkpoint, data=args.data, split=args.split, seconds=round(seconds, 3),
+               fast_path=fast.name)
+    if checked is not None:
+        out["guard"] = checked.to_dict()
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import pkgutil
 import sys
 from typing import NoReturn
@@ -40,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: exit status when the reader of stdout went away (128 + SIGPIPE, what a shell reports for it)
+BROKEN_PIPE = 141
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -48,18 +53,29 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     try:
         result = args.run(args)
+        if args.json:
+            print(json.dumps(result if result is not None else {}, default=str))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `vitkit predict ... | head -1`: the reader has what it wanted
+        _quiet_stdout()
+        sys.exit(BROKEN_PIPE)
     except VitkitError as exc:
         sys.exit(_fail(args.command, str(exc)))
     except OSError as exc:  # a path the user named: unreadable, unwritable, missing
         sys.exit(_fail(args.command, f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")))
-    except KeyboardInterrupt:
-        sys.exit(_fail(args.command, "interrupted", code=130))
-    if args.json:
-        print(json.dumps(result if result is not None else {}, default=str))
+    except KeyboardInterrupt as exc:  # training says what was saved; elsewhere nothing is half-written
+        sys.exit(_fail(args.command, str(exc) or "interrupted; no output file was left half-written", code=130,
+                       label="stopped"))
 
 
-def _fail(command: str, message: str, code: int = 2) -> int:
-    print(f"vitkit {command}: error: {message}", file=sys.stderr)
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush does not complain again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+def _fail(command: str, message: str, code: int = 2, label: str = "error") -> int:
+    print(f"vitkit {command}: {label}: {message}", file=sys.stderr)
     return code
 
 

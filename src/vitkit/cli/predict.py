@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from vitkit.cli.common import add_checkpoint_options, load_for_inference
+from vitkit.cli.common import add_checkpoint_options, add_fast_path_options, fast_model_for, load_for_inference
+from vitkit.errors import VitkitError
+from vitkit.options import add_command_options
 
 NAME = "predict"
 HELP = "classify images (files, folders, globs): top-k labels with probabilities; --attention saves rollout maps"
@@ -13,18 +15,24 @@ HELP = "classify images (files, folders, globs): top-k labels with probabilities
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_checkpoint_options(parser, data=False)
     parser.add_argument("paths", metavar="PATH", nargs="+", help="image files, folders (searched recursively), globs")
-    parser.add_argument("--top-k", type=int, default=5, help="how many classes to show per image (5)")
+    add_command_options(parser, {"top_k": 5})
     parser.add_argument("--attention", metavar="DIR", default=None,
                         help="also save each image's attention-rollout overlay (Fig. 6) as DIR/<name>.png")
+    add_fast_path_options(parser)
 
 
 def run(args: argparse.Namespace) -> dict:
     from vitkit.evaluate.predict import expand_image_paths, predict_images
+    from vitkit.fastpath import compile_errors
 
     paths = expand_image_paths(args.paths)
+    if args.attention and (args.int8 or args.merge or args.compile):
+        raise VitkitError("--attention draws the plain model's attention: leave out --int8/--merge/--compile")
     model, device = load_for_inference(args)
-    results = predict_images(model, paths, top_k=args.top_k, device=device, batch_size=args.batch_size,
-                             attention_dir=args.attention)
+    fast, runner = fast_model_for(args, model)
+    with compile_errors():
+        results = predict_images(runner, paths, top_k=args.top_k, device=device, batch_size=args.batch_size,
+                                 attention_dir=args.attention)
     for r in results:
         if r["error"]:
             print(f"{r['path']}: skipped ({r['error']})")
@@ -34,4 +42,4 @@ def run(args: argparse.Namespace) -> dict:
     skipped = sum(1 for r in results if r["error"])
     if skipped:
         print(f"skipped unreadable images: {skipped}")
-    return {"checkpoint": args.checkpoint, "predictions": results, "skipped_images": skipped}
+    return {"checkpoint": args.checkpoint, "predictions": results, "skipped_images": skipped, "fast_path": fast.name}

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from vitkit.errors import VitkitError
+from vitkit.files import require_regular_file
 
 CIFAR10_DIR = "cifar-10-batches-py"
 CIFAR100_DIR = "cifar-100-python"
@@ -47,6 +48,7 @@ class ArrayUnpickler(pickle.Unpickler):
 
 def load_array_pickle(path: Path) -> dict[str, Any]:
     """Read a pickled dict of arrays safely; keys come back as ``str`` (Python 2 files store bytes)."""
+    require_regular_file(path, "CIFAR batch file")
     try:
         with open(path, "rb") as handle:
             obj = ArrayUnpickler(handle, encoding="latin1").load()
@@ -78,9 +80,18 @@ def _batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
     if "data" not in batch or label_key not in batch:
         raise VitkitError(f"{path}: a CIFAR batch needs 'data' and '{label_key}', found {sorted(batch)}")
     data = np.asarray(batch["data"])
-    labels = np.asarray(batch[label_key], dtype=np.int64)
+    try:
+        labels = np.asarray(batch[label_key], dtype=np.int64).reshape(-1)
+    except (TypeError, ValueError) as err:
+        raise VitkitError(f"{path}: '{label_key}' are not integer class ids ({err})") from None
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels):
         raise VitkitError(f"{path}: 'data' has shape {data.shape} for {len(labels)} labels; expected (N, 3072)")
+    if data.dtype != np.uint8:  # a cast would wrap 256 to 0 and -1 to 255
+        if data.dtype.kind not in "iu":
+            raise VitkitError(f"{path}: 'data' has dtype {data.dtype}; expected uint8 pixels")
+        outside = int(np.count_nonzero((data < 0) | (data > 255)))
+        if outside:
+            raise VitkitError(f"{path}: 'data' holds {outside:,} pixel values outside 0..255")
     images = data.astype(np.uint8, copy=False).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     return np.ascontiguousarray(images), labels
 

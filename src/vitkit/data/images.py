@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from vitkit.errors import VitkitError
+from vitkit.files import special_file_kind
 
 log = logging.getLogger("vitkit.data")
 
@@ -86,6 +87,9 @@ def open_rgb(path: str | os.PathLike, *, max_pixels: int | None = None) -> Image
     happens before any pixel data is decoded.
     """
     limit = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
+    kind = special_file_kind(path)
+    if kind is not None:  # opening a FIFO would wait for a writer; a device never ends
+        raise BadImageError(f"{path}: is {kind}, not an image file")
     try:
         # A decoder can raise nearly anything on a hostile or damaged file (OSError, SyntaxError,
         # ValueError, EOFError, struct/zlib errors, DecompressionBombError): all mean "bad file".
@@ -118,19 +122,37 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> Ima
 
 
 def _to_uint8(array: np.ndarray) -> np.ndarray:
-    """Pixel values -> uint8: floats with max <= 1 are [0, 1]; uint16 (or ints above 255) are 16-bit."""
+    """Pixel values -> uint8: floats with max <= 1 are [0, 1], other floats [0, 255]; uint16 is
+    16-bit; other integers must already be 0..255.
+
+    Values that fit none of these are refused with their count, never clipped or wrapped: NaN or
+    infinite floats, negative pixels (e.g. an already normalised array), integers above 255 in a
+    type that does not say 16-bit (``int64`` pixels would otherwise wrap around or be guessed at).
+    """
     if array.dtype == np.uint8:
         return array
     if array.dtype == np.bool_:
         return array.astype(np.uint8) * 255
     if np.issubdtype(array.dtype, np.floating):
-        peak = float(np.nanmax(array)) if array.size else 0.0
-        scaled = array * 255.0 if peak <= 1.0 else array
-        return np.clip(np.nan_to_num(scaled).round(), 0, 255).astype(np.uint8)
+        finite = np.isfinite(array)
+        if not finite.all():
+            raise VitkitError(f"image array holds {int(array.size - finite.sum()):,} NaN or infinite pixel values")
+        peak = float(array.max()) if array.size else 0.0
+        high = 1.0 if peak <= 1.0 else 255.0
+        outside = int(np.count_nonzero((array < 0) | (array > high)))
+        if outside:
+            raise VitkitError(f"image array holds {outside:,} pixel values outside [0, 255] (floats are read as "
+                              f"[0, 1] when their maximum is at most 1, else as [0, 255])")
+        scaled = array * 255.0 if high == 1.0 else array
+        return np.clip(scaled.round(), 0, 255).astype(np.uint8)
     if np.issubdtype(array.dtype, np.integer):
-        if array.dtype == np.uint16 or (array.size and array.max() > 255):
+        if array.dtype == np.uint16:
             return np.clip(np.round(array / 257.0), 0, 255).astype(np.uint8)
-        return np.clip(array, 0, 255).astype(np.uint8)
+        outside = int(np.count_nonzero((array < 0) | (array > 255)))
+        if outside:
+            raise VitkitError(f"image array of {array.dtype} holds {outside:,} pixel values outside 0..255 "
+                              f"(store 16-bit pixels as uint16)")
+        return array.astype(np.uint8)
     raise VitkitError(f"image array has dtype {array.dtype}; expected integer or float pixels")
 
 
@@ -138,7 +160,7 @@ def images_to_rgb_uint8(images: np.ndarray, background: tuple[int, int, int] = W
     """A stack of images -> uint8 (N, H, W, 3).
 
     Accepts (N, H, W) grayscale, (N, H, W, C) or (N, C, H, W) with C in {1, 3, 4} (channels-last
-    wins when both readings fit), uint8/uint16/other ints/bool/float (see :func:`_to_uint8`).
+    wins when both readings fit), uint8/uint16/other ints in 0..255/bool/float (see :func:`_to_uint8`).
     Four channels are RGBA and are composited on ``background`` like :func:`to_rgb` does.
     """
     images = np.asarray(images)

@@ -1,15 +1,17 @@
 """Batches for training and evaluation, where a corrupt image costs one sample, not the epoch.
 
-A :class:`TransformedImages` item is ``(tensor, label)`` or ``None`` (the source could not decode
-the file). The collate function drops the ``None`` items and reports how many it dropped next to
-the batch; :class:`SkippingLoader` strips that count off in the main process and adds it to
-``loader.skipped``. Counting happens where the batches arrive, so it is right with any
-``num_workers`` (each worker process has its own copy of the dataset, so a counter kept there
-would never reach the main process).
+A :class:`TransformedImages` item is ``(tensor, label)`` or an :class:`Unreadable` (which item,
+and why the source could not decode it). The collate function drops the unreadable items and
+returns them next to the batch; :class:`SkippingLoader` strips them off in the main process and
+records which files they were in ``loader.unreadable``. Counting happens where the batches
+arrive, so it is right with any ``num_workers`` (each worker process has its own copy of the
+dataset, so a counter kept there would never reach the main process), and it counts files: a
+file that fails in every epoch is one unreadable file, not one per epoch.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,12 +19,40 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler
 from torch.utils.data._utils.collate import default_collate
 
+from vitkit.data.images import BadImageError
 from vitkit.data.sources import LabeledImages
 from vitkit.data.transforms import to_tensor
 
+log = logging.getLogger("vitkit.data")
+
+
+class Unreadable:
+    """An item whose image could not be decoded: its index in the dataset and the reason."""
+
+    __slots__ = ("index", "reason")
+
+    def __init__(self, index: int, reason: str) -> None:
+        self.index, self.reason = int(index), str(reason)
+
+    def __repr__(self) -> str:
+        return f"Unreadable({self.index}, {self.reason!r})"
+
+
+def load_item(dataset: LabeledImages, i: int) -> tuple[Any, int] | Unreadable:
+    """``(image, label)`` of item ``i``, or an :class:`Unreadable` saying why there is none."""
+    load = getattr(dataset, "load", None)
+    if load is None:  # a source without load(): only "unreadable", without the reason
+        image, label = dataset[i]
+        return Unreadable(i, "unreadable image") if image is None else (image, label)
+    try:
+        return load(i)
+    except BadImageError as err:
+        log.warning("skipping image: %s", err)
+        return Unreadable(i, str(err))
+
 
 class TransformedImages(Dataset):
-    """``dataset`` with ``transform`` applied: items are ``(tensor, label)``, or ``None`` for a bad image."""
+    """``dataset`` with ``transform`` applied: items are ``(tensor, label)``, or :class:`Unreadable`."""
 
     def __init__(self, dataset: LabeledImages, transform: Callable | None = None) -> None:
         self.dataset = dataset
@@ -31,10 +61,11 @@ class TransformedImages(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int] | None:
-        image, label = self.dataset[i]
-        if image is None:
-            return None
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int] | Unreadable:
+        item = load_item(self.dataset, i)
+        if isinstance(item, Unreadable):
+            return item
+        image, label = item
         return self.transform(image), label
 
     @property
@@ -42,13 +73,15 @@ class TransformedImages(Dataset):
         return self.dataset.label_names
 
 
-def collate_skipping(items: list[tuple[torch.Tensor, int] | None]) -> tuple[Any, Any, int]:
-    """(images (B, 3, H, W), labels (B,) long, number of ``None`` items dropped).
+def collate_skipping(items: list[tuple[torch.Tensor, int] | Unreadable | None]) -> tuple[Any, Any, list[Unreadable]]:
+    """(images (B, 3, H, W), labels (B,) long, the :class:`Unreadable` items dropped).
 
-    When every item of a batch was bad, images and labels are ``None``.
+    When every item of a batch was bad, images and labels are ``None``. (A ``None`` item, from a
+    dataset that does not say which item failed, counts as an unreadable item of index -1.)
     """
-    kept = [item for item in items if item is not None]
-    dropped = len(items) - len(kept)
+    kept = [item for item in items if item is not None and not isinstance(item, Unreadable)]
+    dropped = [item if isinstance(item, Unreadable) else Unreadable(-1, "unreadable image")
+               for item in items if item is None or isinstance(item, Unreadable)]
     if not kept:
         return None, None, dropped
     images, labels = default_collate(kept)
@@ -56,22 +89,28 @@ def collate_skipping(items: list[tuple[torch.Tensor, int] | None]) -> tuple[Any,
 
 
 class SkippingLoader(DataLoader):
-    """A DataLoader yielding ``(images, labels)`` that counts the samples it had to drop.
+    """A DataLoader yielding ``(images, labels)`` that records the samples it had to drop.
 
-    ``skipped`` is the running total over every iteration so far (all epochs);
-    ``skipped_last_epoch`` is the count of the most recent (or current) pass.
+    ``unreadable`` maps each dropped item's index to the reason (first seen); ``skipped`` is the
+    number of distinct unreadable files over every iteration so far (a file that fails in every
+    epoch counts once); ``skipped_last_epoch`` is the count of the most recent (or current) pass.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.skipped = 0
+        self.unreadable: dict[int, str] = {}
         self.skipped_last_epoch = 0
+
+    @property
+    def skipped(self) -> int:
+        return len(self.unreadable)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:  # type: ignore[override]
         self.skipped_last_epoch = 0
         for images, labels, dropped in super().__iter__():
-            self.skipped += dropped
-            self.skipped_last_epoch += dropped
+            for item in dropped:
+                self.unreadable.setdefault(item.index if item.index >= 0 else -1 - len(self.unreadable), item.reason)
+            self.skipped_last_epoch += len(dropped)
             if images is not None:
                 yield images, labels
 
@@ -84,7 +123,7 @@ def make_loader(dataset: LabeledImages, transform: Callable | None, *, batch_siz
     ``shuffle`` draws a new order every epoch from a generator seeded with ``seed`` (the same
     sequence of orders on every run). ``distributed`` shards with a DistributedSampler (seeded
     the same way; call ``loader.sampler.set_epoch(epoch)`` each epoch). Bad images are dropped
-    from their batch and counted in ``loader.skipped`` (see :func:`skipped_count`); a batch can
+    from their batch and recorded in ``loader.unreadable`` (see :func:`skipped_count`); a batch can
     therefore be smaller than ``batch_size``.
     """
     wrapped = TransformedImages(dataset, transform)
@@ -101,5 +140,5 @@ def make_loader(dataset: LabeledImages, transform: Callable | None, *, batch_siz
 
 
 def skipped_count(loader: DataLoader) -> int:
-    """How many bad samples ``loader`` (a :func:`make_loader` result) has dropped so far."""
+    """How many distinct unreadable files ``loader`` (a :func:`make_loader` result) has dropped so far."""
     return int(getattr(loader, "skipped", 0))

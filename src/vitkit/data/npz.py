@@ -10,8 +10,10 @@ Keys (first match wins):
   (``val`` accepted for ``test``);
 - optional ``label_names`` (or ``classes``): a string array, index = label id.
 
-Images: (N, H, W) grayscale, (N, H, W, C) or (N, C, H, W) with C in {1, 3, 4}; uint8, uint16,
-other integers or floats (see :func:`vitkit.data.images.images_to_rgb_uint8`). Labels: integer ids
+Images: (N, H, W) grayscale, (N, H, W, C) or (N, C, H, W) with C in {1, 3, 4}; uint8, uint16
+(16-bit), other integers in 0..255, or floats in [0, 1] / [0, 255] (see
+:func:`vitkit.data.images.images_to_rgb_uint8`). NaN or infinite pixels and integers outside
+their range are refused with their count, never clipped. Labels: integer ids
 from 0, or strings (then the sorted distinct strings become the label names).
 """
 
@@ -24,6 +26,7 @@ import numpy as np
 
 from vitkit.data.images import images_to_rgb_uint8
 from vitkit.errors import VitkitError
+from vitkit.files import require_regular_file
 
 IMAGE_KEYS = ("images", "image", "x", "X", "data")
 LABEL_KEYS = ("labels", "label", "y", "Y", "targets")
@@ -89,6 +92,7 @@ def load_npz(path: Path, *, labels: bool = True) -> tuple[Pools, list[str]]:
     of images alone is fine (its labels come back None and the names empty); a stored labels array
     is still read (it keeps the split per class).
     """
+    require_regular_file(path, ".npz file")
     try:
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
@@ -126,7 +130,10 @@ def load_npz(path: Path, *, labels: bool = True) -> tuple[Pools, list[str]]:
         out = {}
         for split, (image_key, _) in pools.items():
             labels = _label_ids(raw_labels[split], names, path)
-            images = images_to_rgb_uint8(_get(archive, image_key, path))
+            try:
+                images = images_to_rgb_uint8(_get(archive, image_key, path))
+            except VitkitError as exc:
+                raise VitkitError(f"{path}: {image_key!r}: {exc}") from None
             if len(images) != len(labels):
                 raise VitkitError(f"{path}: {len(images)} images ({image_key!r}) but {len(labels)} labels")
             out[split] = (images, labels)

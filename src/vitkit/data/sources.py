@@ -41,9 +41,10 @@ from PIL import Image
 from vitkit.data.bundled import BUNDLED
 from vitkit.data.cifar import cifar_layout, load_cifar
 from vitkit.data.folders import read_image_folder, read_unlabelled_folder
-from vitkit.data.images import images_to_rgb_uint8, read_image
+from vitkit.data.images import BadImageError, images_to_rgb_uint8, open_rgb, read_image
 from vitkit.data.npz import load_npz
 from vitkit.errors import VitkitError
+from vitkit.files import require_regular_file
 
 SPLITS = {"train": "train", "test": "test", "val": "val", "validation": "val"}
 
@@ -62,6 +63,14 @@ class LabeledImages(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> tuple[Image.Image | None, int]:
         raise NotImplementedError
+
+    def load(self, i: int) -> tuple[Image.Image, int]:
+        """``dataset[i]``, but an unreadable image raises :class:`~vitkit.data.images.BadImageError`
+        with the reason instead of giving ``None``."""
+        image, label = self[i]
+        if image is None:
+            raise BadImageError(f"item {i} of {self.source}: unreadable image")
+        return image, label
 
     def labels(self) -> list[int]:
         """Every label, in item order, without decoding any image."""
@@ -134,6 +143,9 @@ class FolderImages(LabeledImages):
     def __getitem__(self, i: int) -> tuple[Image.Image | None, int]:
         return read_image(self.paths[i], max_pixels=self.max_pixels), int(self._labels[i])
 
+    def load(self, i: int) -> tuple[Image.Image, int]:
+        return open_rgb(self.paths[i], max_pixels=self.max_pixels), int(self._labels[i])
+
     def subset(self, indices: Sequence[int] | np.ndarray) -> FolderImages:
         idx = np.asarray(indices, dtype=np.int64)
         return FolderImages([self.paths[k] for k in idx], self._labels[idx], self.label_names, source=self.source,
@@ -180,6 +192,12 @@ def _from_arrays(images: np.ndarray, labels: np.ndarray | None, names: list[str]
         if not presplit:
             images = images[_pick(split, groups, seed, val_fraction)]
         return ArrayImages(images, np.full(len(images), -1, dtype=np.int64), [], source=source, split=split)
+    labels = np.asarray(labels)
+    outside = int(np.count_nonzero((labels < 0) | (labels >= len(names))))
+    if outside:  # found here, before any training, not as an index error in the middle of a run
+        first = int(labels[(labels < 0) | (labels >= len(names))][0])
+        raise VitkitError(f"{source}: {outside} label(s) outside the {len(names)} classes 0..{len(names) - 1} "
+                          f"(first: {first})")
     present = np.unique(labels)
     if len(names) < 2 or (not presplit and len(present) < 2):
         only = names[int(present[0])] if len(names) > int(present[0]) else str(present[0])
@@ -252,7 +270,9 @@ def open_source(spec: str, split: str = "train", *, seed: int = 0, val_fraction:
     split = SPLITS[split.lower()]
     if not 0.0 < val_fraction < 1.0:
         raise VitkitError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
-    key = str(spec).strip()
+    key = str(spec).strip() if spec is not None else ""
+    if not key:  # Path("") is the current directory: an empty --data must not read it
+        raise VitkitError(f"no dataset given ({spec!r}); name one of {', '.join(BUNDLED)}, a folder or a .npz file")
     if key.lower() in BUNDLED:
         return _open_bundled(key.lower(), "test" if split == "val" else split, seed, val_fraction, labels)
     path = Path(key).expanduser()
@@ -263,5 +283,28 @@ def open_source(spec: str, split: str = "train", *, seed: int = 0, val_fraction:
         return _open_folder(path, split, seed, val_fraction, max_pixels, labels)
     if path.suffix.lower() == ".npz":
         return _open_npz(path, "test" if split == "val" else split, seed, val_fraction, labels)
+    require_regular_file(path, "dataset file")
     raise VitkitError(f"{path}: unsupported dataset file; expected a .npz file, an ImageFolder tree or a CIFAR "
                       f"folder")
+
+
+def require_usable(dataset: LabeledImages, what: str, *, reasons: int = 3) -> None:
+    """Raise a one-line :class:`VitkitError` when not one image of ``dataset`` can be decoded.
+
+    Images are tried in order until one decodes, so a healthy source costs one image and only a
+    source of broken files is read to the end; the error gives the count and the first
+    ``reasons``, e.g. ``test split: 0 usable images out of 12; first reasons: a.png: ...``.
+    In-memory sources were decoded when they were opened and always pass.
+    """
+    if isinstance(dataset, ArrayImages) and len(dataset):
+        return
+    failures: list[str] = []
+    for i in range(len(dataset)):
+        try:
+            dataset.load(i)
+            return
+        except BadImageError as err:
+            if len(failures) < reasons:
+                failures.append(str(err))
+    shown = f"; first reasons: {'; '.join(failures)}" if failures else ""
+    raise VitkitError(f"{what}: 0 usable images out of {len(dataset)}{shown}")

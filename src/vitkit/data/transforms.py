@@ -1,6 +1,6 @@
 """Image -> tensor transforms, as the paper's BiT-style pipeline (§4.1, App. B.1).
 
-- evaluation: resize, centre crop, normalise (:func:`eval_transform`);
+- evaluation: resize (and crop, as the checkpoint's preprocessing says), normalise (:func:`eval_transform`);
 - training: Inception-style random-resized crop + optional horizontal flip, normalise
   (:func:`train_transform`).
 
@@ -43,29 +43,21 @@ def normalize(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) 
     return (x - mean_t) / std_t
 
 
-def _resize_crop_geometry(in_h: int, in_w: int, size: tuple[int, int], crop_pct: float) -> tuple[int, int, int, int]:
-    """(resized height, resized width, top, left) of :func:`resize_center_crop`."""
-    height, width = size
-    scale = max(height / (in_h * crop_pct), width / (in_w * crop_pct))
-    new_w, new_h = max(width, round(in_w * scale)), max(height, round(in_h * scale))
-    return new_h, new_w, (new_h - height) // 2, (new_w - width) // 2
-
-
-def resize_center_crop(image: Image.Image, size: tuple[int, int], crop_pct: float,
-                       interpolation: str = "bicubic") -> Image.Image:
-    """Scale so the crop of ``size`` covers ``crop_pct`` of the shorter side, then centre-crop."""
-    height, width = size
-    new_h, new_w, top, left = _resize_crop_geometry(image.height, image.width, size, crop_pct)
-    image = image.resize((new_w, new_h), _RESAMPLE[interpolation])
-    return image.crop((left, top, left + width, top + height))
+def resize_and_crop(image: Image.Image, pre: Preprocessing) -> Image.Image:
+    """The geometric half of the evaluation transform (:meth:`Preprocessing.resize_geometry`):
+    Pillow resize, then the centre crop."""
+    size, box = pre.resize_geometry(image.width, image.height)
+    if size != image.size:
+        image = image.resize(size, _RESAMPLE[pre.interpolation])
+    return image.crop(box) if box != (0, 0, *size) else image
 
 
 def eval_transform(pre: Preprocessing) -> Callable[[Image.Image], torch.Tensor]:
-    """The evaluation transform a checkpoint's preprocessing describes: PIL image -> (3, H, W)."""
+    """The evaluation transform a checkpoint's preprocessing describes: PIL image -> (3, H, W)
+    (resize and crop as :mod:`vitkit.preprocessing` defines, x / 255, normalise)."""
 
     def transform(image: Image.Image) -> torch.Tensor:
-        image = resize_center_crop(image.convert("RGB"), pre.image_size, pre.crop_pct, pre.interpolation)
-        return normalize(to_tensor(image), pre.mean, pre.std)
+        return normalize(to_tensor(resize_and_crop(image.convert("RGB"), pre)), pre.mean, pre.std)
 
     return transform
 
@@ -149,18 +141,17 @@ def train_batch_transform(pre: Preprocessing, *, flip: bool = True, scale: tuple
 
 
 def eval_batch_transform(pre: Preprocessing) -> Callable[[torch.Tensor], torch.Tensor]:
-    """:func:`eval_transform` for whole batches of same-size images (torch interpolation with
-    antialiasing; matches the PIL path to within resampling rounding)."""
-    height, width = pre.image_size
+    """:func:`eval_transform` for whole batches of same-size images: the same geometry, torch
+    interpolation with antialiasing (matches the Pillow path to within resampling rounding)."""
     mode = pre.interpolation
 
     def transform(images: torch.Tensor) -> torch.Tensor:
         x = batch_to_float(images)
-        new_h, new_w, top, left = _resize_crop_geometry(x.shape[-2], x.shape[-1], (height, width), pre.crop_pct)
+        (new_w, new_h), (left, top, right, bottom) = pre.resize_geometry(x.shape[-1], x.shape[-2])
         if (new_h, new_w) != tuple(x.shape[-2:]):
             x = F.interpolate(x, size=(new_h, new_w), mode=mode, antialias=mode != "nearest",
                               **({} if mode == "nearest" else {"align_corners": False}))
-        x = x[..., top:top + height, left:left + width].clamp_(0.0, 1.0)
+        x = x[..., top:bottom, left:right].clamp_(0.0, 1.0)
         return normalize(x, pre.mean, pre.std)
 
     return transform

@@ -17,7 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from vitkit.errors import VitkitError
+from vitkit.finite import require_finite_output
 from vitkit.models.vit import VisionTransformer
+from vitkit.options import COMMAND_OPTIONS, check_args
 
 
 @dataclass
@@ -78,6 +80,7 @@ def predict_logits(model: VisionTransformer, loader, device: torch.device | str,
     for images, targets in loader:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp_dtype is not None):
             out = model(images.to(device, non_blocking=True))
+        require_finite_output(out, "logits")  # never "accuracy nan"
         logits.append(out.float().cpu())
         labels.append(targets.cpu())
     model.train(was_training)
@@ -111,10 +114,13 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, label_nam
 def evaluate(model: VisionTransformer, dataset, *, batch_size: int = 128, device: torch.device | str | None = None,
              num_workers: int = 0, transform=None, amp_dtype: torch.dtype | None = None) -> Evaluation:
     """Evaluate ``model`` on a :class:`~vitkit.data.sources.LabeledImages` (see :func:`check_labels`)."""
+    check_args(COMMAND_OPTIONS, batch_size=batch_size, num_workers=num_workers)
     from vitkit.data.loader import make_loader, skipped_count
+    from vitkit.data.sources import require_usable
     from vitkit.data.transforms import eval_transform
 
     check_labels(model, dataset.label_names)
+    require_usable(dataset, f"{dataset.split} split of {dataset.source}")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     loader = make_loader(dataset, transform or eval_transform(model.preprocessing), batch_size=batch_size,
                          shuffle=False, num_workers=num_workers)

@@ -11,7 +11,10 @@ from typing import Any
 import torch
 
 from vitkit.errors import VitkitError
+from vitkit.finite import require_finite_output
+from vitkit.models.registry import family_of
 from vitkit.models.vit import VisionTransformer
+from vitkit.options import COMMAND_OPTIONS, check_args
 
 
 def expand_image_paths(patterns: Sequence[str | os.PathLike]) -> list[Path]:
@@ -25,7 +28,7 @@ def expand_image_paths(patterns: Sequence[str | os.PathLike]) -> list[Path]:
     found: list[Path] = []
     for pattern in patterns:
         path = Path(pattern).expanduser()
-        if path.is_file():
+        if path.is_file() or (path.exists() and not path.is_dir()):  # a FIFO or device: refused as unreadable
             found.append(path)
         elif path.is_dir():
             images = sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p))
@@ -54,11 +57,18 @@ def predict_images(model: VisionTransformer, paths: Sequence[str | os.PathLike],
     from vitkit.data.images import BadImageError, open_rgb
     from vitkit.data.transforms import eval_transform
 
-    if top_k < 1:
-        raise VitkitError(f"--top-k must be at least 1, got {top_k}")
+    check_args(COMMAND_OPTIONS, top_k=top_k, batch_size=batch_size)
     if model.config.num_classes == 0:
         raise VitkitError("the checkpoint has no classification head (a pre-trained encoder, e.g. self-supervised): "
                           "fine-tune it first (vitkit finetune)")
+    if attention_dir is not None:
+        from vitkit.inspect.capture import require_attention
+
+        require_attention(model)  # a BiT ResNet has no attention at all
+        if family_of(model).name != "vit":
+            raise VitkitError(f"--attention draws Attention Rollout through the [class] token (ViT only); a "
+                              f"{family_of(model).name} model has no such token: `vitkit inspect` shows its window "
+                              f"attention")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.eval()
     transform = eval_transform(model.preprocessing)
@@ -81,7 +91,9 @@ def predict_images(model: VisionTransformer, paths: Sequence[str | os.PathLike],
         if not images:
             continue
         x = torch.stack([transform(im) for im in images]).to(device)
-        probs = model(x).float().softmax(dim=-1).cpu()
+        logits = model(x)
+        require_finite_output(logits, "logits")
+        probs = logits.float().softmax(dim=-1).cpu()
         values, indices = probs.topk(k, dim=-1)
         for i, row in enumerate(rows):
             row["top"] = [{"label": names[j], "index": int(j), "probability": float(v)}
@@ -92,7 +104,8 @@ def predict_images(model: VisionTransformer, paths: Sequence[str | os.PathLike],
                 target = out_dir / f"{_unique_stem(Path(row['path']), used)}.png"
                 row["attention"] = str(save_rollout_overlay(model, x[i:i + 1], images[i], target))
     if all(r["error"] for r in results):
-        raise VitkitError(f"none of the {len(results)} images could be read")
+        reasons = "; ".join(f"{r['path']}: {r['error']}" for r in results[:3])
+        raise VitkitError(f"none of the {len(results)} images could be read; first reasons: {reasons}")
     return results
 
 

@@ -1,9 +1,12 @@
 """``load_model``: find out what a checkpoint is, then build and load the model it describes.
 
-Formats (see each module): ``native`` (vitkit's directory), ``hf`` (transformers ViT directory),
-``hf_mae`` (transformers ViTMAE directory), ``timm`` (state-dict file or timm hub directory),
-``jax`` (official ``.npz``), ``mae`` (the official MAE release's ``.pth``). Detection looks at
-contents, not names: a directory's ``config.json``, a file's first bytes, then its tensor names.
+Formats (see each module): ``native`` (vitkit's directory, any family), ``hf`` (transformers
+directory: ViT or Swin), ``hf_mae`` (transformers ViTMAE directory), ``timm`` (state-dict file or
+timm hub directory: ViT or Swin), ``jax`` (official ViT ``.npz``), ``official`` (official Swin
+``.pth``), ``mae`` (the official MAE release's ``.pth``). Detection looks at contents, not names: a
+directory's ``config.json``, a file's first bytes, then its tensor names, which also tell the model
+family. A checkpoint may also be a name (``hf-hub:ORG/REPO``, ``official:imagenet21k/ViT-B_16``, a
+URL): :func:`vitkit.hub.resolve_checkpoint` fetches it into a cache first.
 
 :func:`load_objective_parts` reads what a self-supervised checkpoint keeps beside the encoder (MAE's
 decoder, MPP's head) in a plain form that :mod:`vitkit.objectives` rebuilds.
@@ -17,24 +20,48 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from vitkit.config import to_pair
 from vitkit.errors import VitkitError
-from vitkit.formats import hf, hf_mae, jax_npz, mae_official, native, timm
+from vitkit.finite import require_finite_weights
+from vitkit.formats import hf, hf_mae, jax_npz, mae_official, native, swin_hf, swin_official, swin_timm, timm
 from vitkit.formats.tensor_files import open_tensor_file, sniff_container
-from vitkit.models.vit import VisionTransformer
+from vitkit.hub import resolve_checkpoint
+from vitkit.options import COMMAND_OPTIONS, check_args
 
-FORMATS = ("native", "hf", "hf_mae", "timm", "jax", "mae")
+FORMATS = ("native", "hf", "hf_mae", "timm", "jax", "official", "mae")
 
 
-def _load_native(path: Path, **_: object) -> VisionTransformer:
+def _load_native(path: Path, **_: object) -> nn.Module:
     return native.load_native(path)
 
 
+#: Hugging Face ``model_type`` -> loader of that family
+HF_LOADERS: dict[str, Callable[..., nn.Module]] = {"vit": hf.load_hf, swin_hf.MODEL_TYPE: swin_hf.load_swin_hf}
+
+
+def _load_hf(path: Path, **options) -> nn.Module:
+    model_type = hf.read_hf_config(path).get("model_type")
+    if model_type not in HF_LOADERS:
+        raise VitkitError(f"{path}: Hugging Face model_type {model_type!r} is not supported ({', '.join(HF_LOADERS)})")
+    return HF_LOADERS[model_type](path, **options)
+
+
+def _timm_weights(path: Path) -> Path:
+    return timm.hub_files(path)[0] if path.is_dir() else path
+
+
+def _load_timm(path: Path, **options) -> nn.Module:
+    with open_tensor_file(_timm_weights(path)) as source:
+        swin = swin_timm.is_swin_state_dict(set(source.names()))
+    return (swin_timm.load_swin_timm if swin else timm.load_timm)(path, **options)
+
+
 #: format -> loader(path, *, dtype, progress, image_size) -> model in eval mode
-LOADERS: dict[str, Callable[..., VisionTransformer]] = {
-    "native": _load_native, "hf": hf.load_hf, "hf_mae": hf_mae.load_hf_mae, "timm": timm.load_timm,
-    "jax": jax_npz.load_jax, "mae": mae_official.load_mae,
+LOADERS: dict[str, Callable[..., nn.Module]] = {
+    "native": _load_native, "hf": _load_hf, "hf_mae": hf_mae.load_hf_mae, "timm": _load_timm,
+    "jax": jax_npz.load_jax, "official": swin_official.load_official, "mae": mae_official.load_mae,
 }
 
 
@@ -59,6 +86,9 @@ def _directory_format(path: Path) -> str:
 
 
 def _file_format(path: Path) -> str:
+    if path.suffix.lower() == ".onnx":
+        raise VitkitError(f"{path}: an ONNX export; vitkit writes ONNX but does not read it back "
+                          "(load the checkpoint it was exported from)")
     if sniff_container(path) == "npz":
         return "jax"
     with open_tensor_file(path) as source:
@@ -68,7 +98,9 @@ def _file_format(path: Path) -> str:
         return "mae"
     if "patch_embed.proj.weight" in keys and "pos_embed" in keys:
         return "timm"
-    if "pos_embed.table" in keys:
+    if swin_timm.is_swin_state_dict(keys):
+        return "official" if swin_official.is_official_layout(keys) else "timm"
+    if "pos_embed.table" in keys or any(k.endswith("rel_bias.table") for k in keys):
         raise VitkitError(f"{path}: vitkit weights without their config.json: load the checkpoint directory")
     if any(k.endswith("embeddings.patch_embeddings.projection.weight") for k in keys):
         raise VitkitError(f"{path}: Hugging Face weights need their config.json: load the directory holding both")
@@ -78,39 +110,44 @@ def _file_format(path: Path) -> str:
 
 def detect_format(path: str | os.PathLike) -> str:
     """One of :data:`FORMATS`; a one-line error for anything else."""
-    path = Path(path)
-    if not path.exists():
-        raise VitkitError(f"{path}: no such file or directory")
+    path = resolve_checkpoint(path)
     return _directory_format(path) if path.is_dir() else _file_format(path)
 
 
 def load_checkpoint(path: str | os.PathLike, *, fmt: str | None = None, dtype: torch.dtype | None = torch.float32,
-                    progress: bool = False, image_size: int | tuple[int, int] | None = None) -> VisionTransformer:
-    """Load ``path`` as format ``fmt`` (detected when None) at its stored resolution.
+                    progress: bool = False, image_size: int | tuple[int, int] | None = None) -> nn.Module:
+    """Load ``path`` (or a checkpoint name) as format ``fmt`` (detected when None) at its stored resolution.
 
     ``dtype=None`` keeps the stored dtype (what conversion wants); ``image_size`` only tells the
     training resolution of a checkpoint whose position embeddings are not a square grid.
     """
+    path = resolve_checkpoint(path, progress=progress or None)
     fmt = fmt or detect_format(path)
     if fmt not in LOADERS:
         raise VitkitError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
-    return LOADERS[fmt](Path(path), dtype=dtype, progress=progress,
-                        image_size=to_pair(image_size) if image_size is not None else None)
+    model = LOADERS[fmt](Path(path), dtype=dtype, progress=progress,
+                         image_size=to_pair(image_size) if image_size is not None else None)
+    require_finite_weights(model, str(path))  # a NaN checkpoint is refused, never evaluated or converted
+    return model
 
 
 def load_model(path: str | os.PathLike, *, num_classes: int | None = None,
                image_size: int | tuple[int, int] | None = None,
-               device: str | torch.device | None = None) -> VisionTransformer:
+               device: str | torch.device | None = None) -> nn.Module:
     """Load a checkpoint of any supported format and return the model in eval mode.
 
-    The format is detected and the architecture read off the weights (and config.json where
-    there is one). ``num_classes`` swaps in a zero-initialised head (§3.2); ``image_size``
-    resamples the position embeddings to a new resolution (§3.2); ``device`` moves the model.
+    ``path`` is a local file or directory, or a name fetched into a cache first (see
+    :mod:`vitkit.hub`): ``hf-hub:ORG/REPO[@REV]`` (or bare ``ORG/REPO``), ``official:FOLDER/NAME``
+    (``vitkit models --pretrained`` lists them), ``gs://...`` or an ``https://`` URL.
+    The format and the model family are detected and the architecture read off the weights (and
+    config.json where there is one). ``num_classes`` swaps in a zero-initialised head (§3.2);
+    ``image_size`` sets a new resolution (ViT: position embeddings resampled, §3.2); ``device``
+    moves the model.
     """
-    path = Path(path)
-    if not path.exists():
-        raise VitkitError(f"{path}: no such file or directory")
-    model = load_checkpoint(path, image_size=image_size)
+    if num_classes is not None or image_size is not None:
+        checked = check_args(COMMAND_OPTIONS, num_classes=num_classes, image_size=image_size)
+        image_size = checked["image_size"]
+    model = load_checkpoint(resolve_checkpoint(path), image_size=image_size)
     if num_classes is not None and num_classes != model.config.num_classes:
         model.reset_head(num_classes)
     if image_size is not None and to_pair(image_size) != model.config.image_size:

@@ -12,11 +12,13 @@ Layout facts (the names on disk, which transformers keeps across versions):
   ``pooler_output``;
 * ``layer_norm_eps`` defaults to 1e-12 in HF (carried into :class:`ViTConfig`), ``hidden_act``
   is ``gelu`` (exact) or a tanh approximation (``gelu_new``, ``gelu_pytorch_tanh``);
-  ``id2label`` becomes ``label_names``; ``preprocessor_config.json`` gives the normalisation
-  (ViTImageProcessor: mean = std = 0.5, bilinear resize to the model size).
+  ``id2label`` becomes ``label_names``; ``preprocessor_config.json`` gives the preprocessing
+  (ViTImageProcessor: mean = std = 0.5, bilinear resize of the whole image to the model size).
 
 Export writes ``config.json`` (with a ``vitkit`` entry for what HF has no field for),
-``model.safetensors`` and ``preprocessor_config.json``; the directory loads with
+``model.safetensors`` and ``preprocessor_config.json`` (the checkpoint's evaluation transform in
+the image processor's terms, so ``pipeline("image-classification")`` sees what ``vitkit predict``
+sees); the directory loads with
 ``transformers.ViTForImageClassification.from_pretrained`` (or ``ViTModel`` for a model
 without a head).
 """
@@ -42,7 +44,7 @@ from vitkit.formats.tensor_files import (
     write_safetensors,
 )
 from vitkit.models.vit import VisionTransformer
-from vitkit.preprocessing import INCEPTION_MEAN, INCEPTION_STD, Preprocessing
+from vitkit.preprocessing import INCEPTION_MEAN, INCEPTION_STD, Preprocessing, crop_pct_for
 
 FORMAT = "hf"
 CONFIG_FILE = "config.json"
@@ -157,11 +159,13 @@ def config_from_hf(hf: dict, source: TensorSource) -> ViTConfig:
         representation_size=source.shape(keys[pooler_name])[0] if pooler else None,
         dropout=float(c["hidden_dropout_prob"]), attention_dropout=float(c["attention_probs_dropout_prob"]),
         layer_norm_eps=float(c["layer_norm_eps"]), mlp_act=HF_ACTIVATIONS[c["hidden_act"]],
+        # transformers' ViTEmbeddings.interpolate_pos_encoding is bicubic; vitkit's exports say theirs
+        posemb_resample=(hf.get("vitkit") or {}).get("posemb_resample", "bicubic"),
     )
     return config.replace(name=(hf.get("vitkit") or {}).get("name") or mapping.variant_name(config))
 
 
-def _label_names(hf: dict, num_classes: int) -> list[str] | None:
+def hf_label_names(hf: dict, num_classes: int) -> list[str] | None:
     """``id2label`` as a list; None for HF's placeholder names ``LABEL_0``, ``LABEL_1``, ..."""
     id2label = hf.get("id2label") or {}
     try:
@@ -173,27 +177,49 @@ def _label_names(hf: dict, num_classes: int) -> list[str] | None:
     return names
 
 
-def hf_preprocessing(processor: dict, hf: dict, image_size: tuple[int, int]) -> Preprocessing:
-    """From ``preprocessor_config.json`` (ViTImageProcessor resizes the whole image: crop 1.0)."""
+def hf_preprocessing(processor: dict, hf: dict, image_size: tuple[int, int], *,
+                     mean: tuple[float, ...] = INCEPTION_MEAN, std: tuple[float, ...] = INCEPTION_STD) -> Preprocessing:
+    """From ``preprocessor_config.json``, read as transformers' image processors run it: resize to
+    ``size`` ({height, width}: the whole image; {shortest_edge}: keeping the aspect ratio), then
+    ``crop_size`` from the centre when ``do_center_crop``; ``mean``/``std`` where the file does not
+    say (the family's usual normalisation). vitkit's own exports carry the exact preprocessing in
+    config.json, which wins."""
     stored = (hf.get("vitkit") or {}).get("preprocessing")
     if stored:
         return Preprocessing.from_dict(stored)
-    mean, std = processor.get("image_mean", INCEPTION_MEAN), processor.get("image_std", INCEPTION_STD)
+    mean, std = processor.get("image_mean", mean), processor.get("image_std", std)
     if processor.get("do_normalize") is False:
         mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
-    return Preprocessing(image_size=image_size, mean=tuple(mean), std=tuple(std), crop_pct=1.0,
-                         interpolation=_RESAMPLE.get(processor.get("resample", 2), "bilinear"))
+    interpolation = _RESAMPLE.get(processor.get("resample", 2), "bilinear")
+    size = processor.get("size") or {}
+    crop = processor.get("crop_size") or {}
+    geometry: dict = dict(crop_mode="squash", crop_pct=1.0)
+    if processor.get("do_center_crop") and crop.get("height") and crop.get("width"):
+        image_size = (int(crop["height"]), int(crop["width"]))
+        if size.get("shortest_edge"):
+            geometry = dict(crop_mode="center", crop_pct=crop_pct_for(image_size[0], int(size["shortest_edge"])))
+        elif size.get("height"):
+            geometry = dict(crop_mode="squash", crop_pct=crop_pct_for(image_size[0], int(size["height"])))
+    return Preprocessing(image_size=image_size, mean=tuple(mean), std=tuple(std), interpolation=interpolation,
+                         **geometry)
 
 
-def load_hf(path: str | os.PathLike, *, dtype: torch.dtype | None = torch.float32, progress: bool = False,
-            image_size: tuple[int, int] | None = None) -> VisionTransformer:
-    """Load a transformers ViT directory (eval mode). ``image_size`` is unused: config.json says."""
+def read_hf_config(path: str | os.PathLike) -> dict:
+    """The ``config.json`` of a transformers directory (a one-line error when there is none)."""
     directory = Path(path)
     if not directory.is_dir():
         raise VitkitError(f"{directory}: Hugging Face checkpoints are directories (config.json + weights)")
     hf = read_json(directory / CONFIG_FILE)
     if not hf:
         raise VitkitError(f"{directory}: no {CONFIG_FILE}: Hugging Face weights need their config")
+    return hf
+
+
+def load_hf(path: str | os.PathLike, *, dtype: torch.dtype | None = torch.float32, progress: bool = False,
+            image_size: tuple[int, int] | None = None) -> VisionTransformer:
+    """Load a transformers ViT directory (eval mode). ``image_size`` is unused: config.json says."""
+    directory = Path(path)
+    hf = read_hf_config(directory)
     with open_weights(directory) as source:
         with mapping.reading_architecture(str(directory), FORMAT):
             config = config_from_hf(hf, source)
@@ -201,7 +227,7 @@ def load_hf(path: str | os.PathLike, *, dtype: torch.dtype | None = torch.float3
                                     rename=_strip_prefix,
                                     ignore=lambda k: k == "embeddings.mask_token" or k.startswith("pooler."))
     pre = hf_preprocessing(read_json(directory / PREPROCESSOR_FILE), hf, config.image_size)
-    return mapping.finish(model, None, preprocessing=pre, label_names=_label_names(hf, config.num_classes))
+    return mapping.finish(model, None, preprocessing=pre, label_names=hf_label_names(hf, config.num_classes))
 
 
 def check_exportable(config: ViTConfig) -> None:
@@ -233,7 +259,8 @@ def hf_config(model: VisionTransformer) -> dict:
         "num_channels": c.in_channels, "qkv_bias": c.qkv_bias, "encoder_stride": c.patch_size,
         "pooler_output_size": c.representation_size or c.hidden_size, "pooler_act": "tanh",
         "torch_dtype": str(model.patch_embed.proj.weight.dtype).removeprefix("torch."),
-        "vitkit": {"name": c.name, "preprocessing": model.preprocessing.to_dict()},
+        "vitkit": {"name": c.name, "preprocessing": model.preprocessing.to_dict(),
+                   "posemb_resample": c.posemb_resample},
     }
     if c.num_classes:
         out["id2label"] = {str(i): name for i, name in enumerate(labels)}
@@ -241,26 +268,60 @@ def hf_config(model: VisionTransformer) -> dict:
     return out
 
 
-def processor_config(pre: Preprocessing) -> dict:
-    """``preprocessor_config.json`` for transformers' ViTImageProcessor."""
+def processor_config(pre: Preprocessing) -> tuple[dict, list[str]]:
+    """(``preprocessor_config.json`` for transformers' image processors, what it cannot say exactly).
+
+    The plain resize is ``size`` = {height, width}; a squash-and-crop adds ``do_center_crop``; a
+    centre crop keeping the aspect ratio is ``size`` = {shortest_edge}. transformers' centre crop
+    puts the offset at floor(margin / 2) where vitkit (and timm) round half to even, so where the
+    two differ the note says so.
+    """
     resample = {name: code for code, name in _RESAMPLE.items()}[pre.interpolation]
-    return {"image_processor_type": "ViTImageProcessor", "do_resize": True,
-            "size": {"height": pre.image_size[0], "width": pre.image_size[1]}, "resample": resample,
-            "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
-            "image_mean": list(pre.mean), "image_std": list(pre.std)}
+    height, width = pre.image_size
+    scale_h, scale_w = pre.scale_size()
+    out = {"image_processor_type": "ViTImageProcessor", "do_resize": True,
+           "size": {"height": scale_h, "width": scale_w}, "resample": resample, "do_center_crop": False,
+           "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
+           "image_mean": list(pre.mean), "image_std": list(pre.std)}
+    notes = []
+    if not pre.is_plain_resize:
+        out.update(do_center_crop=True, crop_size={"height": height, "width": width})
+        rounding = "transformers' centre crop rounds the offset down, vitkit's rounds half to even"
+        if pre.crop_mode == "center":
+            out["size"] = {"shortest_edge": scale_h}
+            notes.append(f"{rounding}: on images whose cropped margin is 3 (mod 4) pixels the crop sits one pixel "
+                         f"apart")
+            if scale_h != scale_w:
+                notes.append("a non-square centre crop keeping the aspect ratio has no transformers equivalent: "
+                             f"the processor resizes the shorter side to {scale_h}")
+        elif any((s - c) % 4 == 3 for s, c in ((scale_h, height), (scale_w, width))):
+            notes.append(f"{rounding}: the crop sits one pixel apart")
+    return out, notes
+
+
+def hf_state_dict(model: VisionTransformer, *, progress: bool = False) -> dict[str, torch.Tensor]:
+    """The tensors an export writes, under transformers' names (``vit.`` prefix for a classifier)."""
+    prefix = PREFIX if model.config.num_classes else ""
+    return {(name if name.startswith("classifier.") else prefix + name): tensor
+            for name, tensor in mapping.export_tensors(model, RULES, fmt=FORMAT, progress=progress)}
 
 
 def save_hf(model: VisionTransformer, directory: str | os.PathLike, *, progress: bool = False) -> Path:
     """Write ``model`` as a transformers ViT directory (each file atomically)."""
-    directory = Path(directory)
     check_exportable(model.config)
+    return write_hf_directory(directory, hf_state_dict(model, progress=progress), hf_config(model),
+                              model.preprocessing)
+
+
+def write_hf_directory(directory: str | os.PathLike, tensors: dict[str, torch.Tensor], config: dict,
+                       preprocessing: Preprocessing) -> Path:
+    """``model.safetensors``, ``config.json`` and ``preprocessor_config.json``, each written atomically."""
+    directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise VitkitError(f"{directory}: exists and is not a directory")
     directory.mkdir(parents=True, exist_ok=True)
-    prefix = PREFIX if model.config.num_classes else ""
-    tensors = {(name if name.startswith("classifier.") else prefix + name): tensor
-               for name, tensor in mapping.export_tensors(model, RULES, fmt=FORMAT, progress=progress)}
     write_safetensors(tensors, directory / WEIGHTS_FILE)
-    write_text_atomic(directory / CONFIG_FILE, json.dumps(hf_config(model), indent=2) + "\n")
-    write_text_atomic(directory / PREPROCESSOR_FILE, json.dumps(processor_config(model.preprocessing), indent=2) + "\n")
+    write_text_atomic(directory / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
+    processor, _ = processor_config(preprocessing)
+    write_text_atomic(directory / PREPROCESSOR_FILE, json.dumps(processor, indent=2) + "\n")
     return directory

@@ -43,6 +43,14 @@ from vitkit.preprocessing import INCEPTION_MEAN, INCEPTION_STD, Preprocessing
 
 FORMAT = "jax"
 PREFIXES = ("params/", "opt/target/")
+#: The official configurations (vit_jax ``configs/models.py``) whose ``transformer.dropout_rate`` is
+#: not 0: the models fine-tune with it, so a file read as one of these keeps it (fine-tuning uses
+#: ``config.dropout`` unless told otherwise). R50+ViT-L/32 inherits its rate from ViT-L/16's config.
+OFFICIAL_DROPOUT = {"ViT-L/16": 0.1, "ViT-H/14": 0.1, "R50+ViT-B/16": 0.1, "R50+ViT-L/32": 0.1}
+#: How the official code runs any checkpoint: Flax's ``nn.gelu`` (the tanh approximation),
+#: ``nn.LayerNorm``/``nn.GroupNorm`` eps 1e-6, weight standardisation eps 1e-5, and position
+#: embeddings resized with scipy.ndimage.zoom(order=1) (``checkpoint.load_pretrained``).
+OFFICIAL_SEMANTICS = dict(mlp_act="gelu_tanh", layer_norm_eps=1e-6, gn_eps=1e-6, ws_eps=1e-5, posemb_resample="linear")
 
 
 @dataclass(frozen=True)
@@ -156,13 +164,14 @@ def infer_config(source: TensorSource, keys: dict[str, str], d: Dialect,
         classifier="token" if has("cls_token") else "gap",
         representation_size=shape("pre_logits.fc.weight")[1] if has("pre_logits.fc.weight") else None,
         num_classes=shape("head.weight")[1] if has("head.weight") else 0,
-        mlp_act="gelu_tanh",  # Flax's nn.gelu default, which the official models use
+        **OFFICIAL_SEMANTICS,
     )
     if has("patch_embed.backbone.stem.conv.weight"):
         root = shape("patch_embed.backbone.stem.conv.weight")
         fields.update(in_channels=root[2], resnet_width=root[3] // 64,
                       resnet_layers=mapping.stage_layout(keys, r"block(\d+)/unit(\d+)/", base=1))
-    return mapping.config_from_weights(fields, shape("pos_embed.table")[1], str(source.path), image_size, meta)
+    config = mapping.config_from_weights(fields, shape("pos_embed.table")[1], str(source.path), image_size, meta)
+    return config.replace(dropout=OFFICIAL_DROPOUT.get(config.name, 0.0))
 
 
 def load_jax(path: str | os.PathLike, *, dtype: torch.dtype | None = torch.float32, progress: bool = False,

@@ -73,10 +73,10 @@ def read_decoder(source: TensorSource, encoder: ViTConfig, decoder: MAEDecoderCo
                  ignore: Callable[[str], bool] = lambda key: False) -> dict[str, torch.Tensor]:
     """The MAE objective's tensors (``decoder.*``, vitkit names) of a decoder of that size, read through ``rules``."""
     with mapping.reading_architecture(str(source.path), fmt), torch.device("meta"):
-        shapes = {f"decoder.{k}": tuple(t.shape) for k, t in MAEDecoder(encoder, decoder).state_dict().items()}
+        own = {f"decoder.{k}": t for k, t in MAEDecoder(encoder, decoder).state_dict().items()}
     what = (f"MAE decoder (width {decoder.hidden_size}, depth {decoder.depth}) of a "
             f"{mapping.describe(encoder)}")
-    return mapping.read_mapped(source, shapes, rules, config=encoder, fmt=fmt, what=what, rename=rename,
+    return mapping.read_mapped(source, own, rules, config=encoder, fmt=fmt, what=what, rename=rename,
                                ignore=ignore)
 
 

@@ -22,15 +22,17 @@ import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from vitkit.config import VARIANTS, ViTConfig
 from vitkit.errors import VitkitError
-from vitkit.formats.native import FORMAT_NAME, checkpoint_metadata, load_state_dict_strict
+from vitkit.formats.native import FORMAT_NAME, check_weight_dtype, checkpoint_metadata, load_state_dict_strict
 from vitkit.formats.tensor_files import TensorSource, first_line
-from vitkit.models.vit import VisionTransformer
+from vitkit.models.registry import build_model, family_of
 from vitkit.preprocessing import Preprocessing
 
 Tensor = torch.Tensor
@@ -39,10 +41,11 @@ Tensor = torch.Tensor
 # ------------------------------------------------------------------------------------- codecs
 @dataclass(frozen=True)
 class Codec:
-    """``load``: the format's tensors (one or more) -> vitkit's tensor; ``save``: the inverse."""
+    """``load``: the format's tensors (one or more) -> vitkit's tensor; ``save``: the inverse. Both
+    also get the model's configuration (of whichever family)."""
 
-    load: Callable[[list[Tensor], ViTConfig], Tensor]
-    save: Callable[[Tensor, ViTConfig], list[Tensor]]
+    load: Callable[[list[Tensor], Any], Tensor]
+    save: Callable[[Tensor, Any], list[Tensor]]
 
 
 def _head_dims(config: ViTConfig) -> tuple[int, int, int]:
@@ -145,21 +148,21 @@ def their_names(rules: Sequence[Rule], ours: str) -> tuple[str, ...]:
 
 
 # ---------------------------------------------------------------------------------- the model
-def empty_model(config: ViTConfig) -> VisionTransformer:
-    """The architecture on the ``meta`` device: shapes only, no memory, no initialisation."""
+def empty_model(config) -> nn.Module:
+    """The architecture (of any family) on the ``meta`` device: shapes only, no memory, no initialisation."""
     with torch.device("meta"):
-        return VisionTransformer(config)
+        return build_model(config)
 
 
 @contextlib.contextmanager
-def reading_architecture(source: str, fmt: str) -> Iterator[None]:
+def reading_architecture(source: str, fmt: str, family: str = "ViT") -> Iterator[None]:
     """Turns the errors odd tensor shapes cause while reading an architecture into one line."""
     try:
         yield
     except VitkitError:
         raise
     except (ValueError, IndexError, KeyError, TypeError, RuntimeError) as exc:
-        raise VitkitError(f"{source}: tensor shapes that do not describe a {fmt} ViT "
+        raise VitkitError(f"{source}: tensor shapes that do not describe a {fmt} {family} "
                           f"({type(exc).__name__}: {first_line(exc)})") from None
 
 
@@ -171,10 +174,10 @@ def _bar(iterable, desc: str, progress: bool):
     return tqdm(iterable, desc=desc, unit="tensor", leave=False, disable=None if progress else True)
 
 
-def load_mapped(source: TensorSource, config: ViTConfig, rules: Sequence[Rule], *, fmt: str,
+def load_mapped(source: TensorSource, config, rules: Sequence[Rule], *, fmt: str,
                 dtype: torch.dtype | None = torch.float32, progress: bool = False,
                 ignore: Callable[[str], bool] = lambda key: False,
-                rename: Callable[[str], str] = lambda key: key) -> VisionTransformer:
+                rename: Callable[[str], str] = lambda key: key) -> nn.Module:
     """Build ``config`` and fill it from ``source`` through ``rules``, one tensor at a time.
 
     ``rename`` maps the file's names to the table's (e.g. drops a prefix); ``ignore`` names
@@ -182,23 +185,24 @@ def load_mapped(source: TensorSource, config: ViTConfig, rules: Sequence[Rule], 
     mismatches are one-line errors naming the first offenders. ``dtype=None`` keeps the
     stored dtype (conversion); the default casts to float32.
     """
-    with reading_architecture(str(source.path), fmt):
+    with reading_architecture(str(source.path), fmt, family_of(config).name):
         model = empty_model(config)
-    shapes = {name: tuple(t.shape) for name, t in model.state_dict().items()}
-    state = read_mapped(source, shapes, rules, config=config, fmt=fmt, what=describe(config), dtype=dtype,
+    state = read_mapped(source, model.state_dict(), rules, config=config, fmt=fmt, what=describe(config), dtype=dtype,
                         progress=progress, ignore=ignore, rename=rename)
     load_state_dict_strict(model, state, str(source.path), assign=True)
     return model
 
 
-def read_mapped(source: TensorSource, shapes: dict[str, tuple[int, ...]], rules: Sequence[Rule], *,
+def read_mapped(source: TensorSource, own: dict[str, Tensor], rules: Sequence[Rule], *,
                 config: ViTConfig, fmt: str, what: str, dtype: torch.dtype | None = torch.float32,
                 progress: bool = False,
                 ignore: Callable[[str], bool] = lambda key: False,
                 rename: Callable[[str], str] = lambda key: key) -> dict[str, Tensor]:
-    """vitkit's tensors of the given names and ``shapes`` read from ``source`` through ``rules``
-    (what :func:`load_mapped` does for a whole model). ``config`` is what the codecs read (head
-    sizes, sequence length); ``what`` names the target in error messages."""
+    """vitkit's tensors named and shaped as ``own`` (the target's state dict; meta tensors will do)
+    read from ``source`` through ``rules`` (what :func:`load_mapped` does for a whole model).
+    ``config`` is what the codecs read (head sizes, sequence length); ``what`` names the target in
+    error messages."""
+    shapes = {name: tuple(t.shape) for name, t in own.items()}
     steps = plan(rules, shapes, fmt)
     stored = {rename(k): k for k in source.names()}
     needed = [name for step in steps for name in step.theirs]
@@ -212,6 +216,8 @@ def read_mapped(source: TensorSource, shapes: dict[str, tuple[int, ...]], rules:
     state = {}
     for step in _bar(steps, f"reading {source.path.name}", progress):
         tensors = [source.load(stored[name]) for name in step.theirs]
+        for name, tensor in zip(step.theirs, tensors, strict=True):
+            check_weight_dtype(stored[name], tensor, own[step.ours], str(source.path))
         found = " / ".join(f"{stored[n]} {tuple(t.shape)}" for n, t in zip(step.theirs, tensors, strict=True))
         try:
             value = step.codec.load(tensors, config)
@@ -227,7 +233,7 @@ def read_mapped(source: TensorSource, shapes: dict[str, tuple[int, ...]], rules:
     return state
 
 
-def export_tensors(model: VisionTransformer, rules: Sequence[Rule], *, fmt: str,
+def export_tensors(model: nn.Module, rules: Sequence[Rule], *, fmt: str,
                    progress: bool = False) -> Iterator[tuple[str, Tensor]]:
     """(name, tensor) pairs in the format's layout, produced one vitkit tensor at a time."""
     state = model.state_dict()
@@ -237,10 +243,9 @@ def export_tensors(model: VisionTransformer, rules: Sequence[Rule], *, fmt: str,
         yield from zip(step.theirs, (t.contiguous() for t in outs), strict=True)
 
 
-def describe(config: ViTConfig) -> str:
-    """``ViT-B/16 (D=768, L=12, 12 heads, 224x224)``: for error messages."""
-    return (f"{config.name} (D={config.hidden_size}, L={config.depth}, {config.num_heads} heads, "
-            f"{config.image_size[0]}x{config.image_size[1]})")
+def describe(config) -> str:
+    """``ViT-B/16 (D=768, L=12, 12 heads, 224x224)``: the configuration's own one-line description."""
+    return config.describe()
 
 
 # ------------------------------------------------------------------- architecture inference
@@ -324,7 +329,7 @@ def variant_name(config: ViTConfig) -> str:
 
 
 # --------------------------------------------------- vitkit metadata inside foreign containers
-def embedded_metadata(model: VisionTransformer) -> str:
+def embedded_metadata(model: nn.Module) -> str:
     """vitkit's metadata (architecture, label names, preprocessing) as text to store inside a
     foreign file (safetensors header, npz archive comment); other readers ignore it."""
     return json.dumps(checkpoint_metadata(model), separators=(",", ":"))
@@ -345,17 +350,23 @@ _STRUCTURE = ("hidden_size", "depth", "mlp_dim", "patch_size", "in_channels", "n
               "class_token", "representation_size", "qkv_bias", "fc_norm", "resnet_layers", "resnet_width", "seq_len")
 
 
-def reconcile(inferred: ViTConfig, meta: dict | None, source: str, *, heads_known: bool) -> tuple[ViTConfig, dict]:
+def reconcile(inferred, meta: dict | None, source: str, *, heads_known: bool = False,
+              structure: Sequence[str] | None = None) -> tuple[object, dict]:
     """The architecture to build: the stored one when vitkit wrote metadata into the file (it
     also knows eps, dropout, non-square resolutions...), after checking it against the weights.
-    ``heads_known``: whether the weights themselves say how many heads there are."""
+    ``heads_known``: whether the weights themselves say how many heads there are (ViT);
+    ``structure``: the fields the weights determine (default: ViT's)."""
     if not meta or not isinstance(meta.get("architecture"), dict):
         return inferred, {}
+    family = family_of(inferred).name
+    if meta.get("family", "vit") != family:
+        raise VitkitError(f"{source}: stored metadata describes a {meta.get('family')!r} model but the weights are "
+                          f"a {family} model")
     try:
-        stored = ViTConfig.from_dict(meta["architecture"])
+        stored = type(inferred).from_dict(meta["architecture"])
     except (TypeError, VitkitError) as exc:
         raise VitkitError(f"{source}: invalid vitkit metadata ({exc})") from None
-    checked = _STRUCTURE + (("num_heads",) if heads_known else ())
+    checked = tuple(structure) if structure is not None else _STRUCTURE + (("num_heads",) if heads_known else ())
     for field in checked:
         if getattr(stored, field) != getattr(inferred, field):
             raise VitkitError(f"{source}: stored metadata says {field}={getattr(stored, field)!r} but the weights "
@@ -363,8 +374,8 @@ def reconcile(inferred: ViTConfig, meta: dict | None, source: str, *, heads_know
     return stored, meta
 
 
-def finish(model: VisionTransformer, meta: dict | None, *, preprocessing: Preprocessing,
-           label_names: list[str] | None = None) -> VisionTransformer:
+def finish(model: nn.Module, meta: dict | None, *, preprocessing: Preprocessing,
+           label_names: list[str] | None = None) -> nn.Module:
     """Label names and preprocessing: vitkit's stored metadata where present, else the format's."""
     model.label_names = meta.get("label_names") if meta else label_names
     stored = meta.get("preprocessing") if meta else None

@@ -4,7 +4,11 @@
 family's configuration fields}, "label_names": [...] or null, "preprocessing": {Preprocessing
 fields}}``; the weights use the model's own state-dict names (see :mod:`vitkit.models.vit`). A
 missing ``family`` means ViT (files written before there were several). Both files are written
-atomically.
+atomically, and only when every weight is finite (:mod:`vitkit.finite`).
+
+Loading trusts neither file blindly: ``config.json`` is validated (and must agree with the
+weights: the position-embedding grid with ``image_size``, every weight present with its shape),
+and a weight stored in an integer dtype is refused rather than silently cast.
 
 A self-supervised checkpoint adds the pre-training objective's own parameters beside them:
 ``objective.json`` (``{"name": "mae" | "mpp", "options": {...}}``) and ``objective.safetensors``
@@ -24,6 +28,8 @@ from torch import nn
 
 from vitkit.atomic import atomic_path, write_text_atomic
 from vitkit.errors import VitkitError
+from vitkit.files import require_regular_file
+from vitkit.finite import require_finite_weights
 from vitkit.models.registry import build_model, config_from_dict, family_of
 from vitkit.models.vit import VisionTransformer
 from vitkit.preprocessing import Preprocessing
@@ -61,6 +67,7 @@ def checkpoint_metadata(model: VisionTransformer) -> dict:
 def save_native(model: VisionTransformer, directory: str | os.PathLike) -> Path:
     """Write ``model`` (weights, architecture, label names, preprocessing) to ``directory``."""
     directory = Path(directory)
+    require_finite_weights(model, f"{directory}: not saved")
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
     with atomic_path(directory / WEIGHTS_FILE) as tmp:
@@ -69,18 +76,55 @@ def save_native(model: VisionTransformer, directory: str | os.PathLike) -> Path:
     return directory
 
 
-def model_from_metadata(meta: dict) -> nn.Module:
+def model_from_metadata(meta: dict, source: str = "config.json") -> nn.Module:
     """An initialised model (of the family it names) with the architecture and metadata of a native
-    ``config.json``."""
+    ``config.json``; an invalid field is a one-line error naming ``source``."""
     try:
         config = config_from_dict(meta["architecture"], meta.get("family"))
-    except (KeyError, TypeError) as exc:
-        raise VitkitError(f"config.json has no valid 'architecture': {exc}") from None
+    except KeyError:
+        raise VitkitError(f"{source}: no 'architecture'") from None
+    except (TypeError, ValueError) as exc:
+        raise VitkitError(f"{source}: invalid architecture ({exc})") from None
     model = build_model(config)
-    model.label_names = meta.get("label_names")
+    labels = meta.get("label_names")
+    if labels is not None:
+        if not isinstance(labels, list) or len(labels) != getattr(config, "num_classes", len(labels)):
+            count = len(labels) if isinstance(labels, list) else type(labels).__name__
+            raise VitkitError(f"{source}: label_names has {count} entries but the architecture has "
+                              f"num_classes={getattr(config, 'num_classes', '?')}")
+        labels = [str(name) for name in labels]
+    model.label_names = labels
     if meta.get("preprocessing"):
-        model.preprocessing = Preprocessing.from_dict(meta["preprocessing"])
+        try:
+            model.preprocessing = Preprocessing.from_dict(meta["preprocessing"])
+        except (TypeError, ValueError) as exc:
+            raise VitkitError(f"{source}: invalid preprocessing ({exc})") from None
     return model
+
+
+def check_weight_dtype(name: str, tensor: torch.Tensor, expected: torch.Tensor, source: str) -> None:
+    """A floating-point weight stored as integers (or booleans) is a damaged or foreign file, not
+    something to cast silently."""
+    if expected.is_floating_point() and not tensor.is_floating_point():
+        raise VitkitError(f"{source}: {name} is stored as {str(tensor.dtype).removeprefix('torch.')}; model weights "
+                          f"must be floating point")
+
+
+def check_position_grid(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """The architecture's ``image_size`` fixes the number of learned position embeddings (one per
+    patch, plus the [class] entry); say so in terms of both numbers when the weights disagree."""
+    config = model.config
+    grid = getattr(config, "grid_size", None)
+    if grid is None:
+        return
+    own = model.state_dict()
+    for name in ("pos_embed.table", "pos_embed.rows", "pos_embed.cols"):
+        if name in state and name in own and tuple(state[name].shape) != tuple(own[name].shape):
+            axis = {"pos_embed.table": 1, "pos_embed.rows": 0, "pos_embed.cols": 0}[name]
+            height, width = config.image_size
+            raise VitkitError(
+                f"{source}: architecture image_size={height}x{width} needs a {grid[0]}x{grid[1]} patch grid "
+                f"({own[name].shape[axis]} entries in {name}) but the weights hold {state[name].shape[axis]}")
 
 
 def load_state_dict_strict(model: VisionTransformer, state: dict[str, torch.Tensor], source: str,
@@ -98,6 +142,7 @@ def load_state_dict_strict(model: VisionTransformer, state: dict[str, torch.Tens
         raise VitkitError(f"{source}: unexpected keys: {', '.join(unexpected[:5])}"
                           + (" ..." if len(unexpected) > 5 else ""))
     for name, tensor in state.items():
+        check_weight_dtype(name, tensor, own[name], source)
         if tuple(tensor.shape) != tuple(own[name].shape):
             raise VitkitError(f"{source}: shape mismatch for {name}: checkpoint {tuple(tensor.shape)}, "
                               f"model {tuple(own[name].shape)}")
@@ -111,25 +156,33 @@ def load_state_dict_strict(model: VisionTransformer, state: dict[str, torch.Tens
 def load_native(directory: str | os.PathLike) -> VisionTransformer:
     """Load a native checkpoint directory; the model comes back in eval mode."""
     directory = Path(directory)
+    config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+    if not config_path.exists():
+        raise VitkitError(f"{directory}: no {CONFIG_FILE} (not a vitkit checkpoint directory)")
+    require_regular_file(config_path, "config file")
     try:
-        meta = json.loads((directory / CONFIG_FILE).read_text())
-    except FileNotFoundError:
-        raise VitkitError(f"{directory}: no {CONFIG_FILE} (not a vitkit checkpoint directory)") from None
+        meta = json.loads(config_path.read_text())
     except ValueError as exc:
-        raise VitkitError(f"{directory / CONFIG_FILE}: not valid JSON ({exc})") from None
-    if meta.get("format") != FORMAT_NAME:
-        raise VitkitError(f"{directory / CONFIG_FILE}: not a vitkit checkpoint (format={meta.get('format')!r})")
+        raise VitkitError(f"{config_path}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise VitkitError(f"{config_path}: not a vitkit checkpoint (format={found!r})")
     with torch.device("meta"):  # shapes only: the weights from the file become the parameters
-        model = model_from_metadata(meta)
+        model = model_from_metadata(meta, str(config_path))
+    if not weights_path.exists():
+        raise VitkitError(f"{directory}: no {WEIGHTS_FILE}")
+    require_regular_file(weights_path, "safetensors file")
     try:
-        state = load_file(str(directory / WEIGHTS_FILE))
-    except FileNotFoundError:
-        raise VitkitError(f"{directory}: no {WEIGHTS_FILE}") from None
+        state = load_file(str(weights_path))
     except (SafetensorError, OSError) as exc:
-        raise VitkitError(f"{directory / WEIGHTS_FILE}: unreadable safetensors file ({exc})") from None
+        raise VitkitError(f"{weights_path}: unreadable safetensors file ({exc})") from None
     own = model.state_dict()  # parameters keep the model's dtype (float32), as a copying load would
+    for name, tensor in state.items():
+        if name in own:
+            check_weight_dtype(name, tensor, own[name], str(weights_path))
+    check_position_grid(model, state, f"{config_path} vs {WEIGHTS_FILE}")
     state = {k: v.to(own[k].dtype) if k in own else v for k, v in state.items()}
-    load_state_dict_strict(model, state, str(directory / WEIGHTS_FILE), assign=True)
+    load_state_dict_strict(model, state, str(weights_path), assign=True)
     return model.eval()
 
 

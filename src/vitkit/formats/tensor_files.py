@@ -36,6 +36,7 @@ from safetensors.torch import save_file
 
 from vitkit.atomic import atomic_path
 from vitkit.errors import VitkitError
+from vitkit.files import require_regular_file
 
 Shape = tuple[int, ...]
 
@@ -52,11 +53,9 @@ def first_line(exc: BaseException) -> str:
 
 def sniff_container(path: Path) -> str:
     """``"safetensors"``, ``"torch"`` or ``"npz"`` from the first bytes (and zip member names)."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(16)
-    except IsADirectoryError:
-        raise VitkitError(f"{path}: is a directory, not a tensor file") from None
+    require_regular_file(path, "checkpoint file")
+    with open(path, "rb") as handle:
+        head = handle.read(16)
     if len(head) < 8:
         raise VitkitError(f"{path}: file too short to be a checkpoint ({len(head)} bytes)")
     if head[:4] == b"PK\x03\x04":
@@ -127,6 +126,7 @@ class SafetensorsSource(TensorSource):
         self._where: dict[str, object] = {}
         self.metadata = {}
         for file in files:
+            require_regular_file(file, "safetensors file")
             try:
                 # "pread" reads each tensor straight into its own memory instead of memory-mapping the
                 # file, so a converted checkpoint is not counted twice (older safetensors: mmap).
@@ -183,6 +183,14 @@ class TorchSource(TensorSource):
         except _READ_ERRORS as exc:
             raise VitkitError(f"{path}: unreadable torch file (truncated or corrupt: {first_line(exc)})") from None
         self._tensors = _unwrap_state_dict(obj, path)
+        if mmap:  # a zip file: its archive comment is the metadata (see write_torch)
+            try:
+                with zipfile.ZipFile(path) as archive:
+                    comment = archive.comment
+            except (zipfile.BadZipFile, OSError):
+                comment = b""
+            if comment:
+                self.metadata = {"comment": comment.decode("utf-8", "replace")}
 
     def names(self) -> list[str]:
         return list(self._tensors)
@@ -275,6 +283,7 @@ def open_tensor_file(path: str | os.PathLike) -> TensorSource:
 
 def open_sharded_safetensors(index: Path) -> TensorSource:
     """The shards named by a Hugging Face ``model.safetensors.index.json``, as one source."""
+    require_regular_file(index, "safetensors index")
     try:
         weight_map = json.loads(index.read_text())["weight_map"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -289,10 +298,25 @@ def write_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: di
         save_file(tensors, str(tmp), metadata={"format": "pt", **(metadata or {})})
 
 
-def write_torch(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    """A plain state dict with ``torch.save`` (zip format), written atomically."""
+def _zip_comment(text: str, path: Path) -> bytes:
+    encoded = text.encode("utf-8")
+    if len(encoded) > 0xFFFF:
+        raise VitkitError(f"{path}: metadata of {len(encoded)} bytes does not fit a zip comment (64 KiB)")
+    return encoded
+
+
+def write_torch(tensors: dict[str, torch.Tensor], path: Path, comment: str = "") -> None:
+    """A plain state dict with ``torch.save`` (zip format), written atomically.
+
+    ``comment`` goes into the zip archive comment (as for ``.npz``): ``torch.load`` and timm ignore
+    it, and vitkit reads its metadata back from there, so a ``.pth`` keeps what the tensors cannot say.
+    """
+    encoded = _zip_comment(comment, path)
     with atomic_path(path) as tmp:
         torch.save(tensors, tmp)
+        if encoded:
+            with zipfile.ZipFile(tmp, "a") as archive:
+                archive.comment = encoded
 
 
 def write_npz(arrays: Iterable[tuple[str, np.ndarray]], path: Path, comment: str = "") -> None:
@@ -302,9 +326,7 @@ def write_npz(arrays: Iterable[tuple[str, np.ndarray]], path: Path, comment: str
     taking an iterator lets a converter build, write and free one array after the other.
     ``comment`` goes into the zip archive comment, which numpy and the official loaders ignore.
     """
-    encoded = comment.encode("utf-8")
-    if len(encoded) > 0xFFFF:
-        raise VitkitError(f"{path}: metadata of {len(encoded)} bytes does not fit a zip comment (64 KiB)")
+    encoded = _zip_comment(comment, path)
     with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
         for name, array in arrays:
             with zf.open(f"{name}.npy", "w", force_zip64=True) as member:

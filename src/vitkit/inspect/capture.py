@@ -13,13 +13,28 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from PIL import Image
+from torch import nn
 
 from vitkit.data.transforms import eval_transform
 from vitkit.errors import VitkitError
+from vitkit.models.registry import family_of
 from vitkit.models.vit import VisionTransformer
 
 Images = torch.Tensor | Sequence[Image.Image] | Sequence[torch.Tensor]
 LayerCallback = Callable[[int, torch.Tensor], None]
+
+
+#: the families made of attention blocks (the others, BiT ResNets, are convolutional)
+ATTENTION_FAMILIES = ("vit", "swin")
+
+
+def require_attention(model: torch.nn.Module) -> None:
+    """A one-line error before any work when ``model`` has no transformer blocks to read attention
+    from (a BiT ResNet: a convolutional network)."""
+    if family_of(model).name not in ATTENTION_FAMILIES:
+        name = getattr(getattr(model, "config", None), "name", type(model).__name__)
+        raise VitkitError(f"{name} has no attention layers: the §4.5 analyses (filters of the patch embedding, "
+                          f"position embeddings, attention distance, rollout) need a ViT or Swin")
 
 
 def model_device(model: VisionTransformer) -> torch.device:
@@ -51,9 +66,24 @@ def image_batches(model: VisionTransformer, images: Images, batch_size: int = 8)
         yield torch.stack(chunk).to(device)
 
 
+def require_family(model: nn.Module, family: str, what: str) -> None:
+    """A one-line error when an analysis is asked of a model family it does not apply to."""
+    found = family_of(model).name
+    if found != family:
+        raise VitkitError(f"{what} applies to {family} models, not to a {found} model (see `vitkit inspect`)")
+
+
+def attention_modules(model: nn.Module) -> list[nn.Module]:
+    """The attention layer of every block, in order: ViT's blocks; Swin's, stage by stage."""
+    if family_of(model).name == "swin":
+        return [block.attn for _, _, block in model.named_blocks()]
+    return [block.attn for block in model.blocks]
+
+
 @contextlib.contextmanager
-def _attention_hooks(model: VisionTransformer, callback: LayerCallback) -> Iterator[None]:
-    """Make every attention layer compute its weights, pass them to ``callback`` and forget them."""
+def attention_hooks(model: nn.Module, callback: LayerCallback) -> Iterator[None]:
+    """Make every attention layer compute its weights, pass them to ``callback`` and forget them
+    (ViT: (B, heads, T, T) per layer; Swin: (B * windows, heads, m^2, m^2) per block)."""
 
     def ask_for_weights(module, args, kwargs):
         kwargs = dict(kwargs, need_weights=True)
@@ -69,9 +99,9 @@ def _attention_hooks(model: VisionTransformer, callback: LayerCallback) -> Itera
 
     handles = []
     try:
-        for layer, block in enumerate(model.blocks):
-            handles.append(block.attn.register_forward_pre_hook(ask_for_weights, with_kwargs=True))
-            handles.append(block.attn.register_forward_hook(make_consumer(layer), with_kwargs=True))
+        for layer, attn in enumerate(attention_modules(model)):
+            handles.append(attn.register_forward_pre_hook(ask_for_weights, with_kwargs=True))
+            handles.append(attn.register_forward_hook(make_consumer(layer), with_kwargs=True))
         yield
     finally:
         for handle in handles:
@@ -82,5 +112,6 @@ def _attention_hooks(model: VisionTransformer, callback: LayerCallback) -> Itera
 def stream_attention(model: VisionTransformer, x: torch.Tensor, callback: LayerCallback) -> tuple[int, int]:
     """Run ``model.encode(x)`` calling ``callback(layer, weights)`` with each layer's softmax
     attention (B, heads, T, T), in order; returns the patch grid (rows, cols)."""
-    with _attention_hooks(model, callback):
+    require_attention(model)
+    with attention_hooks(model, callback):
         return tuple(model.encode(x).grid)

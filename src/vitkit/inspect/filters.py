@@ -53,11 +53,12 @@ def _standardised(weight: torch.Tensor, eps: float) -> torch.Tensor:
 def embedding_filter_components(model: VisionTransformer, n: int = 28) -> FilterComponents:
     """Top ``n`` principal components of the patch-embedding filters (Fig. 7 left).
 
-    Plain ViT: the D filters of ``patch_embed.proj`` (C x P x P each). Hybrids: the filters of
-    the ResNet root convolution ``patch_embed.backbone.stem.conv`` (see the module docstring).
+    Plain ViT (and Swin, whose 4x4 patch embedding is the same kind of layer): the D filters of
+    ``patch_embed.proj`` (C x P x P each). Hybrids: the filters of the ResNet root convolution
+    ``patch_embed.backbone.stem.conv`` (see the module docstring).
     """
     proj = model.patch_embed.proj
-    backbone = model.patch_embed.backbone
+    backbone = getattr(model.patch_embed, "backbone", None)  # only ViT's hybrids have one
     if backbone is None:
         weight, source = proj.weight, "patch_embed.proj"
         note = f"{weight.shape[0]} patch-embedding filters of {weight.shape[1]}x{weight.shape[2]}x{weight.shape[3]}"

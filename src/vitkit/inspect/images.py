@@ -12,7 +12,7 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
-from vitkit.data.images import open_rgb
+from vitkit.data.images import BadImageError, open_rgb
 from vitkit.errors import VitkitError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
@@ -23,29 +23,38 @@ class NamedImage(NamedTuple):
     image: Image.Image
 
 
-def open_image(path: str | os.PathLike) -> Image.Image:
-    """An upright 8-bit RGB image from ``path`` (decoded as everywhere in vitkit, by
-    :func:`vitkit.data.images.open_rgb`), or a one-line :class:`VitkitError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise VitkitError(f"{path}: no such image file")
-    return open_rgb(path)
+def load_images(paths: Sequence[str | os.PathLike], skipped: list[str] | None = None) -> list[NamedImage]:
+    """Images from files, and from folders (their image files, sorted, not recursive).
 
-
-def load_images(paths: Sequence[str | os.PathLike]) -> list[NamedImage]:
-    """Images from files, and from folders (their image files, sorted, not recursive)."""
-    out: list[NamedImage] = []
+    A path that does not exist is an error; a file that exists but does not decode is skipped
+    (as ``vitkit predict`` does), with ``"path: reason"`` appended to ``skipped`` when given. When
+    no image at all could be read, the error lists the first reasons.
+    """
+    files: list[Path] = []
     for item in paths:
         path = Path(item)
         if path.is_dir():
             found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
             if not found:
                 raise VitkitError(f"{path}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
-            out.extend(NamedImage(p.name, open_image(p)) for p in found)
+            files.extend(found)
+        elif not path.exists():
+            raise VitkitError(f"{path}: no such image file")
         else:
-            out.append(NamedImage(path.name, open_image(path)))
-    if not out:
+            files.append(path)
+    if not files:
         raise VitkitError("no images given")
+    out: list[NamedImage] = []
+    reasons: list[str] = []
+    for path in files:
+        try:
+            out.append(NamedImage(path.name, open_rgb(path)))
+        except BadImageError as err:
+            reasons.append(str(err) if str(err).startswith(str(path)) else f"{path}: {err}")
+    if skipped is not None:
+        skipped.extend(reasons)
+    if not out:
+        raise VitkitError(f"none of the {len(files)} images could be read; first reasons: {'; '.join(reasons[:3])}")
     return out
 
 

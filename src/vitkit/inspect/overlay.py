@@ -23,14 +23,13 @@ MIN_SIDE, MAX_SIDE = 224, 1024
 def crop_box(size: tuple[int, int], pre: Preprocessing,
              out_size: tuple[int, int] | None = None) -> tuple[float, float, float, float]:
     """The region (left, top, right, bottom) of an image of ``size`` = (width, height) that the
-    evaluation transform of ``pre`` keeps (same geometry as ``data.transforms.resize_center_crop``)."""
+    evaluation transform of ``pre`` keeps (:meth:`Preprocessing.resize_geometry`)."""
     width, height = size
-    out_h, out_w = out_size or pre.image_size
-    scale = max(out_h / (height * pre.crop_pct), out_w / (width * pre.crop_pct))
-    new_w, new_h = max(out_w, round(width * scale)), max(out_h, round(height * scale))
-    left, top = (new_w - out_w) // 2, (new_h - out_h) // 2
+    if out_size is not None:
+        pre = pre.replace(image_size=out_size)
+    (new_w, new_h), (left, top, right, bottom) = pre.resize_geometry(width, height)
     sx, sy = new_w / width, new_h / height
-    return (left / sx, top / sy, (left + out_w) / sx, (top + out_h) / sy)
+    return (left / sx, top / sy, right / sx, bottom / sy)
 
 
 def _display_size(width: int, height: int, max_side: int = MAX_SIDE) -> tuple[int, int]:

@@ -15,18 +15,27 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
+import torch
 from matplotlib.figure import Figure
 from PIL import Image
+from torch import nn
 
 from vitkit.atomic import atomic_path, write_text_atomic
 from vitkit.errors import VitkitError
+from vitkit.finite import require_finite_output, require_finite_weights
 from vitkit.inspect.attention import AttentionAnalysis, analyse_attention
+from vitkit.inspect.capture import require_attention
 from vitkit.inspect.filters import FilterComponents, embedding_filter_components, filter_tiles
 from vitkit.inspect.images import NamedImage
 from vitkit.inspect.overlay import overlay_map, seen_region
 from vitkit.inspect.posemb import WITHOUT_ABSOLUTE, position_similarity
+from vitkit.inspect.windows import SwinAttentionAnalysis, swin_attention_analysis
+from vitkit.models.registry import family_of
+from vitkit.models.swin import SwinTransformer
 from vitkit.models.vit import VisionTransformer
+from vitkit.options import COMMAND_OPTIONS, check_args
 
 JSON_FILE = "inspect.json"
 INDEX_FILE = "index.html"
@@ -35,6 +44,10 @@ DISTANCE_DEFINITION = ("per head: sum_k a_qk * ||p_q - p_k|| in pixels over key 
                        "patches q, then over images; patch-to-patch attention only (prefix token dropped as query "
                        "and key, each query's weights renormalised to sum to 1); patch centres model.stride "
                        "pixels apart")
+WINDOW_DISTANCE_DEFINITION = ("per head: sum_k a_qk * ||p_q - p_k|| in pixels over the keys k of the query's window, "
+                              "averaged over query tokens, then over images; positions on the un-shifted map; padding "
+                              "tokens dropped as query and key, each query's weights renormalised; stage s tokens "
+                              "patch_size * 2^s pixels apart")
 THUMB_SIDE = 256
 
 
@@ -146,6 +159,48 @@ def draw_heads(seen: Sequence[Image.Image], maps: np.ndarray, names: Sequence[st
     _save_figure(fig, path)
 
 
+def draw_block_distance(analysis: SwinAttentionAnalysis, path: Path) -> None:
+    """Swin's Fig. 7 right: one dot per head at its block, a line through the block means, stages shaded."""
+    fig = Figure(figsize=(6.0, 4.0))
+    ax = fig.subplots()
+    colours = matplotlib.colormaps["tab10"]
+    means = []
+    for i, (layout, distance) in enumerate(zip(analysis.layouts, analysis.distance, strict=True)):
+        ax.scatter(np.full(len(distance), i + 1), distance, s=12, color=colours(layout.stage % 10),
+                   label=f"stage {layout.stage + 1}" if layout.block == 0 else None)
+        means.append(distance.mean())
+    ax.plot(np.arange(1, len(means) + 1), means, color="black", linewidth=1, alpha=0.6, label="mean")
+    for i, layout in enumerate(analysis.layouts):
+        if layout.block == 0 and i:
+            ax.axvline(i + 0.5, color="grey", linestyle="--", linewidth=0.8)
+    ax.set_xlabel("Network depth (block; W-MSA and SW-MSA alternate)")
+    ax.set_ylabel("Mean attention distance (pixels)")
+    ax.set_xticks(np.arange(1, len(means) + 1))
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left")
+    _save_figure(fig, path)
+
+
+def draw_window_attention(seen: Sequence[Image.Image], maps: Sequence[np.ndarray], names: Sequence[str],
+                          path: Path) -> None:
+    """Rows: images; columns: stages; each panel the centre token's window attention over the image."""
+    count, stages = len(seen), len(maps)
+    aspect = seen[0].height / seen[0].width
+    fig = Figure(figsize=(1.8 * (stages + 1), (1.8 * aspect + 0.3) * count), layout="constrained")
+    axes = fig.subplots(count, stages + 1, squeeze=False)
+    for k in range(count):
+        axes[k, 0].imshow(seen[k])
+        axes[k, 0].set_title(names[k][:16], fontsize=7)
+        for s in range(stages):
+            axes[k, s + 1].imshow(overlay_map(seen[k], maps[s][k]))
+            if k == 0:
+                axes[k, s + 1].set_title(f"stage {s + 1}", fontsize=7)
+        for ax in axes[k]:
+            ax.set_axis_off()
+    _save_figure(fig, path)
+
+
 # ---------------------------------------------------------------------------------- report
 def _index_html(title: str, figures: list[dict[str, str]], notes: list[str]) -> str:
     parts = [f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
@@ -160,31 +215,72 @@ def _index_html(title: str, figures: list[dict[str, str]], notes: list[str]) -> 
     return "\n".join(parts)
 
 
-def write_report(model: VisionTransformer, images: Sequence[NamedImage], out_dir: str | os.PathLike, *,
+#: The figures of a report and the families they apply to; for the others the report says why not.
+FIGURE_FAMILIES: dict[str, tuple[str, ...]] = {
+    "filters.png": ("vit", "swin"),
+    "position_similarity.png": ("vit",),
+    "attention_distance.png": ("vit", "swin"),
+    "rollout.png": ("vit",),
+    "attention_heads.png": ("vit",),
+    "window_attention.png": ("swin",),
+}
+#: Why a figure does not apply to a family (listed in the report instead of a meaningless picture).
+NOT_FOR_SWIN = {
+    "position_similarity.png": "Position-embedding similarity (Fig. 7 centre) does not apply: Swin has no absolute "
+                               "position embedding, only a relative bias inside each window (Swin §3.2)",
+    "rollout.png": "Attention Rollout (Fig. 6) does not apply: it multiplies full token-to-token attention matrices "
+                   "through the layers and reads the [class] token's row; Swin has no [class] token, attends only "
+                   "within windows that shift between blocks, and merges tokens between stages, so there is no "
+                   "such product to take",
+    "attention_heads.png": "The last layer's attention from the [class] token does not apply: Swin classifies the "
+                           "average of its final map, which no token attends for; window_attention.png shows what "
+                           "one window attends to instead",
+}
+WHY_NOT: dict[str, dict[str, str]] = {
+    "vit": {"window_attention.png": "Window attention does not apply: ViT attends globally, with no windows"},
+    "swin": NOT_FOR_SWIN,
+}
+
+
+def write_report(model: nn.Module, images: Sequence[NamedImage], out_dir: str | os.PathLike, *,
                  components: int = 28, batch_size: int = 8, max_shown: int = 8,
                  title: str | None = None, objective=None) -> dict[str, Any]:
-    """Run every analysis of §4.5 on ``model`` and ``images`` and write ``out_dir``:
+    """Run every analysis of §4.5 that applies to ``model``'s family on ``images`` and write ``out_dir``.
 
-    ``filters.png`` (Fig. 7 left), ``position_similarity.png`` (Fig. 7 centre; skipped for models
+    ViT: ``filters.png`` (Fig. 7 left), ``position_similarity.png`` (Fig. 7 centre; skipped for models
     without absolute position embeddings), ``attention_distance.png`` (Fig. 7 right),
     ``rollout.png`` (Fig. 6, the first ``max_shown`` images) and ``rollout/NNN_name.png`` for every
-    image, ``attention_heads.png`` (last layer, per head), ``inspect.json`` and ``index.html``.
-    With a pre-training ``objective`` (:func:`vitkit.objectives.load_pretraining`) also what it
-    predicts (:mod:`vitkit.inspect.reconstruction`): ``reconstruction.png`` (MAE) or
-    ``mpp_colours.png`` (masked patch prediction).
-    Returns a summary: the files written, what was skipped and the mean attention distances.
+    image, ``attention_heads.png`` (last layer, per head). Swin: ``filters.png``,
+    ``attention_distance.png`` (per block, stages marked) and ``window_attention.png`` (see
+    :mod:`vitkit.inspect.windows`); the ViT-only figures are listed as skipped, with the reason.
+    Both: ``inspect.json`` and ``index.html``. With a pre-training ``objective``
+    (:func:`vitkit.objectives.load_pretraining`) also what it predicts
+    (:mod:`vitkit.inspect.reconstruction`): ``reconstruction.png`` (MAE) or ``mpp_colours.png``
+    (masked patch prediction). Returns a summary: the files written, what was skipped and the
+    mean attention distances.
     """
+    check_args(COMMAND_OPTIONS, components=components, batch_size=batch_size, max_shown=max_shown)
+    require_attention(model)
     if not images:
         raise VitkitError("no images to inspect")
+    require_finite_weights(model, "the model to inspect")
+    model.eval()
+    family = family_of(model).name
+    # first the forward passes, so that a model with non-finite attention writes nothing at all
+    pictures = [item.image for item in images]
+    if family == "swin":
+        analysis = swin_attention_analysis(model, pictures, batch_size)
+        maps = torch.from_numpy(np.concatenate([m.reshape(-1) for m in analysis.window_maps]))
+    else:
+        analysis = analyse_attention(model, pictures, batch_size)
+        maps = torch.from_numpy(analysis.rollout)
+    require_finite_output(maps, "attention maps")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model.eval()
-    names = [item.name for item in images]
-    token = "[class] token" if model.config.classifier == "token" else "mean patch token (GAP)"
     figures: list[dict[str, str]] = []
     notes: list[str] = []
-    data: dict[str, Any] = {"model": {"name": model.config.name, "config": model.config.to_dict()},
-                            "images": names, "stride": model.stride, "num_prefix_tokens": model.num_prefix_tokens}
+    data: dict[str, Any] = {"model": {"name": model.config.name, "family": family, "config": model.config.to_dict()},
+                            "images": [item.name for item in images]}
 
     filters = embedding_filter_components(model, components)
     draw_filters(filters, out / "filters.png")
@@ -195,6 +291,37 @@ def write_report(model: VisionTransformer, images: Sequence[NamedImage], out_dir
                                  "explained_variance_ratio": _rounded(filters.explained_variance_ratio, 6),
                                  "components": _rounded(filters.components)}
 
+    for name, families in FIGURE_FAMILIES.items():
+        if family not in families:
+            notes.append(f"{name} skipped: {WHY_NOT[family][name]}.")
+    data["skipped"] = {name: WHY_NOT[family][name] for name, families in FIGURE_FAMILIES.items()
+                       if family not in families}
+    sections = _swin_sections if family == "swin" else _vit_sections
+    summary = sections(model, analysis, images, out, data, figures, notes, max_shown=max_shown)
+    if objective is not None:
+        from vitkit.inspect.reconstruction import write_pretraining_figures
+
+        extra, numbers = write_pretraining_figures(model, objective, images, out, max_shown=max_shown,
+                                                   batch_size=batch_size)
+        figures.extend(extra)
+        if numbers:
+            data["pretraining"] = numbers
+    data["figures"] = figures
+    data["notes"] = notes
+
+    write_text_atomic(out / JSON_FILE, json.dumps(data) + "\n")
+    title = title or f"vitkit inspect: {model.config.name}"
+    write_text_atomic(out / INDEX_FILE, _index_html(title, figures, notes))
+    return {"out": str(out), "index": str(out / INDEX_FILE), "json": str(out / JSON_FILE), "family": family,
+            "figures": [fig["file"] for fig in figures], "skipped": notes, "num_images": len(images), **summary}
+
+
+def _vit_sections(model: VisionTransformer, analysis: AttentionAnalysis, images: Sequence[NamedImage], out: Path,
+                  data: dict, figures: list[dict[str, str]], notes: list[str], *, max_shown: int) -> dict:
+    """Position similarity, attention distance, rollout and last-layer heads of a ViT."""
+    names = [item.name for item in images]
+    token = "[class] token" if model.config.classifier == "token" else "mean patch token (GAP)"
+    data.update(stride=model.stride, num_prefix_tokens=model.num_prefix_tokens)
     kind = model.config.posemb
     if kind in WITHOUT_ABSOLUTE:
         notes.append(f"Position-embedding similarity (Fig. 7 centre) skipped: {WITHOUT_ABSOLUTE[kind]}.")
@@ -208,7 +335,6 @@ def write_report(model: VisionTransformer, images: Sequence[NamedImage], out_dir
             f"of that patch's {kind} position embedding with every patch's, on the {rows}x{cols} grid.")})
         data["position_similarity"] = {"kind": kind, "grid": [rows, cols], "similarity": _rounded(similarity, 4)}
 
-    analysis: AttentionAnalysis = analyse_attention(model, [item.image for item in images], batch_size)
     draw_attention_distance(analysis.distance, out / "attention_distance.png")
     figures.append({"file": "attention_distance.png", "caption": (
         f"Mean attention distance (Fig. 7 right): per head (dots) and layer, in pixels, over {len(images)} "
@@ -242,21 +368,45 @@ def write_report(model: VisionTransformer, images: Sequence[NamedImage], out_dir
                                 for n, f, m in zip(names, overlays, analysis.rollout, strict=True)]}
     data["last_layer_heads"] = {"from": token, "maps": [{"image": n, "maps": _rounded(m)}
                                                        for n, m in zip(names, analysis.last_layer, strict=True)]}
-    if objective is not None:
-        from vitkit.inspect.reconstruction import write_pretraining_figures
-
-        extra, numbers = write_pretraining_figures(model, objective, images, out, max_shown=max_shown,
-                                                   batch_size=batch_size)
-        figures.extend(extra)
-        if numbers:
-            data["pretraining"] = numbers
-    data["figures"] = figures
-    data["notes"] = notes
-
-    write_text_atomic(out / JSON_FILE, json.dumps(data) + "\n")
-    title = title or f"vitkit inspect: {model.config.name}"
-    write_text_atomic(out / INDEX_FILE, _index_html(title, figures, notes))
-    return {"out": str(out), "index": str(out / INDEX_FILE), "json": str(out / JSON_FILE),
-            "figures": [fig["file"] for fig in figures], "overlays": overlays, "skipped": notes,
-            "grid": list(analysis.grid), "num_images": len(images),
+    return {"overlays": overlays, "grid": list(analysis.grid),
             "mean_attention_distance": _rounded(analysis.distance, 3)}
+
+
+def _swin_sections(model: SwinTransformer, analysis: SwinAttentionAnalysis, images: Sequence[NamedImage], out: Path,
+                   data: dict, figures: list[dict[str, str]], notes: list[str], *, max_shown: int) -> dict:
+    """Attention distance per block and stage, and one window's attention per stage, of a Swin."""
+    per_stage = analysis.per_stage()
+    draw_block_distance(analysis, out / "attention_distance.png")
+    figures.append({"file": "attention_distance.png", "caption": (
+        f"Mean attention distance (Fig. 7 right of the ViT paper) of every head (dots) of every block, in pixels, "
+        f"over {len(images)} image(s); stage means "
+        + ", ".join(f"{d:.1f}" for d in per_stage) + " px. Attention stays inside each window, so distances grow "
+        "only as patch merging makes tokens coarser.")})
+    data["patch_size"] = model.config.patch_size
+    data["grid"] = list(analysis.layouts[0].grid)
+    data["mean_attention_distance"] = {
+        "unit": "pixels", "definition": WINDOW_DISTANCE_DEFINITION, "num_images": len(images),
+        "per_block": [{"stage": lay.stage + 1, "block": lay.block + 1, "shift": lay.shift, "window": lay.window,
+                       "stride": lay.stride, "per_head": _rounded(d, 4)}
+                      for lay, d in zip(analysis.layouts, analysis.distance, strict=True)],
+        "per_stage_mean": _rounded(np.array(per_stage), 4)}
+
+    size = tuple(model.preprocessing.image_size)
+    shown = min(max_shown, len(images))
+    thumbs = [seen_region(item.image, model.preprocessing, size, THUMB_SIDE) for item in images[:shown]]
+    names = [item.name for item in images]
+    draw_window_attention(thumbs, [maps[:shown] for maps in analysis.window_maps], names[:shown],
+                          out / "window_attention.png")
+    figures.append({"file": "window_attention.png", "caption": (
+        f"One window's attention per stage: the token at the centre of the image attends over its window in the "
+        f"first (W-MSA) block of each stage, heads averaged ({shown} of {len(images)} image(s)); windows grow from "
+        f"{analysis.layouts[0].window * analysis.layouts[0].stride} px in stage 1 as patch merging coarsens the "
+        f"tokens.")})
+    data["window_attention"] = {
+        "query": "the token at the centre of the grid; first block of each stage; heads averaged",
+        "maps": [{"stage": s + 1, "grid": list(maps.shape[1:]),
+                  "maps": [{"image": n, "map": _rounded(m)} for n, m in zip(names, maps, strict=True)]}
+                 for s, maps in enumerate(analysis.window_maps)]}
+    return {"overlays": [], "grid": data["grid"],
+            "mean_attention_distance": [_rounded(d, 3) for d in analysis.distance],
+            "attention_distance_per_stage": _rounded(np.array(per_stage), 3)}

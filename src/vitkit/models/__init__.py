@@ -1,4 +1,4 @@
-"""Model building: the model families (ViT with its hybrids, and what registers beside it) by name.
+"""Model building: the model families (ViT with its hybrids, Swin) by name.
 
 Every family registers its variants in :mod:`vitkit.models.registry`; ``create_model`` and
 ``list_models`` see them all.
@@ -12,14 +12,22 @@ import torch
 from torch import nn
 
 from vitkit.config import VARIANTS, ViTConfig
+from vitkit.models.bit import BIT_ALIASES, BIT_VARIANTS, BiTConfig, BiTResNet
 from vitkit.models.posemb import resample_patch_posemb
 from vitkit.models.registry import Family, build_model, get_config, list_models, register_family
+from vitkit.models.swin import SWIN_ALIASES, SWIN_VARIANTS, SwinConfig, SwinTransformer
 from vitkit.models.vit import EncoderOutput, VisionTransformer
 
-__all__ = ["EncoderOutput", "VisionTransformer", "create_model", "list_models", "resample_patch_posemb"]
+__all__ = ["BiTConfig", "BiTResNet", "EncoderOutput", "SwinConfig", "SwinTransformer", "VisionTransformer",
+           "create_model", "list_models",
+           "resample_patch_posemb"]
 
 register_family(Family("vit", ViTConfig, VisionTransformer, VARIANTS,
                        description="Vision Transformer (Table 1) and ResNet+ViT hybrids (§3.1)"))
+register_family(Family("swin", SwinConfig, SwinTransformer, SWIN_VARIANTS, aliases=SWIN_ALIASES,
+                       description="Swin Transformer V1 (Liu et al. 2021): shifted windows, patch merging"))
+register_family(Family("bit", BiTConfig, BiTResNet, BIT_VARIANTS, aliases=BIT_ALIASES,
+                       description="BiT ResNet-v2 (GroupNorm, weight standardisation): the paper's CNN baselines"))
 
 
 def create_model(name: str | Any, *, num_classes: int | None = None,
@@ -35,7 +43,10 @@ def create_model(name: str | Any, *, num_classes: int | None = None,
         overrides["num_classes"] = num_classes
     if image_size is not None:
         overrides["image_size"] = image_size
-    config = get_config(name, **overrides) if isinstance(name, str) or name is None else name.replace(**overrides)
+    if isinstance(getattr(type(name), "family", None), str):  # a configuration of a registered family
+        config = name.replace(**overrides)
+    else:
+        config = get_config(name, **overrides)
     if seed is None:
         return build_model(config)
     with torch.random.fork_rng(devices=[]):

@@ -9,6 +9,8 @@ fix or a fast path lands in every family at the same time.
 * :class:`Mlp` -- two dense layers with a GELU between them, dropout after each (App. B.1).
 * :class:`DropPath` -- stochastic depth per sample.
 * :func:`zero_linear` -- the zero-initialised D x K head of §3.2.
+* :func:`lecun_normal_`, :func:`xavier_uniform_` -- the initialisers of Flax/JAX, in which the
+  paper's reference code (google-research/vision_transformer) and BiT were written.
 """
 
 from __future__ import annotations
@@ -20,6 +22,14 @@ import torch.nn.functional as F
 from torch import nn
 
 GELU_APPROXIMATION = {"gelu": "none", "gelu_tanh": "tanh"}
+
+
+def _exporting() -> bool:
+    """Inside ``torch.export`` (the ONNX exporter). There the fused kernel with an additive bias is
+    avoided: torch 2.13 decomposes it into a tensor whose strides its own shape rules do not
+    predict, and the export fails; the explicit softmax(QK^T / sqrt(d) + bias) V is the same sum."""
+    is_exporting = getattr(torch.compiler, "is_exporting", None)
+    return bool(is_exporting and is_exporting())
 
 
 class Attention(nn.Module):
@@ -51,18 +61,23 @@ class Attention(nn.Module):
         return qkv.unbind(0)
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None = None,
-               need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """softmax(q k^T / sqrt(d) + bias) v for (B, heads, T, d) inputs -> ((B, T, D), weights)."""
+               need_weights: bool = False,
+               grid: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """softmax(q k^T / sqrt(d) + bias) v for (B, heads, T, d) inputs -> ((B, T, D), weights).
+
+        ``grid``: the (rows, cols) of patches the tokens come from, handed to ``rel_bias`` when given
+        (a bias that depends on 2-D positions needs it at resolutions other than its own)."""
         if self.rel_bias is not None:
-            extra = self.rel_bias(q)
+            extra = self.rel_bias(q) if grid is None else self.rel_bias(q, grid)
             bias = extra if bias is None else bias + extra
         drop = self.attn_drop if self.training else 0.0
-        if need_weights:
+        if need_weights or (bias is not None and _exporting()):
             logits = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)
             if bias is not None:
                 logits = logits + bias
             weights = logits.softmax(dim=-1)
             out = F.dropout(weights, drop, self.training) @ v
+            weights = weights if need_weights else None
         else:
             weights = None
             if bias is not None:
@@ -71,10 +86,10 @@ class Attention(nn.Module):
         batch, _, length, _ = out.shape
         return out.transpose(1, 2).reshape(batch, length, self.num_heads * self.head_dim), weights
 
-    def forward(self, x: torch.Tensor, need_weights: bool = False,
-                bias: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, x: torch.Tensor, need_weights: bool = False, bias: torch.Tensor | None = None,
+                grid: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         q, k, v = self.project_qkv(x)
-        out, weights = self.attend(q, k, v, bias, need_weights)
+        out, weights = self.attend(q, k, v, bias, need_weights, grid)
         return self.proj_drop(self.proj(out)), weights
 
 
@@ -127,3 +142,28 @@ def zero_linear(in_features: int, out_features: int) -> nn.Module:
     nn.init.zeros_(head.bias)
     return head
 
+
+
+# ------------------------------------------------------------------------------ initialisers
+#: std of a standard normal truncated to [-2, 2]: Flax's truncated-normal initialisers divide by it,
+#: so that the truncated distribution keeps the requested standard deviation.
+_TRUNCATED_STD = 0.87962566103423978
+
+
+def lecun_normal_(weight: torch.Tensor) -> torch.Tensor:
+    """Flax's ``lecun_normal`` (the default of ``nn.Dense`` and ``nn.Conv``, hence of vit_jax's patch
+    embedding and BiT's convolutions): a normal truncated at two standard deviations whose standard
+    deviation is sqrt(1 / fan_in), fan_in = input channels x kernel area. Not torch's default
+    (Kaiming-uniform with a = sqrt(5), i.e. std sqrt(1 / (3 fan_in)))."""
+    fan_in = weight[0].numel()
+    std = math.sqrt(1.0 / fan_in) / _TRUNCATED_STD
+    return nn.init.trunc_normal_(weight, std=std, a=-2.0 * std, b=2.0 * std)
+
+
+def xavier_uniform_(weight: torch.Tensor, parts: int = 1) -> torch.Tensor:
+    """Xavier-uniform (Glorot) of a (out, in) weight, or of each of ``parts`` equal row blocks when
+    one linear layer fuses several projections (q, k, v: three D -> D kernels in the official code,
+    so each gets the bound sqrt(6 / (D + D)), not that of one (D, 3D) kernel)."""
+    for block in weight.chunk(parts, dim=0):
+        nn.init.xavier_uniform_(block)
+    return weight

@@ -17,10 +17,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vitkit.models.layers import lecun_normal_
+
 
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    """TensorFlow/Flax "SAME" padding (before, after) for one spatial axis."""
-    total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
+    """TensorFlow/Flax "SAME" padding (before, after) for one spatial axis.
+
+    When ``size`` is a multiple of ``stride`` (always, for images whose sides are multiples of
+    the model's stride) the general formula reduces to ``kernel - stride``; taking that branch
+    keeps a symbolic size (ONNX export with a dynamic image size) out of ``ceil`` and ``max``,
+    which the exporter's shape reasoning otherwise takes minutes over.
+    """
+    if size % stride == 0:
+        total = max(kernel - stride, 0)
+    else:
+        total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
     return total // 2, total - total // 2
 
 
@@ -33,11 +44,15 @@ def pad_same(x: torch.Tensor, kernel: int, stride: int, value: float = 0.0) -> t
 
 
 class StdConv2d(nn.Conv2d):
-    """Convolution with weight standardisation: w <- (w - mean(w)) / (std(w) + eps) per filter."""
+    """Convolution with weight standardisation: w <- (w - mean(w)) / (std(w) + eps) per filter.
+
+    Initialised LeCun-normal as Flax's ``nn.Conv`` (the official ``StdConv`` is one), not with
+    torch's default."""
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, eps: float = 1e-5) -> None:
         super().__init__(in_ch, out_ch, kernel, stride=stride, padding=0, bias=False)
         self.eps = eps
+        lecun_normal_(self.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.weight

@@ -17,7 +17,6 @@ State-dict names are stable and documented in the README: ``patch_embed.proj``,
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
@@ -25,7 +24,8 @@ from torch import nn
 
 from vitkit.config import ViTConfig, to_pair
 from vitkit.errors import VitkitError
-from vitkit.models.layers import Attention, DropPath, Mlp, drop_path_rates, zero_linear
+from vitkit.models.inputs import check_image_batch
+from vitkit.models.layers import Attention, DropPath, Mlp, drop_path_rates, lecun_normal_, xavier_uniform_, zero_linear
 from vitkit.models.posemb import RelativePositionBias, build_position_embedding
 from vitkit.models.resnet import ResNetStem
 from vitkit.preprocessing import Preprocessing
@@ -63,7 +63,8 @@ class Block(nn.Module):
     def __init__(self, config: ViTConfig, drop_path: float = 0.0) -> None:
         super().__init__()
         dim = config.hidden_size
-        rel_bias = (RelativePositionBias(config.seq_len, dim // config.num_heads)
+        rel_bias = (RelativePositionBias(config.grid_size, config.num_prefix_tokens, dim // config.num_heads,
+                                         table_grid=config.relative_table_grid)
                     if config.posemb == "relative" else None)
         self.norm1 = nn.LayerNorm(dim, eps=config.layer_norm_eps)
         self.attn = Attention(dim, config.num_heads, qkv_bias=config.qkv_bias, attn_drop=config.attention_dropout,
@@ -72,8 +73,9 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, config.mlp_dim, dropout=config.dropout, act=config.mlp_act)
         self.drop_path = DropPath(drop_path)
 
-    def forward(self, z: torch.Tensor, need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attended, weights = self.attn(self.norm1(z), need_weights)
+    def forward(self, z: torch.Tensor, need_weights: bool = False,
+                grid: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attended, weights = self.attn(self.norm1(z), need_weights, grid=grid)
         z = z + self.drop_path(attended)  # eq. 2
         z = z + self.drop_path(self.mlp(self.norm2(z)))  # eq. 3
         return z, weights
@@ -108,7 +110,8 @@ class VisionTransformer(nn.Module):
         dim = config.hidden_size
         self.patch_embed = PatchEmbedding(config)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if config.class_token else None
-        self.pos_embed = build_position_embedding(config.posemb, config.grid_size, dim, config.num_prefix_tokens)
+        self.pos_embed = build_position_embedding(config.posemb, config.grid_size, dim, config.num_prefix_tokens,
+                                                  config.posemb_resample)
         self.pos_drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config, rate) for rate in drop_path_rates(config.drop_path, config.depth))
         post_pool_norm = config.classifier == "gap" and config.fc_norm
@@ -128,17 +131,28 @@ class VisionTransformer(nn.Module):
         return zero_linear(self.config.representation_size or self.config.hidden_size, num_classes)
 
     def _init_weights(self) -> None:
-        """The official code's initialisation: Xavier-uniform dense kernels with near-zero
-        biases, LeCun-normal patch projection, [class] token zeros, head zeros."""
-        for name, module in self.named_modules():
-            if isinstance(module, nn.Linear) and not name.startswith("head"):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.normal_(module.bias, std=1e-6)
-        proj = self.patch_embed.proj
-        fan_in = proj.in_channels * proj.kernel_size[0] * proj.kernel_size[1]
-        nn.init.trunc_normal_(proj.weight, std=math.sqrt(1.0 / fan_in))
-        nn.init.zeros_(proj.bias)
+        """The initialisation of the paper's reference code (vit_jax ``models_vit.py``, Flax):
+
+        * q, k and v: three Xavier-uniform D -> D kernels (the fused qkv weight is initialised in
+          thirds), zero biases; the attention output projection Xavier-uniform, zero bias;
+        * MLP: Xavier-uniform kernels, biases normal(std 1e-6);
+        * patch embedding and pre-logits layer: LeCun normal (Flax's default), zero biases;
+        * position embeddings normal(std 0.02); [class] token and head zeros (the head in
+          :meth:`_new_head`); a hybrid's ResNet initialises itself the same way (LeCun normal).
+        """
+        for block in self.blocks:
+            xavier_uniform_(block.attn.qkv.weight, parts=3)
+            xavier_uniform_(block.attn.proj.weight)
+            for linear in (block.attn.qkv, block.attn.proj):
+                if linear.bias is not None:
+                    nn.init.zeros_(linear.bias)
+            for linear in (block.mlp.fc1, block.mlp.fc2):
+                xavier_uniform_(linear.weight)
+                nn.init.normal_(linear.bias, std=1e-6)
+        linears = [self.patch_embed.proj] + ([self.pre_logits.fc] if isinstance(self.pre_logits, PreLogits) else [])
+        for layer in linears:
+            lecun_normal_(layer.weight)
+            nn.init.zeros_(layer.bias)
 
     @property
     def num_prefix_tokens(self) -> int:
@@ -168,21 +182,20 @@ class VisionTransformer(nn.Module):
     def set_image_size(self, image_size: int | tuple[int, int]) -> None:
         """Resample the position embeddings permanently for a new resolution (§3.2)."""
         config = self.config.replace(image_size=to_pair(image_size))
+        if config.posemb == "relative":  # the tables stay indexed by the grid they were learned on
+            table_grid = self.config.relative_table_grid
+            config = config.replace(relative_grid=None if table_grid == config.grid_size else table_grid)
         self.pos_embed.resample_(config.grid_size)
         for block in self.blocks:
             if block.attn.rel_bias is not None:
-                block.attn.rel_bias.resample_(config.seq_len)
+                block.attn.rel_bias.resample_(config.grid_size)
         self.config = config
         self.preprocessing = self.preprocessing.replace(image_size=config.image_size)
 
     # ----------------------------------------------------------------- forward
     def _check_input(self, x: torch.Tensor) -> None:
-        if x.ndim != 4 or x.shape[1] != self.config.in_channels:
-            raise VitkitError(f"expected images of shape (B, {self.config.in_channels}, H, W), got "
-                              f"{tuple(x.shape)}")
-        height, width = x.shape[-2:]
-        if height % self.stride or width % self.stride:
-            raise VitkitError(f"image size {height}x{width} is not divisible by the patch size {self.stride}")
+        check_image_batch(x, channels=self.config.in_channels, stride=self.stride,
+                          dtype=self.patch_embed.proj.weight.dtype)
 
     def embed_patches(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """The patch embeddings x_p^i E of eq. 1, (B, N, D), and the patch grid (rows, cols)."""
@@ -209,7 +222,7 @@ class VisionTransformer(nn.Module):
         z = self.pos_drop(z)
         attentions = []
         for block in self.blocks:
-            z, weights = block(z, need_weights=return_attention)
+            z, weights = block(z, need_weights=return_attention, grid=grid)
             if weights is not None:
                 attentions.append(weights)
         return EncoderOutput(self.norm(z), grid, attentions)

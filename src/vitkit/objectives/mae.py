@@ -31,6 +31,7 @@ from vitkit.models.mae import MAEDecoder, MAEDecoderConfig, check_maskable
 from vitkit.models.posemb import mae_sincos_table
 from vitkit.models.vit import VisionTransformer
 from vitkit.objectives.base import Objective, eval_batches, patchify, shuffle_order, unpatchify
+from vitkit.options import Option, check_fields, option_field
 
 NORM_PIX_EPS = 1e-6
 
@@ -41,19 +42,20 @@ class MAEOptions(DictConfig):
 
     _keys_are: ClassVar[str] = "MAE options"
 
-    mask_ratio: float = 0.75
-    norm_pix_loss: bool = True
-    decoder_hidden_size: int = 512
-    decoder_depth: int = 8
-    decoder_num_heads: int = 16
-    decoder_mlp_dim: int = 2048
+    mask_ratio: float = option_field(0.75, Option("float", "mae: share of patches masked", low=0, high=1,
+                                                  low_open=True, high_open=True))
+    norm_pix_loss: bool = option_field(True, Option("bool", "mae: reconstruct per-patch normalised pixels (off: raw "
+                                                            "pixels)", flag="--no-norm-pix-loss"))
+    decoder_hidden_size: int = option_field(512, Option("int", "mae: decoder width", low=4, high=65536))
+    decoder_depth: int = option_field(8, Option("int", "mae: decoder blocks", low=1, high=1000))
+    decoder_num_heads: int = option_field(16, Option("int", "mae: decoder heads", low=1, high=4096))
+    decoder_mlp_dim: int = option_field(2048, Option("int", "mae: decoder MLP size", low=1, high=1 << 20))
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
-        if not isinstance(self.mask_ratio, (int, float)) or not 0.0 < float(self.mask_ratio) < 1.0:
-            raise VitkitError(f"mask ratio must be in (0, 1), got {self.mask_ratio}")
+        check_fields(self)
         self.decoder_config()
 
     def decoder_config(self) -> MAEDecoderConfig:

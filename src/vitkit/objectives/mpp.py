@@ -39,6 +39,7 @@ from vitkit.dictconfig import DictConfig
 from vitkit.errors import VitkitError
 from vitkit.models.vit import VisionTransformer
 from vitkit.objectives.base import Objective, eval_batches, patchify, pixels_01, shuffle_order
+from vitkit.options import Option, check_fields, option_field
 
 MPP_TARGETS = ("mean_color", "downsampled", "pixels")
 
@@ -52,31 +53,29 @@ class MPPOptions(DictConfig):
 
     _keys_are: ClassVar[str] = "masked patch prediction options"
 
-    target: str = "mean_color"
-    corrupt_ratio: float = 0.5
-    mask_prob: float = 0.8
-    random_prob: float = 0.1
-    color_bits: int = 3
+    target: str = option_field("mean_color", Option("choice", "mpp: 3-bit mean colour (the paper's), a 4x4 "
+                                                              "downsized patch in 3-bit colour, or the pixels (L2)",
+                                                      choices=MPP_TARGETS, flag="--mpp-target"))
+    corrupt_ratio: float = option_field(0.5, Option("float", "mpp: share of patches corrupted (the paper also "
+                                                             "tried 0.15)", low=0, high=1, low_open=True,
+                                                    high_open=True))
+    mask_prob: float = option_field(0.8, Option("float", "mpp: share of the corrupted replaced by [mask]", low=0,
+                                                high=1))
+    random_prob: float = option_field(0.1, Option("float", "mpp: share of the corrupted replaced by another "
+                                                           "patch", low=0, high=1))
+    color_bits: int = option_field(3, Option("int", "mpp: bits per colour channel of the targets", low=1, high=8))
     #: cells per side of the ``downsampled`` target (4: a 4x4 downsized patch)
-    downsample: int = 4
+    downsample: int = option_field(4, Option("int", "mpp: cells per side of the downsized target", low=1,
+                                             high=64))
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
-        checks = [
-            (self.target in MPP_TARGETS, f"MPP target must be one of {MPP_TARGETS}, got {self.target!r}"),
-            (0.0 < self.corrupt_ratio < 1.0, f"corruption ratio must be in (0, 1), got {self.corrupt_ratio}"),
-            (0.0 <= self.mask_prob <= 1.0 and 0.0 <= self.random_prob <= 1.0
-             and self.mask_prob + self.random_prob <= 1.0,
-             f"mask and random-patch probabilities must be in [0, 1] and sum to at most 1, got "
-             f"{self.mask_prob} and {self.random_prob}"),
-            (1 <= self.color_bits <= 8, f"colour bits must be in 1..8, got {self.color_bits}"),
-            (self.downsample >= 1, f"downsample must be positive, got {self.downsample}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise VitkitError(message)
+        check_fields(self)
+        if self.mask_prob + self.random_prob > 1.0:
+            raise VitkitError(f"mask_prob {self.mask_prob} + random_prob {self.random_prob}: the shares of the "
+                              f"corrupted patches sum to at most 1")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,5 +1,6 @@
 """Supervised classification, the paper's pre-training and fine-tuning objective (§3.1, §4.1):
-softmax cross-entropy of the head's logits against the labels, after the batch augmentations of the
+softmax cross-entropy (or the official ImageNet-21k code's sigmoid cross-entropy, ``loss="sigmoid"``;
+:mod:`vitkit.train.losses`) of the head's logits against the labels, after the batch augmentations of the
 modern recipe (RandAugment, Mixup/CutMix soft targets, label smoothing; :mod:`vitkit.data.augment`)."""
 
 from __future__ import annotations
@@ -26,14 +27,18 @@ class SupervisedOptions(DictConfig):
 
 
 class Supervised(Objective):
-    """Cross-entropy of ``model(images)`` against (augmented, possibly soft) label targets."""
+    """Cross-entropy of ``model(images)`` against (augmented, possibly soft) label targets; ``loss``
+    names one of :data:`vitkit.train.losses.LOSS_FUNCTIONS`."""
 
     name = "supervised"
     needs_labels = True
     saves_parameters = False
 
-    def __init__(self, augment=None, options: SupervisedOptions | None = None) -> None:
+    def __init__(self, augment=None, options: SupervisedOptions | None = None, loss: str = "softmax") -> None:
+        from vitkit.train.losses import LOSS_FUNCTIONS
+
         super().__init__()
+        self.loss = LOSS_FUNCTIONS[loss]
         self.options = options or SupervisedOptions()
         self.augment = augment  # a vitkit.data.augment.BatchAugment, or None: one-hot targets
 
@@ -47,7 +52,7 @@ class Supervised(Objective):
         else:
             targets = F.one_hot(labels.long(), num_classes).to(images.dtype)
         logits = model(images)
-        return F.cross_entropy(logits.float(), targets.float(), reduction="none")
+        return self.loss(logits.float(), targets.float())
 
     def evaluate(self, model: VisionTransformer, dataset, *, batch_size: int, device: torch.device,
                  num_workers: int = 0, amp_dtype: torch.dtype | None = None) -> dict[str, float]:

@@ -6,9 +6,9 @@
    learned position embeddings is interpolated to 6x6 (§3.2) -- with a new zero-initialised head,
    SGD with momentum, cosine decay and a weight average (App. B.1.1).
 3. Train the same architecture on the digits from scratch with the same number of steps.
-4. Few-shot linear evaluation (§4.1 "Metrics") of the frozen pre-trained representation on the
-   digits at the pre-training resolution, next to the same evaluation of a randomly initialised
-   network.
+4. Few-shot linear evaluation (§4.1 "Metrics", big_vision's protocol: pre-logits features, L2
+   2^10) of the frozen pre-trained representation on the digits at the pre-training resolution,
+   next to the same evaluation of a randomly initialised network of the same architecture.
 
 The recipe (model size, epochs, learning rates) was tuned so that the fine-tuned model clears 95%
 digits test accuracy with a margin, in a few minutes on two CPU cores. Every number in the table
@@ -17,6 +17,7 @@ is measured by the run, never stored.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,8 +26,12 @@ from typing import Any
 
 import torch
 
-from vitkit.train.loop import train
-from vitkit.train.recipes import TrainConfig, recipe_defaults
+from vitkit.errors import VitkitError
+from vitkit.train.loop import TrainingInterrupted, train
+from vitkit.train.recipes import TrainConfig, pretraining_architecture, recipe_defaults
+
+#: The run directories of the three training stages, under the demo's ``out``.
+STAGES = ("pretrain", "finetune", "scratch")
 
 #: The demo's model: ViT-Ti's shape scaled down (D 128, 4 heads, MLP 256, 4 layers) with 4x4 patches.
 DEMO_MODEL = dict(patch_size=4, hidden_size=128, depth=4, num_heads=4, mlp_dim=256)
@@ -65,6 +70,8 @@ class DemoResult:
     fewshot: dict[str, list[dict[str, Any]]]
     seconds: dict[str, float]
     out: Path
+    settings: dict[str, Any] = field(default_factory=dict)
+    machine: dict[str, Any] = field(default_factory=dict)
 
     def table(self) -> str:
         """The printed summary: accuracies, few-shot mean +- std per shot count, stage times."""
@@ -83,7 +90,8 @@ class DemoResult:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"results": self.rows, "fewshot": self.fewshot, "seconds": self.seconds, "out": str(self.out)}
+        return {"results": self.rows, "fewshot": self.fewshot, "seconds": self.seconds, "out": str(self.out),
+                "settings": self.settings, "machine": self.machine}
 
 
 def _mean_std(result: dict[str, Any]) -> str:
@@ -93,7 +101,7 @@ def _mean_std(result: dict[str, Any]) -> str:
 def _common(settings: DemoSettings) -> dict[str, Any]:
     """Options every stage shares: no flips (a mirrored digit is another symbol), mild crops."""
     return dict(batch_size=settings.batch_size, seed=settings.seed, flip=False, crop_scale=settings.crop_scale,
-                crop_pct=1.0, eval_every=1_000_000, log_every=10)
+                eval_every=1_000_000, log_every=10)
 
 
 def run_demo(settings: DemoSettings | None = None, *, progress: bool = True,
@@ -104,16 +112,24 @@ def run_demo(settings: DemoSettings | None = None, *, progress: bool = True,
     from vitkit.models import create_model
 
     s = settings or DemoSettings()
+    out = Path(s.out)
+    taken = [stage for stage in STAGES if (out / stage).is_dir() and any((out / stage).iterdir())]
+    if taken:  # the demo has no --resume: say so before three minutes of work, not in the middle
+        raise VitkitError(f"{out} already holds a demo ({', '.join(taken)}); the demo always starts afresh: choose "
+                          f"another --out")
     if s.threads:
         torch.set_num_threads(s.threads)
-    out = Path(s.out)
     common = _common(s)
     seconds: dict[str, float] = {}
 
     def stage(name: str, config: TrainConfig):
         report(f"[{name}] {config.recipe} on {config.data} at {config.image_size}x{config.image_size} ...")
         start = time.perf_counter()
-        result = train(config, progress=progress)
+        try:
+            result = train(config, progress=progress)
+        except TrainingInterrupted:  # its own message suggests a --resume the demo does not have
+            raise TrainingInterrupted(f"interrupted in the {name} stage; the demo always starts afresh: run "
+                                      f"`vitkit demo` again with another --out") from None
         seconds[name] = time.perf_counter() - start
         return result
 
@@ -132,23 +148,24 @@ def run_demo(settings: DemoSettings | None = None, *, progress: bool = True,
         "epochs": s.finetune_epochs, "lr": s.scratch_lr, "weight_decay": s.weight_decay,
         "out": str(out / "scratch")}))
 
+    digits_train = open_source("digits", "train")
+    digits_test = open_source("digits", "test")
+    mnist_test = len(open_source("mnist5k", "test"))
     rows = [
         {"name": f"pre-trained on MNIST-5k, fine-tuned ({s.pretrain_size}->{s.finetune_size} px)",
-         "top1": fine.metrics["test_top1"], "run": str(out / "finetune")},
+         "top1": fine.metrics["test_top1"], "images": len(digits_test), "run": str(out / "finetune")},
         {"name": "  the same, weight average (EMA)", "top1": fine.metrics["ema_test_top1"],
-         "run": str(out / "finetune")},
+         "images": len(digits_test), "run": str(out / "finetune")},
         {"name": f"trained from scratch on the digits ({s.finetune_size} px)", "top1": scratch.metrics["test_top1"],
-         "run": str(out / "scratch")},
+         "images": len(digits_test), "run": str(out / "scratch")},
         {"name": f"(pre-training: MNIST-5k test set, {s.pretrain_size} px)", "top1": pre.metrics["test_top1"],
-         "run": str(out / "pretrain")},
+         "images": mnist_test, "run": str(out / "pretrain")},
     ]
 
     report("[few-shot] frozen features at the pre-training resolution, least squares to {-1, 1}^K ...")
     start = time.perf_counter()
-    digits_train = open_source("digits", "train")
-    digits_test = open_source("digits", "test")
     random_init = create_model(s.model, num_classes=10, image_size=s.pretrain_size, seed=s.seed + 1,
-                               **s.model_options)
+                               **pretraining_architecture(s.model, s.model_options))  # the same, untrained
     random_init.preprocessing = pre.model.preprocessing
     fewshot = {}
     for name, model in (("MNIST-5k pre-trained", pre.model), ("random initialisation", random_init)):
@@ -157,4 +174,15 @@ def run_demo(settings: DemoSettings | None = None, *, progress: bool = True,
         fewshot[name] = [r.to_dict() for r in results]
     seconds["few-shot"] = time.perf_counter() - start
     seconds["total"] = sum(seconds.values())
-    return DemoResult(rows, fewshot, seconds, out)
+    return DemoResult(rows, fewshot, seconds, out, settings=dataclasses.asdict(s), machine=machine_description())
+
+
+def machine_description() -> dict[str, Any]:
+    """What the numbers were measured on: enough to tell two machines (and their torch) apart."""
+    import os
+    import platform
+
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "python": platform.python_version(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}

@@ -22,6 +22,7 @@ import os
 import random
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,14 +35,21 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from vitkit.errors import VitkitError
+from vitkit.finite import nonfinite_names, require_finite_weights
 from vitkit.formats.native import save_native
 from vitkit.models.vit import VisionTransformer
 from vitkit.objectives import save_objective
 from vitkit.train import distributed as D
 from vitkit.train.checkpoint import load_training_state, rng_state, save_training_state, set_rng_state
 from vitkit.train.ema import WeightEMA
-from vitkit.train.recipes import TrainConfig, build_optimizer, build_schedule
-from vitkit.train.rundir import RunDir
+from vitkit.train.recipes import (
+    RECIPE_COMMANDS,
+    TrainConfig,
+    build_optimizer,
+    build_schedule,
+    pretraining_architecture,
+)
+from vitkit.train.rundir import RunDir, RunDirectoryBusy, RunLock, claim_run_directory
 
 
 # ------------------------------------------------------------------------------ the model
@@ -54,6 +62,8 @@ def seed_everything(seed: int) -> None:
 
 def set_dropout(model: VisionTransformer, rate: float) -> None:
     """Change the dropout rate (App. B.1: after dense layers and the position embeddings) in place."""
+    if not hasattr(model.config, "dropout"):
+        raise VitkitError(f"{model.config.name} has no dropout to set (drop --dropout)")
     for module in model.modules():
         if isinstance(module, nn.Dropout):
             module.p = rate
@@ -81,9 +91,10 @@ def freeze_all_but_last(model: VisionTransformer, blocks: int) -> None:
 def variant_name(base: str, options: dict[str, Any]) -> str:
     """``ViT-Ti/16`` with ``patch_size=4, depth=6`` -> ``ViT-Ti/4 (depth=6)``: the name a run records."""
     name = base
-    if "patch_size" in options and "/" in base:
+    folded = "patch_size" in options and "/" in base  # ViT names carry the patch size; Swin's do not
+    if folded:
         name = f"{base.rsplit('/', 1)[0]}/{options['patch_size']}"
-    rest = ", ".join(f"{k}={v}" for k, v in options.items() if k != "patch_size")
+    rest = ", ".join(f"{k}={v}" for k, v in options.items() if not (folded and k == "patch_size"))
     return f"{name} ({rest})" if rest else name
 
 
@@ -91,22 +102,40 @@ def build_model(config: TrainConfig, label_names: list[str]) -> VisionTransforme
     """Pre-training: a freshly initialised variant (without a head for a self-supervised objective:
     no labels). Fine-tuning: the checkpoint with its whole head replaced by a zero-initialised linear
     layer and, when ``image_size`` changes, its position embeddings interpolated over the new patch
-    grid (§3.2); optionally MAE's GAP + LayerNorm head, drop path and partial fine-tuning."""
+    grid (§3.2); optionally MAE's GAP + LayerNorm head, drop path and partial fine-tuning (ViT). A
+    Swin checkpoint given a new ``window_size`` has its relative-position-bias tables resampled to it."""
     from vitkit.formats.detect import load_model
     from vitkit.models import create_model
+    from vitkit.models.registry import family_of
 
     num_classes = len(label_names)
     if config.recipe == "pretrain":
+        dropout = {} if config.dropout is None else {"dropout": config.dropout}  # not every family has dropout
         model = create_model(config.model, num_classes=num_classes, image_size=config.image_size,
-                             dropout=config.dropout or 0.0, seed=config.seed, **config.model_options)
+                             seed=config.seed, **dropout,
+                             **pretraining_architecture(config.model, config.model_options))
         model.config.name = variant_name(config.model, config.model_options)
+    elif "window_size" in config.model_options:  # Swin at a new window: resolution and window change together
+        model = load_model(config.checkpoint)
+        if family_of(model).name != "swin":
+            raise VitkitError(f"{config.checkpoint}: window_size applies to Swin models, this is a "
+                              f"{family_of(model).name} model")
+        model.set_image_size(config.image_size or model.config.image_size,
+                             window_size=config.model_options["window_size"])
+        model.reset_head(num_classes)
     else:
         model = load_model(config.checkpoint, image_size=config.image_size)
         if config.global_pool:
             model.use_global_pool()
         model.reset_head(num_classes)
-        if config.dropout is not None:
+        if config.dropout is not None:  # else the checkpoint's (0.1 for the official L/16, H/14, R50 hybrids)
             set_dropout(model, config.dropout)
+        masked_tuning = {"global_pool": config.global_pool or None, "drop_path": config.drop_path,
+                         "trainable_blocks": config.trainable_blocks, "layer_decay": config.layer_decay}
+        given = [name for name, value in masked_tuning.items() if value is not None]
+        if given and family_of(model).name != "vit":
+            raise VitkitError(f"{', '.join(given)}: fine-tuning options of a ViT encoder; {config.checkpoint} is a "
+                              f"{family_of(model).name} model")
         if config.drop_path is not None:
             set_drop_path(model, config.drop_path)
         if config.trainable_blocks is not None:
@@ -115,8 +144,9 @@ def build_model(config: TrainConfig, label_names: list[str]) -> VisionTransforme
                                   f"{len(model.blocks)} blocks")
             freeze_all_but_last(model, config.trainable_blocks)
     model.label_names = list(label_names) or None
-    if config.crop_pct is not None:
-        model.preprocessing = model.preprocessing.replace(crop_pct=config.crop_pct)
+    crop = {k: v for k, v in (("crop_pct", config.crop_pct), ("crop_mode", config.crop_mode)) if v is not None}
+    if crop:
+        model.preprocessing = model.preprocessing.replace(**crop)
     return model
 
 
@@ -131,7 +161,9 @@ class TrainResult:
     step: int
     total_steps: int
     metrics: dict[str, float] = field(default_factory=dict)
+    #: distinct training files that could not be decoded, and the first reasons
     skipped: int = 0
+    unreadable_examples: list[str] = field(default_factory=list)
     seconds: float = 0.0
     images_per_second: float = 0.0
     run_dir: Path | None = None
@@ -145,6 +177,8 @@ class TrainResult:
             "metrics": self.metrics, "skipped_images": self.skipped, "seconds": round(self.seconds, 2),
             "images_per_second": round(self.images_per_second, 1),
         }
+        if self.unreadable_examples:
+            out["unreadable_examples"] = self.unreadable_examples
         if self.run_dir is not None:
             out["run_dir"] = str(self.run_dir)
             out["model_dir"] = str(self.run_dir / "model")
@@ -154,7 +188,11 @@ class TrainResult:
 
 
 class NonFiniteLoss(VitkitError):
-    """The loss (or the gradient norm) became NaN or infinite; the run stopped."""
+    """The loss, the gradient norm or the weights became NaN or infinite; the run stopped."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; the message says what was saved (the CLI prints it and exits 130)."""
 
 
 # ------------------------------------------------------------------------------ the loop
@@ -163,10 +201,6 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, *, resume: bool = False, progress: bool = True,
                  report: Callable[[str], None] | None = None) -> None:
-        from vitkit.data.augment import BatchAugment
-        from vitkit.data.sources import open_source
-        from vitkit.objectives import OBJECTIVES, ObjectiveStep, build_objective
-
         self.config = config
         self.process, self.device = D.setup(config.device)
         seed_everything(config.seed * 1000 + self.process.rank)  # each process its own augmentation stream
@@ -176,12 +210,54 @@ class Trainer:
             self.amp_dtype: torch.dtype | None = torch.bfloat16
         else:
             self.amp_dtype = None
+        self.lock: RunLock | None = None
+        self.rundir: RunDir | None = None
+        self._claim(resume)  # before any data is read: a busy or foreign --out fails at once
+        try:
+            self._build(config, resume)
+        except BaseException:
+            self.close()
+            raise
+
+    def _claim(self, resume: bool) -> None:
+        """Lock the run directory (rank 0) and check it may be written; every process stops together."""
+        out = self.config.out
+        if not out:
+            return
+        failure: tuple[bool, str] | None = None
+        if self.process.is_main:
+            try:
+                self.lock, notes = claim_run_directory(out, resume=resume, command=RECIPE_COMMANDS[self.config.recipe])
+                for note in notes:
+                    self.report(note)
+            except VitkitError as exc:
+                failure = (isinstance(exc, RunDirectoryBusy), str(exc))
+        failure = D.broadcast_object(failure, self.process)
+        if failure is not None:
+            busy, message = failure
+            raise (RunDirectoryBusy if busy else VitkitError)(message)
+
+    def close(self) -> None:
+        """Release the run directory (idempotent)."""
+        if self.rundir is not None:
+            self.rundir.close()
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def _build(self, config: TrainConfig, resume: bool) -> None:
+        from vitkit.data.augment import BatchAugment
+        from vitkit.data.sources import open_source, require_usable
+        from vitkit.objectives import OBJECTIVES, ObjectiveStep, build_objective
 
         labels = OBJECTIVES[config.objective][0].needs_labels  # self-supervision: labels ignored, none needed
         self.train_set = open_source(config.data, "train", seed=config.split_seed, val_fraction=config.val_fraction,
                                      labels=labels)
         self.test_set = open_source(config.data, "test", seed=config.split_seed, val_fraction=config.val_fraction,
                                     labels=labels)
+        # an all-broken split stops here, with the count and the first reasons, not after an epoch of nothing
+        require_usable(self.train_set, f"training split of {self.train_set.source}")
+        require_usable(self.test_set, f"test split of {self.test_set.source}")
         self.steps_per_epoch = D.StepBatches.steps_per_epoch(len(self.train_set), config.batch_size)
         if self.steps_per_epoch == 0:
             raise VitkitError(f"batch size {config.batch_size} is larger than the training set "
@@ -196,7 +272,7 @@ class Trainer:
         augment = BatchAugment(randaugment=config.randaugment, mixup=config.mixup, cutmix=config.cutmix,
                                label_smoothing=config.label_smoothing, num_classes=len(self.train_set.label_names),
                                mean=pre.mean, std=pre.std) if labels else None
-        extra = {"augment": augment} if config.objective == "supervised" else {}
+        extra = {"augment": augment, "loss": config.loss} if config.objective == "supervised" else {}
         self.objective = build_objective(config.objective, self.model.config, config.objective_options,
                                          **extra).to(self.device)
         self.objective.prepare(self.model)
@@ -204,21 +280,24 @@ class Trainer:
         if self.process.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp = DistributedDataParallel(self.ddp, device_ids=ids)
+        self.forward: nn.Module = self.ddp  # what the training step calls: compiled with --compile
+        if config.compile:
+            from vitkit.fastpath import compile_model
+
+            self.forward = compile_model(self.ddp)
         self.ema = WeightEMA(self.model, config.ema, warmup=config.ema_warmup) if config.ema else None
         self.optimizer = build_optimizer(self.model, config, self.objective)
         self.schedule = build_schedule(self.optimizer, config, self.total_steps)
         self.step = 0
-        self.skipped = 0
         self.seen_images = 0
+        #: training-set indices whose image could not be decoded (distinct files, over all epochs)
+        self.unreadable: set[int] = set()
+        self.unreadable_reasons: list[str] = []
+        #: the step of the last checkpoint written (or resumed from); None before the first
+        self.saved_step: int | None = None
         self._pending_rng: dict[str, Any] | None = None
-        self.rundir: RunDir | None = None
         if resume:
             self._resume()
-        elif config.out:  # every process checks, so that all of them stop together
-            state = Path(config.out) / "state.pt"
-            if state.exists():
-                raise VitkitError(f"{config.out} already holds a run; continue it with --resume {config.out} "
-                                  f"or choose another --out")
         if config.out and self.process.is_main:
             self.rundir = RunDir(config.out, resume_step=self.step if resume else None)
             self.rundir.write_config(config)
@@ -243,15 +322,21 @@ class Trainer:
         return torch.zeros(0, 3, height, width), torch.zeros(0, dtype=torch.long)
 
     # ------------------------------------------------------------------ one step
-    def _train_step(self, micro_batches: list[tuple[Any, Any, int]]) -> dict[str, float]:
-        """Accumulate gradients over the micro-batches, clip, step; return the step's loss etc."""
+    def _train_step(self, micro_batches: list[tuple[Any, Any, list]]) -> dict[str, float]:
+        """Accumulate gradients over the micro-batches, clip, step; return the step's loss etc.
+
+        A step whose every image (on every process) was unreadable changes no weight: no optimiser
+        update (weight decay and momentum would move the weights without data), no EMA update.
+        """
         cfg = self.config
         micro_size = cfg.batch_size // (cfg.accum * self.process.world_size)
         self.ddp.train()
         self.optimizer.zero_grad(set_to_none=True)
         totals = torch.zeros(3, dtype=torch.float64)  # loss sum, images, skipped
+        dropped_here = []
         for i, (images, labels, dropped) in enumerate(micro_batches):
-            totals[2] += dropped
+            totals[2] += len(dropped)
+            dropped_here += dropped
             if images is None:  # every image of the micro-batch was corrupt: still join the all-reduce
                 images, labels = self._empty_batch()
             images = images.to(self.device, non_blocking=True)
@@ -260,7 +345,7 @@ class Trainer:
             sync = contextlib.nullcontext() if (last or not self.process.distributed) else self.ddp.no_sync()
             with sync:
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp_dtype is not None):
-                    per_image = self.ddp(images, labels).float()
+                    per_image = self.forward(images, labels).float()
                 # Normalise by the nominal batch so N processes x A micro-batches == one big batch.
                 (per_image.sum() / (micro_size * cfg.accum)).backward()
             totals[0] += float(per_image.detach().sum())
@@ -269,22 +354,40 @@ class Trainer:
         loss = float(totals[0] / max(totals[1], 1.0))
         max_norm = cfg.grad_clip if cfg.grad_clip else float("inf")
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.ddp.parameters(), max_norm))
+        if totals[2] > 0:
+            self._record_unreadable(dropped_here)
         if not (math.isfinite(loss) and math.isfinite(grad_norm)):
             return {"loss": loss, "grad_norm": grad_norm, "finite": 0.0}
         lr = self.optimizer.param_groups[0]["lr"]
-        self.optimizer.step()
-        self.schedule.step()
-        if self.ema is not None:
-            self.ema.update_parameters(self.model)
-        self.skipped += int(totals[2])
+        if totals[1] > 0:
+            self.optimizer.step()
+            if self.ema is not None:
+                self.ema.update_parameters(self.model)
+        with warnings.catch_warnings():  # "scheduler before optimizer" after an all-unreadable first step
+            warnings.simplefilter("ignore", UserWarning)
+            self.schedule.step()
         self.seen_images += int(totals[1])
         return {"loss": loss, "grad_norm": grad_norm, "lr": lr, "images": float(totals[1]), "finite": 1.0}
+
+    def _record_unreadable(self, dropped: list) -> None:
+        """Remember which training files failed (every process's, by dataset index) and the first reasons."""
+        for items in D.gather_objects([(d.index, d.reason) for d in dropped], self.process):
+            for index, reason in items:
+                if index not in self.unreadable and len(self.unreadable_reasons) < 3:
+                    self.unreadable_reasons.append(reason)
+                self.unreadable.add(index)
+
+    @property
+    def skipped(self) -> int:
+        """Distinct unreadable training files met so far (a file that fails every epoch counts once)."""
+        return len(self.unreadable)
 
     # ------------------------------------------------------------------ state
     def _state(self) -> dict[str, Any]:
         rngs = D.gather_objects(rng_state(), self.process)
         state = {
             "step": self.step, "skipped": self.skipped, "seen_images": self.seen_images,
+            "unreadable": sorted(self.unreadable), "unreadable_reasons": list(self.unreadable_reasons),
             "world_size": self.process.world_size, "rng": rngs,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(), "config": self.config.to_dict(),
@@ -294,8 +397,22 @@ class Trainer:
             state["ema"] = self.ema.state_dict()
         return state
 
+    def _nonfinite_weights(self) -> list[str]:
+        """Names of the model's (and the weight average's) tensors that are NaN or infinite."""
+        bad = nonfinite_names(self.model.state_dict())
+        if self.ema is not None:
+            bad += [f"ema:{name}" for name in nonfinite_names(self.ema.module.state_dict())]
+        return bad
+
     def save(self) -> None:
-        """Write the native model directories and the resumable state (rank 0; collective call)."""
+        """Write the native model directories and the resumable state (rank 0; collective call).
+
+        Weights that are not finite are never written: the run stops instead, and the checkpoint
+        already on disk (the last finite one) stays as it is.
+        """
+        bad = D.broadcast_object(self._nonfinite_weights(), self.process)
+        if bad:
+            self._stop_non_finite(f"the weights became non-finite ({', '.join(bad[:3])}) at step {self.step}")
         state = self._state()
         if self.rundir is not None:
             save_native(self.model, self.rundir.model_dir)
@@ -303,6 +420,7 @@ class Trainer:
             if self.ema is not None:
                 save_native(self.ema.module, self.rundir.ema_dir)
             save_training_state(self.rundir.state_path, state)  # last: it is what --resume trusts
+        self.saved_step = self.step
         D.barrier(self.process)
 
     def _resume(self) -> None:
@@ -324,15 +442,21 @@ class Trainer:
                 raise
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise VitkitError(f"{cfg.out}/state.pt does not match this run's model/options ({first})") from None
+        require_finite_weights(self.model, f"{cfg.out}/state.pt")
         # The schedule may have been lengthened (--steps): recompute the factor with this run's totals.
         fresh = build_schedule(self.optimizer, cfg, self.total_steps).lr_lambdas[0]
         self.schedule.lr_lambdas[0] = fresh
         for group, base in zip(self.optimizer.param_groups, self.schedule.base_lrs, strict=True):
             group["lr"] = base * fresh(self.schedule.last_epoch)
-        self.step, self.skipped = int(state["step"]), int(state["skipped"])
+        self.step = self.saved_step = int(state["step"])
+        self.unreadable = {int(i) for i in state.get("unreadable", [])}
+        self.unreadable_reasons = [str(r) for r in state.get("unreadable_reasons", [])]
         self.seen_images = int(state.get("seen_images", 0))
-        self._pending_rng = state["rng"][self.process.rank] if state["world_size"] == self.process.world_size \
-            else None
+        if state["world_size"] == self.process.world_size:
+            self._pending_rng = state["rng"][self.process.rank]
+        else:
+            self.report(f"resuming on {self.process.world_size} process(es), saved on {state['world_size']}: the "
+                        f"data order and the weights continue exactly, the random augmentation streams restart")
         if self.step >= self.total_steps:
             raise VitkitError(f"{cfg.out} already finished ({self.step} of {self.total_steps} steps); "
                               f"raise --steps/--epochs to train longer")
@@ -377,14 +501,15 @@ class Trainer:
                     micro = [next(loader) for _ in range(cfg.accum)]
                     out = self._train_step(micro)
                     if not out["finite"]:
-                        self._stop_non_finite(out)
+                        self._non_finite_step(out)
                     self.step += 1
                     position += 1
-                    window_images += int(out["images"])
-                    window_loss += out["loss"]
-                    window_steps += 1
+                    if out["images"]:  # a step without a readable image has no loss to average in
+                        window_images += int(out["images"])
+                        window_loss += out["loss"]
+                        window_steps += 1
                     bar.update(1)
-                    if self.step % cfg.log_every == 0 or self.step == end_step:
+                    if window_steps and (self.step % cfg.log_every == 0 or self.step == end_step):
                         rate = window_images / max(time.perf_counter() - window_start, 1e-9)
                         metrics = {"train/loss": window_loss / window_steps, "train/lr": out["lr"],
                                    "train/grad_norm": out["grad_norm"], "train/images_per_second": rate}
@@ -403,6 +528,8 @@ class Trainer:
                             or (cfg.save_every and self.step % cfg.save_every == 0)):
                         self.save()
                     window_start += time.perf_counter() - paused  # img/s counts training time only
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(self._interrupted()) from None
         finally:
             bar.close()
             if self.rundir is not None:
@@ -411,7 +538,8 @@ class Trainer:
         images = self.seen_images
         result = TrainResult(
             model=self.model.eval(), ema_model=self.ema.module.eval() if self.ema else None, config=cfg,
-            step=self.step, total_steps=self.total_steps, skipped=self.skipped, seconds=seconds,
+            step=self.step, total_steps=self.total_steps, skipped=self.skipped,
+            unreadable_examples=list(self.unreadable_reasons), seconds=seconds,
             images_per_second=(self.seen_images - start_images) / seconds if seconds > 0 else 0.0,
             run_dir=Path(cfg.out) if cfg.out else None, finished=self.step >= self.total_steps,
         )
@@ -438,24 +566,37 @@ class Trainer:
             text += f"; EMA {self.objective.describe(unprefixed('ema_test_'))}"
         self.report(text)
 
-    def _stop_non_finite(self, out: dict[str, float]) -> None:
-        """Keep the last good weights on disk and stop with one line naming the step."""
-        bad_step = self.step + 1
+    def _non_finite_step(self, out: dict[str, float]) -> None:
+        """The loss or the gradient norm of the next step is not finite: stop (see :meth:`_stop_non_finite`)."""
         what = "loss" if not math.isfinite(out["loss"]) else "gradient norm"
         value = out["loss"] if what == "loss" else out["grad_norm"]
         self.optimizer.zero_grad(set_to_none=True)
-        # The weights are still those after the last good step: save them only if nothing was saved yet.
-        need_save = D.broadcast_object(self.rundir is not None and not self.rundir.state_path.exists(), self.process)
-        if need_save:
+        # No update was made: the weights are those after the last step. When they are finite and
+        # nothing was saved yet, they are the run's last good checkpoint.
+        if self.saved_step is None and self.config.out and not D.broadcast_object(self._nonfinite_weights(),
+                                                                                  self.process):
             self.save()
-        where = ""
-        if self.rundir is not None:
-            where = f"; the last good checkpoint is {self.rundir.path} (step {self._saved_step()})"
-        raise NonFiniteLoss(f"{what} became {value} at step {bad_step}; training stopped{where}")
+        self._stop_non_finite(f"{what} became {value} at step {self.step + 1}")
 
-    def _saved_step(self) -> int:
-        state = load_training_state(self.rundir.state_path)
-        return int(state["step"])
+    def _stop_non_finite(self, what: str) -> None:
+        """Stop with one line naming the step and the last checkpoint that really is finite."""
+        if not self.config.out:
+            where = ""
+        elif self.saved_step is None:
+            where = f"; no finite checkpoint was saved in {self.config.out}"
+        else:
+            where = f"; the last finite checkpoint is {self.config.out} (step {self.saved_step})"
+        raise NonFiniteLoss(f"{what}; training stopped{where}")
+
+    def _interrupted(self) -> str:
+        """What Ctrl-C leaves behind, in one line."""
+        command = RECIPE_COMMANDS[self.config.recipe]
+        if not self.config.out:
+            return f"interrupted at step {self.step}; nothing was saved (no run directory)"
+        if self.saved_step is None:
+            return f"interrupted at step {self.step}; no checkpoint was saved in {self.config.out}"
+        return (f"interrupted at step {self.step}; the last checkpoint is {self.config.out} (step {self.saved_step}): "
+                f"continue with `vitkit {command} --resume {self.config.out}`")
 
 
 def train(config: TrainConfig, *, resume: bool = False, progress: bool = True, stop_after: int | None = None,
@@ -467,8 +608,12 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True, s
     Under torchrun every process calls this; only rank 0 writes files.
     """
     joined = not D.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    trainer = None
     try:
-        return Trainer(config, resume=resume, progress=progress, report=report).run(stop_after)
+        trainer = Trainer(config, resume=resume, progress=progress, report=report)
+        return trainer.run(stop_after)
     finally:
+        if trainer is not None:
+            trainer.close()
         if joined:
             D.teardown()

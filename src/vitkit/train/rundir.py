@@ -8,21 +8,38 @@
       model_ema/       the weight average (fine-tuning with EMA on)
       state.pt         the resumable training state (``--resume RUN_DIR``)
       summary.json     the closing summary (final metrics, timings, skipped images)
+      .vitkit.lock     present while a run writes the directory (see :class:`RunLock`)
+
+Runs never clobber each other (:func:`claim_run_directory`, called before any data is read): a
+run directory is locked while a run writes it, so a second ``train``/``finetune`` into it fails at
+once naming the process that holds it (a lock left by a killed process is taken over); a fresh
+run refuses a directory that holds a run with a checkpoint (continue it with ``--resume``) or
+that is not a run directory at all; a run that stopped before its first checkpoint is cleared
+rather than appended to; and temporary files a killed process left behind are swept.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
+import shutil
+import socket
 import time
 from pathlib import Path
 from typing import Any
+
+try:  # POSIX advisory locks; elsewhere (Windows) run directories are not locked
+    import fcntl
+except ImportError:  # pragma: no cover - not a POSIX system
+    fcntl = None
 
 import yaml
 
 from vitkit.atomic import atomic_path, write_text_atomic
 from vitkit.errors import VitkitError
+from vitkit.files import require_regular_file
 from vitkit.train.recipes import TrainConfig
 
 CONFIG_FILE = "config.yaml"
@@ -32,6 +49,9 @@ EVENTS_DIR = "events"
 MODEL_DIR = "model"
 EMA_DIR = "model_ema"
 METRIC_FIELDS = ("step", "epoch", "metric", "value", "time_s")
+LOCK_FILE = ".vitkit.lock"
+#: what a run writes into its directory, besides the lock and the state file
+RUN_FILES = (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, EVENTS_DIR, MODEL_DIR, EMA_DIR)
 
 
 def read_config(path: str | os.PathLike) -> dict[str, Any]:
@@ -39,10 +59,11 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
         path = path / CONFIG_FILE
+    require_regular_file(path, "config file")
     try:
         data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise VitkitError(f"{path}: no such config file") from None
+    except UnicodeDecodeError:
+        raise VitkitError(f"{path}: not a text file of YAML options") from None
     except yaml.YAMLError as exc:
         raise VitkitError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
@@ -141,3 +162,142 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
     with open(path, newline="") as handle:
         return [{"step": int(r["step"]), "epoch": float(r["epoch"]), "metric": r["metric"],
                  "value": float(r["value"]), "time_s": float(r["time_s"])} for r in csv.DictReader(handle)]
+
+
+# ------------------------------------------------------------------------ claiming a directory
+class RunDirectoryBusy(VitkitError):
+    """Another live process is writing this run directory."""
+
+
+def _is_temporary(name: str) -> bool:
+    """Files :func:`vitkit.atomic.atomic_path` writes before renaming: ``.<name>.<random>.tmp``."""
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+class RunLock:
+    """An exclusive claim on a run directory: ``fcntl.flock`` on ``RUN/.vitkit.lock``.
+
+    The kernel drops the lock when its process ends, however it ends, so a lock left behind by a
+    killed run is simply taken over (:attr:`stale` then describes the process that left it); the
+    file itself records who holds it, for the message a second run gets. The file is removed on
+    :meth:`release` (after checking it is still the locked one, so a run that opened the file just
+    before it was removed cannot believe it holds a lock).
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.file = self.path / LOCK_FILE
+        self.stale: str | None = None
+        self._fd: int | None = None
+        self._created = False
+
+    def acquire(self, command: str) -> RunLock:
+        if self.path.exists() and not self.path.is_dir():
+            raise VitkitError(f"{self.path}: is a file, not a run directory; choose another --out")
+        self._created = not self.path.exists()
+        self.path.mkdir(parents=True, exist_ok=True)
+        if fcntl is None:
+            return self
+        while True:
+            fd = os.open(self.file, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _describe_holder(os.read(fd, 4096))
+                os.close(fd)
+                raise RunDirectoryBusy(f"{self.path} is in use by {holder}; wait for that run to end or choose "
+                                       f"another --out") from None
+            try:  # the holder may have removed the file between our open() and our flock()
+                current = os.stat(self.file).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                current = False
+            if current:
+                break
+            os.close(fd)
+        left = os.read(fd, 4096)
+        self.stale = _describe_holder(left) if left.strip() else None
+        record = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
+                  "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        """Drop the lock and its file; remove the directory again if this claim created it and
+        nothing was written there."""
+        if self._fd is not None:
+            try:
+                self.file.unlink(missing_ok=True)
+            finally:
+                os.close(self._fd)
+                self._fd = None
+        if self._created:
+            with contextlib.suppress(OSError):  # not empty: something was written, keep it
+                self.path.rmdir()
+            self._created = False
+
+
+def _describe_holder(raw: bytes) -> str:
+    try:
+        info = json.loads(raw.decode())
+        return (f"process {info['pid']} on {info['host']} (vitkit {info['command']}, started {info['started']})")
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return "another process"
+
+
+def sweep_temporary_files(path: str | os.PathLike) -> list[Path]:
+    """Remove what an interrupted atomic write (a killed process) left in a run directory and its
+    model directories; only call this while holding the directory's :class:`RunLock`."""
+    path = Path(path)
+    removed = []
+    for folder in (path, path / MODEL_DIR, path / EMA_DIR):
+        if folder.is_dir():
+            for item in folder.iterdir():
+                if _is_temporary(item.name) and item.is_file():
+                    item.unlink(missing_ok=True)
+                    removed.append(item)
+    return removed
+
+
+def claim_run_directory(path: str | os.PathLike, *, resume: bool, command: str) -> tuple[RunLock, list[str]]:
+    """Lock ``path`` for a run of the command ``command`` (train, finetune) and check that the run may write there.
+
+    Returns the held lock and lines worth telling the user (a stale lock taken over, an aborted
+    run cleared, temporary files swept). Refuses, releasing the lock: a file; with ``resume``, a
+    directory without a checkpoint; without it, a run that has a checkpoint (``--resume`` it) and
+    a non-empty directory that is not a run directory.
+    """
+    from vitkit.train.checkpoint import STATE_FILE
+
+    lock = RunLock(path).acquire(command)
+    notes = [f"{path}: took over the lock left by {lock.stale}, which is no longer running"] if lock.stale else []
+    try:
+        path = Path(path)
+        entries = [p.name for p in path.iterdir() if p.name != LOCK_FILE and not _is_temporary(p.name)]
+        if resume:
+            if STATE_FILE not in entries:
+                raise VitkitError(f"{path}: no checkpoint to resume from (the run saved none); start it again "
+                                  f"without --resume")
+        elif STATE_FILE in entries:
+            raise VitkitError(f"{path} already holds a run; continue it with `vitkit {command} --resume {path}` "
+                              f"or choose another --out")
+        elif CONFIG_FILE in entries:  # a run stopped before its first checkpoint: start it over, do not append
+            for name in RUN_FILES:
+                target = path / name
+                if target.is_dir():
+                    shutil.rmtree(target)
+                elif target.exists():
+                    target.unlink()
+            notes.append(f"{path}: cleared an earlier run that stopped before its first checkpoint")
+        elif entries:
+            shown = ", ".join(sorted(entries)[:3]) + (" ..." if len(entries) > 3 else "")
+            raise VitkitError(f"{path}: not empty ({shown}) and not a vitkit run directory; choose a new or empty "
+                              f"--out")
+        swept = sweep_temporary_files(path)
+        if swept:
+            notes.append(f"{path}: removed {len(swept)} temporary file(s) left by an interrupted write")
+    except BaseException:
+        lock.release()
+        raise
+    return lock, notes

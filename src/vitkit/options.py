@@ -1,0 +1,316 @@
+"""Every option defined once: its kind, its allowed values and its help.
+
+One :class:`Option` validates the same value wherever it arrives -- a command-line flag (as the
+argparse ``type``), a field of a ``--config`` YAML file or of a saved run (through the dataclass
+that holds it: :class:`~vitkit.train.recipes.TrainConfig`, :class:`~vitkit.config.ViTConfig`),
+and an argument of the Python API (``evaluate(batch_size=...)``). A bad value is refused before
+any work starts with one line naming the option, the value and what is allowed; the
+bad-option test sweep (``tests/test_reliability_options.py``) reads the same definitions, so a
+new option is swept automatically.
+
+Dataclass fields carry their option as metadata (:func:`option_field`), so a configuration's
+default, type, range and help sit together on one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from vitkit.errors import VitkitError
+
+KINDS = ("int", "float", "choice", "bool", "text", "size", "pair", "ints", "int_or_ints")
+#: The largest integer any count option accepts (keeps YAML typos like 1e30 out of range()).
+MAX_COUNT = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class Option:
+    """The definition of one option.
+
+    ``kind``: ``int``, ``float``, ``choice``, ``bool``, ``text`` (non-empty string), ``size``
+    (``N`` or ``HxW``, positive integers), ``pair`` (two floats ``lo,hi``), ``ints`` (a
+    comma-separated list of integers), ``int_or_ints`` (one integer, or a list with a comma: a
+    per-stage value such as Swin's heads). ``low``/``high`` bound numbers (and every element of a
+    size, pair or list); ``low_open``/``high_open`` make a bound strict. ``nullable`` lets None
+    (YAML ``null``, "use the default") through; ``off_value`` is a number that means "off" on the
+    command line (``--clip 0``) and becomes None.
+    """
+
+    kind: str
+    help: str = ""
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[str, ...] = ()
+    nullable: bool = False
+    off_value: float | None = None
+    #: the command-line spelling when it is not ``--`` + the name with dashes (``--wd``)
+    flag: str | None = None
+    metavar: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown option kind {self.kind!r}")
+
+    # ------------------------------------------------------------------ wording
+    def allowed(self) -> str:
+        """What the option accepts, in words: ``an integer >= 1``, ``one of adamw, sgd``."""
+        if self.kind == "choice":
+            text = "one of " + ", ".join(self.choices)
+        elif self.kind == "bool":
+            text = "true or false"
+        elif self.kind == "text":
+            text = "a non-empty string"
+        else:
+            noun = {"int": "an integer", "float": "a finite number", "size": "a size N or HxW of integers",
+                    "pair": "two numbers lo,hi", "ints": "a list of integers like 1,5,10",
+                    "int_or_ints": "an integer or a list of integers like 3,6,12,24"}[self.kind]
+            bounds = []
+            if self.low is not None:
+                bounds.append(f"{'>' if self.low_open else '>='} {_num(self.low)}")
+            if self.high is not None:
+                bounds.append(f"{'<' if self.high_open else '<='} {_num(self.high)}")
+            text = noun + (" " + " and ".join(bounds) if bounds else "")
+        if self.off_value is not None:
+            text += f" ({_num(self.off_value)} = off)"
+        return text
+
+    def describe(self) -> str:
+        """The help text with the allowed values appended (what ``--help`` shows)."""
+        return f"{self.help} [{self.allowed()}]" if self.help else f"[{self.allowed()}]"
+
+    def _refuse(self, name: str, value: Any) -> VitkitError:
+        return VitkitError(f"{name}: got {value!r}; allowed: {self.allowed()}")
+
+    # --------------------------------------------------------------- checking
+    def check(self, value: Any, name: str = "value") -> Any:
+        """``value`` validated and normalised (ints stay ints, a size becomes (h, w), ``off_value``
+        becomes None); a :class:`VitkitError` naming ``name`` otherwise."""
+        if value is None:
+            if self.nullable or self.off_value is not None:
+                return None
+            raise self._refuse(name, value)
+        if self.off_value is not None and _is_number(value) and value == self.off_value:
+            return None
+        kind = self.kind
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            raise self._refuse(name, value)
+        if kind == "choice":
+            if isinstance(value, str) and value in self.choices:
+                return value
+            raise self._refuse(name, value)
+        if kind == "text":
+            if isinstance(value, str) and value.strip():
+                return value
+            raise self._refuse(name, value)
+        if kind == "int":
+            if not _is_int(value) or not self._in_range(value):
+                raise self._refuse(name, value)
+            return int(value)
+        if kind == "float":
+            if not _is_number(value) or not math.isfinite(value) or not self._in_range(value):
+                raise self._refuse(name, value)
+            return float(value)
+        if kind == "size":
+            parts = [value, value] if _is_int(value) else value
+            if (not isinstance(parts, (list, tuple)) or len(parts) != 2
+                    or not all(_is_int(p) and self._in_range(p) for p in parts)):
+                raise self._refuse(name, value)
+            return (int(parts[0]), int(parts[1]))
+        if kind == "pair":
+            if (not isinstance(value, (list, tuple)) or len(value) != 2
+                    or not all(_is_number(p) and math.isfinite(p) and self._in_range(p) for p in value)):
+                raise self._refuse(name, value)
+            low, high = float(value[0]), float(value[1])
+            if low > high:
+                raise VitkitError(f"{name}: got {value!r}; the first number must not exceed the second")
+            return (low, high)
+        if kind == "int_or_ints" and _is_int(value):
+            if not self._in_range(value):
+                raise self._refuse(name, value)
+            return int(value)
+        # ints (and int_or_ints given a list)
+        if (not isinstance(value, (list, tuple)) or not value
+                or not all(_is_int(p) and self._in_range(p) for p in value)):
+            raise self._refuse(name, value)
+        return [int(p) for p in value]
+
+    def _in_range(self, value: float) -> bool:
+        low, high = self.low, self.high
+        if self.kind in ("int", "size", "ints", "int_or_ints"):
+            high = MAX_COUNT if high is None else high
+        if low is not None and (value <= low if self.low_open else value < low):
+            return False
+        return high is None or (value < high if self.high_open else value <= high)
+
+    # -------------------------------------------------------------- command line
+    def parse(self, text: str) -> Any:
+        """The argparse ``type``: command-line text -> checked value (one-line usage error else)."""
+        try:
+            return self.check(self._from_text(text), "value")
+        except VitkitError:
+            raise argparse.ArgumentTypeError(f"got {text!r}; allowed: {self.allowed()}") from None
+
+    def _from_text(self, text: str) -> Any:
+        kind = self.kind
+        if kind in ("choice", "text"):
+            return text
+        if kind == "bool":
+            lowered = text.strip().lower()
+            return {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}.get(lowered, text)
+        if kind in ("int", "float"):
+            return _number(text, integer=kind == "int")
+        if kind == "size":
+            match = re.fullmatch(r"\s*(\d+)\s*(?:[x,]\s*(\d+))?\s*", text)
+            if not match:
+                return text
+            height, width = match.groups()
+            return int(height) if width is None else (int(height), int(width))
+        if kind == "int_or_ints" and "," not in text:
+            return _number(text, integer=True)
+        parts = [p for p in text.split(",") if p.strip()]
+        return [_number(p, integer=kind in ("ints", "int_or_ints")) for p in parts] if parts else text
+
+    def add_to(self, parser: argparse.ArgumentParser | argparse._ArgumentGroup, name: str, *,
+               default: Any = argparse.SUPPRESS, help_default: Any = None, dest: str | None = None) -> None:
+        """Add this option to an argparse parser as ``--name-with-dashes`` (or :attr:`flag`).
+
+        ``default`` is argparse's (``SUPPRESS``: an option left out overrides nothing);
+        ``help_default`` is the default shown in the help text.
+        """
+        flag = self.flag or "--" + name.replace("_", "-")
+        text = self.describe() if help_default is None else f"{self.describe()} (default {help_default})"
+        if self.kind == "bool":  # a switch: --name turns it on, a --no-name flag turns it off
+            action = "store_false" if flag.startswith("--no-") else "store_true"
+            parser.add_argument(flag, dest=dest or name, action=action, default=default, help=self.help
+                                + ("" if help_default is None else f" (default {help_default})"))
+            return
+        parser.add_argument(flag, dest=dest or name, type=self.parse, default=default, help=text,
+                            metavar=self.metavar or _metavar(self, name))
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:g}"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _number(text: str, integer: bool) -> Any:
+    """``"12"`` -> 12, ``"1e-3"`` -> 0.001; anything else is returned as it is (and then refused)."""
+    text = text.strip()
+    try:
+        return int(text) if integer else float(text)
+    except ValueError:
+        return text
+
+
+def _metavar(option: Option, name: str) -> str:
+    if option.kind == "choice":
+        return "{" + ",".join(option.choices) + "}"
+    metavars = {"int": "N", "float": "X", "size": "SIZE", "pair": "LO,HI", "ints": "N,N,...", "int_or_ints": "N[,N...]"}
+    return metavars.get(option.kind) or name.upper()
+
+
+# ---------------------------------------------------------------------------- dataclass fields
+def option_field(default: Any, option: Option, *, factory: bool = False) -> Any:
+    """A dataclass field whose allowed values are ``option`` (``factory``: ``default`` is a factory)."""
+    if factory:
+        return dataclasses.field(default_factory=default, metadata={"option": option})
+    return dataclasses.field(default=default, metadata={"option": option})
+
+
+def field_options(cls_or_obj: Any) -> dict[str, Option]:
+    """name -> :class:`Option` for every field of a dataclass that has one."""
+    return {f.name: f.metadata["option"] for f in dataclasses.fields(cls_or_obj) if "option" in f.metadata}
+
+
+def check_fields(obj: Any, prefix: str = "") -> None:
+    """Validate and normalise every optioned field of a dataclass instance in place."""
+    for name, opt in field_options(obj).items():
+        setattr(obj, name, opt.check(getattr(obj, name), prefix + name))
+
+
+def check_args(definitions: dict[str, Option], **values: Any) -> dict[str, Any]:
+    """Validate keyword arguments of a Python API call against their definitions; returns them checked.
+
+    None stands for "not given" (the function's own default applies) and passes through."""
+    return {name: None if value is None else definitions[name].check(value, name) for name, value in values.items()}
+
+
+def add_field_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: Any,
+                      names: Iterable[str], *, defaults: dict[str, Any] | None = None) -> None:
+    """Add the fields ``names`` of dataclass ``cls`` as command-line options (argparse SUPPRESS
+    defaults: an option left out overrides nothing); ``defaults`` feeds the help texts."""
+    options = field_options(cls)
+    shown = dict(defaults or {})
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for name in names:
+        default = shown.get(name, fields[name].default)
+        if default is dataclasses.MISSING:
+            default = None
+        options[name].add_to(parser, name, help_default=_shown(default))
+
+
+def _shown(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return ",".join(_num(v) if _is_number(v) else str(v) for v in value)
+    return value
+
+
+# ------------------------------------------------------------------ options shared by commands
+#: Options of the commands that run a trained model (eval, fewshot, predict, inspect, bench ...)
+#: and of the Python functions behind them.
+BATCH_SIZE = Option("int", "images per forward pass", low=1)
+NUM_WORKERS = Option("int", "data-loading processes", low=0, high=256)
+SEED = Option("int", "random seed", low=0, high=2**32 - 1)
+SPLIT_SEED = Option("int", "seed of the per-class split of sources without one", low=0, high=2**32 - 1)
+VAL_FRACTION = Option("float", "test share of sources without a split", low=0, high=1, low_open=True,
+                      high_open=True)
+DEVICE = Option("text", "auto, cpu, cuda or cuda:N", metavar="DEVICE")
+DATA = Option("text", "digits, mnist5k, an ImageFolder tree, a CIFAR folder or a .npz file", metavar="SRC")
+SPLIT = Option("choice", "which split to use", choices=("train", "test", "val", "validation"))
+IMAGE_SIZE = Option("size", "input resolution N or HxW", low=1)
+NUM_CLASSES = Option("int", "classes of the head (0: none)", low=0)
+TOP_K = Option("int", "classes shown per image", low=1)
+SHOTS = Option("ints", "images per class", low=1)
+DRAWS = Option("int", "seeded draws to average over", low=1)
+HOLDOUT = Option("int", "with --l2-sweep: held-out training images per class that choose the L2 strength", low=1)
+L2 = Option("float", "L2 strength of the few-shot least squares (2^10: big_vision's fixed value)", low=0, low_open=True,
+            high=1e12)
+L2_SWEEP = Option("bool", "choose the L2 strength from 2^-10..2^19 on --holdout held-out images per class instead")
+FEATURES = Option("choice", "few-shot representation: pre_logits (the pre-logits layer's output where the model has "
+                            "one, else y: big_vision's) or pooled (y of eq. 4)", choices=("pre_logits", "pooled"))
+COMPONENTS = Option("int", "principal components of the filters", low=1)
+MAX_SHOWN = Option("int", "images drawn in the summary figures (every image gets an overlay)", low=1)
+OUT = Option("text", "output folder", metavar="DIR")
+
+COMMAND_OPTIONS: dict[str, Option] = {
+    "batch_size": BATCH_SIZE, "num_workers": NUM_WORKERS, "seed": SEED, "split_seed": SPLIT_SEED,
+    "val_fraction": VAL_FRACTION, "device": DEVICE, "data": DATA, "split": SPLIT, "image_size": IMAGE_SIZE,
+    "num_classes": NUM_CLASSES, "top_k": TOP_K, "shots": SHOTS, "draws": DRAWS, "holdout": HOLDOUT,
+    "l2": L2, "l2_sweep": L2_SWEEP, "features": FEATURES,
+    "components": COMPONENTS, "max_shown": MAX_SHOWN,
+}
+
+
+def add_command_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, defaults: dict[str, Any],
+                        names: Sequence[str] | None = None) -> None:
+    """Add shared command options with real defaults (not SUPPRESS): ``defaults`` name -> value."""
+    for name in names or list(defaults):
+        default = defaults[name]
+        COMMAND_OPTIONS[name].add_to(parser, name, default=default, help_default=_shown(default))

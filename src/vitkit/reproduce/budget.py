@@ -1,0 +1,129 @@
+"""How much work ``vitkit reproduce`` does: seeds, models, epochs, data sizes -- one :class:`Budget` each.
+
+``tiny`` (about a minute; for the tests), ``small`` (the laptop run: at most 30 minutes on two quiet CPU
+cores) and ``full`` (for a GPU: larger models, longer runs, more seeds). Every experiment of every
+claim reads its settings from here, so the report can print them.
+
+The miniature models are the paper's families shrunk to 16-px digits: ViT with 4x4 patches
+(a 4x4 grid of tokens), BiT ResNet-v2 with two stages, and the hybrid "R+ViT" (the BiT root block,
+then 1x1 patches on its 1/4-resolution map: the same 4x4 grid as the ViT). The ``*_ladder``
+entries are three sizes per family for the compute claim (Fig. 5); the largest ViT and ResNet
+rungs cost about the same per image and are the pair the data-size claim (Fig. 3/4) compares.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from vitkit.errors import VitkitError
+
+
+def vit(dim: int, depth: int, heads: int, patch: int = 4) -> dict[str, Any]:
+    return {"model": "ViT-Ti/16", "model_options": dict(patch_size=patch, hidden_size=dim, depth=depth,
+                                                        num_heads=heads, mlp_dim=2 * dim)}
+
+
+def bit(width: int, layers: tuple[int, ...], groups: int) -> dict[str, Any]:
+    return {"model": "BiT-R26x1", "model_options": dict(layers=list(layers), base_width=width, num_groups=groups)}
+
+
+def hybrid(dim: int, depth: int, heads: int) -> dict[str, Any]:
+    return {"model": "R+ViT-Ti/16", "model_options": dict(patch_size=1, hidden_size=dim, depth=depth,
+                                                          num_heads=heads, mlp_dim=2 * dim)}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Every knob of the experiments (see the module notes)."""
+
+    name: str
+    seeds: int
+    #: training resolution of the miniatures (pre-training, transfer and from-scratch runs)
+    image_size: int = 16
+    batch_size: int = 128
+    #: pre-training images used at most (None: the whole training split), and test images likewise
+    pretrain_limit: int | None = None
+    test_limit: int | None = None
+    #: epochs over the full pre-training set; every subset gets the same number of steps
+    pretrain_epochs: float = 8
+    #: fractions of the pre-training set for the data-size claim (Fig. 3/4)
+    data_fractions: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0)
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    #: pre-training crops: area fraction range (digits: no flips; both as measured in the small-data claim)
+    crop_scale: tuple[float, float] = (0.8, 1.0)
+    #: learning rates of the class-token / GAP claim (Fig. 9), as multiples of ``lr``
+    classifier_lr_factors: tuple[float, ...] = (0.3, 1.0, 3.0)
+    #: model ladders (smallest first) for the compute claim; the last ViT and ResNet rungs are the
+    #: main models of the other claims
+    vit_ladder: tuple[dict[str, Any], ...] = (vit(32, 2, 2), vit(48, 3, 3), vit(64, 4, 4))
+    bit_ladder: tuple[dict[str, Any], ...] = (bit(16, (1, 1), 8), bit(32, (1, 1), 8), bit(48, (2, 2), 16))
+    hybrid_ladder: tuple[dict[str, Any], ...] = (hybrid(32, 2, 2), hybrid(48, 3, 3), hybrid(64, 4, 4))
+    #: few-shot linear transfer (§4.1 "Metrics"): images per class and seeded draws
+    shots: int = 5
+    draws: int = 5
+    #: fine-tuning on the transfer set (§3.2): SGD, cosine decay
+    finetune_epochs: float = 3
+    finetune_lr: float = 0.03
+    #: Fig. 7: a ViT on a finer grid of tokens than the other claims' (MNIST at its own 28 px in 4-px
+    #: patches: 7x7 tokens; on a 4x4 grid every head attends about uniformly), trained for
+    #: ``attention_epochs`` epochs; its attention distance is averaged over ``attention_images`` test images
+    attention_model: dict[str, Any] = field(default_factory=lambda: vit(64, 4, 4))
+    attention_size: int = 28
+    attention_epochs: float = 10
+    attention_images: int = 256
+    #: from-scratch training on the transfer set (the small-data claim's ablation) and its model
+    scratch_epochs: float = 30
+    scratch_model: dict[str, Any] = field(default_factory=lambda: vit(48, 3, 3))
+    #: how many of the small-data claim's one-change variants run (None: all)
+    scratch_variants: int | None = None
+    #: the small-data headline: an ImageFolder of 32-px images, trained at ``headline_size`` px (32: the
+    #: preset's target; the small budget saves time at 16) for ``headline_epochs`` (the preset: 50)
+    headline_size: int = 32
+    headline_epochs: float = 20
+    headline_model: dict[str, Any] = field(default_factory=lambda: vit(64, 4, 4))
+    #: hidden units of the pixel-space MLP baseline (scikit-learn)
+    mlp_hidden: tuple[int, ...] = (256,)
+    mlp_max_iter: int = 200
+
+    @property
+    def vit(self) -> dict[str, Any]:
+        return self.vit_ladder[-1]
+
+    @property
+    def bit(self) -> dict[str, Any]:
+        return self.bit_ladder[-1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+BUDGETS: dict[str, Budget] = {
+    "tiny": Budget(
+        name="tiny", seeds=2, batch_size=20, pretrain_limit=100, test_limit=50, pretrain_epochs=1,
+        data_fractions=(0.5, 1.0), classifier_lr_factors=(1.0, 3.0), vit_ladder=(vit(16, 2, 2), vit(32, 2, 2)),
+        bit_ladder=(bit(8, (1,), 4), bit(16, (1, 1), 4)), hybrid_ladder=(hybrid(16, 1, 2), hybrid(32, 1, 2)),
+        shots=1, draws=2, finetune_epochs=0.1, attention_model=vit(16, 2, 2), attention_size=16, attention_epochs=1,
+        attention_images=8, scratch_epochs=0.1, scratch_model=vit(16, 1, 2),
+        scratch_variants=1, headline_size=16, headline_epochs=0.1, headline_model=vit(16, 1, 2), mlp_hidden=(16,),
+        mlp_max_iter=20),
+    "small": Budget(name="small", seeds=3, batch_size=64, pretrain_epochs=6, data_fractions=(0.125, 0.35, 1.0),
+                    scratch_epochs=15, headline_size=16),
+    "full": Budget(
+        name="full", seeds=5, image_size=28, batch_size=128, pretrain_epochs=40,
+        data_fractions=(0.0625, 0.125, 0.25, 0.5, 1.0), lr=1e-3,
+        vit_ladder=(vit(64, 4, 4), vit(128, 6, 4), vit(192, 8, 6)),
+        bit_ladder=(bit(64, (1, 1), 32), bit(96, (2, 2), 32), bit(128, (2, 2, 2), 32)),
+        hybrid_ladder=(hybrid(64, 4, 4), hybrid(128, 6, 4), hybrid(192, 8, 6)),
+        draws=10, finetune_epochs=10, attention_model=vit(128, 6, 4), attention_epochs=40, attention_images=1000,
+        scratch_epochs=50, scratch_model=vit(64, 4, 4),
+        headline_epochs=50, headline_model=vit(64, 4, 4)),
+}
+
+
+def get_budget(name: str) -> Budget:
+    if name not in BUDGETS:
+        raise VitkitError(f"unknown budget {name!r}; one of {', '.join(BUDGETS)}")
+    return BUDGETS[name]
