@@ -80,8 +80,6 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def run_pretrained(pattern: str) -> dict:
-    from vitkit.config import to_pair
-from vitkit.errors import VitkitError
     from vitkit.pretrained import list_pretrained
 
     rows = list_pretrained(pattern)
