@@ -74,7 +74,7 @@ def test_convert_writes_native_and_refuses_foreign_formats_in_one_line(capsys, t
     x = torch.randn(2, 3, 16, 16)
     torch.testing.assert_close(original(x), copy(x), atol=0, rtol=0)
     line = fails(capsys, ["convert", str(out), str(tmp_path / "x.safetensors"), "--to", "timm"])
-    assert "written as native or onnx only" in line and not (tmp_path / "x.safetensors").exists()
+    assert "cannot be written as timm; its formats: native, onnx" in line and not (tmp_path / "x.safetensors").exists()
 
 
 @pytest.mark.parametrize("argv", [

@@ -43,7 +43,8 @@ def test_a_variant_that_cannot_take_the_size_marks_its_row_and_the_others_are_li
     result = vitkit("models", "ViT-B", "--image-size", "384", "--json")
     assert result.returncode == 0, result.stderr
     rows = {r["name"]: r for r in json.loads(result.stdout.strip().splitlines()[-1])["models"]}
-    assert rows["ViT-B/14"] == {"name": "ViT-B/14", "error": "image size 384x384 is not divisible by the patch size 14"}
+    assert rows["ViT-B/14"] == {"name": "ViT-B/14", "family": "vit",
+                                "error": "image size 384x384 is not divisible by the patch size 14"}
     assert rows["ViT-B/16"]["seq_len"] == 1 + (384 // 16) ** 2  # 577: the §3.2 fine-tuning resolution
     assert any(line.startswith("ViT-B/14") and "not divisible by the patch size 14" in line
                for line in result.stdout.splitlines())

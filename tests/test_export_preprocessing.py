@@ -91,7 +91,10 @@ def test_every_source_records_its_own_evaluation_transform(tmp_path):
     assert pre.is_plain_resize and pre.interpolation == "bilinear" and pre.mean == (0.5, 0.5, 0.5)
     timm_model = make(num_classes=2, mlp_act="gelu")
     save_model(timm_model, tmp_path / "t.pth", to="timm")
-    pre = load_model(tmp_path / "t.pth").preprocessing  # timm's settings for the Google weights
+    assert load_model(tmp_path / "t.pth").preprocessing == timm_model.preprocessing  # vitkit's export keeps its own
+    bare = torch.load(tmp_path / "t.pth", weights_only=True)
+    torch.save(bare, tmp_path / "bare.pth")  # a published timm file: tensors only
+    pre = load_model(tmp_path / "bare.pth").preprocessing  # timm's settings for the Google weights
     assert (pre.crop_mode, pre.crop_pct, pre.interpolation) == ("center", 0.9, "bicubic")
 
 

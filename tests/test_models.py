@@ -60,7 +60,7 @@ def test_names_are_case_insensitive_and_accept_official_file_names():
     assert vitkit.get_config("r26+vit-s/32").name == "R26+ViT-S/32"
     assert len(list_models("vit")) == 5 * 4 + 4
     assert list_models("ViT-L") == ["ViT-L/8", "ViT-L/14", "ViT-L/16", "ViT-L/32", "R50+ViT-L/32"]
-    assert list_models("r50") == ["R50+ViT-B/16", "R50+ViT-L/32"]
+    assert list_models("r50") == ["R50+ViT-B/16", "R50+ViT-L/32", "BiT-R50x1", "BiT-R50x2", "BiT-R50x3"]
 
 
 def test_unknown_name_suggests_the_closest():

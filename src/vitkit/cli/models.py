@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from vitkit.config import to_pair
 from vitkit.errors import VitkitError
 from vitkit.options import add_command_options
 
@@ -73,12 +74,12 @@ def run(args: argparse.Namespace) -> dict:
     print(f"{args.num_classes} classes; GFLOPs count a multiply-add as 2 (vitkit), GMACs count it once "
           f"(fvcore, timm and the Swin paper's Table 1 call these FLOPs)")
     if rows and all("error" in r for r in rows):
-        raise VitkitError(f"no listed variant can take {args.image_size} px images")
+        height, width = to_pair(args.image_size)
+        raise VitkitError(f"no listed variant can take {height}x{width} images")
     return {"image_size": args.image_size, "models": rows}
 
 
 def run_pretrained(pattern: str) -> dict:
-    from vitkit.errors import VitkitError
     from vitkit.pretrained import list_pretrained
 
     rows = list_pretrained(pattern)
