@@ -26,6 +26,7 @@ from torch import nn
 from vitkit.errors import VitkitError
 from vitkit.evaluate.fewshot import extract_features
 from vitkit.models.vit import VisionTransformer
+from vitkit.options import COMMAND_OPTIONS, check_args
 
 
 class LinearProbe(nn.Module):
@@ -95,9 +96,8 @@ def linear_probe(model: VisionTransformer, train_set, test_set, *, epochs: int =
         raise VitkitError("labels missing: linear probing trains a classifier on labelled images")
     if list(train_set.label_names) != list(test_set.label_names):
         raise VitkitError("the training and test splits name different classes")
-    if epochs < 1 or batch_size < 2 or base_lr <= 0 or warmup_epochs < 0:
-        raise VitkitError("linear probing needs epochs >= 1, batch size >= 2, a positive learning rate and "
-                          "warm-up epochs >= 0")
+    check_args(COMMAND_OPTIONS, probe_epochs=epochs, probe_batch_size=batch_size, probe_lr=base_lr,
+               warmup_epochs=warmup_epochs, seed=seed, batch_size=feature_batch_size, num_workers=num_workers)
     options = dict(batch_size=feature_batch_size, device=device, num_workers=num_workers)
     train_x, train_y, _ = extract_features(model, train_set, **options)
     test_x, test_y, _ = extract_features(model, test_set, **options)

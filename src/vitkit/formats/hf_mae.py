@@ -28,14 +28,12 @@ from pathlib import Path
 
 import torch
 
-from vitkit.atomic import write_text_atomic
 from vitkit.config import ViTConfig, to_pair
 from vitkit.errors import VitkitError
 from vitkit.formats import hf, mapping
 from vitkit.formats.hf import block_rules
 from vitkit.formats.mae_official import read_decoder
 from vitkit.formats.mapping import rule
-from vitkit.formats.tensor_files import write_safetensors
 from vitkit.models.mae import MAEDecoderConfig
 from vitkit.models.vit import VisionTransformer
 from vitkit.preprocessing import IMAGENET_MEAN, IMAGENET_STD
@@ -196,9 +194,6 @@ def save_hf_mae(model: VisionTransformer, directory: str | os.PathLike, *, progr
     as a transformers ViTMAE directory, each file atomically."""
     directory = Path(directory)
     check_exportable(model.config, parts)
-    if directory.exists() and not directory.is_dir():
-        raise VitkitError(f"{directory}: exists and is not a directory")
-    directory.mkdir(parents=True, exist_ok=True)
     prefix = PREFIX if parts is not None else ""
     tensors = {prefix + name: t for name, t in mapping.export_tensors(model, ENCODER_RULES, fmt=FORMAT,
                                                                       progress=progress)}
@@ -207,10 +202,6 @@ def save_hf_mae(model: VisionTransformer, directory: str | os.PathLike, *, progr
         for step in mapping.plan(DECODER_RULES, ours, FORMAT):
             outs = step.codec.save(ours[step.ours].detach().cpu(), model.config)
             tensors.update(zip(step.theirs, (t.contiguous() for t in outs), strict=True))
-    write_safetensors(tensors, directory / hf.WEIGHTS_FILE)
     options = parts[0].get("options") if parts is not None else None
-    write_text_atomic(directory / hf.CONFIG_FILE, json.dumps(hf_mae_config(model, options), indent=2) + "\n")
-    write_text_atomic(directory / hf.PREPROCESSOR_FILE,
-                      json.dumps(hf.processor_config(model.preprocessing), indent=2) + "\n")
-    return directory
+    return hf.write_hf_directory(directory, tensors, hf_mae_config(model, options), model.preprocessing)
 
