@@ -117,10 +117,10 @@ def test_loss_is_the_mean_over_corrupted_patches():
 
 
 @pytest.mark.parametrize("options, message", [
-    (dict(corrupt_ratio=0.0), r"corruption ratio must be in \(0, 1\)"),
-    (dict(corrupt_ratio=1.5), r"corruption ratio must be in \(0, 1\)"),
+    (dict(corrupt_ratio=0.0), r"corrupt_ratio: got 0.0; allowed: a finite number > 0 and < 1"),
+    (dict(corrupt_ratio=1.5), r"corrupt_ratio: got 1.5; allowed: a finite number > 0 and < 1"),
     (dict(mask_prob=0.95, random_prob=0.1), "sum to at most 1"),
-    (dict(target="colour"), "MPP target must be one of"),
+    (dict(target="colour"), "target: got 'colour'; allowed: one of mean_color, downsampled, pixels"),
 ])
 def test_bad_options_are_one_line_errors(options, message):
     with pytest.raises(VitkitError, match=message):

@@ -113,7 +113,7 @@ def build_model(config: TrainConfig, label_names: list[str]) -> VisionTransforme
         dropout = {} if config.dropout is None else {"dropout": config.dropout}  # not every family has dropout
         model = create_model(config.model, num_classes=num_classes, image_size=config.image_size,
                              seed=config.seed, **dropout,
-                             **pretraining_architecture(config.model, config.model_options))
+                             **pretraining_architecture(config.model, config.model_options, config.objective))
         model.config.name = variant_name(config.model, config.model_options)
     elif "window_size" in config.model_options:  # Swin at a new window: resolution and window change together
         model = load_model(config.checkpoint)

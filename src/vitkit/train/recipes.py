@@ -229,7 +229,7 @@ class TrainConfig(DictConfig):
         """The configuration of the model a pre-training run builds (validated; classes not yet known)."""
         from vitkit.models.registry import get_config
 
-        overrides = pretraining_architecture(self.model, self.model_options)
+        overrides = pretraining_architecture(self.model, self.model_options, self.objective)
         if self.image_size is not None:
             overrides["image_size"] = self.image_size
         if self.dropout is not None:
@@ -245,15 +245,16 @@ class TrainConfig(DictConfig):
         return out
 
 
-def pretraining_architecture(model: str, options: dict[str, Any]) -> dict[str, Any]:
+def pretraining_architecture(model: str, options: dict[str, Any], objective: str = "supervised") -> dict[str, Any]:
     """The architecture overrides of a pre-training run: for ViT the paper's head, an MLP with one
     hidden layer (§3.1; pre-logits, Dense + tanh, D wide as in the official code) unless
-    ``representation_size`` is given (0: a linear head); other families keep their own head."""
+    ``representation_size`` is given (0: a linear head); other families keep their own head. A
+    self-supervised ``objective`` trains no classifier: its encoder gets no head at all."""
     from vitkit.models.registry import family_of, get_config
 
     options = dict(options)
     config = get_config(model, **options)
-    if family_of(config).name != "vit":  # Swin and BiT ResNets pre-train with their own linear head
+    if family_of(config).name != "vit" or objective != "supervised":  # Swin, BiT: their own linear head
         return options
     if "representation_size" not in options:
         options["representation_size"] = config.hidden_size
