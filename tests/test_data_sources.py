@@ -276,3 +276,46 @@ def test_bad_specs_are_clear_errors(tmp_path):
         open_source("digits", "dev")
     with pytest.raises(VitkitError, match="val_fraction"):
         open_source("digits", val_fraction=1.0)
+
+
+# ---------------------------------------------------------------- without labels (self-supervision)
+
+def test_bundled_sources_without_labels_keep_the_labelled_split():
+    labelled = open_source("mnist5k", "train")
+    plain = open_source("mnist5k", "train", labels=False)
+    assert not plain.has_labels and plain.label_names == [] and set(plain.labels()) == {-1}
+    np.testing.assert_array_equal(plain.arrays()[0], labelled.arrays()[0])  # the same 4,000 training images
+    assert plain.describe()["classes"] == 0 and "per_class" not in plain.describe()
+
+
+def test_flat_folder_is_unlabelled_data(tmp_path):
+    for k in range(10):
+        _write_png(tmp_path / "flat" / f"{k:02d}.png", 20 * k)
+    with pytest.raises(VitkitError, match=r"^labels missing: .*flat folder of images"):
+        open_source(str(tmp_path / "flat"))
+    train = open_source(str(tmp_path / "flat"), "train", labels=False)
+    test = open_source(str(tmp_path / "flat"), "test", labels=False)
+    assert (len(train), len(test)) == (8, 2) and isinstance(train, FolderImages)
+    assert sorted(p.name for p in train.paths + test.paths) == [f"{k:02d}.png" for k in range(10)]
+    image, label = train[0]
+    assert image.mode == "RGB" and label == -1
+
+
+def test_image_folder_without_labels_splits_as_with_them(tmp_path):
+    _image_folder(tmp_path / "tree", {"cat": 5, "dog": 7})
+    labelled = open_source(str(tmp_path / "tree"), "test")
+    plain = open_source(str(tmp_path / "tree"), "test", labels=False)
+    assert plain.paths == labelled.paths and not plain.has_labels
+    _image_folder(tmp_path / "one", {"only": 5})  # one class: an error with labels, fine without
+    with pytest.raises(VitkitError, match="only one class"):
+        open_source(str(tmp_path / "one"))
+    assert len(open_source(str(tmp_path / "one"), "train", labels=False)) == 4
+
+
+def test_npz_of_images_alone(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "x.npz", images=rng.integers(0, 255, (20, 8, 8), dtype=np.uint8))
+    with pytest.raises(VitkitError, match=r"^labels missing: .*x\.npz holds images"):
+        open_source(str(tmp_path / "x.npz"))
+    train = open_source(str(tmp_path / "x.npz"), "train", labels=False)
+    assert len(train) == 16 and train.arrays()[0].shape == (16, 8, 8, 3) and set(train.labels()) == {-1}

@@ -59,6 +59,7 @@ def timm_resnetv2_keys(layers: tuple[int, ...]) -> set[str]:
     (dict(num_classes=4), dict()),
     (dict(num_classes=3, classifier="gap", fc_norm=True), dict(token=False, fc_norm=True)),
     (dict(num_classes=3, classifier="gap"), dict(token=False)),
+    (dict(num_classes=3, classifier="gap", class_token=True, fc_norm=True), dict(fc_norm=True)),  # MAE fine-tuned
     (dict(num_classes=3, representation_size=32, qkv_bias=False), dict(pre_logits=True, qkv_bias=False)),
     (dict(num_classes=0), dict(head=False)),
 ])
@@ -171,9 +172,9 @@ def test_bad_timm_state_dicts_are_named(tmp_path):
     torch.save({**state, "blocks.1.mlp.fc2.bias": torch.zeros(5)}, tmp_path / "shape.pth")
     with pytest.raises(VitkitError, match=r"shape mismatch: blocks\.1\.mlp\.fc2\.bias \(5,\)"):
         load_model(tmp_path / "shape.pth")
-    torch.save({**state, "fc_norm.weight": torch.ones(192), "fc_norm.bias": torch.zeros(192)}, tmp_path / "mae.pth")
-    with pytest.raises(VitkitError, match="class token with average pooling"):
-        load_model(tmp_path / "mae.pth")
+    torch.save({**state, "fc_norm.weight": torch.ones(192), "fc_norm.bias": torch.zeros(192)}, tmp_path / "both.pth")
+    with pytest.raises(VitkitError, match=r"unexpected keys .*norm\.weight"):  # pooled models have no final norm
+        load_model(tmp_path / "both.pth")
     torch.save({**state, "patch_embed.proj.weight": torch.zeros(192, 768)}, tmp_path / "flat.pth")
     with pytest.raises(VitkitError, match="tensor shapes that do not describe a timm ViT"):
         load_model(tmp_path / "flat.pth")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from vitkit.reproduce import attention_distance, classifier, compute, data_size, posemb, small_data
+from vitkit.reproduce import attention_distance, classifier, compute, data_size, posemb, self_supervision, small_data
 from vitkit.reproduce.stats import (
     FAILS,
     HOLDS,
@@ -135,3 +135,14 @@ def test_small_data_rule():
     conditions = small_data.decide(better, around(0.93), around(0.96), around(0.93))
     assert conditions[3].outcome is False and verdict(conditions) == FAILS
     assert small_data.decide(results, around(0.99), around(0.96), around(0.93))[2].outcome is False
+
+
+@pytest.mark.parametrize("mpp, scratch, supervised, expected", [
+    (0.92, 0.90, 0.96, HOLDS),          # the paper's shape: +2 points over scratch, behind supervised
+    (0.90, 0.90, 0.96, FAILS),          # no gain over training from scratch
+    (0.97, 0.90, 0.96, FAILS),          # ahead of supervised pre-training
+    (0.904, 0.90, 0.96, INCONCLUSIVE),  # a gain inside the seeds' noise
+])
+def test_self_supervision_conditions(mpp, scratch, supervised, expected):
+    finetuned = {"mpp": around(mpp), "scratch": around(scratch), "supervised": around(supervised)}
+    assert verdict(self_supervision.decide(finetuned)) == expected

@@ -58,6 +58,12 @@ class ViTConfig(DictConfig):
     #: "token": y = LN(z_L^0) of the prepended [class] token (eq. 4); "gap": mean of patch tokens.
     classifier: str = option_field("token", Option("choice", "what y is: the [class] token or the patch mean",
                                                    choices=CLASSIFIERS))
+    #: Whether the sequence starts with a [class] token. None: as the classifier says ("token": yes,
+    #: "gap": no). A GAP model may keep one (MAE fine-tuning: the patch tokens are pooled while the
+    #: [class] token the encoder was pre-trained with stays in the sequence).
+    class_token: bool | None = option_field(None, Option("bool", "keep a [class] token in the sequence "
+                                                         "(default: only with the token classifier)",
+                                                         nullable=True))
     #: Size of the pre-logits layer (Dense + tanh) used at pre-training; None for a linear head.
     representation_size: int | None = option_field(None, Option("int", "pre-logits (Dense+tanh) width (0: none)",
                                                                 low=0, nullable=True))
@@ -113,6 +119,10 @@ class ViTConfig(DictConfig):
         """Check every field against its option definition, then the fields against each other;
         raise :class:`VitkitError` with one line naming the first inconsistency."""
         check_fields(self)
+        if self.class_token is None:
+            self.class_token = self.classifier == "token"
+        if self.classifier == "token" and not self.class_token:
+            raise VitkitError("classifier 'token' needs the [class] token (class_token=True)")
         if self.representation_size == 0:
             self.representation_size = None
         if self.resnet_layers is not None:
@@ -156,13 +166,18 @@ class ViTConfig(DictConfig):
 
     @property
     def num_prefix_tokens(self) -> int:
-        return 1 if self.classifier == "token" else 0
+        return 1 if self.class_token else 0
 
     @property
     def seq_len(self) -> int:
         gh, gw = self.grid_size
         return gh * gw + self.num_prefix_tokens
 
+    def replace(self, **changes: Any) -> ViTConfig:
+        """A copy with ``changes``; a new classifier brings its own [class] token choice unless one is given."""
+        if changes.get("classifier", self.classifier) != self.classifier and "class_token" not in changes:
+            changes["class_token"] = None
+        return super().replace(**changes)
     @property
     def relative_table_grid(self) -> tuple[int, int]:
         """The grid whose flattened offsets index the relative-position tables (App. D.4)."""

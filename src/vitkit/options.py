@@ -297,6 +297,14 @@ FEATURES = Option("choice", "few-shot representation: pre_logits (the pre-logits
                             "one, else y: big_vision's) or pooled (y of eq. 4)", choices=("pre_logits", "pooled"))
 COMPONENTS = Option("int", "principal components of the filters", low=1)
 MAX_SHOWN = Option("int", "images drawn in the summary figures (every image gets an overlay)", low=1)
+# linear probing (MAE's protocol) and the self-supervision miniature
+PROBE_EPOCHS = Option("int", "passes over the training features", low=1, high=100_000, flag="--epochs")
+PROBE_BATCH_SIZE = Option("int", "classifier batch", low=2, high=1 << 20)
+PROBE_LR = Option("float", "base learning rate, times batch / 256", low=0, high=100, low_open=True, flag="--lr")
+WARMUP_EPOCHS = Option("int", "linear warm-up epochs, then cosine", low=0, high=100_000)
+EPOCHS = Option("int", "passes over the training set", low=1, high=100_000, nullable=True)
+LR = Option("float", "learning rate", low=0, high=100, low_open=True, nullable=True)
+THREADS = Option("int", "torch threads (default: torch's choice)", low=1, high=4096, nullable=True)
 OUT = Option("text", "output folder", metavar="DIR")
 
 COMMAND_OPTIONS: dict[str, Option] = {
@@ -305,6 +313,9 @@ COMMAND_OPTIONS: dict[str, Option] = {
     "num_classes": NUM_CLASSES, "top_k": TOP_K, "shots": SHOTS, "draws": DRAWS, "holdout": HOLDOUT,
     "l2": L2, "l2_sweep": L2_SWEEP, "features": FEATURES,
     "components": COMPONENTS, "max_shown": MAX_SHOWN,
+    "probe_epochs": PROBE_EPOCHS, "probe_batch_size": PROBE_BATCH_SIZE, "probe_lr": PROBE_LR,
+    "warmup_epochs": WARMUP_EPOCHS, "epochs": EPOCHS, "finetune_epochs": EPOCHS, "supervised_lr": LR,
+    "mpp_lr": LR, "mae_lr": LR, "threads": THREADS,
 }
 
 

@@ -17,19 +17,26 @@ from typing import Any
 
 from vitkit.errors import VitkitError
 from vitkit.options import DATA, Option, add_command_options, add_field_options, field_options
-from vitkit.train.recipes import MODEL_OPTIONS, PRESET, RECIPE_COMMANDS, preset_options
+from vitkit.train.recipes import FINETUNE_MODEL_OPTIONS, MODEL_OPTIONS, PRESET, RECIPE_COMMANDS, preset_options
 
 S = argparse.SUPPRESS
 
 #: TrainConfig fields offered on the command line, by help group (their definitions are the fields').
 TRAINING_GROUPS = {
     "data": ("data", "image_size", "val_fraction", "split_seed", "num_workers"),
-    "optimisation": ("epochs", "steps", "batch_size", "accum", "optimizer", "optimizer_kernel", "lr", "weight_decay",
-                     "warmup", "decay", "grad_clip", "ema"),
+    "optimisation": ("epochs", "steps", "batch_size", "accum", "optimizer", "optimizer_kernel", "lr", "lr_base_batch",
+                     "weight_decay", "warmup", "decay", "grad_clip", "ema"),
     "regularisation and augmentation": ("dropout", "loss", "label_smoothing", "randaugment", "mixup", "cutmix",
                                         "flip", "crop_scale", "crop_pct", "crop_mode"),
     "run": ("out", "seed", "device", "precision", "compile", "eval_every", "save_every", "log_every"),
 }
+#: TrainConfig fields of fine-tuning a masked model (MAE §4, App. A.1), on ``vitkit finetune``.
+FINETUNE_FIELDS = ("layer_decay", "drop_path", "global_pool", "trainable_blocks")
+#: command-line dest -> (objective, key of its options): the options of ``--objective mpp`` / ``mae``
+OBJECTIVE_FLAGS = {"mask_ratio": ("mae", "mask_ratio"), "norm_pix_loss": ("mae", "norm_pix_loss"),
+                   "decoder_hidden_size": ("mae", "decoder_hidden_size"), "decoder_depth": ("mae", "decoder_depth"),
+                   "decoder_num_heads": ("mae", "decoder_num_heads"), "decoder_mlp_dim": ("mae", "decoder_mlp_dim"),
+                   "mpp_target": ("mpp", "target"), "corrupt_ratio": ("mpp", "corrupt_ratio")}
 #: How long one session may run before it checkpoints and stops (``--stop-after``).
 STOP_AFTER = Option("int", "end this session after N steps with a checkpoint (continue with --resume)", low=1)
 #: Option names that are not TrainConfig fields (they steer this invocation, not the run).
@@ -70,6 +77,26 @@ def add_window_option(group: argparse._ArgumentGroup) -> None:
     model_flag_options()["window_size"].add_to(group, "window_size", help_default="the checkpoint's")
 
 
+def add_objective_options(parser: argparse.ArgumentParser) -> None:
+    """Self-supervised pre-training (§4.6 / App. B.1.2; MAE): the objective and its options, each
+    defined by the objective's own options class."""
+    from vitkit.objectives import OBJECTIVES
+    from vitkit.train.recipes import TrainConfig
+
+    group = parser.add_argument_group("objective (self-supervision: labels are ignored and need not exist)")
+    add_field_options(group, TrainConfig, ["objective"])
+    for dest, (objective, key) in OBJECTIVE_FLAGS.items():
+        options = OBJECTIVES[objective][1]
+        field_options(options)[key].add_to(group, dest, help_default=options().to_dict()[key])
+
+
+def add_finetune_options(parser: argparse.ArgumentParser) -> None:
+    """What fine-tuning a masked model needs (MAE §4, App. A.1): layer decay, drop path, GAP head, partial tuning."""
+    from vitkit.train.recipes import TrainConfig
+
+    add_field_options(parser.add_argument_group("fine-tuning a masked model (MAE)"), TrainConfig, FINETUNE_FIELDS)
+
+
 def add_training_options(parser: argparse.ArgumentParser, recipe: str) -> None:
     """Data, optimisation, augmentation and run options of ``vitkit train`` / ``vitkit finetune``."""
     from vitkit.train.recipes import PRESET_HELP, PRESETS, TrainConfig, describe_preset, recipe_defaults
@@ -92,7 +119,6 @@ def training_config(args: argparse.Namespace, recipe: str):
     from vitkit.train.recipes import TrainConfig, recipe_defaults
 
     given = vars(args)
-    options: dict[str, Any] = recipe_defaults(recipe)
     resume = given.get("resume")
     loaded: dict[str, Any] = {}
     if resume is not None:
@@ -105,6 +131,8 @@ def training_config(args: argparse.Namespace, recipe: str):
     elif "config" in given:
         loaded = _read_options(given["config"])
         loaded.pop("out", None)  # a run's directory is where it is written, not part of what it is
+    objective = given.get("objective", loaded.get("objective", "supervised"))
+    options: dict[str, Any] = recipe_defaults(recipe, objective) if recipe == "pretrain" else recipe_defaults(recipe)
     preset = preset_options(given.get("preset"), recipe)  # after the recipe, before YAML and options
     loaded["model_options"] = {**preset.pop("model_options", {}), **(loaded.get("model_options") or {})}
     options.update(preset)
@@ -113,12 +141,17 @@ def training_config(args: argparse.Namespace, recipe: str):
         command = RECIPE_COMMANDS.get(options["recipe"], "train")
         raise VitkitError(f"that configuration is a {options['recipe']} run; use `vitkit {command}`")
     model_options = dict(options.get("model_options") or {})
+    objective_options = dict(options.get("objective_options") or {})
     for name, value in given.items():
-        if name in MODEL_OPTIONS:
+        if name in MODEL_OPTIONS and (recipe == "pretrain" or name in FINETUNE_MODEL_OPTIONS):
+            # (fine-tuning's --drop-path is a TrainConfig field of its own: FINETUNE_FIELDS)
             model_options[name] = value
+        elif name in OBJECTIVE_FLAGS:
+            objective_options[OBJECTIVE_FLAGS[name][1]] = value
         elif name not in _NOT_RUN_OPTIONS:
             options[name] = value
     options["model_options"] = model_options
+    options["objective_options"] = objective_options
     if not options.get("out"):
         options["out"] = os.path.join("runs", f"{recipe}-{time.strftime('%Y%m%d-%H%M%S')}")
     if "data" not in options:
@@ -173,6 +206,10 @@ def print_training_summary(summary: dict) -> None:
         if "ema_test_top1" in m:
             line += f"  | EMA top-1 {100 * m['ema_test_top1']:.2f}%  top-5 {100 * m['ema_test_top5']:.2f}%"
         print(line)
+    elif "test_loss" in m:  # a self-supervised objective: its own test metrics
+        print(f"  {summary['objective']} on the test split: " + ", ".join(
+            f"{k[len('test_'):].replace('_', ' ')} {v:.4f}" for k, v in m.items()
+            if k.startswith("test_") and k != "test_skipped"))
     if "train_loss" in m:
         print(f"  train loss {m['train_loss']:.4f}")
     print(f"  skipped corrupt images: {summary['skipped_images']} in training"

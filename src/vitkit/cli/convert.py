@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 NAME = "convert"
-HELP = ("convert a checkpoint between vitkit, Hugging Face, timm and official JAX (.npz) formats, "
-        "or export it to ONNX (checked in onnxruntime)")
+HELP = ("convert a checkpoint between vitkit, Hugging Face (ViT, ViTMAE, Swin), timm and official JAX (.npz) "
+        "formats (official MAE and Swin .pth files are read too), or export it to ONNX (checked in onnxruntime)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,9 +15,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("src", help="checkpoint to read (format detected: directory, .npz, .safetensors, .pth, .bin; "
                                     "a training run directory stands for its model; or a name: hf-hub:ORG/REPO, "
                                     "official:FOLDER/NAME, https://...)")
-    parser.add_argument("dst", help="where to write it: a directory for native/hf; for timm a .safetensors/.pth/.bin "
-                                    "file or (no suffix) a timm hub directory; a .npz file for jax; a .onnx file")
-    parser.add_argument("--to", required=True, choices=TARGETS, help="target format")
+    parser.add_argument("dst", help="where to write it: a directory for native/hf/hf_mae; for timm a "
+                                    ".safetensors/.pth/.bin file or (no suffix) a timm hub directory; a .npz file "
+                                    "for jax; a .onnx file")
+    parser.add_argument("--to", required=True, choices=TARGETS,
+                        help="target format (hf_mae: transformers ViTMAEForPreTraining with an MAE decoder, else "
+                             "ViTMAEModel)")
     parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--ema", action="store_true", help="with a run directory: convert its weight average")

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from vitkit.cli.common import add_training_options, add_window_option, checkpoint_path, run_training
+from vitkit.cli.common import (
+    add_finetune_options,
+    add_training_options,
+    add_window_option,
+    checkpoint_path,
+    run_training,
+)
 
 NAME = "finetune"
 HELP = ("fine-tune a checkpoint: new zero-initialised head, SGD momentum 0.9, cosine decay, clip 1, "
@@ -17,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="checkpoint, run directory or checkpoint name (hf-hub:ORG/REPO, official:FOLDER/NAME, "
                              "https://...) to start from (optional with --config/--resume)")
     add_training_options(parser, "finetune")
+    add_finetune_options(parser)
     add_window_option(parser.add_argument_group("model"))
 
 

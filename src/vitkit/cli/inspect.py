@@ -9,7 +9,8 @@ from vitkit.options import OUT, add_command_options
 NAME = "inspect"
 HELP = ("see inside a ViT: embedding filters, position-embedding similarity, mean attention distance and "
         "attention rollout (paper §4.5) as PNG figures, a JSON file and index.html; for Swin the figures that "
-        "apply (filters, attention distance per block and stage, a window's attention)")
+        "apply (filters, attention distance per block and stage, a window's attention); for a masked model also "
+        "its reconstructions (MAE) or predicted colours (masked patch prediction)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,10 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> dict:
     from vitkit.cli.common import checkpoint_path
     from vitkit.errors import VitkitError
-    from vitkit.formats.detect import load_model
     from vitkit.inspect.images import default_images, load_images
     from vitkit.inspect.report import write_report
     from vitkit.models import create_model
+    from vitkit.objectives import load_pretraining
     from vitkit.train.distributed import resolve_device
 
     if args.checkpoint is None and args.model is None:
@@ -40,8 +41,10 @@ def run(args: argparse.Namespace) -> dict:
     if args.checkpoint is not None and args.model is not None:
         raise VitkitError("give a checkpoint or --model NAME, not both")
     device = resolve_device(args.device)
-    if args.checkpoint is not None:
-        model = load_model(checkpoint_path(args.checkpoint, args.ema), image_size=args.image_size, device=device)
+    objective = None
+    if args.checkpoint is not None:  # a masked model also draws what it predicts (MAE, masked patch prediction)
+        model, objective = load_pretraining(checkpoint_path(args.checkpoint, args.ema), image_size=args.image_size,
+                                            device=device)
         source = args.checkpoint
     else:
         model = create_model(args.model, image_size=args.image_size, seed=args.seed).to(device).eval()
@@ -51,7 +54,7 @@ def run(args: argparse.Namespace) -> dict:
     for reason in unreadable:
         print(f"skipped unreadable image: {reason}")
     summary = write_report(model, images, args.out, components=args.components, batch_size=args.batch_size,
-                           max_shown=args.max_shown, title=f"vitkit inspect: {source}")
+                           max_shown=args.max_shown, title=f"vitkit inspect: {source}", objective=objective)
     print(f"{source}: {len(images)} image(s), {summary['grid'][0]}x{summary['grid'][1]} tokens")
     for line in summary["skipped"]:
         print(line)

@@ -1,17 +1,20 @@
-"""``vitkit train``: pre-train (or train from scratch) a ViT with the recipe of §4.1 / App. B.1."""
+"""``vitkit train``: pre-train (or train from scratch) a ViT with the recipe of §4.1 / App. B.1, or
+without labels with masked patch prediction (§4.6, App. B.1.2) or MAE (``--objective``)."""
 
 from __future__ import annotations
 
 import argparse
 
-from vitkit.cli.common import add_model_options, add_training_options, run_training
+from vitkit.cli.common import add_model_options, add_objective_options, add_training_options, run_training
 
 NAME = "train"
-HELP = "pre-train / train from scratch: AdamW, weight decay 0.1, warm-up + linear decay, clip 1 (§4.1)"
+HELP = ("pre-train / train from scratch: AdamW, weight decay 0.1, warm-up + linear decay, clip 1 (§4.1); "
+        "--objective mpp|mae pre-trains without labels (§4.6, MAE)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_options(parser)
+    add_objective_options(parser)
     add_training_options(parser, "pretrain")
 
 

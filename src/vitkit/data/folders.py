@@ -11,6 +11,9 @@ Two layouts are recognised:
 Class ids are the sorted class-folder names (the union over the splits, so "cat" has the same id
 in train and val). Files are images when PIL can open their extension; hidden files and folders
 (".name") are ignored, and class folders without any image are left out with a warning.
+
+Without labels (self-supervised pre-training, :func:`read_unlabelled_folder`) any folder of images
+will do: a flat folder, or an ImageFolder tree whose class names are ignored.
 """
 
 from __future__ import annotations
@@ -82,6 +85,10 @@ def read_image_folder(root: Path, split: str) -> tuple[dict[str, list[Path]], li
     splits = split_folders(root)
     if splits is None:
         pool = class_images(root)
+        if not pool and _images_in(root):
+            raise VitkitError(f"labels missing: {root} is a flat folder of images; supervised commands need one "
+                              f"sub-folder of images per class (self-supervised pre-training, vitkit train "
+                              f"--objective mpp|mae, takes it as it is)")
         _check_classes(root, pool.keys())
         return pool, sorted(pool), True
     per_split = {name: class_images(path) for name, path in splits.items()}
@@ -100,3 +107,34 @@ def _check_classes(root: Path, names: Iterable[str]) -> None:
     if len(names) == 1:
         raise VitkitError(f"{root}: only one class ({names[0]!r}); classification needs at least two class "
                           f"sub-folders")
+
+
+def _images_in(folder: Path) -> list[Path]:
+    """The image files directly in ``folder`` (not below), sorted."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
+
+
+def read_unlabelled_folder(root: Path, split: str) -> tuple[list[Path], list[int], bool]:
+    """Images of ``root`` for ``split``, labels ignored: (paths, group ids, whether the paths are the
+    whole pool, which the caller splits per group).
+
+    With train/ and val/ (or test/) folders, every image below the split's folder. Otherwise every
+    image below ``root``; each class sub-folder is a group (ids as in a labelled ImageFolder, so an
+    ImageFolder tree splits exactly as it would with its labels) and the files directly in
+    ``root`` form one more.
+    """
+    if not any(True for _ in root.iterdir()):
+        raise VitkitError(f"{root}: the folder is empty; expected image files")
+    splits = split_folders(root)
+    if splits is not None:
+        paths = _images_below(splits[split])
+        if not paths:
+            raise VitkitError(f"{splits[split]}: no images for split {split!r}")
+        return paths, [0] * len(paths), False
+    classes = class_images(root)
+    loose = _images_in(root)
+    paths = [p for name in classes for p in classes[name]] + loose
+    groups = [k for k, name in enumerate(classes) for _ in classes[name]] + [len(classes)] * len(loose)
+    if not paths:
+        raise VitkitError(f"{root}: no images (supported extensions include .png .jpg .jpeg .bmp .gif .tif .webp)")
+    return paths, groups, True

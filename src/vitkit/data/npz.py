@@ -82,10 +82,15 @@ def _label_ids(labels: np.ndarray, names: list[str], path: Path) -> np.ndarray:
     return ids
 
 
-def load_npz(path: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[str]]:
+Pools = dict[str, tuple[np.ndarray, "np.ndarray | None"]]
+
+
+def load_npz(path: Path, *, labels: bool = True) -> tuple[Pools, list[str]]:
     """Read ``path``: ({"all": (images, labels)} or {"train": ..., "test": ...}, label names).
 
-    Images come back as uint8 (N, H, W, 3) RGB and labels as int64.
+    Images come back as uint8 (N, H, W, 3) RGB and labels as int64. With ``labels=False`` an archive
+    of images alone is fine (its labels come back None and the names empty); a stored labels array
+    is still read (it keeps the split per class).
     """
     require_regular_file(path, ".npz file")
     try:
@@ -108,6 +113,12 @@ def load_npz(path: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list
                 pools[split] = pair
         if len(pools) < 2:
             image_key, label_key = _first(IMAGE_KEYS, keys), _first(LABEL_KEYS, keys)
+            if image_key is not None and label_key is None:
+                if not labels:
+                    return {"all": (images_to_rgb_uint8(_get(archive, image_key, path)), None)}, []
+                raise VitkitError(f"labels missing: {path} holds images ({image_key!r}) but no labels "
+                                  f"({'/'.join(LABEL_KEYS)}); supervised commands need them (self-supervised "
+                                  f"pre-training, vitkit train --objective mpp|mae, does not)")
             if image_key is None or label_key is None:
                 raise VitkitError(f"{path}: needs an images array ({'/'.join(IMAGE_KEYS)}) and a labels array "
                                   f"({'/'.join(LABEL_KEYS)}), or x_train/y_train + x_test/y_test; "

@@ -14,11 +14,17 @@ Spec strings:
 ``path/to/file.npz``      images + labels arrays (``vitkit.data.npz``)
 ========================  =================================================================
 
+Self-supervised pre-training opens sources with ``labels=False``: the labels, where there are any,
+are dropped (``label_names`` is empty, every label -1), and sources without labels are welcome: a
+flat folder of images (``vitkit.data.folders.read_unlabelled_folder``) or an ``.npz`` holding images
+alone. With ``labels=True`` (the default) such a source is a one-line "labels missing" error.
+
 Sources without their own train/test split (digits, mnist5k, a flat ImageFolder, a one-pool
-.npz) are split per class: each class's items are shuffled with ``numpy.random.default_rng(
-[seed, class_id])`` and ``floor(n * val_fraction + 0.5)`` of them (at least one, never all,
-when the class has two or more) form the test split. The split depends only on ``(seed, val_fraction)``;
-the defaults (seed 0, 20%) are vitkit's standard digits/mnist5k split: 1,438/359 and 4,000/1,000.
+.npz) are split per class (an unlabelled pool: per sub-folder, else as one class): each class's
+items are shuffled with ``numpy.random.default_rng([seed, class_id])`` and
+``floor(n * val_fraction + 0.5)`` of them (at least one, never all, when the class has two or
+more) form the test split. The split depends only on ``(seed, val_fraction)``; the defaults
+(seed 0, 20%) are vitkit's standard digits/mnist5k split: 1,438/359 and 4,000/1,000.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from PIL import Image
 
 from vitkit.data.bundled import BUNDLED
 from vitkit.data.cifar import cifar_layout, load_cifar
-from vitkit.data.folders import read_image_folder
+from vitkit.data.folders import read_image_folder, read_unlabelled_folder
 from vitkit.data.images import BadImageError, images_to_rgb_uint8, open_rgb, read_image
 from vitkit.data.npz import load_npz
 from vitkit.errors import VitkitError
@@ -74,6 +80,11 @@ class LabeledImages(torch.utils.data.Dataset):
     def num_classes(self) -> int:
         return len(self.label_names)
 
+    @property
+    def has_labels(self) -> bool:
+        """False for a source opened without labels (self-supervision): no names, every label -1."""
+        return bool(self.label_names)
+
     def subset(self, indices: Sequence[int] | np.ndarray) -> LabeledImages:
         """The items at ``indices`` (e.g. a few-shot sample) as a dataset of the same kind."""
         raise NotImplementedError
@@ -81,12 +92,14 @@ class LabeledImages(torch.utils.data.Dataset):
     def describe(self) -> dict[str, Any]:
         """What a run summary records about the data."""
         counts = Counter(self._labels.tolist())
-        return {"source": self.source, "split": self.split, "images": len(self), "classes": self.num_classes,
-                "per_class": {self.label_names[k]: counts.get(k, 0) for k in range(self.num_classes)}}
+        out = {"source": self.source, "split": self.split, "images": len(self), "classes": self.num_classes}
+        if self.has_labels:
+            out["per_class"] = {self.label_names[k]: counts.get(k, 0) for k in range(self.num_classes)}
+        return out
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.source!r}, split={self.split!r}, {len(self)} images, " \
-               f"{self.num_classes} classes)"
+        classes = f"{self.num_classes} classes" if self.has_labels else "no labels"
+        return f"{type(self).__name__}({self.source!r}, split={self.split!r}, {len(self)} images, {classes})"
 
 
 class ArrayImages(LabeledImages):
@@ -168,11 +181,17 @@ def _pick(split: str, labels: np.ndarray, seed: int, val_fraction: float) -> np.
     return train_idx if split == "train" else test_idx
 
 
-def _from_arrays(images: np.ndarray, labels: np.ndarray, names: list[str], *, source: str, split: str,
-                 presplit: bool, seed: int, val_fraction: float) -> ArrayImages:
-    """An :class:`ArrayImages` of ``split``; a pool (``presplit=False``) is split first."""
-    if len(labels) == 0:
+def _from_arrays(images: np.ndarray, labels: np.ndarray | None, names: list[str], *, source: str, split: str,
+                 presplit: bool, seed: int, val_fraction: float, keep_labels: bool = True) -> ArrayImages:
+    """An :class:`ArrayImages` of ``split``; a pool (``presplit=False``) is split first (per class,
+    or as one class when there are no labels); ``keep_labels=False`` drops the labels."""
+    if len(images) == 0:
         raise VitkitError(f"{source}: no images")
+    if not keep_labels:
+        groups = labels if labels is not None else np.zeros(len(images), dtype=np.int64)
+        if not presplit:
+            images = images[_pick(split, groups, seed, val_fraction)]
+        return ArrayImages(images, np.full(len(images), -1, dtype=np.int64), [], source=source, split=split)
     labels = np.asarray(labels)
     outside = int(np.count_nonzero((labels < 0) | (labels >= len(names))))
     if outside:  # found here, before any training, not as an index error in the middle of a run
@@ -189,20 +208,33 @@ def _from_arrays(images: np.ndarray, labels: np.ndarray, names: list[str], *, so
     return ArrayImages(images, labels, names, source=source, split=split)
 
 
-def _open_bundled(name: str, split: str, seed: int, val_fraction: float) -> ArrayImages:
+def _open_bundled(name: str, split: str, seed: int, val_fraction: float, labels: bool) -> ArrayImages:
     loader, names = BUNDLED[name]
-    images, labels = loader()
-    return _from_arrays(images_to_rgb_uint8(images), labels, names, source=name, split=split, presplit=False,
-                        seed=seed, val_fraction=val_fraction)
+    images, ids = loader()
+    return _from_arrays(images_to_rgb_uint8(images), ids, names, source=name, split=split, presplit=False,
+                        seed=seed, val_fraction=val_fraction, keep_labels=labels)
 
 
-def _open_folder(root: Path, split: str, seed: int, val_fraction: float, max_pixels: int | None) -> LabeledImages:
+def _open_unlabelled_folder(root: Path, split: str, seed: int, val_fraction: float,
+                            max_pixels: int | None) -> FolderImages:
+    paths, groups, pooled = read_unlabelled_folder(root, split)
+    if pooled:
+        idx = _pick(split, np.asarray(groups), seed, val_fraction)
+        paths = [paths[k] for k in idx]
+    return FolderImages(paths, np.full(len(paths), -1, dtype=np.int64), [], source=f"folder:{root}", split=split,
+                        max_pixels=max_pixels)
+
+
+def _open_folder(root: Path, split: str, seed: int, val_fraction: float, max_pixels: int | None,
+                 labels: bool) -> LabeledImages:
     layout = cifar_layout(root)
     if layout is not None:
         kind, folder = layout
-        images, labels, names = load_cifar(kind, folder, "train" if split == "train" else "test")
-        return _from_arrays(images, labels, names, source=f"{kind}:{folder}", split=split, presplit=True,
-                            seed=seed, val_fraction=val_fraction)
+        images, ids, names = load_cifar(kind, folder, "train" if split == "train" else "test")
+        return _from_arrays(images, ids, names, source=f"{kind}:{folder}", split=split, presplit=True,
+                            seed=seed, val_fraction=val_fraction, keep_labels=labels)
+    if not labels:
+        return _open_unlabelled_folder(root, split, seed, val_fraction, max_pixels)
     classes, names, pooled = read_image_folder(root, split)
     ids = {name: i for i, name in enumerate(names)}
     paths = [p for name in classes for p in classes[name]]
@@ -213,17 +245,19 @@ def _open_folder(root: Path, split: str, seed: int, val_fraction: float, max_pix
     return FolderImages(paths, labels, names, source=f"imagefolder:{root}", split=split, max_pixels=max_pixels)
 
 
-def _open_npz(path: Path, split: str, seed: int, val_fraction: float) -> ArrayImages:
-    pools, names = load_npz(path)
+def _open_npz(path: Path, split: str, seed: int, val_fraction: float, labels: bool) -> ArrayImages:
+    pools, names = load_npz(path, labels=labels)
     presplit = "all" not in pools
-    images, labels = pools["train" if split == "train" else "test"] if presplit else pools["all"]
-    return _from_arrays(images, labels, names, source=f"npz:{path}", split=split, presplit=presplit, seed=seed,
-                        val_fraction=val_fraction)
+    images, ids = pools["train" if split == "train" else "test"] if presplit else pools["all"]
+    return _from_arrays(images, ids, names, source=f"npz:{path}", split=split, presplit=presplit, seed=seed,
+                        val_fraction=val_fraction, keep_labels=labels)
 
 
 def open_source(spec: str, split: str = "train", *, seed: int = 0, val_fraction: float = 0.2,
-                max_pixels: int | None = None) -> LabeledImages:
-    """Open one split of a labelled image source (spec strings: see the module notes).
+                max_pixels: int | None = None, labels: bool = True) -> LabeledImages:
+    """Open one split of an image source (spec strings: see the module notes).
+
+    ``labels=False`` opens it for self-supervision: labels dropped, sources without any welcome.
 
     ``split``: "train" or "test" ("val"/"validation" are aliases of "test", except in an
     ImageFolder tree that has both val/ and test/ folders). ``seed``/``val_fraction`` shape the
@@ -240,15 +274,15 @@ def open_source(spec: str, split: str = "train", *, seed: int = 0, val_fraction:
     if not key:  # Path("") is the current directory: an empty --data must not read it
         raise VitkitError(f"no dataset given ({spec!r}); name one of {', '.join(BUNDLED)}, a folder or a .npz file")
     if key.lower() in BUNDLED:
-        return _open_bundled(key.lower(), "test" if split == "val" else split, seed, val_fraction)
+        return _open_bundled(key.lower(), "test" if split == "val" else split, seed, val_fraction, labels)
     path = Path(key).expanduser()
     if not path.exists():
         raise VitkitError(f"unknown dataset {spec!r}: not one of {', '.join(BUNDLED)} and no file or folder "
                           f"at {path}")
     if path.is_dir():
-        return _open_folder(path, split, seed, val_fraction, max_pixels)
+        return _open_folder(path, split, seed, val_fraction, max_pixels, labels)
     if path.suffix.lower() == ".npz":
-        return _open_npz(path, "test" if split == "val" else split, seed, val_fraction)
+        return _open_npz(path, "test" if split == "val" else split, seed, val_fraction, labels)
     require_regular_file(path, "dataset file")
     raise VitkitError(f"{path}: unsupported dataset file; expected a .npz file, an ImageFolder tree or a CIFAR "
                       f"folder")

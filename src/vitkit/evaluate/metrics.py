@@ -49,6 +49,9 @@ class Evaluation:
 def check_labels(model: VisionTransformer, label_names: list[str]) -> None:
     """A one-line error when the model's classes are not the data's (names, or count if unnamed)."""
     num_classes = model.config.num_classes
+    if num_classes == 0:
+        raise VitkitError("the checkpoint has no classification head (a pre-trained encoder, e.g. self-supervised): "
+                          "fine-tune it (vitkit finetune) or evaluate its features (vitkit fewshot / linprobe)")
     if model.label_names is not None:
         if list(model.label_names) != list(label_names):
             extra = sorted(set(label_names) - set(model.label_names))

@@ -58,6 +58,9 @@ def predict_images(model: VisionTransformer, paths: Sequence[str | os.PathLike],
     from vitkit.data.transforms import eval_transform
 
     check_args(COMMAND_OPTIONS, top_k=top_k, batch_size=batch_size)
+    if model.config.num_classes == 0:
+        raise VitkitError("the checkpoint has no classification head (a pre-trained encoder, e.g. self-supervised): "
+                          "fine-tune it first (vitkit finetune)")
     if attention_dir is not None:
         from vitkit.inspect.capture import require_attention
 

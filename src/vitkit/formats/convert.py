@@ -30,15 +30,22 @@ from torch import nn
 
 from vitkit.errors import VitkitError
 from vitkit.finite import require_finite_weights
-from vitkit.formats import hf, jax_npz, native, swin_hf, swin_timm, timm
-from vitkit.formats.detect import detect_format, load_checkpoint
+from vitkit.formats import hf, hf_mae, jax_npz, native, swin_hf, swin_timm, timm
+from vitkit.formats.detect import detect_format, load_checkpoint, load_objective_parts
 from vitkit.formats.fidelity import ExportCheck, check_export
 from vitkit.hub import resolve_checkpoint
 from vitkit.models.registry import family_of
 
+#: a pre-training objective's options and tensors (MAE's decoder, MPP's head), as
+#: :func:`~vitkit.formats.detect.load_objective_parts` returns them
+Parts = tuple[dict, dict] | None
 
-def _save_native(model: nn.Module, path: Path, *, progress: bool = False) -> Path:
-    return native.save_native(model, path)
+
+def _save_native(model: nn.Module, path: Path, *, progress: bool = False, parts: Parts = None) -> Path:
+    native.save_native(model, path)
+    if parts is not None:
+        native.write_objective_parts(path, *parts)
+    return path
 
 
 def _save_onnx(model: nn.Module, path: Path, *, progress: bool = False, **options: Any):
@@ -48,10 +55,11 @@ def _save_onnx(model: nn.Module, path: Path, *, progress: bool = False, **option
 
 
 #: family -> target format -> saver(model, path, *, progress, **options) -> the path, or a report with
-#: ``to_dict()`` (ONNX: the graph's dynamic axes and the onnxruntime check), kept in :attr:`Conversion.details`
+#: ``to_dict()`` (ONNX: the graph's dynamic axes and the onnxruntime check), kept in :attr:`Conversion.details`.
+#: ``parts`` (a pre-training objective's) go only to the writers that have a place for them: native, hf_mae.
 SAVERS: dict[str, dict[str, Callable[..., Any]]] = {
-    "vit": {"native": _save_native, "hf": hf.save_hf, "timm": timm.save_timm, "jax": jax_npz.save_jax,
-            "onnx": _save_onnx},
+    "vit": {"native": _save_native, "hf": hf.save_hf, "hf_mae": hf_mae.save_hf_mae, "timm": timm.save_timm,
+            "jax": jax_npz.save_jax, "onnx": _save_onnx},
     "swin": {"native": _save_native, "hf": swin_hf.save_swin_hf, "timm": swin_timm.save_swin_timm,
              "onnx": _save_onnx},
     "bit": {"native": _save_native, "onnx": _save_onnx},  # the paper's baselines: no peer format of their own
@@ -59,7 +67,9 @@ SAVERS: dict[str, dict[str, Callable[..., Any]]] = {
 #: every target format of some family
 TARGETS = tuple(dict.fromkeys(fmt for savers in SAVERS.values() for fmt in savers))
 #: formats written as a directory (timm: a file, or a hub directory for a name without a suffix)
-DIRECTORY_FORMATS = ("native", "hf")
+DIRECTORY_FORMATS = ("native", "hf", "hf_mae")
+#: formats that keep a pre-training objective's parameters
+WITH_PARTS = ("native", "hf_mae")
 #: file formats and the names their files need
 SUFFIXES = {"jax": (".npz",), "timm": (".safetensors", *timm.TORCH_SUFFIXES), "onnx": (".onnx",)}
 #: formats whose writer checks the export itself
@@ -78,23 +88,25 @@ def saver(model: nn.Module, to: str) -> Callable[..., Any]:
 
 
 def save_model(model: nn.Module, path: str | os.PathLike, *, to: str, progress: bool = False,
-               allow_approx: bool = False, **options: Any) -> Path:
-    """Write ``model`` in format ``to`` (ViT: ``native``, ``hf``, ``timm``, ``jax``, ``onnx``; Swin:
-    ``native``, ``hf``, ``timm``, ``onnx``); returns the path.
+               allow_approx: bool = False, parts: Parts = None, **options: Any) -> Path:
+    """Write ``model`` in format ``to`` (ViT: ``native``, ``hf``, ``hf_mae``, ``timm``, ``jax``, ``onnx``;
+    Swin: ``native``, ``hf``, ``timm``, ``onnx``; BiT: ``native``, ``onnx``); returns the path.
 
     The export is checked first (:func:`~vitkit.formats.fidelity.check_export`; the measurement
     goes to the ``vitkit`` logger): a target that would run the weights differently (another
     GELU, eps, a dropped layer) by more than 1e-4 in the logits is refused unless ``allow_approx``.
     ``timm`` writes a file (``.safetensors``, ``.pth``, ``.bin``) or, for a path without a suffix, a
-    timm hub directory. ``options`` go to the target's writer (ONNX: ``dynamic_size``, ``verify``;
-    see :func:`vitkit.export.onnx.export_onnx`).
+    timm hub directory. ``parts`` (what :func:`~vitkit.formats.detect.load_objective_parts`
+    returns) go where the format keeps them (native: beside the model; hf_mae: the decoder of
+    ViTMAEForPreTraining) and are dropped elsewhere. ``options`` go to the target's writer (ONNX:
+    ``dynamic_size``, ``verify``; see :func:`vitkit.export.onnx.export_onnx`).
     """
-    _save_checked(model, Path(path), to, progress=progress, allow_approx=allow_approx, options=options)
+    _save_checked(model, Path(path), to, progress=progress, allow_approx=allow_approx, parts=parts, options=options)
     return Path(path)
 
 
 def _save_checked(model: nn.Module, path: Path, to: str, *, progress: bool, allow_approx: bool,
-                  options: dict[str, Any]) -> tuple[Any, ExportCheck | None]:
+                  options: dict[str, Any], parts: Parts = None) -> tuple[Any, ExportCheck | None]:
     """(the writer's report, the export check or None for a self-checking format)."""
     write = saver(model, to)  # a family without this format fails before anything runs
     require_finite_weights(model, f"{path}: not saved")  # no format ever holds NaN weights
@@ -105,6 +117,8 @@ def _save_checked(model: nn.Module, path: Path, to: str, *, progress: bool, allo
         if not check.exact:
             warnings.warn(f"{path}: {to} export is approximate: {'; '.join(check.approximations)} "
                           f"({check.line()})", stacklevel=3)
+    if to in WITH_PARTS:
+        options = {**options, "parts": parts}
     return write(model, path, progress=progress, **options), check
 
 
@@ -174,6 +188,9 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, to: str, overwrit
     """Read the checkpoint ``src`` (any supported format, or a checkpoint name) and write it to
     ``dst`` in format ``to``.
 
+    A pre-training objective's parameters travel where the target has a place for them (an MAE
+    decoder into ``hf_mae`` and ``native``; MPP's head into ``native``).
+
     ``dst`` must not exist unless ``overwrite``; file formats need a fitting name (``.npz`` for
     jax; ``.safetensors``, ``.pth`` or ``.bin`` for timm, or no suffix for a timm hub directory;
     ``.onnx``). ``progress`` shows tqdm bars. The export check runs before anything is written
@@ -197,7 +214,9 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, to: str, overwrit
     start = time.perf_counter()
     source_format = detect_format(src)
     model = load_checkpoint(src, fmt=source_format, dtype=None, progress=progress)
-    report, check = _save_checked(model, dst, to, progress=progress, allow_approx=allow_approx, options=options)
+    parts = load_objective_parts(src, source_format) if to in WITH_PARTS else None
+    report, check = _save_checked(model, dst, to, progress=progress, allow_approx=allow_approx, options=options,
+                                  parts=parts)
     measured = {} if check is None else dict(max_logit_diff=check.max_logit_diff, reference=check.reference,
                                              approximations=check.approximations, notes=check.notes)
     return Conversion(source=str(src), source_format=source_format, destination=str(dst), target_format=to,

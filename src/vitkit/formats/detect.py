@@ -1,12 +1,15 @@
 """``load_model``: find out what a checkpoint is, then build and load the model it describes.
 
 Formats (see each module): ``native`` (vitkit's directory, any family), ``hf`` (transformers
-directory: ViT or Swin), ``timm`` (state-dict file or timm hub directory: ViT or Swin), ``jax``
-(official ViT ``.npz``), ``official`` (official Swin ``.pth``). Detection looks at contents, not
-names: a directory's ``config.json``, a file's first bytes, then its tensor names, which also tell
-the model family. A checkpoint may also be a name (``hf-hub:ORG/REPO``,
-``official:imagenet21k/ViT-B_16``, a URL): :func:`vitkit.hub.resolve_checkpoint` fetches it into a
-cache first.
+directory: ViT or Swin), ``hf_mae`` (transformers ViTMAE directory), ``timm`` (state-dict file or
+timm hub directory: ViT or Swin), ``jax`` (official ViT ``.npz``), ``official`` (official Swin
+``.pth``), ``mae`` (the official MAE release's ``.pth``). Detection looks at contents, not names: a
+directory's ``config.json``, a file's first bytes, then its tensor names, which also tell the model
+family. A checkpoint may also be a name (``hf-hub:ORG/REPO``, ``official:imagenet21k/ViT-B_16``, a
+URL): :func:`vitkit.hub.resolve_checkpoint` fetches it into a cache first.
+
+:func:`load_objective_parts` reads what a self-supervised checkpoint keeps beside the encoder (MAE's
+decoder, MPP's head) in a plain form that :mod:`vitkit.objectives` rebuilds.
 """
 
 from __future__ import annotations
@@ -22,12 +25,12 @@ from torch import nn
 from vitkit.config import to_pair
 from vitkit.errors import VitkitError
 from vitkit.finite import require_finite_weights
-from vitkit.formats import hf, jax_npz, native, swin_hf, swin_official, swin_timm, timm
+from vitkit.formats import hf, hf_mae, jax_npz, mae_official, native, swin_hf, swin_official, swin_timm, timm
 from vitkit.formats.tensor_files import open_tensor_file, sniff_container
 from vitkit.hub import resolve_checkpoint
 from vitkit.options import COMMAND_OPTIONS, check_args
 
-FORMATS = ("native", "hf", "timm", "jax", "official")
+FORMATS = ("native", "hf", "hf_mae", "timm", "jax", "official", "mae")
 
 
 def _load_native(path: Path, **_: object) -> nn.Module:
@@ -57,14 +60,16 @@ def _load_timm(path: Path, **options) -> nn.Module:
 
 #: format -> loader(path, *, dtype, progress, image_size) -> model in eval mode
 LOADERS: dict[str, Callable[..., nn.Module]] = {
-    "native": _load_native, "hf": _load_hf, "timm": _load_timm, "jax": jax_npz.load_jax,
-    "official": swin_official.load_official,
+    "native": _load_native, "hf": _load_hf, "hf_mae": hf_mae.load_hf_mae, "timm": _load_timm,
+    "jax": jax_npz.load_jax, "official": swin_official.load_official, "mae": mae_official.load_mae,
 }
 
 
 def _directory_format(path: Path) -> str:
     if native.is_native(path):
         return "native"
+    if hf_mae.is_hf_mae_directory(path):
+        return "hf_mae"
     if hf.is_hf_directory(path):
         return "hf"
     config = path / "config.json"
@@ -88,6 +93,9 @@ def _file_format(path: Path) -> str:
         return "jax"
     with open_tensor_file(path) as source:
         keys = source.names()
+        written_by_vitkit = timm.METADATA_KEY in source.metadata  # vitkit's timm export keeps its own metadata
+    if mae_official.looks_like_mae(set(keys)) and "pos_embed" in keys and not written_by_vitkit:
+        return "mae"
     if "patch_embed.proj.weight" in keys and "pos_embed" in keys:
         return "timm"
     if swin_timm.is_swin_state_dict(keys):
@@ -101,7 +109,7 @@ def _file_format(path: Path) -> str:
 
 
 def detect_format(path: str | os.PathLike) -> str:
-    """``"native"``, ``"hf"``, ``"timm"``, ``"jax"`` or ``"official"``; a one-line error for anything else."""
+    """One of :data:`FORMATS`; a one-line error for anything else."""
     path = resolve_checkpoint(path)
     return _directory_format(path) if path.is_dir() else _file_format(path)
 
@@ -147,3 +155,22 @@ def load_model(path: str | os.PathLike, *, num_classes: int | None = None,
     if device is not None:
         model.to(device)
     return model.eval()
+
+
+def _native_parts(path: Path) -> tuple[dict, dict] | None:
+    return native.read_objective_parts(path)
+
+
+#: format -> reader(path) -> ({"name", "options"}, the objective's tensors in vitkit's names) or None
+OBJECTIVE_READERS: dict[str, Callable[[Path], tuple[dict, dict] | None]] = {
+    "native": _native_parts, "hf_mae": hf_mae.read_hf_mae_objective, "mae": mae_official.read_mae_objective,
+}
+
+
+def load_objective_parts(path: str | os.PathLike, fmt: str | None = None) -> tuple[dict, dict] | None:
+    """What a checkpoint keeps for its pre-training objective beside the encoder (see the module
+    notes), or None: formats without such parts, and checkpoints that have none."""
+    path = Path(path)
+    fmt = fmt or detect_format(path)
+    reader = OBJECTIVE_READERS.get(fmt)
+    return reader(path) if reader is not None else None

@@ -58,20 +58,34 @@ HF_DEFAULTS = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12
                    image_size=224, patch_size=16, num_channels=3, qkv_bias=True, pooler_act="tanh")
 #: PIL resampling codes used by HF image processors.
 _RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}
-_LAYER = "encoder.layer.{i}"
 
-#: vitkit name <-> HF name (without the ``vit.`` prefix): the whole mapping of this format.
-RULES = [
+
+def block_rules(ours: str, theirs: str) -> list[mapping.Rule]:
+    """Encoder layers: vitkit's ``{ours}.N`` <-> transformers' ``{theirs}.N`` (separate q/k/v linears
+    fused into one). ViT and ViTMAE (encoder and decoder) share these names."""
+    layer = f"{theirs}.{{i}}"
+    return [
+        rule(f"{ours}.{{i}}.norm1.{{p}}", f"{layer}.layernorm_before.{{p}}"),
+        rule(f"{ours}.{{i}}.attn.qkv.{{p}}",
+             *(f"{layer}.attention.attention.{x}.{{p}}" for x in ("query", "key", "value")), codec=CONCAT3),
+        rule(f"{ours}.{{i}}.attn.proj.{{p}}", f"{layer}.attention.output.dense.{{p}}"),
+        rule(f"{ours}.{{i}}.norm2.{{p}}", f"{layer}.layernorm_after.{{p}}"),
+        rule(f"{ours}.{{i}}.mlp.fc1.{{p}}", f"{layer}.intermediate.dense.{{p}}"),
+        rule(f"{ours}.{{i}}.mlp.fc2.{{p}}", f"{layer}.output.dense.{{p}}"),
+    ]
+
+
+#: The embeddings, as ViT and ViTMAE name them.
+EMBEDDING_RULES = [
     rule("cls_token", "embeddings.cls_token"),
     rule("pos_embed.table", "embeddings.position_embeddings"),
     rule("patch_embed.proj.{p}", "embeddings.patch_embeddings.projection.{p}"),
-    rule("blocks.{i}.norm1.{p}", f"{_LAYER}.layernorm_before.{{p}}"),
-    rule("blocks.{i}.attn.qkv.{p}", *(f"{_LAYER}.attention.attention.{x}.{{p}}" for x in ("query", "key", "value")),
-         codec=CONCAT3),
-    rule("blocks.{i}.attn.proj.{p}", f"{_LAYER}.attention.output.dense.{{p}}"),
-    rule("blocks.{i}.norm2.{p}", f"{_LAYER}.layernorm_after.{{p}}"),
-    rule("blocks.{i}.mlp.fc1.{p}", f"{_LAYER}.intermediate.dense.{{p}}"),
-    rule("blocks.{i}.mlp.fc2.{p}", f"{_LAYER}.output.dense.{{p}}"),
+]
+
+#: vitkit name <-> HF name (without the ``vit.`` prefix): the whole mapping of this format.
+RULES = [
+    *EMBEDDING_RULES,
+    *block_rules("blocks", "encoder.layer"),
     rule("norm.{p}", "layernorm.{p}"),
     rule("pre_logits.fc.{p}", "pooler.dense.{p}"),
     rule("head.{p}", "classifier.{p}"),

@@ -201,6 +201,8 @@ def check_exportable(config: ViTConfig) -> None:
         raise VitkitError(f"the official npz layout has only learned 1-D position embeddings, not {config.posemb}")
     if config.classifier == "gap" and config.fc_norm:
         raise VitkitError("the official npz layout has no LayerNorm after pooling (fc_norm); export to timm or native")
+    if config.classifier == "gap" and config.class_token:
+        raise VitkitError("the official npz layout has no [class] token in GAP models; export to timm or native")
 
 
 def save_jax(model: VisionTransformer, path: str | os.PathLike, *, progress: bool = False) -> Path:

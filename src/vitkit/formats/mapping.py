@@ -187,18 +187,32 @@ def load_mapped(source: TensorSource, config, rules: Sequence[Rule], *, fmt: str
     """
     with reading_architecture(str(source.path), fmt, family_of(config).name):
         model = empty_model(config)
-    own = model.state_dict()
+    state = read_mapped(source, model.state_dict(), rules, config=config, fmt=fmt, what=describe(config), dtype=dtype,
+                        progress=progress, ignore=ignore, rename=rename)
+    load_state_dict_strict(model, state, str(source.path), assign=True)
+    return model
+
+
+def read_mapped(source: TensorSource, own: dict[str, Tensor], rules: Sequence[Rule], *,
+                config: ViTConfig, fmt: str, what: str, dtype: torch.dtype | None = torch.float32,
+                progress: bool = False,
+                ignore: Callable[[str], bool] = lambda key: False,
+                rename: Callable[[str], str] = lambda key: key) -> dict[str, Tensor]:
+    """vitkit's tensors named and shaped as ``own`` (the target's state dict; meta tensors will do)
+    read from ``source`` through ``rules`` (what :func:`load_mapped` does for a whole model).
+    ``config`` is what the codecs read (head sizes, sequence length); ``what`` names the target in
+    error messages."""
     shapes = {name: tuple(t.shape) for name, t in own.items()}
     steps = plan(rules, shapes, fmt)
     stored = {rename(k): k for k in source.names()}
     needed = [name for step in steps for name in step.theirs]
     missing = [name for name in needed if name not in stored]
     if missing:
-        raise VitkitError(f"{source.path}: missing keys for a {fmt} {describe(config)}: {_first(missing)}")
+        raise VitkitError(f"{source.path}: missing keys for a {fmt} {what}: {_first(missing)}")
     used = set(needed)
     unexpected = [stored[k] for k in stored if k not in used and not ignore(k)]
     if unexpected:
-        raise VitkitError(f"{source.path}: unexpected keys for a {fmt} {describe(config)}: {_first(unexpected)}")
+        raise VitkitError(f"{source.path}: unexpected keys for a {fmt} {what}: {_first(unexpected)}")
     state = {}
     for step in _bar(steps, f"reading {source.path.name}", progress):
         tensors = [source.load(stored[name]) for name in step.theirs]
@@ -211,13 +225,12 @@ def load_mapped(source: TensorSource, config, rules: Sequence[Rule], *, fmt: str
             value = None
         if value is None or tuple(value.shape) != shapes[step.ours]:
             raise VitkitError(f"{source.path}: shape mismatch: {found} does not fit {step.ours} "
-                              f"{shapes[step.ours]} of a {describe(config)}")
+                              f"{shapes[step.ours]} of a {what}")
         if dtype is not None and value.is_floating_point():
             value = value.to(dtype)
         state[step.ours] = value.contiguous()
         del tensors, value
-    load_state_dict_strict(model, state, str(source.path), assign=True)
-    return model
+    return state
 
 
 def export_tensors(model: nn.Module, rules: Sequence[Rule], *, fmt: str,
@@ -334,7 +347,7 @@ def read_embedded_metadata(text: str | None) -> dict | None:
 
 #: Fields the weights themselves determine: stored metadata must agree with them.
 _STRUCTURE = ("hidden_size", "depth", "mlp_dim", "patch_size", "in_channels", "num_classes", "classifier",
-              "representation_size", "qkv_bias", "fc_norm", "resnet_layers", "resnet_width", "seq_len")
+              "class_token", "representation_size", "qkv_bias", "fc_norm", "resnet_layers", "resnet_width", "seq_len")
 
 
 def reconcile(inferred, meta: dict | None, source: str, *, heads_known: bool = False,

@@ -9,6 +9,10 @@ atomically, and only when every weight is finite (:mod:`vitkit.finite`).
 Loading trusts neither file blindly: ``config.json`` is validated (and must agree with the
 weights: the position-embedding grid with ``image_size``, every weight present with its shape),
 and a weight stored in an integer dtype is refused rather than silently cast.
+
+A self-supervised checkpoint adds the pre-training objective's own parameters beside them:
+``objective.json`` (``{"name": "mae" | "mpp", "options": {...}}``) and ``objective.safetensors``
+(see :mod:`vitkit.objectives`). The model itself loads without them.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ FORMAT_NAME = "vitkit"
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+OBJECTIVE_FILE = "objective.json"
+OBJECTIVE_WEIGHTS_FILE = "objective.safetensors"
 
 
 def is_native(path: str | os.PathLike) -> bool:
@@ -178,3 +184,33 @@ def load_native(directory: str | os.PathLike) -> VisionTransformer:
     state = {k: v.to(own[k].dtype) if k in own else v for k, v in state.items()}
     load_state_dict_strict(model, state, str(weights_path), assign=True)
     return model.eval()
+
+
+def write_objective_parts(directory: str | os.PathLike, meta: dict, tensors: dict[str, torch.Tensor]) -> Path:
+    """Write a pre-training objective's options and tensors beside the native checkpoint in ``directory``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with atomic_path(directory / OBJECTIVE_WEIGHTS_FILE) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata={"format": "pt"})
+    write_text_atomic(directory / OBJECTIVE_FILE, json.dumps(meta, indent=2) + "\n")
+    return directory
+
+
+def read_objective_parts(directory: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]] | None:
+    """(``objective.json``, its tensors) of a native checkpoint directory, or None when it has none."""
+    directory = Path(directory)
+    if not (directory / OBJECTIVE_FILE).is_file():
+        return None
+    try:
+        meta = json.loads((directory / OBJECTIVE_FILE).read_text())
+    except ValueError as exc:
+        raise VitkitError(f"{directory / OBJECTIVE_FILE}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise VitkitError(f"{directory / OBJECTIVE_FILE}: expected a JSON object")
+    try:
+        tensors = load_file(str(directory / OBJECTIVE_WEIGHTS_FILE))
+    except FileNotFoundError:
+        raise VitkitError(f"{directory}: {OBJECTIVE_FILE} without {OBJECTIVE_WEIGHTS_FILE}") from None
+    except (SafetensorError, OSError) as exc:
+        raise VitkitError(f"{directory / OBJECTIVE_WEIGHTS_FILE}: unreadable safetensors file ({exc})") from None
+    return meta, tensors

@@ -15,7 +15,8 @@ GroupNorm 1e-5, weight standardisation 1e-8); preprocessing comes from the hub c
 timm runs every ViT state dict with the exact GELU (:data:`TIMM_SEMANTICS`).
 
 Position embeddings without a [class] entry (timm's ``no_embed_class``) load with a zero entry;
-a class token together with average pooling (MAE-style) has no counterpart in vitkit's model.
+a class token together with average pooling and ``fc_norm`` (MAE-style) loads as a GAP model that
+keeps its [class] token (``class_token=True``).
 A directory from the timm hub (``config.json`` with ``architecture`` and ``pretrained_cfg``,
 next to ``model.safetensors`` or ``pytorch_model.bin``) loads too. Exported ``.safetensors``
 files carry vitkit's metadata in their header, ``.pth``/``.bin`` files (plain state dicts, which
@@ -131,16 +132,14 @@ def infer_config(source: TensorSource, *, num_heads: int | None = None,
         raise VitkitError(f"{where}: not a timm ViT state dict (no patch_embed.proj.weight / pos_embed)")
     hidden, embed_in, patch, _ = source.shape("patch_embed.proj.weight")
     token = "cls_token" in keys
-    if token and "fc_norm.weight" in keys:
-        raise VitkitError(f"{where}: a class token with average pooling (fc_norm) has no counterpart in vitkit's "
-                          f"model")
+    pooled = not token or "fc_norm.weight" in keys  # a [class] token with fc_norm: pooled patches (MAE)
     fields: dict = dict(
         hidden_size=hidden, patch_size=patch, in_channels=embed_in,
         depth=mapping.count_indexed(keys, r"blocks\.(\d+)\."),
         num_heads=num_heads or mapping.heads_for_width(hidden, where),
         mlp_dim=source.shape("blocks.0.mlp.fc1.weight")[0] if "blocks.0.mlp.fc1.weight" in keys else 4 * hidden,
         qkv_bias="blocks.0.attn.qkv.bias" in keys,
-        classifier="token" if token else "gap",
+        classifier="gap" if pooled else "token", class_token=token,
         fc_norm="fc_norm.weight" in keys,
         representation_size=source.shape("pre_logits.fc.weight")[0] if "pre_logits.fc.weight" in keys else None,
         num_classes=source.shape("head.weight")[0] if "head.weight" in keys else 0,

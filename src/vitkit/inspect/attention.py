@@ -32,6 +32,7 @@ def analyse_attention(model: VisionTransformer, images: Images, batch_size: int 
     """Mean attention distance, rollout maps and last-layer head maps of ``images`` together."""
     require_family(model, "vit", "analyse_attention (Swin: vitkit.inspect.windows.swin_attention_analysis)")
     prefix, last = model.num_prefix_tokens, len(model.blocks) - 1
+    from_token = model.config.classifier == "token"
     distance = DistanceAccumulator(prefix, model.stride)
     rollouts, heads = [], []
     grid = (0, 0)
@@ -44,9 +45,9 @@ def analyse_attention(model: VisionTransformer, images: Images, batch_size: int 
             distance.add(layer, weights, grid)
             rollout.add(weights)
             if layer == last:
-                batch_heads.append(output_token_map(weights.float(), prefix))
+                batch_heads.append(output_token_map(weights.float(), prefix, from_token))
 
         stream_attention(model, x, consume)
-        rollouts.append(output_token_map(rollout.matrix, prefix).reshape(-1, *grid).cpu().numpy())
+        rollouts.append(output_token_map(rollout.matrix, prefix, from_token).reshape(-1, *grid).cpu().numpy())
         heads.append(batch_heads[0].reshape(*batch_heads[0].shape[:2], *grid).cpu().numpy())
     return AttentionAnalysis(distance.mean(), np.concatenate(rollouts), np.concatenate(heads), grid)

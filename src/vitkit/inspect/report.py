@@ -244,7 +244,7 @@ WHY_NOT: dict[str, dict[str, str]] = {
 
 def write_report(model: nn.Module, images: Sequence[NamedImage], out_dir: str | os.PathLike, *,
                  components: int = 28, batch_size: int = 8, max_shown: int = 8,
-                 title: str | None = None) -> dict[str, Any]:
+                 title: str | None = None, objective=None) -> dict[str, Any]:
     """Run every analysis of §4.5 that applies to ``model``'s family on ``images`` and write ``out_dir``.
 
     ViT: ``filters.png`` (Fig. 7 left), ``position_similarity.png`` (Fig. 7 centre; skipped for models
@@ -253,8 +253,11 @@ def write_report(model: nn.Module, images: Sequence[NamedImage], out_dir: str | 
     image, ``attention_heads.png`` (last layer, per head). Swin: ``filters.png``,
     ``attention_distance.png`` (per block, stages marked) and ``window_attention.png`` (see
     :mod:`vitkit.inspect.windows`); the ViT-only figures are listed as skipped, with the reason.
-    Both: ``inspect.json`` and ``index.html``. Returns a summary: the files written, what was
-    skipped and the mean attention distances.
+    Both: ``inspect.json`` and ``index.html``. With a pre-training ``objective``
+    (:func:`vitkit.objectives.load_pretraining`) also what it predicts
+    (:mod:`vitkit.inspect.reconstruction`): ``reconstruction.png`` (MAE) or ``mpp_colours.png``
+    (masked patch prediction). Returns a summary: the files written, what was skipped and the
+    mean attention distances.
     """
     check_args(COMMAND_OPTIONS, components=components, batch_size=batch_size, max_shown=max_shown)
     require_attention(model)
@@ -295,6 +298,14 @@ def write_report(model: nn.Module, images: Sequence[NamedImage], out_dir: str | 
                        if family not in families}
     sections = _swin_sections if family == "swin" else _vit_sections
     summary = sections(model, analysis, images, out, data, figures, notes, max_shown=max_shown)
+    if objective is not None:
+        from vitkit.inspect.reconstruction import write_pretraining_figures
+
+        extra, numbers = write_pretraining_figures(model, objective, images, out, max_shown=max_shown,
+                                                   batch_size=batch_size)
+        figures.extend(extra)
+        if numbers:
+            data["pretraining"] = numbers
     data["figures"] = figures
     data["notes"] = notes
 
@@ -309,7 +320,7 @@ def _vit_sections(model: VisionTransformer, analysis: AttentionAnalysis, images:
                   data: dict, figures: list[dict[str, str]], notes: list[str], *, max_shown: int) -> dict:
     """Position similarity, attention distance, rollout and last-layer heads of a ViT."""
     names = [item.name for item in images]
-    token = "[class] token" if model.num_prefix_tokens else "mean patch token (GAP)"
+    token = "[class] token" if model.config.classifier == "token" else "mean patch token (GAP)"
     data.update(stride=model.stride, num_prefix_tokens=model.num_prefix_tokens)
     kind = model.config.posemb
     if kind in WITHOUT_ABSOLUTE:

@@ -48,14 +48,17 @@ def rollout_matrix(attentions: Sequence[torch.Tensor]) -> torch.Tensor:
     return acc.matrix
 
 
-def output_token_map(rows: torch.Tensor, num_prefix: int) -> torch.Tensor:
+def output_token_map(rows: torch.Tensor, num_prefix: int, from_class_token: bool | None = None) -> torch.Tensor:
     """From a (B, [heads,] T, T) matrix, the output token's weights on the input patches.
 
-    The output token is the [class] token (row 0) when ``num_prefix > 0``, else the mean of
-    the patch tokens' rows (GAP). Prefix columns are dropped and the rest renormalised to
+    The output token is the [class] token (row 0) when ``from_class_token`` (default: when
+    ``num_prefix > 0``), else the mean of the patch tokens' rows (GAP, also with a [class] token
+    in the sequence, as MAE fine-tunes). Prefix columns are dropped and the rest renormalised to
     sum to 1: (B, [heads,] N).
     """
-    source = rows[..., 0, num_prefix:] if num_prefix > 0 else rows.mean(dim=-2)
+    if from_class_token is None:
+        from_class_token = num_prefix > 0
+    source = rows[..., 0, num_prefix:] if from_class_token else rows[..., num_prefix:, num_prefix:].mean(dim=-2)
     return source / source.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(source.dtype).tiny)
 
 
@@ -93,5 +96,5 @@ def batch_rollout(model: VisionTransformer, x: torch.Tensor) -> np.ndarray:
     require_family(model, "vit", "Attention Rollout through the [class] token")
     acc = RolloutAccumulator()
     grid = stream_attention(model, x, lambda _layer, weights: acc.add(weights))
-    maps = output_token_map(acc.matrix, model.num_prefix_tokens)
+    maps = output_token_map(acc.matrix, model.num_prefix_tokens, model.config.classifier == "token")
     return maps.reshape(-1, *grid).detach().cpu().numpy()

@@ -152,15 +152,31 @@ class LearnedPositionEmbedding2D(nn.Module):
         self.grid = tuple(grid)
 
 
-def sincos_2d(grid: Grid, dim: int, temperature: float = 10000.0) -> torch.Tensor:
-    """Fixed 2-D sine-cosine embedding (rows * cols, dim): D/2 channels for each axis."""
+def sincos_2d(grid: Grid, dim: int, temperature: float = 10000.0, *, columns_first: bool = False) -> torch.Tensor:
+    """Fixed 2-D sine-cosine embedding (rows * cols, dim): D/2 channels for each axis.
+
+    Patch (i, j) gets ``[sin(i w), cos(i w), sin(j w), cos(j w)]`` with the D/4 frequencies
+    ``w_k = temperature^(-k / (D/4))``, patches in row-major order. ``columns_first`` puts the column
+    half first, ``[sin(j w), cos(j w), sin(i w), cos(i w)]``: the layout of MAE's
+    ``get_2d_sincos_pos_embed`` (its meshgrid puts w first), which its checkpoints and transformers'
+    ViTMAE carry.
+    """
     quarter = dim // 4
     omega = 1.0 / temperature ** (torch.arange(quarter, dtype=torch.float64) / quarter)
     ys, xs = torch.meshgrid(torch.arange(grid[0], dtype=torch.float64),
                             torch.arange(grid[1], dtype=torch.float64), indexing="ij")
     y = ys.reshape(-1, 1) * omega
     x = xs.reshape(-1, 1) * omega
-    return torch.cat([y.sin(), y.cos(), x.sin(), x.cos()], dim=1).float()
+    halves = [[y.sin(), y.cos()], [x.sin(), x.cos()]]
+    if columns_first:
+        halves.reverse()
+    return torch.cat(halves[0] + halves[1], dim=1).float()
+
+
+def mae_sincos_table(grid: Grid, dim: int, num_prefix: int) -> torch.Tensor:
+    """(1, num_prefix + rows * cols, dim): MAE's fixed embedding with zero rows for the prefix tokens."""
+    table = sincos_2d(grid, dim, columns_first=True)
+    return torch.cat([table.new_zeros(num_prefix, dim), table]).unsqueeze(0)
 
 
 class SinCosPositionEmbedding2D(nn.Module):

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from vitkit.config import ViTConfig, to_pair
+from vitkit.errors import VitkitError
 from vitkit.models.inputs import check_image_batch
 from vitkit.models.layers import Attention, DropPath, Mlp, drop_path_rates, lecun_normal_, xavier_uniform_, zero_linear
 from vitkit.models.posemb import RelativePositionBias, build_position_embedding
@@ -108,7 +109,7 @@ class VisionTransformer(nn.Module):
         self.config = config
         dim = config.hidden_size
         self.patch_embed = PatchEmbedding(config)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if config.classifier == "token" else None
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if config.class_token else None
         self.pos_embed = build_position_embedding(config.posemb, config.grid_size, dim, config.num_prefix_tokens,
                                                   config.posemb_resample)
         self.pos_drop = nn.Dropout(config.dropout)
@@ -169,6 +170,14 @@ class VisionTransformer(nn.Module):
         self.label_names = None
         self.head = self._new_head(num_classes).to(self.patch_embed.proj.weight.device)
 
+    def use_global_pool(self) -> None:
+        """Pool the patch tokens and normalise after pooling (GAP + LayerNorm head, as MAE fine-tunes):
+        the final LayerNorm gives way to a fresh ``fc_norm``; a [class] token stays in the sequence."""
+        self.config = self.config.replace(classifier="gap", fc_norm=True, class_token=self.config.class_token)
+        device = self.patch_embed.proj.weight.device
+        self.norm = nn.Identity()
+        self.fc_norm = nn.LayerNorm(self.config.hidden_size, eps=self.config.layer_norm_eps).to(device)
+
     @torch.no_grad()
     def set_image_size(self, image_size: int | tuple[int, int]) -> None:
         """Resample the position embeddings permanently for a new resolution (§3.2)."""
@@ -188,19 +197,40 @@ class VisionTransformer(nn.Module):
         check_image_batch(x, channels=self.config.in_channels, stride=self.stride,
                           dtype=self.patch_embed.proj.weight.dtype)
 
-    def encode(self, x: torch.Tensor, return_attention: bool = False) -> EncoderOutput:
-        """Eqs. 1-3 and the final LayerNorm: images (B, C, H, W) -> tokens (B, T, D)."""
+    def embed_patches(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """The patch embeddings x_p^i E of eq. 1, (B, N, D), and the patch grid (rows, cols)."""
         self._check_input(x)
-        tokens, grid = self.patch_embed(x)
+        return self.patch_embed(x)
+
+    def encode_tokens(self, tokens: torch.Tensor, grid: tuple[int, int], *, keep: torch.Tensor | None = None,
+                      return_attention: bool = False) -> EncoderOutput:
+        """Eqs. 1-3 and the final LayerNorm from patch embeddings (B, N, D) -> tokens (B, T, D).
+
+        ``keep`` (B, K) lists the patches each image keeps (MAE, He et al. 2021): after E_pos is added
+        the others are dropped, so the encoder sees the [class] token and K patches only.
+        """
         if self.cls_token is not None:
             tokens = torch.cat([self.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)
-        z = self.pos_drop(self.pos_embed(tokens, grid))
+        z = self.pos_embed(tokens, grid)
+        if keep is not None:
+            if self.config.posemb == "relative":
+                raise VitkitError("relative position embeddings index the full sequence: a subset of patches "
+                                  "cannot be encoded")
+            prefix = self.num_prefix_tokens
+            picked = torch.gather(z[:, prefix:], 1, keep.unsqueeze(-1).expand(-1, -1, z.shape[-1]))
+            z = torch.cat([z[:, :prefix], picked], dim=1)
+        z = self.pos_drop(z)
         attentions = []
         for block in self.blocks:
             z, weights = block(z, need_weights=return_attention, grid=grid)
             if weights is not None:
                 attentions.append(weights)
         return EncoderOutput(self.norm(z), grid, attentions)
+
+    def encode(self, x: torch.Tensor, return_attention: bool = False) -> EncoderOutput:
+        """Eqs. 1-3 and the final LayerNorm: images (B, C, H, W) -> tokens (B, T, D)."""
+        tokens, grid = self.embed_patches(x)
+        return self.encode_tokens(tokens, grid, return_attention=return_attention)
 
     def pool(self, tokens: torch.Tensor) -> torch.Tensor:
         """y: the [class] token's output (eq. 4) or the mean of the patch tokens (GAP)."""

@@ -249,26 +249,54 @@ class Lab:
         return run
 
     def pretrain(self, arch: dict[str, Any], seed: int, *, fraction: float = 1.0, lr: float | None = None,
-                 size: int | None = None, epochs: float | None = None, label: str = "",
+                 size: int | None = None, epochs: float | None = None, label: str = "", objective: str = "supervised",
                  **model_overrides: Any) -> Run:
         """Pre-train a miniature ``arch`` (a ``{"model", "model_options"}`` entry of the budget) on a
         ``fraction`` of the pre-training set at ``size`` px (the budget's by default). Every fraction
         gets the number of steps the full set gets in ``epochs`` (``budget.pretrain_epochs``) epochs:
-        smaller sets are seen more often, as in §4.2."""
-        from vitkit.models.registry import family_of, get_config
+        smaller sets are seen more often, as in §4.2. ``objective``: ``mpp`` or ``mae`` pre-train
+        without the labels (:mod:`vitkit.objectives`), with that objective's recipe."""
         from vitkit.train import recipe_defaults
 
         b = self.budget
-        if family_of(get_config(arch["model"])).name == "vit":  # one spelling per run, so claims share runs
-            model_overrides = {"posemb": "learned_1d", "classifier": "token", **model_overrides}
         data, _ = self.pretrain_source(fraction)
         steps = self.steps_for(self.pretrain_size, epochs or b.pretrain_epochs, b.batch_size)
-        options = {**recipe_defaults("pretrain"), "model": arch["model"],
-                   "model_options": {**arch["model_options"], **model_overrides}, "data": data,
+        options = {**recipe_defaults("pretrain", objective), "model": arch["model"],
+                   "model_options": self._architecture(arch, model_overrides), "data": data,
                    "image_size": size or b.image_size, "batch_size": b.batch_size, "steps": steps, "lr": lr or b.lr,
                    "weight_decay": b.weight_decay, "flip": False, "crop_scale": b.crop_scale, "crop_pct": 1.0,
                    "seed": seed}
         return self.train(label or f"pretrain {arch['model']}", options)
+
+    @staticmethod
+    def _architecture(arch: dict[str, Any], model_overrides: dict[str, Any]) -> dict[str, Any]:
+        """``arch``'s model options with ``model_overrides``; ViTs spelled one way (learned 1-D position
+        embeddings, a [class] token unless overridden), so that claims share their runs."""
+        from vitkit.models.registry import family_of, get_config
+
+        if family_of(get_config(arch["model"])).name == "vit":
+            model_overrides = {"posemb": "learned_1d", "classifier": "token", **model_overrides}
+        return {**arch["model_options"], **model_overrides}
+
+    def initial(self, arch: dict[str, Any], seed: int, *, label: str = "", **model_overrides: Any) -> Run:
+        """The randomly initialised model a pre-training run of ``arch`` with ``seed`` starts from, saved
+        as a run of no steps: fine-tuning it is training from scratch."""
+        from vitkit.formats.native import save_native
+        from vitkit.models import create_model
+        from vitkit.train.recipes import pretraining_architecture
+
+        b = self.budget
+        options = pretraining_architecture(arch["model"], self._architecture(arch, model_overrides))
+        key_fields = {"model": arch["model"], "options": options, "seed": seed, "size": b.image_size}
+        key = hashlib.sha1(json.dumps(key_fields, sort_keys=True, default=str).encode()).hexdigest()[:10]
+        run_dir = self.out / "runs" / f"{_slug(label or 'init')}-{key}"
+        reused = (run_dir / "model" / "config.json").is_file()
+        if not reused:
+            model = create_model(arch["model"], num_classes=len(self._pretrain_train.label_names),
+                                 image_size=b.image_size, seed=seed, **options)
+            save_native(model, run_dir / "model")
+        return Run(label or "initial weights", run_dir, {}, 0.0, images_seen=0,
+                   gflops_per_image=_gflops_per_image(run_dir / "model"), reused=reused)
 
     def finetune(self, run: Run, seed: int) -> float:
         """Fine-tuned top-1 on the transfer test split (§3.2: new zero head, SGD, cosine decay)."""

@@ -38,10 +38,10 @@ from vitkit.errors import VitkitError
 from vitkit.finite import nonfinite_names, require_finite_weights
 from vitkit.formats.native import save_native
 from vitkit.models.vit import VisionTransformer
+from vitkit.objectives import save_objective
 from vitkit.train import distributed as D
 from vitkit.train.checkpoint import load_training_state, rng_state, save_training_state, set_rng_state
 from vitkit.train.ema import WeightEMA
-from vitkit.train.losses import LOSS_FUNCTIONS
 from vitkit.train.recipes import (
     RECIPE_COMMANDS,
     TrainConfig,
@@ -70,6 +70,24 @@ def set_dropout(model: VisionTransformer, rate: float) -> None:
     model.config = model.config.replace(dropout=rate)
 
 
+def set_drop_path(model: VisionTransformer, rate: float) -> None:
+    """Stochastic depth growing linearly to ``rate`` at the last block, in place (MAE fine-tunes with 0.1)."""
+    from vitkit.models.layers import drop_path_rates
+
+    for block, p in zip(model.blocks, drop_path_rates(rate, len(model.blocks)), strict=True):
+        block.drop_path.p = p
+    model.config = model.config.replace(drop_path=rate)
+
+
+def freeze_all_but_last(model: VisionTransformer, blocks: int) -> None:
+    """Partial fine-tuning (MAE §4.3): only the last ``blocks`` blocks, the final norm and the head
+    learn; ``blocks=0`` trains the head alone."""
+    trainable = {f"blocks.{i}." for i in range(len(model.blocks) - blocks, len(model.blocks))}
+    for name, param in model.named_parameters():
+        keep = name.startswith(tuple(trainable)) or name.startswith(("norm.", "fc_norm.", "pre_logits.", "head."))
+        param.requires_grad_(keep)
+
+
 def variant_name(base: str, options: dict[str, Any]) -> str:
     """``ViT-Ti/16`` with ``patch_size=4, depth=6`` -> ``ViT-Ti/4 (depth=6)``: the name a run records."""
     name = base
@@ -81,10 +99,11 @@ def variant_name(base: str, options: dict[str, Any]) -> str:
 
 
 def build_model(config: TrainConfig, label_names: list[str]) -> VisionTransformer:
-    """Pre-training: a freshly initialised variant. Fine-tuning: the checkpoint with its whole head
-    replaced by a zero-initialised linear layer and, when ``image_size`` changes, its position
-    embeddings interpolated over the new patch grid (§3.2); a Swin checkpoint given a new
-    ``window_size`` has its relative-position-bias tables resampled to it."""
+    """Pre-training: a freshly initialised variant (without a head for a self-supervised objective:
+    no labels). Fine-tuning: the checkpoint with its whole head replaced by a zero-initialised linear
+    layer and, when ``image_size`` changes, its position embeddings interpolated over the new patch
+    grid (§3.2); optionally MAE's GAP + LayerNorm head, drop path and partial fine-tuning (ViT). A
+    Swin checkpoint given a new ``window_size`` has its relative-position-bias tables resampled to it."""
     from vitkit.formats.detect import load_model
     from vitkit.models import create_model
     from vitkit.models.registry import family_of
@@ -94,7 +113,7 @@ def build_model(config: TrainConfig, label_names: list[str]) -> VisionTransforme
         dropout = {} if config.dropout is None else {"dropout": config.dropout}  # not every family has dropout
         model = create_model(config.model, num_classes=num_classes, image_size=config.image_size,
                              seed=config.seed, **dropout,
-                             **pretraining_architecture(config.model, config.model_options))
+                             **pretraining_architecture(config.model, config.model_options, config.objective))
         model.config.name = variant_name(config.model, config.model_options)
     elif "window_size" in config.model_options:  # Swin at a new window: resolution and window change together
         model = load_model(config.checkpoint)
@@ -106,10 +125,25 @@ def build_model(config: TrainConfig, label_names: list[str]) -> VisionTransforme
         model.reset_head(num_classes)
     else:
         model = load_model(config.checkpoint, image_size=config.image_size)
+        if config.global_pool:
+            model.use_global_pool()
         model.reset_head(num_classes)
         if config.dropout is not None:  # else the checkpoint's (0.1 for the official L/16, H/14, R50 hybrids)
             set_dropout(model, config.dropout)
-    model.label_names = list(label_names)
+        masked_tuning = {"global_pool": config.global_pool or None, "drop_path": config.drop_path,
+                         "trainable_blocks": config.trainable_blocks, "layer_decay": config.layer_decay}
+        given = [name for name, value in masked_tuning.items() if value is not None]
+        if given and family_of(model).name != "vit":
+            raise VitkitError(f"{', '.join(given)}: fine-tuning options of a ViT encoder; {config.checkpoint} is a "
+                              f"{family_of(model).name} model")
+        if config.drop_path is not None:
+            set_drop_path(model, config.drop_path)
+        if config.trainable_blocks is not None:
+            if config.trainable_blocks > len(model.blocks):
+                raise VitkitError(f"--trainable-blocks {config.trainable_blocks}: the model has only "
+                                  f"{len(model.blocks)} blocks")
+            freeze_all_but_last(model, config.trainable_blocks)
+    model.label_names = list(label_names) or None
     crop = {k: v for k, v in (("crop_pct", config.crop_pct), ("crop_mode", config.crop_mode)) if v is not None}
     if crop:
         model.preprocessing = model.preprocessing.replace(**crop)
@@ -137,7 +171,8 @@ class TrainResult:
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "recipe": self.config.recipe, "model": self.model.config.name, "data": self.config.data,
+            "recipe": self.config.recipe, "objective": self.config.objective, "model": self.model.config.name,
+            "data": self.config.data,
             "step": self.step, "total_steps": self.total_steps, "finished": self.finished,
             "metrics": self.metrics, "skipped_images": self.skipped, "seconds": round(self.seconds, 2),
             "images_per_second": round(self.images_per_second, 1),
@@ -213,9 +248,13 @@ class Trainer:
     def _build(self, config: TrainConfig, resume: bool) -> None:
         from vitkit.data.augment import BatchAugment
         from vitkit.data.sources import open_source, require_usable
+        from vitkit.objectives import OBJECTIVES, ObjectiveStep, build_objective
 
-        self.train_set = open_source(config.data, "train", seed=config.split_seed, val_fraction=config.val_fraction)
-        self.test_set = open_source(config.data, "test", seed=config.split_seed, val_fraction=config.val_fraction)
+        labels = OBJECTIVES[config.objective][0].needs_labels  # self-supervision: labels ignored, none needed
+        self.train_set = open_source(config.data, "train", seed=config.split_seed, val_fraction=config.val_fraction,
+                                     labels=labels)
+        self.test_set = open_source(config.data, "test", seed=config.split_seed, val_fraction=config.val_fraction,
+                                    labels=labels)
         # an all-broken split stops here, with the count and the first reasons, not after an epoch of nothing
         require_usable(self.train_set, f"training split of {self.train_set.source}")
         require_usable(self.test_set, f"test split of {self.test_set.source}")
@@ -229,22 +268,26 @@ class Trainer:
             self.total_steps = (config.epochs or 1) * self.steps_per_epoch
 
         self.model = build_model(config, self.train_set.label_names).to(self.device)
-        self.ddp: nn.Module = self.model
+        pre = self.model.preprocessing
+        augment = BatchAugment(randaugment=config.randaugment, mixup=config.mixup, cutmix=config.cutmix,
+                               label_smoothing=config.label_smoothing, num_classes=len(self.train_set.label_names),
+                               mean=pre.mean, std=pre.std) if labels else None
+        extra = {"augment": augment, "loss": config.loss} if config.objective == "supervised" else {}
+        self.objective = build_objective(config.objective, self.model.config, config.objective_options,
+                                         **extra).to(self.device)
+        self.objective.prepare(self.model)
+        self.ddp: nn.Module = ObjectiveStep(self.model, self.objective)  # (images, labels) -> per-image losses
         if self.process.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.ddp = DistributedDataParallel(self.model, device_ids=ids)
+            self.ddp = DistributedDataParallel(self.ddp, device_ids=ids)
         self.forward: nn.Module = self.ddp  # what the training step calls: compiled with --compile
         if config.compile:
             from vitkit.fastpath import compile_model
 
             self.forward = compile_model(self.ddp)
         self.ema = WeightEMA(self.model, config.ema, warmup=config.ema_warmup) if config.ema else None
-        self.optimizer = build_optimizer(self.model, config)
+        self.optimizer = build_optimizer(self.model, config, self.objective)
         self.schedule = build_schedule(self.optimizer, config, self.total_steps)
-        pre = self.model.preprocessing
-        self.augment = BatchAugment(randaugment=config.randaugment, mixup=config.mixup, cutmix=config.cutmix,
-                                    label_smoothing=config.label_smoothing, num_classes=len(self.train_set.label_names),
-                                    mean=pre.mean, std=pre.std)
         self.step = 0
         self.seen_images = 0
         #: training-set indices whose image could not be decoded (distinct files, over all epochs)
@@ -298,16 +341,11 @@ class Trainer:
                 images, labels = self._empty_batch()
             images = images.to(self.device, non_blocking=True)
             labels = labels.to(self.device, non_blocking=True)
-            if images.shape[0]:
-                images, targets = self.augment(images, labels)
-            else:
-                targets = torch.zeros(0, len(self.train_set.label_names), device=self.device)
             last = i == len(micro_batches) - 1
             sync = contextlib.nullcontext() if (last or not self.process.distributed) else self.ddp.no_sync()
             with sync:
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp_dtype is not None):
-                    logits = self.forward(images)
-                per_image = LOSS_FUNCTIONS[cfg.loss](logits.float(), targets.float())
+                    per_image = self.forward(images, labels).float()
                 # Normalise by the nominal batch so N processes x A micro-batches == one big batch.
                 (per_image.sum() / (micro_size * cfg.accum)).backward()
             totals[0] += float(per_image.detach().sum())
@@ -315,7 +353,7 @@ class Trainer:
         totals = D.all_reduce_sum(totals.to(self.device), self.process).cpu()  # nccl reduces GPU tensors only
         loss = float(totals[0] / max(totals[1], 1.0))
         max_norm = cfg.grad_clip if cfg.grad_clip else float("inf")
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.ddp.parameters(), max_norm))
         if totals[2] > 0:
             self._record_unreadable(dropped_here)
         if not (math.isfinite(loss) and math.isfinite(grad_norm)):
@@ -353,6 +391,7 @@ class Trainer:
             "world_size": self.process.world_size, "rng": rngs,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(), "config": self.config.to_dict(),
+            "objective": self.objective.state_dict(),
         }
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
@@ -377,6 +416,7 @@ class Trainer:
         state = self._state()
         if self.rundir is not None:
             save_native(self.model, self.rundir.model_dir)
+            save_objective(self.objective, self.rundir.model_dir)
             if self.ema is not None:
                 save_native(self.ema.module, self.rundir.ema_dir)
             save_training_state(self.rundir.state_path, state)  # last: it is what --resume trusts
@@ -390,6 +430,7 @@ class Trainer:
         state = load_training_state(Path(cfg.out) / "state.pt")
         try:
             self.model.load_state_dict(state["model"])
+            self.objective.load_state_dict(state.get("objective", {}))
             self.optimizer.load_state_dict(state["optimizer"])
             self.schedule.load_state_dict(state["schedule"])
             if self.ema is not None:
@@ -422,20 +463,17 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self) -> dict[str, float]:
-        """Test-split metrics of the raw weights and (when on) the weight average; rank 0 computes."""
-        from vitkit.evaluate.metrics import evaluate
-
+        """Test-split metrics of the raw weights and (when on) the weight average, by the objective
+        (supervised: top-1/top-5; self-supervised: its loss on the test images); rank 0 computes."""
         metrics: dict[str, float] = {}
         if self.process.is_main:
             bs = max(1, self.config.batch_size // (self.config.accum * self.process.world_size))
             for prefix, model in (("test", self.model), ("ema_test", self.ema.module if self.ema else None)):
                 if model is None:
                     continue
-                result = evaluate(model, self.test_set, batch_size=bs, device=self.device,
-                                  num_workers=self.config.num_workers, amp_dtype=self.amp_dtype)
-                metrics.update({f"{prefix}_top1": result.top1, f"{prefix}_top5": result.top5,
-                                f"{prefix}_loss": result.loss})
-                metrics[f"{prefix}_skipped"] = result.skipped
+                result = self.objective.evaluate(model, self.test_set, batch_size=bs, device=self.device,
+                                                 num_workers=self.config.num_workers, amp_dtype=self.amp_dtype)
+                metrics.update({f"{prefix}_{k}": v for k, v in result.items()})
         return D.broadcast_object(metrics, self.process)
 
     # ------------------------------------------------------------------ driver
@@ -520,9 +558,12 @@ class Trainer:
             tags = {(f"test_ema/{k[9:]}" if k.startswith("ema_test_") else k.replace("_", "/", 1)): v
                     for k, v in metrics.items()}
             self.rundir.log(self.step, self.step / self.steps_per_epoch, tags)
-        text = f"step {self.step} (epoch {epoch + 1}): test top-1 {100 * metrics['test_top1']:.2f}%"
-        if "ema_test_top1" in metrics:
-            text += f", EMA {100 * metrics['ema_test_top1']:.2f}%"
+        def unprefixed(prefix: str) -> dict[str, float]:
+            return {k[len(prefix):]: v for k, v in metrics.items() if k.startswith(prefix)}
+
+        text = f"step {self.step} (epoch {epoch + 1}): {self.objective.describe(unprefixed('test_'))}"
+        if "ema_test_loss" in metrics:
+            text += f"; EMA {self.objective.describe(unprefixed('ema_test_'))}"
         self.report(text)
 
     def _non_finite_step(self, out: dict[str, float]) -> None:

@@ -15,6 +15,13 @@ of the weights, 0.9999 in the paper.
 The batch default here is 128, not the paper's 4096 / 512, because vitkit's runs are sized for
 CPUs; ``--accum`` (or more processes) reaches the paper's batches with the same schedule.
 
+Self-supervised pre-training (``objective``: :mod:`vitkit.objectives`) starts from the
+pre-training recipe with the objective's own settings on top: masked patch prediction App. B.1.2's
+(Adam, base learning rate 2e-4, cosine decay), MAE its paper's (AdamW beta (0.9, 0.95), weight decay
+0.05, learning rate 1.5e-4 x batch / 256, no clipping, cosine decay). Fine-tuning a masked model
+takes what MAE fine-tunes with: layer-wise learning-rate decay, drop path, a GAP + LayerNorm head,
+and partial fine-tuning of the last blocks.
+
 A :class:`TrainConfig` holds one run's every choice; :func:`recipe_defaults` gives the values a
 recipe starts from, which a YAML file and then explicit options override.
 """
@@ -46,6 +53,8 @@ PRECISIONS = ("auto", "fp32", "bf16")
 #: How the optimiser updates the parameters: one fused kernel over all of them, torch's
 #: multi-tensor ``foreach`` ops, or a Python loop per parameter. The same arithmetic each.
 OPTIMIZER_KERNELS = ("auto", "fused", "foreach", "loop")
+#: the training objectives (:data:`vitkit.objectives.OBJECTIVES`, which a test keeps in step with this)
+OBJECTIVE_NAMES = ("supervised", "mpp", "mae")
 
 #: Model architecture options a pre-training run may override on the named variant (fields of its
 #: family's configuration: ViT's ``hidden_size``, ``depth``...; Swin's ``embed_dim``, ``depths``, per-stage
@@ -93,6 +102,9 @@ class TrainConfig(DictConfig):
     accum: int = option_field(1, Option("int", "micro-batches per step (gradient accumulation)", low=1))
     optimizer: str = option_field("adamw", Option("choice", "optimiser", choices=OPTIMIZERS))
     lr: float = option_field(1e-3, Option("float", "peak learning rate", low=0, high=100, low_open=True))
+    #: when set, ``lr`` is a base rate for this batch size: the peak is lr * batch_size / lr_base_batch (MAE: 256).
+    lr_base_batch: int | None = option_field(None, Option("int", "treat --lr as a base rate for this batch: peak = "
+                                                                 "lr * batch / N (MAE: 256)", low=1, nullable=True))
     weight_decay: float = option_field(0.1, Option("float", "decoupled weight decay", low=0, high=10, flag="--wd"))
     betas: tuple[float, float] = option_field((0.9, 0.999), Option("pair", "Adam betas", low=0, high=1,
                                                                    high_open=True))
@@ -134,6 +146,29 @@ class TrainConfig(DictConfig):
                                                                 "crop-pct 1), center = the shorter side, keeping "
                                                                 "the aspect ratio (timm's)", choices=CROP_MODES,
                                                       nullable=True))
+    #: "supervised", or a self-supervised objective ("mpp", "mae"; vitkit.objectives) that ignores labels.
+    objective: str = option_field("supervised", Option("choice", "supervised; mpp: masked patch prediction (App. "
+                                                                 "B.1.2); mae: masked autoencoder. mpp and mae "
+                                                                 "ignore labels and bring their papers' optimiser "
+                                                                 "settings", choices=OBJECTIVE_NAMES))
+    #: the objective's options (e.g. mask_ratio, norm_pix_loss, decoder_depth; target, corrupt_ratio),
+    #: checked by the objective's own option definitions (:mod:`vitkit.objectives`).
+    objective_options: dict[str, Any] = field(default_factory=dict)
+    #: layer-wise learning-rate decay (MAE fine-tuning: 0.65-0.75): block i of L gets decay^(L - i).
+    layer_decay: float | None = option_field(None, Option("float", "fine-tuning: layer-wise lr decay, block i of L "
+                                                                   "learns at lr * decay^(L - i) (MAE: 0.65-0.75)",
+                                                          low=0, high=1, low_open=True, nullable=True))
+    #: fine-tuning: stochastic depth at the last block (None: as the checkpoint has it).
+    drop_path: float | None = option_field(None, Option("float", "fine-tuning: stochastic depth at the last block "
+                                                                 "(MAE: 0.1)", low=0, high=1, high_open=True,
+                                                        nullable=True))
+    #: fine-tuning: pool the patch tokens and normalise after pooling (MAE's GAP + LayerNorm head).
+    global_pool: bool = option_field(False, Option("bool", "fine-tuning: pool the patch tokens, LayerNorm after "
+                                                           "pooling (MAE's fine-tuning head)"))
+    #: fine-tuning: train only the last K blocks, the final norm and the head (0: the head alone).
+    trainable_blocks: int | None = option_field(None, Option("int", "fine-tuning: freeze all but the last K "
+                                                                    "blocks (+ final norm and head; 0: the head "
+                                                                    "alone)", low=0, nullable=True, metavar="K"))
     #: exponential moving average of the weights (Polyak averaging); None: off.
     ema: float | None = option_field(None, Option("float", "weight-average decay (the paper: 0.9999)", low=0,
                                                   high=1, low_open=True, high_open=True, off_value=0))
@@ -153,6 +188,7 @@ class TrainConfig(DictConfig):
 
     def __post_init__(self) -> None:
         self.model_options = dict(self.model_options or {})
+        self.objective_options = dict(self.objective_options or {})
         self.validate()
 
     def validate(self) -> None:
@@ -163,6 +199,12 @@ class TrainConfig(DictConfig):
             (self.batch_size % self.accum == 0, f"batch size {self.batch_size} is not divisible by accum "
                                                 f"{self.accum}"),
             (self.recipe != "finetune" or self.checkpoint, "fine-tuning needs a checkpoint to start from"),
+            (self.recipe == "finetune" or not (self.global_pool or self.trainable_blocks is not None
+                                               or self.drop_path is not None),
+             "--global-pool, --trainable-blocks and --drop-path belong to fine-tuning (pre-training sets drop "
+             "path as a model option)"),
+            (self.recipe == "pretrain" or self.objective == "supervised",
+             f"fine-tuning trains a classifier: objective {self.objective!r} is for pre-training (vitkit train)"),
         ]
         for ok, message in checks:
             if not ok:
@@ -174,6 +216,12 @@ class TrainConfig(DictConfig):
         if self.recipe == "finetune" and fixed:
             raise VitkitError(f"fine-tuning keeps the checkpoint's architecture; it cannot change {', '.join(fixed)} "
                               f"(only {', '.join(FINETUNE_MODEL_OPTIONS)})")
+        from vitkit.objectives import objective_options
+
+        objective_options(self.objective, self.objective_options)  # names and values, one-line errors
+        if self.objective != "supervised" and (self.mixup or self.cutmix or self.label_smoothing):
+            raise VitkitError(f"mixup, cutmix and label smoothing act on labels: objective {self.objective!r} "
+                              f"has none")
         if self.recipe == "pretrain":
             self.architecture()  # the variant, its overrides and the resolution must fit together
 
@@ -181,7 +229,7 @@ class TrainConfig(DictConfig):
         """The configuration of the model a pre-training run builds (validated; classes not yet known)."""
         from vitkit.models.registry import get_config
 
-        overrides = pretraining_architecture(self.model, self.model_options)
+        overrides = pretraining_architecture(self.model, self.model_options, self.objective)
         if self.image_size is not None:
             overrides["image_size"] = self.image_size
         if self.dropout is not None:
@@ -197,15 +245,16 @@ class TrainConfig(DictConfig):
         return out
 
 
-def pretraining_architecture(model: str, options: dict[str, Any]) -> dict[str, Any]:
+def pretraining_architecture(model: str, options: dict[str, Any], objective: str = "supervised") -> dict[str, Any]:
     """The architecture overrides of a pre-training run: for ViT the paper's head, an MLP with one
     hidden layer (§3.1; pre-logits, Dense + tanh, D wide as in the official code) unless
-    ``representation_size`` is given (0: a linear head); other families keep their own head."""
+    ``representation_size`` is given (0: a linear head); other families keep their own head. A
+    self-supervised ``objective`` trains no classifier: its encoder gets no head at all."""
     from vitkit.models.registry import family_of, get_config
 
     options = dict(options)
     config = get_config(model, **options)
-    if family_of(config).name != "vit":  # Swin and BiT ResNets pre-train with their own linear head
+    if family_of(config).name != "vit" or objective != "supervised":  # Swin, BiT: their own linear head
         return options
     if "representation_size" not in options:
         options["representation_size"] = config.hidden_size
@@ -213,12 +262,17 @@ def pretraining_architecture(model: str, options: dict[str, Any]) -> dict[str, A
     return options
 
 
-def recipe_defaults(recipe: str) -> dict[str, Any]:
+def recipe_defaults(recipe: str, objective: str = "supervised") -> dict[str, Any]:
     """The option values a recipe starts from (Table 3 / App. B.1.1, scaled to small machines:
     the paper's batch 4096 / 512 are reachable with ``--accum`` or more processes; warm-up:
-    :func:`default_warmup`)."""
+    :func:`default_warmup`); a self-supervised objective brings its own (see the module notes)."""
     if recipe == "pretrain":
-        return dict(recipe="pretrain", optimizer="adamw", lr=1e-3, weight_decay=0.1, decay="linear", ema=None)
+        from vitkit.objectives import OBJECTIVES
+
+        if objective not in OBJECTIVES:
+            raise VitkitError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+        return {**dict(recipe="pretrain", optimizer="adamw", lr=1e-3, weight_decay=0.1, decay="linear", ema=None,
+                       objective=objective), **OBJECTIVES[objective][0].recipe}
     if recipe == "finetune":
         return dict(recipe="finetune", optimizer="sgd", lr=0.01, weight_decay=0.0, decay="cosine", ema=0.9999)
     raise VitkitError(f"recipe must be one of {RECIPES}, got {recipe!r}")
@@ -279,19 +333,43 @@ PRESET_HELP = {
 NO_DECAY_NAMES = ("pos_embed", "cls_token", "rel_bias", "mask_token")
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+def param_groups(model: nn.Module, weight_decay: float, *, lr: float | None = None,
+                 layer_decay: float | None = None) -> list[dict[str, Any]]:
     """Two groups: weight matrices and conv kernels with ``weight_decay``; biases, norm scales,
-    position embeddings and the [class] token without (App. B.1)."""
-    decay, no_decay = [], []
+    position embeddings and the [class] token without (App. B.1).
+
+    With ``layer_decay`` (and the peak ``lr``) each of those is split by depth, as MAE fine-tunes
+    (its ``param_groups_lrd``): a ViT of L blocks has layers 0 (embeddings, [class] token) to L + 1
+    (final norm, head); layer j learns at ``lr * layer_decay^(L + 1 - j)``."""
+    depth = len(getattr(model, "blocks", ()))
+    buckets: dict[tuple[int, bool], list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        if param.ndim <= 1 or any(part in name for part in NO_DECAY_NAMES):
-            no_decay.append(param)
-        else:
-            decay.append(param)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return [g for g in groups if g["params"]]
+        no_decay = param.ndim <= 1 or any(part in name for part in NO_DECAY_NAMES)
+        layer = vit_layer_id(name, depth) if layer_decay is not None else depth + 1
+        buckets.setdefault((layer, no_decay), []).append(param)
+    groups = []
+    for (layer, no_decay), params in sorted(buckets.items(), key=lambda item: (item[0][0], item[0][1])):
+        group: dict[str, Any] = {"params": params, "weight_decay": 0.0 if no_decay else weight_decay}
+        if layer_decay is not None:
+            group["lr"] = (lr if lr is not None else 1.0) * layer_decay ** (depth + 1 - layer)
+        groups.append(group)
+    return groups
+
+
+def vit_layer_id(name: str, depth: int) -> int:
+    """0 for the patch embedding, position embeddings and [class] token; i + 1 for block i; depth + 1 else."""
+    if name.startswith(("patch_embed", "pos_embed", "cls_token")):
+        return 0
+    if name.startswith("blocks."):
+        return int(name.split(".")[1]) + 1
+    return depth + 1
+
+
+def peak_lr(config: TrainConfig) -> float:
+    """``lr``, or with ``lr_base_batch`` MAE's linear scaling rule lr * batch_size / lr_base_batch."""
+    return config.lr * config.batch_size / config.lr_base_batch if config.lr_base_batch else config.lr
 
 
 def optimizer_kernel_options(model: nn.Module, kernel: str) -> dict[str, bool]:
@@ -307,13 +385,17 @@ def optimizer_kernel_options(model: nn.Module, kernel: str) -> dict[str, bool]:
     return {"fused": {"fused": True}, "foreach": {"foreach": True}, "loop": {"foreach": False}}[kernel]
 
 
-def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW (decoupled weight decay) for pre-training, SGD with momentum for fine-tuning."""
-    groups = param_groups(model, config.weight_decay)
-    kernel = optimizer_kernel_options(model, config.optimizer_kernel)
+def build_optimizer(model: nn.Module, config: TrainConfig, *extra: nn.Module) -> torch.optim.Optimizer:
+    """AdamW (decoupled weight decay) for pre-training, SGD with momentum for fine-tuning. ``extra``
+    modules (a pre-training objective's decoder or head) train with the model at the full rate."""
+    lr = peak_lr(config)
+    groups = param_groups(model, config.weight_decay, lr=lr, layer_decay=config.layer_decay)
+    for module in extra:
+        groups += param_groups(module, config.weight_decay)
+    kernel = optimizer_kernel_options(nn.ModuleList([model, *extra]), config.optimizer_kernel)
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay, **kernel)
-    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, **kernel)
+        return torch.optim.AdamW(groups, lr=lr, betas=config.betas, weight_decay=config.weight_decay, **kernel)
+    return torch.optim.SGD(groups, lr=lr, momentum=config.momentum, weight_decay=config.weight_decay, **kernel)
 
 
 class WarmupDecay:
