@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 from vitkit.config import to_pair
 from vitkit.errors import VitkitError
@@ -26,32 +27,39 @@ def _res(row: dict) -> str:
     return str(height) if height == width else f"{height}x{width}"
 
 
-def _print_vit(rows: list[dict]) -> None:
-    print(f"{'model':<14} {'res':>4} {'params':>9} {'GFLOPs':>8} {'GMACs':>7} {'seq len':>8}  "
-          f"{'D':>5} {'L':>3} {'heads':>5} {'MLP':>5}")
+def _dashed(values: list) -> str:
+    return "-".join(map(str, values))
+
+
+Column = tuple[str, int, Callable[[dict], object]]
+#: the columns every family shares: (header, width (negative: left-aligned), value of a row)
+SHARED_COLUMNS: list[Column] = [
+    ("res", 4, _res), ("params", 9, lambda r: f"{r['params'] / 1e6:.1f}M"),
+    ("GFLOPs", 8, lambda r: f"{r['gflops']:.1f}"), ("GMACs", 7, lambda r: f"{r['gmacs']:.1f}")]
+#: family -> its own columns (ViT: Table 1 of the paper; Swin: §3.3 of its paper; BiT: units and width)
+FAMILY_COLUMNS: dict[str, list[Column]] = {
+    "vit": [("seq len", 8, lambda r: r["seq_len"]), ("D", 5, lambda r: r["hidden_size"]),
+            ("L", 3, lambda r: r["depth"]), ("heads", 5, lambda r: r["num_heads"]), ("MLP", 5, lambda r: r["mlp_dim"])],
+    "swin": [("C", 4, lambda r: r["embed_dim"]), ("depths", -10, lambda r: _dashed(r["depths"])),
+             ("heads", -11, lambda r: _dashed(r["num_heads"])), ("window", 6, lambda r: r["window_size"])],
+    "bit": [("units per stage", -16, lambda r: _dashed(r["layers"])), ("width", 5, lambda r: f"x{r['width_factor']}"),
+            ("features", 8, lambda r: r["num_features"])],
+}
+
+
+def _cell(value: object, width: int) -> str:
+    return f"{value!s:<{-width}}" if width < 0 else f"{value!s:>{width}}"
+
+
+def print_family(family: str, rows: list[dict]) -> None:
+    """The table of one family: a header, then a row per variant (a row that has an error says it)."""
+    columns = SHARED_COLUMNS + FAMILY_COLUMNS[family]
+    print(f"{'model':<14} " + " ".join(_cell(header, width) for header, width, _ in columns))
     for r in rows:
-        print(f"{r['name']:<14} {_res(r):>4} {r['params'] / 1e6:>8.1f}M {r['gflops']:>8.1f} {r['gmacs']:>7.1f} "
-              f"{r['seq_len']:>8}  {r['hidden_size']:>5} {r['depth']:>3} {r['num_heads']:>5} {r['mlp_dim']:>5}")
-
-
-def _print_swin(rows: list[dict]) -> None:
-    print(f"{'model':<14} {'res':>4} {'params':>9} {'GFLOPs':>8} {'GMACs':>7}  {'C':>4} {'depths':<10} "
-          f"{'heads':<11} {'window':>6}")
-    for r in rows:
-        print(f"{r['name']:<14} {_res(r):>4} {r['params'] / 1e6:>8.1f}M {r['gflops']:>8.1f} {r['gmacs']:>7.1f}  "
-              f"{r['embed_dim']:>4} {'-'.join(map(str, r['depths'])):<10} {'-'.join(map(str, r['num_heads'])):<11} "
-              f"{r['window_size']:>6}")
-
-
-def _print_bit(rows: list[dict]) -> None:
-    print(f"{'model':<14} {'res':>4} {'params':>9} {'GFLOPs':>8} {'GMACs':>7}  {'units per stage':<16} {'width':>5} "
-          f"{'features':>8}")
-    for r in rows:
-        print(f"{r['name']:<14} {_res(r):>4} {r['params'] / 1e6:>8.1f}M {r['gflops']:>8.1f} {r['gmacs']:>7.1f}  "
-              f"{'-'.join(map(str, r['layers'])):<16} {'x' + str(r['width_factor']):>5} {r['num_features']:>8}")
-
-
-PRINTERS = {"vit": _print_vit, "swin": _print_swin, "bit": _print_bit}
+        if "error" in r:  # e.g. patch 14 at 384 px: that row says so, the others are still listed
+            print(f"{r['name']:<14} ({r['error']})")
+        else:
+            print(f"{r['name']:<14} " + " ".join(_cell(value(r), width) for _, width, value in columns))
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -67,10 +75,7 @@ def run(args: argparse.Namespace) -> dict:
     for i, family in enumerate(families):
         if i:
             print()
-        PRINTERS[family]([r for r in rows if r["family"] == family and "error" not in r])
-        for r in rows:  # e.g. patch 14 at 384 px: that row says so, the others are still listed
-            if r["family"] == family and "error" in r:
-                print(f"{r['name']:<14} ({r['error']})")
+        print_family(family, [r for r in rows if r["family"] == family])
     print(f"{args.num_classes} classes; GFLOPs count a multiply-add as 2 (vitkit), GMACs count it once "
           f"(fvcore, timm and the Swin paper's Table 1 call these FLOPs)")
     if rows and all("error" in r for r in rows):

@@ -132,15 +132,25 @@ HF_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": 
 HF_ACTIVATION_NAMES = {"gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh"}
 
 
+def common_architecture(c: dict, where: str) -> tuple[str, int]:
+    """(vitkit's ``mlp_act``, the patch side) of a transformers ViT / ViTMAE / Swin config, or a
+    one-line error for what vitkit's models cannot run (another activation, non-square patches)."""
+    if c["hidden_act"] not in HF_ACTIVATIONS:
+        raise VitkitError(f"{where}: hidden_act {c['hidden_act']!r} is not supported "
+                          f"(vitkit's MLP: {' / '.join(HF_ACTIVATIONS)})")
+    patch = to_pair(c["patch_size"])
+    if patch[0] != patch[1]:
+        raise VitkitError(f"{where}: non-square patches {patch} are not supported")
+    return HF_ACTIVATIONS[c["hidden_act"]], patch[0]
+
+
 def config_from_hf(hf: dict, source: TensorSource) -> ViTConfig:
     """vitkit's architecture from a transformers ``config.json`` and the weights' head shapes."""
     where = str(source.path)
     c = {**HF_DEFAULTS, **hf}
     if hf.get("model_type") != "vit":
         raise VitkitError(f"{where}: Hugging Face model_type {hf.get('model_type')!r} is not supported (only 'vit')")
-    if c["hidden_act"] not in HF_ACTIVATIONS:
-        raise VitkitError(f"{where}: hidden_act {c['hidden_act']!r} is not supported "
-                          f"(vitkit's MLP: {' / '.join(HF_ACTIVATIONS)})")
+    mlp_act, patch = common_architecture(c, where)
     keys = {_strip_prefix(k): k for k in source.names()}
     head_name, = mapping.their_names(RULES, "head.weight")
     pooler_name, = mapping.their_names(RULES, "pre_logits.fc.weight")
@@ -148,17 +158,14 @@ def config_from_hf(hf: dict, source: TensorSource) -> ViTConfig:
     pooler = pooler_name in keys and not head
     if pooler and c["pooler_act"] != "tanh":
         raise VitkitError(f"{where}: pooler_act {c['pooler_act']!r} is not supported (pre-logits use tanh)")
-    patch = to_pair(c["patch_size"])
-    if patch[0] != patch[1]:
-        raise VitkitError(f"{where}: non-square patches {patch} are not supported")
     config = ViTConfig(
-        image_size=to_pair(c["image_size"]), patch_size=patch[0], in_channels=c["num_channels"],
+        image_size=to_pair(c["image_size"]), patch_size=patch, in_channels=c["num_channels"],
         hidden_size=c["hidden_size"], depth=c["num_hidden_layers"], num_heads=c["num_attention_heads"],
         mlp_dim=c["intermediate_size"], classifier="token", qkv_bias=bool(c["qkv_bias"]),
         num_classes=source.shape(keys[head_name])[0] if head else 0,
         representation_size=source.shape(keys[pooler_name])[0] if pooler else None,
         dropout=float(c["hidden_dropout_prob"]), attention_dropout=float(c["attention_probs_dropout_prob"]),
-        layer_norm_eps=float(c["layer_norm_eps"]), mlp_act=HF_ACTIVATIONS[c["hidden_act"]],
+        layer_norm_eps=float(c["layer_norm_eps"]), mlp_act=mlp_act,
         # transformers' ViTEmbeddings.interpolate_pos_encoding is bicubic; vitkit's exports say theirs
         posemb_resample=(hf.get("vitkit") or {}).get("posemb_resample", "bicubic"),
     )

@@ -91,18 +91,13 @@ def _read_config(directory: Path) -> dict:
 
 def encoder_config(c: dict, where: str) -> ViTConfig:
     """vitkit's encoder architecture from a ViTMAE ``config.json`` (merged with the defaults)."""
-    if c["hidden_act"] not in hf.HF_ACTIVATIONS:
-        raise VitkitError(f"{where}: hidden_act {c['hidden_act']!r} is not supported "
-                          f"(vitkit's MLP: {' / '.join(hf.HF_ACTIVATIONS)})")
-    patch = to_pair(c["patch_size"])
-    if patch[0] != patch[1]:
-        raise VitkitError(f"{where}: non-square patches {patch} are not supported")
+    mlp_act, patch = hf.common_architecture(c, where)
     config = ViTConfig(
-        image_size=to_pair(c["image_size"]), patch_size=patch[0], in_channels=c["num_channels"],
+        image_size=to_pair(c["image_size"]), patch_size=patch, in_channels=c["num_channels"],
         hidden_size=c["hidden_size"], depth=c["num_hidden_layers"], num_heads=c["num_attention_heads"],
         mlp_dim=c["intermediate_size"], classifier="token", num_classes=0, qkv_bias=bool(c["qkv_bias"]),
         dropout=float(c["hidden_dropout_prob"]), attention_dropout=float(c["attention_probs_dropout_prob"]),
-        layer_norm_eps=float(c["layer_norm_eps"]), mlp_act=hf.HF_ACTIVATIONS[c["hidden_act"]],
+        layer_norm_eps=float(c["layer_norm_eps"]), mlp_act=mlp_act,
     )
     return config.replace(name=(c.get("vitkit") or {}).get("name") or mapping.variant_name(config))
 

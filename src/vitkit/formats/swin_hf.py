@@ -80,22 +80,17 @@ def config_from_hf(hf_config: dict, source) -> SwinConfig:
     c = {**HF_DEFAULTS, **hf_config}
     if c["use_absolute_embeddings"]:
         raise VitkitError(f"{where}: Swin with absolute position embeddings (use_absolute_embeddings) is not supported")
-    if c["hidden_act"] not in hf.HF_ACTIVATIONS:
-        raise VitkitError(f"{where}: hidden_act {c['hidden_act']!r} is not supported "
-                          f"(vitkit's MLP: {' / '.join(hf.HF_ACTIVATIONS)})")
-    patch = to_pair(c["patch_size"])
-    if patch[0] != patch[1]:
-        raise VitkitError(f"{where}: non-square patches {patch} are not supported")
+    mlp_act, patch = hf.common_architecture(c, where)
     keys = {_strip_prefix(k): k for k in source.names()}
     head_name, = mapping.their_names(RULES, "head.weight")
     config = SwinConfig(
-        image_size=to_pair(c["image_size"]), patch_size=patch[0], in_channels=c["num_channels"],
+        image_size=to_pair(c["image_size"]), patch_size=patch, in_channels=c["num_channels"],
         embed_dim=c["embed_dim"], depths=tuple(c["depths"]), num_heads=tuple(c["num_heads"]),
         window_size=c["window_size"], mlp_ratio=float(c["mlp_ratio"]), qkv_bias=bool(c["qkv_bias"]),
         num_classes=source.shape(keys[head_name])[0] if head_name in keys else 0,
         dropout=float(c["hidden_dropout_prob"]), attention_dropout=float(c["attention_probs_dropout_prob"]),
         drop_path=float(c["drop_path_rate"]), layer_norm_eps=float(c["layer_norm_eps"]),
-        mlp_act=hf.HF_ACTIVATIONS[c["hidden_act"]],
+        mlp_act=mlp_act,
     )
     return config.replace(name=(hf_config.get("vitkit") or {}).get("name") or variant_name(config))
 
