@@ -91,6 +91,22 @@ def test_label_names_and_preprocessing_travel_through_hf(tmp_path):
     assert transformers.SwinForImageClassification.from_pretrained(tmp_path / "hf").config.id2label[2] == "emu"
 
 
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_timm_file_keeps_non_default_heads_labels_and_preprocessing(tmp_path, suffix):
+    """A timm file does not record the heads; vitkit's export carries them (zip comment of a .pth, the
+    safetensors header), so a model whose heads are not the variant's reloads with the same logits."""
+    model = randomised(create_model("Swin-T", image_size=32, embed_dim=16, depths=(2, 2), num_heads=(4, 8),
+                                    window_size=4, num_classes=3))
+    model.label_names = ["cat", "dog", "emu"]
+    save_model(model, tmp_path / f"m{suffix}", to="timm")
+    back = load_model(tmp_path / f"m{suffix}")
+    assert list(back.config.num_heads) == [4, 8] and back.label_names == ["cat", "dog", "emu"]
+    assert back.preprocessing == model.preprocessing
+    x = _images(32)
+    with torch.no_grad():
+        torch.testing.assert_close(back(x), model.eval()(x), **TOL)
+
+
 # --------------------------------------------------------------------------------------- timm
 TIMM_CONFIGS = {
     "three stages": dict(img_size=64, patch_size=4, embed_dim=16, depths=(2, 2, 2), num_heads=(2, 2, 4),

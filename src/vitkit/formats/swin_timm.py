@@ -168,7 +168,7 @@ def load_swin_timm(path: str | os.PathLike, *, dtype: torch.dtype | None = torch
     path = Path(path)
     weights, hub = timm.hub_files(path) if path.is_dir() else (path, {})
     with open_tensor_file(weights) as source:
-        meta = mapping.read_embedded_metadata(source.metadata.get(timm.METADATA_KEY))
+        meta = mapping.read_embedded_metadata(source.metadata.get(timm.METADATA_KEY) or source.metadata.get("comment"))
         model, meta = load_swin_state_dict(source, rules, head="head.fc.weight", fmt=FORMAT, dtype=dtype,
                                            progress=progress, image_size=image_size, meta=meta)
     cfg = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, **(hub.get("pretrained_cfg") or {})}
@@ -212,7 +212,8 @@ def timm_twin(model: SwinTransformer, dst: Path | None):
 
 
 def save_swin_timm(model: SwinTransformer, path: str | os.PathLike, *, progress: bool = False) -> Path:
-    """Write ``model`` as a timm Swin state dict: ``.safetensors`` (with vitkit metadata) or ``.pth``/``.bin``."""
+    """Write ``model`` as a timm Swin state dict: ``.safetensors`` or ``.pth``/``.bin``, each with vitkit's
+    metadata (heads, labels, preprocessing: the safetensors header, the zip comment)."""
     path = Path(path)
     if path.suffix not in (".safetensors", *timm.TORCH_SUFFIXES):
         raise VitkitError(f"{path}: a timm checkpoint needs a .safetensors, .pth or .bin name")
@@ -220,5 +221,5 @@ def save_swin_timm(model: SwinTransformer, path: str | os.PathLike, *, progress:
     if path.suffix == ".safetensors":
         write_safetensors(tensors, path, metadata={timm.METADATA_KEY: mapping.embedded_metadata(model)})
     else:
-        write_torch(tensors, path)
+        write_torch(tensors, path, comment=mapping.embedded_metadata(model))
     return path
