@@ -110,6 +110,26 @@ def test_hub_name_loads_transformers_weights_from_the_cache_offline(tmp_path, hu
     assert resolve_checkpoint("hf-hub:org/tiny-vit") == hub_cache / "models--org--tiny-vit" / "snapshots" / COMMIT_A
 
 
+def test_a_vitmae_repository_loads_its_encoder_and_its_decoder_by_name(tmp_path, hub_cache):
+    """``facebook/vit-mae-base``'s layout: a transformers ViTMAEForPreTraining directory on the hub."""
+    from vitkit.objectives import load_pretraining
+
+    torch.manual_seed(0)
+    config = transformers.ViTMAEConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                                       image_size=32, patch_size=8, decoder_hidden_size=16, decoder_num_hidden_layers=1,
+                                       decoder_num_attention_heads=2, decoder_intermediate_size=32, mask_ratio=0.75)
+    reference = transformers.ViTMAEForPreTraining(config).eval()
+    reference.save_pretrained(tmp_path / "mae")
+    add_to_hub_cache(hub_cache, "org/tiny-vit-mae", tmp_path / "mae", COMMIT_A)
+    model, objective = load_pretraining("org/tiny-vit-mae")
+    noise = torch.rand(2, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = reference(pixel_values=X, noise=noise)
+        ours = objective.run(model, X, noise=noise)
+    torch.testing.assert_close(ours.loss.mean(), expected.loss, rtol=0, atol=1e-5)
+    assert load_model("hf-hub:org/tiny-vit-mae").config.num_classes == 0  # the encoder, as a plain ViT
+
+
 def test_revision_pinning_picks_the_snapshot(tmp_path, hub_cache):
     old, old_ref = tiny_hf(tmp_path, "old", seed=1)
     new, new_ref = tiny_hf(tmp_path, "new", seed=2)

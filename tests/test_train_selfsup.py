@@ -273,3 +273,16 @@ def test_the_objective_option_lists_every_objective():
     from vitkit.train.recipes import OBJECTIVE_NAMES
 
     assert tuple(OBJECTIVES) == OBJECTIVE_NAMES
+
+
+def test_a_masked_run_exports_its_encoder_to_onnx(tmp_path):
+    """A self-supervised run's model is a plain ViT encoder: its ONNX export gives the features."""
+    from vitkit.export.onnx import export_onnx, run_onnx
+
+    model = load_model(ssl_run("mae") / "model")
+    report = export_onnx(model, tmp_path / "encoder.onnx")
+    x = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = model(x).numpy()
+    assert report.dynamic_size and expected.shape == (3, model.config.hidden_size)
+    assert np.abs(run_onnx(tmp_path / "encoder.onnx", x) - expected).max() <= 1e-4

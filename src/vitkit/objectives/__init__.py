@@ -108,14 +108,15 @@ def load_objective(path: str | os.PathLike, model_config: ViTConfig) -> Objectiv
 def load_pretraining(path: str | os.PathLike, *, device: str | torch.device | None = None,
                      image_size: int | tuple[int, int] | None = None
                      ) -> tuple[VisionTransformer, Objective | None]:
-    """(encoder, pre-training objective or None) of a checkpoint (or of a training run directory: its
-    ``model/``); both in eval mode.
+    """(encoder, pre-training objective or None) of a checkpoint, a checkpoint name (:mod:`vitkit.hub`)
+    or a training run directory (its ``model/``); both in eval mode.
 
     ``image_size`` runs the pair at another resolution (the encoder's position embeddings are
     resampled, MAE's decoder computes its sine-cosine table for the new grid)."""
     from vitkit.formats.detect import load_model
+    from vitkit.hub import resolve_checkpoint
 
-    path = Path(path)
+    path = resolve_checkpoint(path)  # a name (hf-hub:ORG/REPO, official:..., a URL) is fetched first
     if (path / "config.yaml").is_file() and (path / "model").is_dir():
         path = path / "model"
     model = load_model(path)
