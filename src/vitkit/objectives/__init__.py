@@ -19,7 +19,6 @@ ViTMAE directories.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import torch
