@@ -134,6 +134,8 @@ def test_matmul_peak_is_a_positive_rate():
     (["--rows", "int4"], "unknown bench row"),
     (["--precision", "fp16", "--device", "cpu"], "fp16 runs on a GPU only"),
     (["--mode", "train", "--compare", "onnx"], "training compares with transformers only"),
+    (["--mode", "train", "--rows", "compile"], "--mode train takes --compile"),
+    (["--mode", "train", "--int8"], "--rows, --int8 and --merge are inference rows"),
     (["--batch-size", "0"], "--batch-size: got '0'; allowed: an integer >= 1"),
     (["--int8", "--precision", "bf16"], "int8 layers take fp32 activations"),
 ])

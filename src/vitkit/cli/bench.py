@@ -93,6 +93,9 @@ def _rows(args: argparse.Namespace) -> list[str]:
 
 
 def _train_rows(args: argparse.Namespace) -> list[str]:
+    if getattr(args, "mode", "inference") == "train" and (args.rows or args.int8 or args.merge):  # refused, not ignored
+        raise VitkitError("--rows, --int8 and --merge are inference rows; --mode train takes --compile (a "
+                          "vitkit+compile row) and --compare transformers")
     rows = ["vitkit"] + (["vitkit+compile"] if args.compile else [])
     if args.compare:
         if args.compare.strip().lower() != "transformers":

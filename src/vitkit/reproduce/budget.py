@@ -109,8 +109,8 @@ BUDGETS: dict[str, Budget] = {
         attention_images=8, scratch_epochs=0.1, scratch_model=vit(16, 1, 2),
         scratch_variants=1, headline_size=16, headline_epochs=0.1, headline_model=vit(16, 1, 2), mlp_hidden=(16,),
         mlp_max_iter=20),
-    # small: about 30 s per pre-training run of the main ViT on two quiet cores; epochs chosen so that the
-    # ~120 runs of all claims fit the 30 minutes
+    # small: about 15 s per pre-training run of the main ViT on two cores; ~160 runs in all took 31.6 min
+    # (README); the epochs are what fits that time, too few for several claims to show (see the README)
     "small": Budget(name="small", seeds=3, batch_size=64, pretrain_epochs=3, data_fractions=(0.125, 0.35, 1.0),
                     attention_epochs=5, scratch_epochs=8, headline_size=16, headline_epochs=10),
     "full": Budget(
