@@ -173,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"check_readme_numbers: {exc}", file=sys.stderr)
         return 2
     command = f"vitkit demo --seed {result.get('settings', {}).get('seed', args.seed)}"
-    if args.write:
-        args.readme.write_text(rewrite(text, result, command))
+    if args.write:  # the README as it is now: it may have been edited while the demo ran
+        args.readme.write_text(rewrite(args.readme.read_text(), result, command))
         print(f"{args.readme}: demo results rewritten from `{command}`")
         return 0
     problems = compare(readme, parse_run(result))

@@ -248,6 +248,8 @@ def measure_export(model: nn.Module, fmt: str, dst: str | Path | None = None, *,
 
     dst = Path(dst) if dst is not None else None
     builder = TWINS.get((family_of(model).name, fmt), _identity_twin)
+    if builder is _identity_twin:  # the target runs vitkit's own code: nothing to measure, no forward pass spent
+        return ExportCheck(fmt, 0.0, "vitkit itself", [], _notes(model, fmt))
     source = model
     if any(p.dtype != torch.float32 for p in model.parameters()):  # compare in float32
         source = copy.deepcopy(model).float()
