@@ -207,12 +207,9 @@ def bench_inference(model: VisionTransformer, settings: BenchSettings, device: t
     peak_gflops = product_flops / summary(times.pop(PEAK))["median"] / 1e9
     rows = []
     for name, seconds in times.items():
-        stats = summary(seconds)
-        ips = settings.batch_size / stats["median"]
-        achieved = ips * flops[name]
-        row = {"name": name, "images_per_second": ips, "seconds_per_batch": stats,
-               "latency_ms": None, "peak_memory_mib": None, "gflops_per_image": flops[name],
-               "achieved_gflops": achieved, "fraction_of_peak": achieved / peak_gflops,
+        rate = _rate(seconds, settings.batch_size, flops[name], peak_gflops)
+        row = {"name": name, "images_per_second": rate["images_per_second"], "seconds_per_batch": rate["stats"],
+               "latency_ms": None, "peak_memory_mib": None, **rate["flops"],
                "vs_fp32": None, "vs_transformers": None, "guard": None}
         if name in latencies:
             lat = latencies[name]
@@ -225,6 +222,17 @@ def bench_inference(model: VisionTransformer, settings: BenchSettings, device: t
     peak = {"gflops": peak_gflops, "matmul_size": int(round((product_flops / 2) ** (1 / 3))),
             "dtype": str(peak_dtype).removeprefix("torch.")}
     return rows, peak, {name: contenders[name] for name in runners}
+
+
+def _rate(seconds: list[float], batch_size: int, gflops_per_image: float, peak_gflops: float) -> dict[str, Any]:
+    """What every row reports of its timings: their summary, images per second, and the achieved
+    GFLOP/s and fraction of the measured peak at ``gflops_per_image``."""
+    stats = summary(seconds)
+    ips = batch_size / stats["median"]
+    achieved = ips * gflops_per_image
+    return {"stats": stats, "images_per_second": ips,
+            "flops": {"gflops_per_image": gflops_per_image, "achieved_gflops": achieved,
+                      "fraction_of_peak": achieved / peak_gflops}}
 
 
 def _add_ratios(rows: list[dict], key: str, reference: str) -> None:
@@ -296,11 +304,9 @@ def bench_training(model: VisionTransformer, settings: BenchSettings, device: to
     peak_gflops = product_flops / summary(times.pop(PEAK))["median"] / 1e9
     rows = []
     for name, seconds in times.items():
-        stats = summary(seconds)
-        ips = settings.batch_size / stats["median"]
-        rows.append({"name": name, "images_per_second": ips, "seconds_per_step": stats, "peak_memory_mib": None,
-                     "gflops_per_image": step_flops, "achieved_gflops": ips * step_flops,
-                     "fraction_of_peak": ips * step_flops / peak_gflops, "vs_transformers": None})
+        rate = _rate(seconds, settings.batch_size, step_flops, peak_gflops)
+        rows.append({"name": name, "images_per_second": rate["images_per_second"], "seconds_per_step": rate["stats"],
+                     "peak_memory_mib": None, **rate["flops"], "vs_transformers": None})
     _add_ratios(rows, "vs_transformers", "transformers")
     peak = {"gflops": peak_gflops, "matmul_size": int(round((product_flops / 2) ** (1 / 3))),
             "dtype": str(peak_dtype).removeprefix("torch.")}

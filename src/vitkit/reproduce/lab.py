@@ -72,6 +72,11 @@ class Run:
         return load_model(self.model_dir).eval()
 
 
+def _run_key(fields: dict[str, Any]) -> str:
+    """The short hash that names a run's directory: the same settings, the same directory (reused)."""
+    return hashlib.sha1(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
 def _slug(text: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in text.lower()).strip("-")[:48]
 
@@ -224,7 +229,7 @@ class Lab:
         config = TrainConfig(**{"device": self.device, "num_workers": self.num_workers, "eval_every": 1_000_000,
                                 "log_every": 50, **options})
         key_fields = {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_KEY}
-        key = hashlib.sha1(json.dumps(key_fields, sort_keys=True, default=str).encode()).hexdigest()[:10]
+        key = _run_key(key_fields)
         if key in self._runs:
             return self._runs[key]
         run_dir = self.out / "runs" / f"{_slug(label)}-{key}"
@@ -288,7 +293,7 @@ class Lab:
         b = self.budget
         options = pretraining_architecture(arch["model"], self._architecture(arch, model_overrides))
         key_fields = {"model": arch["model"], "options": options, "seed": seed, "size": b.image_size}
-        key = hashlib.sha1(json.dumps(key_fields, sort_keys=True, default=str).encode()).hexdigest()[:10]
+        key = _run_key(key_fields)
         run_dir = self.out / "runs" / f"{_slug(label or 'init')}-{key}"
         reused = (run_dir / "model" / "config.json").is_file()
         if not reused:
