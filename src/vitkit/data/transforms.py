@@ -62,10 +62,6 @@ def eval_transform(pre: Preprocessing) -> Callable[[Image.Image], torch.Tensor]:
     return transform
 
 
-def _uniform(low: float, high: float) -> float:
-    return float(torch.empty(()).uniform_(low, high))
-
-
 def random_resized_crop_box(width: int, height: int, scale: tuple[float, float] = (0.08, 1.0),
                             ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> tuple[float, float, float, float]:
     """A random (left, top, right, bottom) box: area fraction in ``scale``, aspect ratio (w/h) in
@@ -76,12 +72,14 @@ def random_resized_crop_box(width: int, height: int, scale: tuple[float, float] 
     """
     area = width * height
     log_low, log_high = math.log(ratio[0]), math.log(ratio[1])
-    for _ in range(10):
-        target = area * _uniform(*scale)
-        aspect = math.exp(_uniform(log_low, log_high))
+    # One draw of four uniforms per attempt (area, aspect, left, top): torch's generator, so that
+    # seeding torch (and each loader worker) fixes the crops; one call, as this runs per image.
+    for u_area, u_aspect, u_left, u_top in torch.rand(10, 4, dtype=torch.float64).tolist():
+        target = area * (scale[0] + (scale[1] - scale[0]) * u_area)
+        aspect = math.exp(log_low + (log_high - log_low) * u_aspect)
         crop_w, crop_h = math.sqrt(target * aspect), math.sqrt(target / aspect)
         if 0 < crop_w <= width and 0 < crop_h <= height:
-            left, top = _uniform(0, width - crop_w), _uniform(0, height - crop_h)
+            left, top = u_left * (width - crop_w), u_top * (height - crop_h)
             return left, top, left + crop_w, top + crop_h
     aspect = min(max(width / height, ratio[0]), ratio[1])
     crop_w, crop_h = (width, width / aspect) if width / height <= aspect else (height * aspect, height)
@@ -99,6 +97,9 @@ def train_transform(pre: Preprocessing, *, flip: bool = True, scale: tuple[float
     """
     height, width = pre.image_size
     resample = _RESAMPLE[pre.interpolation]
+    # x / 255 and the normalisation folded into one scale and shift per channel, computed once
+    scale_255 = 1.0 / (255.0 * np.asarray(pre.std, dtype=np.float32))
+    shift = -np.asarray(pre.mean, dtype=np.float32) / np.asarray(pre.std, dtype=np.float32)
 
     def transform(image: Image.Image) -> torch.Tensor:
         image = image.convert("RGB")
@@ -106,7 +107,8 @@ def train_transform(pre: Preprocessing, *, flip: bool = True, scale: tuple[float
         image = image.resize((width, height), resample, box=box)  # crop and resize in one resampling
         if flip and float(torch.rand(())) < 0.5:
             image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        return normalize(to_tensor(image), pre.mean, pre.std)
+        pixels = np.asarray(image, dtype=np.float32) * scale_255 + shift
+        return torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
 
     return transform
 
