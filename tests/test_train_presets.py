@@ -31,16 +31,16 @@ def test_the_preset_sets_its_values_and_leaves_the_rest_to_the_recipe():
 
 
 def test_options_given_and_yaml_files_override_the_preset(tmp_path):
-    config = config_of([*TRAIN, "--recipe", "small-data", "--label-smoothing", "0", "--patch-size", "8",
+    config = config_of([*TRAIN, "--recipe", "small-data", "--label-smoothing", "0", "--patch-size", "4",
                         "--no-flip"])
-    assert config.label_smoothing == 0.0 and config.model_options["patch_size"] == 8 and config.flip is False
+    assert config.label_smoothing == 0.0 and config.model_options["patch_size"] == 4 and config.flip is False
     assert config.model_options["drop_path"] == PRESETS["small-data"]["pretrain"]["model_options"]["drop_path"]
     yaml_file = tmp_path / "run.yaml"
     yaml_file.write_text(yaml.safe_dump({"data": "digits", "crop_scale": [0.5, 1.0], "model_options": {
         "drop_path": 0.0}}))
     config = config_of(["train", "--config", str(yaml_file), "--recipe", "small-data"])
     assert config.crop_scale == (0.5, 1.0) and config.model_options["drop_path"] == 0.0
-    assert config.model_options["patch_size"] == 4 and config.label_smoothing == 0.1
+    assert config.model_options["patch_size"] == 8 and config.label_smoothing == 0.1
 
 
 def test_finetune_takes_the_fine_tuning_part_of_the_preset(tmp_path):

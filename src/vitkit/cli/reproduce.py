@@ -16,7 +16,7 @@ HELP = ("rerun the paper's claims in miniature (Table 8, Fig. 3/4, 5, 7, 9, §4.
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from vitkit.reproduce import BUDGETS, CLAIMS
 
-    parser.epilog = ("budgets: tiny (about a minute, a smoke test), small (about 32 min on 2 CPU cores), full (for a "
+    parser.epilog = ("budgets: tiny (about a minute, a smoke test), small (under 30 min on 2 CPU cores), full (for a "
                      "GPU). Finished runs under OUT/runs are reused when the command is repeated with the same "
                      "--out.")
     parser.add_argument("--out", required=True, type=OUT.parse, metavar="DIR",

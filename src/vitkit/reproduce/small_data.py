@@ -43,18 +43,19 @@ def variants(budget) -> dict[str, dict[str, Any]]:
     """Name -> changes to the preset (TrainConfig options; ``model_options`` merged)."""
     preset = preset_options(PRESET, "pretrain")
     epochs = budget.scratch_epochs
+    patch = preset["model_options"]["patch_size"]
+    # the choices the preset makes, in the order the small budget keeps them; then the paper's optimiser
     everything = {
         "the paper's crops (from 8% of the area)": {"crop_scale": (0.08, 1.0)},
-        "no label smoothing": {"label_smoothing": 0.0},
-        "no drop path": {"model_options": {"drop_path": 0.0}},
-        f"patches of {2 * preset['model_options']['patch_size']} px": {
-            "model_options": {"patch_size": 2 * preset["model_options"]["patch_size"]}},
-        "the paper's optimiser settings (batch 128, lr 1e-3, wd 0.1)": {
-            "batch_size": 128, "lr": 1e-3, "weight_decay": 0.1},
+        "with flips": {"flip": True},
         "+ RandAugment": {"randaugment": True},
         "+ Mixup 0.8 / CutMix 1.0": {"mixup": 0.8, "cutmix": 1.0},
-        "with flips": {"flip": True},
+        "no label smoothing": {"label_smoothing": 0.0},
+        "no drop path": {"model_options": {"drop_path": 0.0}},
         "half the epochs": {"epochs": epochs / 2},
+        f"patches of {patch // 2} px": {"model_options": {"patch_size": patch // 2}},
+        "the paper's optimiser settings (batch 128, lr 1e-3, wd 0.1)": {
+            "batch_size": 128, "lr": 1e-3, "weight_decay": 0.1},
     }
     return dict(list(everything.items())[:budget.scratch_variants])
 

@@ -289,7 +289,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "small-data": {
         "pretrain": dict(crop_scale=(0.8, 1.0), label_smoothing=0.1, randaugment=False, mixup=0.0, cutmix=0.0,
                          epochs=50, batch_size=64, lr=2e-3, weight_decay=0.05,
-                         model_options={"patch_size": 4, "drop_path": 0.1}),
+                         model_options={"patch_size": 8, "drop_path": 0.1}),
         "finetune": dict(crop_scale=(0.8, 1.0), label_smoothing=0.1, batch_size=64),
     },
 }
