@@ -115,7 +115,7 @@ BUDGETS: dict[str, Budget] = {
     "small": Budget(name="small", seeds=3, batch_size=64, pretrain_epochs=3, data_fractions=(0.125, 1.0),
                     vit_ladder=(vit(48, 3, 3), vit(64, 4, 4)), bit_ladder=(bit(32, (1, 1), 8), bit(48, (2, 2), 16)),
                     hybrid_ladder=(hybrid(40, 2, 2), hybrid(56, 3, 4)), attention_epochs=5, scratch_epochs=16,
-                    scratch_variants=8, headline_epochs=12),
+                    scratch_variants=8, headline_epochs=20),
     "full": Budget(
         name="full", seeds=5, image_size=28, batch_size=128, pretrain_epochs=40,
         data_fractions=(0.0625, 0.125, 0.25, 0.5, 1.0), lr=1e-3,
