@@ -1,14 +1,15 @@
 """How much work ``vitkit reproduce`` does: seeds, models, epochs, data sizes -- one :class:`Budget` each.
 
 ``tiny`` (about a minute; for the tests), ``small`` (the laptop run, at most 30 minutes on two CPU
-cores; the README gives the time measured) and ``full`` (for a GPU: larger models, longer runs, more seeds). Every experiment of every
-claim reads its settings from here, so the report can print them.
+cores; the README gives the time measured) and ``full`` (for a GPU: larger models, longer runs, more
+seeds). Every experiment of every claim reads its settings from here, so the report can print them.
 
 The miniature models are the paper's families shrunk to 16-px digits: ViT with 4x4 patches
 (a 4x4 grid of tokens), BiT ResNet-v2 with two stages, and the hybrid "R+ViT" (the BiT root block,
 then 1x1 patches on its 1/4-resolution map: the same 4x4 grid as the ViT). The ``*_ladder``
-entries are three sizes per family for the compute claim (Fig. 5); the largest ViT and ResNet
-rungs cost about the same per image and are the pair the data-size claim (Fig. 3/4) compares.
+entries are the sizes per family for the compute claim (Fig. 5: three; two in the small budget);
+the largest ViT and ResNet rungs cost about the same per image and are the pair the data-size
+claim (Fig. 3/4) compares.
 """
 
 from __future__ import annotations
