@@ -27,7 +27,7 @@ def test_a_short_demo_through_the_command_learns_in_every_stage(tmp_path, capsys
     printed = capsys.readouterr().out.strip().splitlines()
     result = json.loads(printed[-1])
     top1 = [row["top1"] for row in result["results"]]
-    floors = [0.4, 0.4, 0.5, 0.2]  # fine-tuned, its EMA, from scratch, MNIST-5k pre-training
+    floors = [0.4, 0.4, 0.35, 0.2]  # fine-tuned, its EMA, from scratch, MNIST-5k pre-training (chance: 0.1)
     fewshot = result["fewshot"]["MNIST-5k pre-trained"][0]["mean"]
     assert all(acc >= floor for acc, floor in zip(top1, floors, strict=True)) and fewshot >= 0.15, (top1, fewshot)
     assert [r["run"] for r in result["results"]] == [str(tmp_path / "demo" / d) for d in
