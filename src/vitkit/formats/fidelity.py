@@ -190,10 +190,6 @@ def _vit_hf_twin(model: nn.Module, dst: Path | None) -> Twin:
     return _HFOutput(hf_model.float().eval(), kind), f"transformers {cls.__name__}", []
 
 
-def _identity_twin(model: nn.Module, dst: Path | None) -> Twin:
-    return model, "vitkit itself", []
-
-
 def _swin_hf_twin(model: nn.Module, dst: Path | None) -> Twin:
     from vitkit.formats.swin_hf import hf_twin
 
@@ -206,15 +202,14 @@ def _swin_timm_twin(model: nn.Module, dst: Path | None) -> Twin:
     return timm_twin(model, dst)
 
 
-#: (model family, format) -> twin builder(model, destination) -> (twin, reference, approximations)
+#: (model family, format) -> twin builder(model, destination) -> (twin, reference, approximations).
+#: Formats without an entry (native) run vitkit's own code: there is nothing to compare.
 TWINS: dict[tuple[str, str], Callable[[nn.Module, Path | None], Twin]] = {
     ("vit", "timm"): _vit_timm_twin,
     ("vit", "jax"): _vit_jax_twin,
     ("vit", "hf"): _vit_hf_twin,
-    ("vit", "native"): _identity_twin,
     ("swin", "hf"): _swin_hf_twin,
     ("swin", "timm"): _swin_timm_twin,
-    ("swin", "native"): _identity_twin,
 }
 
 
@@ -247,8 +242,8 @@ def measure_export(model: nn.Module, fmt: str, dst: str | Path | None = None, *,
     from vitkit.models.registry import family_of
 
     dst = Path(dst) if dst is not None else None
-    builder = TWINS.get((family_of(model).name, fmt), _identity_twin)
-    if builder is _identity_twin:  # the target runs vitkit's own code: nothing to measure, no forward pass spent
+    builder = TWINS.get((family_of(model).name, fmt))
+    if builder is None:  # the target runs vitkit's own code: nothing to measure, no forward pass spent
         return ExportCheck(fmt, 0.0, "vitkit itself", [], _notes(model, fmt))
     source = model
     if any(p.dtype != torch.float32 for p in model.parameters()):  # compare in float32
