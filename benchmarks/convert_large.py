@@ -4,7 +4,7 @@
 
 A random ViT-L/16 (304M parameters, 1.2 GB in float32) is written as a timm ``.safetensors``
 file, an official ``.npz`` and a timm ``.pth``; each is then converted to every other format with
-:func:`vitkit.formats.convert.convert`, each conversion in its own Python process so that the
+:func:`vitkit.checkpoints.convert.convert`, each conversion in its own Python process so that the
 peak resident memory (``ru_maxrss``) is the conversion's own. The baseline is the same process
 right after importing torch and vitkit, before reading anything. This is a benchmark, not a
 test: it prints numbers, it asserts nothing.
@@ -29,7 +29,7 @@ _CHILD = """
 import json, resource, sys, time
 import torch
 torch.set_num_threads(2)
-from vitkit.formats.convert import convert
+from vitkit.checkpoints.convert import convert
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 start = time.perf_counter()
 done = convert(sys.argv[1], sys.argv[2], to=sys.argv[3])
@@ -41,7 +41,7 @@ print(json.dumps({"seconds": seconds, "peak": peak, "baseline": base, "parameter
 _MAKE = """
 import sys, torch
 from vitkit import create_model
-from vitkit.formats.convert import save_model
+from vitkit.checkpoints.convert import save_model
 torch.manual_seed(0)
 model = create_model(sys.argv[1], num_classes=1000)
 save_model(model, sys.argv[2], to="timm")

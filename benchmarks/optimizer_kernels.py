@@ -16,7 +16,7 @@ import statistics
 import torch
 
 import vitkit
-from vitkit.bench.timing import Clock, interleaved
+from vitkit.deploy.bench.timing import Clock, interleaved
 from vitkit.train.recipes import TrainConfig, build_optimizer
 
 

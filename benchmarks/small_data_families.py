@@ -4,7 +4,7 @@ The ViT paper's finding (§4.2-4.3) is that plain ViT, lacking the convolutional
 (locality, translation equivariance), needs large pre-training data, and that on small data the
 models with locality -- ResNets, the hybrids -- do better. Swin brings locality back into a pure
 transformer by attending within windows. This script measures the three on the data that ships
-with vitkit, each through the demo's own pipeline (:func:`vitkit.train.demo.run_demo`, the same
+with vitkit, each through the demo's own pipeline (:func:`vitkit.studies.demo.run_demo`, the same
 recipe, seeds and resolutions for every family):
 
 * pre-trained on MNIST-5k at 16 px, fine-tuned on the scikit-learn digits at 24 px (new head,
@@ -39,10 +39,10 @@ from pathlib import Path
 
 import torch
 
-from vitkit.flops import count_flops
-from vitkit.formats.detect import load_model
+from vitkit.checkpoints.detect import load_model
 from vitkit.models import create_model
-from vitkit.train.demo import DEMO_MODEL, DemoSettings, run_demo
+from vitkit.models.flops import count_flops
+from vitkit.studies.demo import DEMO_MODEL, DemoSettings, run_demo
 
 #: family label -> (variant, architecture overrides): similar sizes, as described in the module docstring
 MODELS: dict[str, tuple[str, dict]] = {

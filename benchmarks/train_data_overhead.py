@@ -17,7 +17,7 @@ import tempfile
 
 import torch
 
-from vitkit.bench.timing import Clock, interleaved
+from vitkit.deploy.bench.timing import Clock, interleaved
 from vitkit.train.loop import Trainer
 from vitkit.train.recipes import TrainConfig, recipe_defaults
 

@@ -7,12 +7,11 @@ and the Swin Transformer (Liu et al., 2021) beside it.
     ['R50+ViT-B/16', 'R50+ViT-L/32']
 """
 
-from vitkit.config import ViTConfig
+from vitkit.checkpoints.convert import convert, save_model
+from vitkit.checkpoints.detect import detect_format, load_model
+from vitkit.checkpoints.native import save_native
+from vitkit.data.preprocessing import Preprocessing
 from vitkit.errors import VitkitError
-from vitkit.flops import count_flops, count_macs
-from vitkit.formats.convert import convert, save_model
-from vitkit.formats.detect import detect_format, load_model
-from vitkit.formats.native import save_native
 from vitkit.models import (
     SwinConfig,
     SwinTransformer,
@@ -21,8 +20,9 @@ from vitkit.models import (
     list_models,
     resample_patch_posemb,
 )
+from vitkit.models.flops import count_flops, count_macs
 from vitkit.models.registry import get_config
-from vitkit.preprocessing import Preprocessing
+from vitkit.models.vit.config import ViTConfig
 
 __version__ = "0.1.0"
 

@@ -2,10 +2,10 @@
 
 One :class:`Option` validates the same value wherever it arrives -- a command-line flag (as the
 argparse ``type``), a field of a ``--config`` YAML file or of a saved run (through the dataclass
-that holds it: :class:`~vitkit.train.recipes.TrainConfig`, :class:`~vitkit.config.ViTConfig`),
+that holds it: :class:`~vitkit.train.recipes.TrainConfig`, :class:`~vitkit.models.vit.config.ViTConfig`),
 and an argument of the Python API (``evaluate(batch_size=...)``). A bad value is refused before
 any work starts with one line naming the option, the value and what is allowed; the
-bad-option test sweep (``tests/test_reliability_options.py``) reads the same definitions, so a
+bad-option test sweep (``tests/reliability/test_reliability_options.py``) reads the same definitions, so a
 new option is swept automatically.
 
 Dataclass fields carry their option as metadata (:func:`option_field`), so a configuration's
@@ -23,6 +23,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from vitkit.errors import VitkitError
+
+
+def to_pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    """``224`` -> ``(224, 224)``; ``(384, 256)`` stays (height, width)."""
+    if isinstance(value, int):
+        return (value, value)
+    height, width = value
+    return (int(height), int(width))
 
 KINDS = ("int", "float", "choice", "bool", "text", "size", "pair", "ints", "int_or_ints")
 #: The largest integer any count option accepts (keeps YAML typos like 1e30 out of range()).

@@ -1,5 +1,5 @@
 """``vitkit bench MODEL|CKPT``: inference and training-step speed against the machine's matmul peak
-and transformers' ViT with the same weights (see :mod:`vitkit.bench`)."""
+and transformers' ViT with the same weights (see :mod:`vitkit.deploy.bench`)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ SETTINGS = ("mode", "batch_size", "precision", "threads", "repeats", "warmup", "
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from vitkit.bench import BenchSettings
+    from vitkit.deploy.bench import BenchSettings
     from vitkit.options import add_command_options, add_field_options
 
     parser.add_argument("model", metavar="MODEL|CKPT",
@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _load(args: argparse.Namespace):
     import torch
 
-    from vitkit.formats.detect import load_model
+    from vitkit.checkpoints.detect import load_model
     from vitkit.models import create_model
     from vitkit.models.registry import resolve_name
     from vitkit.train.distributed import resolve_device
@@ -79,7 +79,7 @@ def _load(args: argparse.Namespace):
 
 
 def _rows(args: argparse.Namespace) -> list[str]:
-    from vitkit.fastpath import FastPath
+    from vitkit.deploy.fastpath import FastPath
 
     rows = ["fp32"]
     fast = FastPath.from_args(args)
@@ -105,7 +105,7 @@ def _train_rows(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from vitkit.bench import BenchSettings, run_bench
+    from vitkit.deploy.bench import BenchSettings, run_bench
     from vitkit.train.distributed import resolve_device
 
     given = {name: getattr(args, name) for name in SETTINGS if hasattr(args, name)}
@@ -115,8 +115,8 @@ def run(args: argparse.Namespace) -> dict:
     guard = None
     if args.guard_data:
         from vitkit.data.sources import open_source
-        from vitkit.fastpath import guard as run_guard
-        from vitkit.fastpath import guard_images, guard_logits
+        from vitkit.deploy.fastpath import guard as run_guard
+        from vitkit.deploy.fastpath import guard_images, guard_logits
 
         dataset = guard_images(open_source(args.guard_data, args.split), args.guard_images)
         reference = []  # the plain model's logits, computed once for all rows

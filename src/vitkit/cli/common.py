@@ -49,9 +49,9 @@ NUM_HEADS = Option("int_or_ints", "attention heads (ViT); heads per stage (Swin)
 
 def model_flag_options() -> dict[str, Option]:
     """The definition behind each architecture flag: the field's own in the family that has it."""
-    from vitkit.config import ViTConfig
-    from vitkit.models.bit import BiTConfig
-    from vitkit.models.swin import SwinConfig
+    from vitkit.models.bit.model import BiTConfig
+    from vitkit.models.swin.model import SwinConfig
+    from vitkit.models.vit.config import ViTConfig
 
     fields = {**field_options(BiTConfig), **field_options(SwinConfig), **field_options(ViTConfig)}
     return {name: NUM_HEADS if name == "num_heads" else fields[name] for name in MODEL_OPTIONS}
@@ -178,7 +178,7 @@ def _read_options(path: str) -> dict[str, Any]:
 
 def run_training(args: argparse.Namespace, recipe: str) -> dict:
     """Train / fine-tune from parsed options; print the closing summary; return it for ``--json``."""
-    from vitkit.fastpath import compile_errors
+    from vitkit.deploy.fastpath import compile_errors
     from vitkit.train.loop import train
 
     config = training_config(args, recipe)
@@ -233,8 +233,8 @@ def add_checkpoint_options(parser: argparse.ArgumentParser, *, data: bool = True
 
 
 def add_fast_path_options(parser: argparse.ArgumentParser) -> None:
-    """``--int8``, ``--merge R``, ``--compile``: the inference fast paths of :mod:`vitkit.fastpath`."""
-    from vitkit.fastpath import COMPILE, INT8, MERGE
+    """``--int8``, ``--merge R``, ``--compile``: the inference fast paths of :mod:`vitkit.deploy.fastpath`."""
+    from vitkit.deploy.fastpath import COMPILE, INT8, MERGE
 
     group = parser.add_argument_group("fast paths")
     INT8.add_to(group, "int8", default=False)
@@ -244,7 +244,7 @@ def add_fast_path_options(parser: argparse.ArgumentParser) -> None:
 
 def fast_model_for(args: argparse.Namespace, model):
     """(the FastPath the options ask for, the model to run: ``model`` itself when none is asked for)."""
-    from vitkit.fastpath import FastPath, apply_fast_path
+    from vitkit.deploy.fastpath import FastPath, apply_fast_path
 
     fast = FastPath.from_args(args)
     return fast, (apply_fast_path(model, fast) if fast.enabled else model)
@@ -252,9 +252,9 @@ def fast_model_for(args: argparse.Namespace, model):
 
 def checkpoint_path(path: str, ema: bool = False) -> Path:
     """A run directory stands for its ``model/`` (or ``model_ema/``); a checkpoint name
-    (``hf-hub:ORG/REPO``, ``official:FOLDER/NAME``, a URL; see :mod:`vitkit.hub`) is fetched
+    (``hf-hub:ORG/REPO``, ``official:FOLDER/NAME``, a URL; see :mod:`vitkit.checkpoints.hub`) is fetched
     into its cache; a local path is as given."""
-    from vitkit.hub import resolve_checkpoint
+    from vitkit.checkpoints.hub import resolve_checkpoint
     from vitkit.train.rundir import CONFIG_FILE, EMA_DIR, MODEL_DIR
 
     local = Path(path)
@@ -270,7 +270,7 @@ def checkpoint_path(path: str, ema: bool = False) -> Path:
 
 def load_for_inference(args: argparse.Namespace):
     """(model in eval mode on its device, device) from CKPT/--ema/--device."""
-    from vitkit.formats.detect import load_model
+    from vitkit.checkpoints.detect import load_model
     from vitkit.train.distributed import resolve_device
 
     device = resolve_device(args.device)

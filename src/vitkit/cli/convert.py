@@ -10,7 +10,7 @@ HELP = ("convert a checkpoint between vitkit, Hugging Face (ViT, ViTMAE, Swin), 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from vitkit.formats.convert import TARGETS
+    from vitkit.checkpoints.convert import TARGETS
 
     parser.add_argument("src", help="checkpoint to read (format detected: directory, .npz, .safetensors, .pth, .bin; "
                                     "a training run directory stands for its model; or a name: hf-hub:ORG/REPO, "
@@ -34,9 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
+    from vitkit.checkpoints.convert import convert
     from vitkit.cli.common import checkpoint_path
     from vitkit.errors import VitkitError
-    from vitkit.formats.convert import convert
 
     options = {}
     if args.to == "onnx":

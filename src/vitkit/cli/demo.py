@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> dict:
     import time
 
-    from vitkit.train.demo import DemoSettings, run_demo
+    from vitkit.studies.demo import DemoSettings, run_demo
 
     out = args.out or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}"
     result = run_demo(DemoSettings(out=out, seed=args.seed), progress=not args.quiet,

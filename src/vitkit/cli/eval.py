@@ -29,8 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> dict:
     import time
 
+    from vitkit.deploy.fastpath import compile_errors, guard
     from vitkit.evaluate.metrics import check_labels, evaluate, save_confusion_matrix
-    from vitkit.fastpath import compile_errors, guard
 
     if args.guard and not (args.int8 or args.merge or args.compile):
         raise VitkitError("--guard compares a fast path (--int8, --merge R, --compile) with fp32: name one")

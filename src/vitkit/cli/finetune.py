@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from vitkit.hub import is_checkpoint_name
+    from vitkit.checkpoints.hub import is_checkpoint_name
 
     if getattr(args, "checkpoint", None) is not None:
         local = str(checkpoint_path(args.checkpoint))  # fetched now, so a bad name fails before training

@@ -6,9 +6,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from vitkit.config import to_pair
 from vitkit.errors import VitkitError
-from vitkit.options import add_command_options
+from vitkit.options import add_command_options, to_pair
 
 NAME = "models"
 HELP = "list the model variants (ViT, hybrids, Swin, BiT ResNets) with parameters, GFLOPs and their dimensions"
@@ -66,7 +65,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.pretrained:
         return run_pretrained(args.pattern)
     from vitkit.models.registry import resolve_name
-    from vitkit.summary import variant_table
+    from vitkit.models.summary import variant_table
 
     rows = variant_table(args.pattern, image_size=args.image_size, num_classes=args.num_classes)
     if not rows:  # not a part of any name: treat it as a model name and suggest the closest
@@ -85,7 +84,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def run_pretrained(pattern: str) -> dict:
-    from vitkit.pretrained import list_pretrained
+    from vitkit.checkpoints.pretrained import list_pretrained
 
     rows = list_pretrained(pattern)
     if not rows:

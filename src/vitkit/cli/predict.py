@@ -22,8 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
+    from vitkit.deploy.fastpath import compile_errors
     from vitkit.evaluate.predict import expand_image_paths, predict_images
-    from vitkit.fastpath import compile_errors
 
     paths = expand_image_paths(args.paths)
     if args.attention and (args.int8 or args.merge or args.compile):

@@ -14,7 +14,7 @@ HELP = ("rerun the paper's claims in miniature (Table 8, Fig. 3/4, 5, 7, 9, §4.
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from vitkit.reproduce import BUDGETS, CLAIMS
+    from vitkit.studies.reproduce import BUDGETS, CLAIMS
 
     parser.epilog = ("budgets: tiny (about a minute, a smoke test), small (under 30 min on 2 CPU cores), full (for a "
                      "GPU). Finished runs under OUT/runs are reused when the command is repeated with the same "
@@ -37,8 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from vitkit.reproduce import reproduce
-    from vitkit.reproduce.report import HTML_FILE, summary_rows
+    from vitkit.studies.reproduce import reproduce
+    from vitkit.studies.reproduce.report import HTML_FILE, summary_rows
 
     def say(line: str) -> None:
         if not args.quiet:

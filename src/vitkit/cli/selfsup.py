@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> dict:
     import time
 
-    from vitkit.train.selfsup_demo import SelfSupSettings, run_selfsup
+    from vitkit.studies.selfsup_demo import SelfSupSettings, run_selfsup
 
     settings = SelfSupSettings(out=args.out or f"runs/selfsup-{time.strftime('%Y%m%d-%H%M%S')}", seed=args.seed,
                                threads=args.threads)

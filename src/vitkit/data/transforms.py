@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from vitkit.preprocessing import Preprocessing
+from vitkit.data.preprocessing import Preprocessing
 
 _RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
              "nearest": Image.Resampling.NEAREST}
@@ -54,7 +54,7 @@ def resize_and_crop(image: Image.Image, pre: Preprocessing) -> Image.Image:
 
 def eval_transform(pre: Preprocessing) -> Callable[[Image.Image], torch.Tensor]:
     """The evaluation transform a checkpoint's preprocessing describes: PIL image -> (3, H, W)
-    (resize and crop as :mod:`vitkit.preprocessing` defines, x / 255, normalise)."""
+    (resize and crop as :mod:`vitkit.data.preprocessing` defines, x / 255, normalise)."""
 
     def transform(image: Image.Image) -> torch.Tensor:
         return normalize(to_tensor(resize_and_crop(image.convert("RGB"), pre)), pre.mean, pre.std)

@@ -34,7 +34,7 @@ import torch
 from vitkit.data.loader import Unreadable
 from vitkit.errors import VitkitError
 from vitkit.finite import require_finite_output
-from vitkit.models.vit import VisionTransformer
+from vitkit.models.vit.model import VisionTransformer
 from vitkit.options import COMMAND_OPTIONS, check_args
 
 #: big_vision's fixed L2 strength (``configs/common_fewshot.py``: ``l2_reg = 2.0 ** 10``).

@@ -25,7 +25,7 @@ from torch import nn
 
 from vitkit.errors import VitkitError
 from vitkit.evaluate.fewshot import extract_features
-from vitkit.models.vit import VisionTransformer
+from vitkit.models.vit.model import VisionTransformer
 from vitkit.options import COMMAND_OPTIONS, check_args
 
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from vitkit.errors import VitkitError
 from vitkit.finite import require_finite_output
-from vitkit.models.vit import VisionTransformer
+from vitkit.models.vit.model import VisionTransformer
 from vitkit.options import COMMAND_OPTIONS, check_args
 
 

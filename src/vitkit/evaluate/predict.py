@@ -13,7 +13,7 @@ import torch
 from vitkit.errors import VitkitError
 from vitkit.finite import require_finite_output
 from vitkit.models.registry import family_of
-from vitkit.models.vit import VisionTransformer
+from vitkit.models.vit.model import VisionTransformer
 from vitkit.options import COMMAND_OPTIONS, check_args
 
 

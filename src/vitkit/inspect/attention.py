@@ -14,7 +14,7 @@ import torch
 from vitkit.inspect.capture import Images, image_batches, require_family, stream_attention
 from vitkit.inspect.distance import DistanceAccumulator, grid_of
 from vitkit.inspect.rollout import RolloutAccumulator, output_token_map
-from vitkit.models.vit import VisionTransformer
+from vitkit.models.vit.model import VisionTransformer
 
 
 class AttentionAnalysis(NamedTuple):

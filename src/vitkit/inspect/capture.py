@@ -18,7 +18,7 @@ from torch import nn
 from vitkit.data.transforms import eval_transform
 from vitkit.errors import VitkitError
 from vitkit.models.registry import family_of
-from vitkit.models.vit import VisionTransformer
+from vitkit.models.vit.model import VisionTransformer
 
 Images = torch.Tensor | Sequence[Image.Image] | Sequence[torch.Tensor]
 LayerCallback = Callable[[int, torch.Tensor], None]

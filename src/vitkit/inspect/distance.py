@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from vitkit.inspect.capture import Images, image_batches, require_family, stream_attention
-from vitkit.models.vit import VisionTransformer
+from vitkit.models.vit.model import VisionTransformer
 
 
 def patch_distances(grid: tuple[int, int], stride: float = 1.0) -> np.ndarray:

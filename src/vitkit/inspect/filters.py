@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from sklearn.decomposition import PCA
 
-from vitkit.models.vit import VisionTransformer
+from vitkit.models.vit.model import VisionTransformer
 
 
 class FilterComponents(NamedTuple):

@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from vitkit.atomic import atomic_path
+from vitkit.data.preprocessing import Preprocessing
 from vitkit.inspect.rollout import batch_rollout
-from vitkit.models.vit import VisionTransformer
-from vitkit.preprocessing import Preprocessing
+from vitkit.models.vit.model import VisionTransformer
 
 #: Overlays are drawn at least this many pixels on the shorter side and at most this on the longer.
 MIN_SIDE, MAX_SIDE = 224, 1024

@@ -14,7 +14,7 @@ from sklearn.metrics.pairwise import cosine_similarity
 from vitkit.errors import VitkitError
 from vitkit.inspect.capture import require_family
 from vitkit.models.posemb import sincos_2d
-from vitkit.models.vit import VisionTransformer
+from vitkit.models.vit.model import VisionTransformer
 
 #: Kinds whose tokens get no absolute position embedding: nothing to compare.
 WITHOUT_ABSOLUTE = {"none": "the model has no position embedding (posemb='none')",

@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 from vitkit.atomic import atomic_path
 from vitkit.inspect.capture import image_batches, model_device
 from vitkit.inspect.images import NamedImage
-from vitkit.models.vit import VisionTransformer
+from vitkit.models.vit.model import VisionTransformer
 from vitkit.objectives.base import Objective, patchify, pixels_01, unpatchify
 from vitkit.objectives.mae import MAE
 from vitkit.objectives.mpp import MPP

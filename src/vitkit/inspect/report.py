@@ -33,8 +33,8 @@ from vitkit.inspect.overlay import overlay_map, seen_region
 from vitkit.inspect.posemb import WITHOUT_ABSOLUTE, position_similarity
 from vitkit.inspect.windows import SwinAttentionAnalysis, swin_attention_analysis
 from vitkit.models.registry import family_of
-from vitkit.models.swin import SwinTransformer
-from vitkit.models.vit import VisionTransformer
+from vitkit.models.swin.model import SwinTransformer
+from vitkit.models.vit.model import VisionTransformer
 from vitkit.options import COMMAND_OPTIONS, check_args
 
 JSON_FILE = "inspect.json"

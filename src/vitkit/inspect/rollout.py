@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from vitkit.inspect.capture import Images, image_batches, require_family, stream_attention
-from vitkit.models.vit import VisionTransformer
+from vitkit.models.vit.model import VisionTransformer
 
 
 def residual_attention(attention: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from vitkit.inspect.capture import Images, attention_hooks, image_batches, require_family
-from vitkit.models.swin import SwinTransformer, WindowLayout, window_partition
+from vitkit.models.swin.model import SwinTransformer, WindowLayout, window_partition
 
 
 def window_positions(layout: WindowLayout) -> tuple[torch.Tensor, torch.Tensor]:

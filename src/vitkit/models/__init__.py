@@ -11,12 +11,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from vitkit.config import VARIANTS, ViTConfig
-from vitkit.models.bit import BIT_ALIASES, BIT_VARIANTS, BiTConfig, BiTResNet
+from vitkit.models.bit.model import BIT_ALIASES, BIT_VARIANTS, BiTConfig, BiTResNet
 from vitkit.models.posemb import resample_patch_posemb
 from vitkit.models.registry import Family, build_model, get_config, list_models, register_family
-from vitkit.models.swin import SWIN_ALIASES, SWIN_VARIANTS, SwinConfig, SwinTransformer
-from vitkit.models.vit import EncoderOutput, VisionTransformer
+from vitkit.models.swin.model import SWIN_ALIASES, SWIN_VARIANTS, SwinConfig, SwinTransformer
+from vitkit.models.vit.config import VARIANTS, ViTConfig
+from vitkit.models.vit.model import EncoderOutput, VisionTransformer
 
 __all__ = ["BiTConfig", "BiTResNet", "EncoderOutput", "SwinConfig", "SwinTransformer", "VisionTransformer",
            "create_model", "list_models",
@@ -35,7 +35,7 @@ def create_model(name: str | Any, *, num_classes: int | None = None,
                  **overrides: Any) -> nn.Module:
     """Build a named variant of any family (``"ViT-B/16"``, ``"R50+ViT-B_16"``, case-insensitive) or a config.
 
-    ``overrides`` are fields of the family's configuration (for ViT, :class:`~vitkit.config.ViTConfig`:
+    ``overrides`` are fields of the family's configuration (for ViT, :class:`~vitkit.models.vit.config.ViTConfig`:
     ``posemb="learned_2d"``, ``classifier="gap"``, ``dropout=0.1``, ``depth=2``, ...). ``seed`` makes
     the random initialisation reproducible without touching the global RNG.
     """

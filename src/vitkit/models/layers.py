@@ -1,6 +1,6 @@
 """Layers every model family shares: multi-head attention, the transformer MLP, drop path, heads.
 
-Written once here and used by ViT (:mod:`vitkit.models.vit`), Swin and the MAE decoder, so a
+Written once here and used by ViT (:mod:`vitkit.models.vit.model`), Swin and the MAE decoder, so a
 fix or a fast path lands in every family at the same time.
 
 * :class:`Attention` -- MSA (ViT App. A) with one fused qkv projection; an additive ``bias``

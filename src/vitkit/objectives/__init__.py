@@ -23,10 +23,10 @@ from typing import Any
 
 import torch
 
-from vitkit.config import ViTConfig
 from vitkit.dictconfig import DictConfig
 from vitkit.errors import VitkitError
-from vitkit.models.vit import VisionTransformer
+from vitkit.models.vit.config import ViTConfig
+from vitkit.models.vit.model import VisionTransformer
 from vitkit.objectives.base import Objective, ObjectiveStep
 from vitkit.objectives.mae import MAE, MAEOptions
 from vitkit.objectives.mpp import MPP, MPPOptions
@@ -62,7 +62,7 @@ def build_objective(name: str, model_config: ViTConfig, options: dict[str, Any] 
 
 def save_objective(objective: Objective, directory: str | os.PathLike) -> None:
     """Write the objective's parameters and options beside a native checkpoint (nothing for supervised)."""
-    from vitkit.formats.native import write_objective_parts
+    from vitkit.checkpoints.native import write_objective_parts
 
     if objective.saves_parameters:
         tensors = {k: v.detach().cpu().contiguous() for k, v in objective.state_dict().items()}
@@ -96,7 +96,7 @@ def objective_from_parts(meta: dict[str, Any], tensors: dict[str, torch.Tensor],
 def load_objective(path: str | os.PathLike, model_config: ViTConfig) -> Objective | None:
     """The pre-training objective stored with the checkpoint at ``path`` (native, official MAE,
     transformers ViTMAE), or None when it has none."""
-    from vitkit.formats.detect import load_objective_parts
+    from vitkit.checkpoints.detect import load_objective_parts
 
     parts = load_objective_parts(path)
     if parts is None:
@@ -107,13 +107,13 @@ def load_objective(path: str | os.PathLike, model_config: ViTConfig) -> Objectiv
 def load_pretraining(path: str | os.PathLike, *, device: str | torch.device | None = None,
                      image_size: int | tuple[int, int] | None = None
                      ) -> tuple[VisionTransformer, Objective | None]:
-    """(encoder, pre-training objective or None) of a checkpoint, a checkpoint name (:mod:`vitkit.hub`)
+    """(encoder, pre-training objective or None) of a checkpoint, a checkpoint name (:mod:`vitkit.checkpoints.hub`)
     or a training run directory (its ``model/``); both in eval mode.
 
     ``image_size`` runs the pair at another resolution (the encoder's position embeddings are
     resampled, MAE's decoder computes its sine-cosine table for the new grid)."""
-    from vitkit.formats.detect import load_model
-    from vitkit.hub import resolve_checkpoint
+    from vitkit.checkpoints.detect import load_model
+    from vitkit.checkpoints.hub import resolve_checkpoint
 
     path = resolve_checkpoint(path)  # a name (hf-hub:ORG/REPO, official:..., a URL) is fetched first
     if (path / "config.yaml").is_file() and (path / "model").is_dir():

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from vitkit.dictconfig import DictConfig
-from vitkit.models.vit import VisionTransformer
+from vitkit.models.vit.model import VisionTransformer
 
 
 class Objective(nn.Module):

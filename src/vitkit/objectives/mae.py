@@ -4,7 +4,7 @@ Learners", §3).
 Per image, a random subset of the patches is masked (75% by default) by sorting i.i.d. uniform
 noise: the first ``int(N * (1 - mask_ratio))`` patches of that order stay visible, so every image
 keeps exactly the same number. The encoder (a plain ViT) sees the [class] token and the visible
-patches only; the light decoder (:class:`~vitkit.models.mae.MAEDecoder`) fills the masked positions
+patches only; the light decoder (:class:`~vitkit.models.vit.mae.MAEDecoder`) fills the masked positions
 with a shared mask token and predicts every patch's pixels. The loss is the mean squared error over
 the masked patches only, against the pixels as the model sees them, each patch normalised by its
 own mean and (unbiased) variance when ``norm_pix_loss`` is on (MAE's default for its results):
@@ -24,12 +24,12 @@ from typing import Any, ClassVar, NamedTuple
 
 import torch
 
-from vitkit.config import ViTConfig
 from vitkit.dictconfig import DictConfig
 from vitkit.errors import VitkitError
-from vitkit.models.mae import MAEDecoder, MAEDecoderConfig, check_maskable
 from vitkit.models.posemb import mae_sincos_table
-from vitkit.models.vit import VisionTransformer
+from vitkit.models.vit.config import ViTConfig
+from vitkit.models.vit.mae import MAEDecoder, MAEDecoderConfig, check_maskable
+from vitkit.models.vit.model import VisionTransformer
 from vitkit.objectives.base import Objective, eval_batches, patchify, shuffle_order, unpatchify
 from vitkit.options import Option, check_fields, option_field
 

@@ -34,10 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vitkit.config import ViTConfig
 from vitkit.dictconfig import DictConfig
 from vitkit.errors import VitkitError
-from vitkit.models.vit import VisionTransformer
+from vitkit.models.vit.config import ViTConfig
+from vitkit.models.vit.model import VisionTransformer
 from vitkit.objectives.base import Objective, eval_batches, patchify, pixels_01, shuffle_order
 from vitkit.options import Option, check_fields, option_field
 

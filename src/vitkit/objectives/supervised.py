@@ -1,6 +1,6 @@
 """Supervised classification, the paper's pre-training and fine-tuning objective (§3.1, §4.1):
 softmax cross-entropy (or the official ImageNet-21k code's sigmoid cross-entropy, ``loss="sigmoid"``;
-:mod:`vitkit.train.losses`) of the head's logits against the labels, after the batch augmentations of the
+:mod:`vitkit.objectives.losses`) of the head's logits against the labels, after the batch augmentations of the
 modern recipe (RandAugment, Mixup/CutMix soft targets, label smoothing; :mod:`vitkit.data.augment`)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from vitkit.dictconfig import DictConfig
-from vitkit.models.vit import VisionTransformer
+from vitkit.models.vit.model import VisionTransformer
 from vitkit.objectives.base import Objective
 
 
@@ -28,14 +28,14 @@ class SupervisedOptions(DictConfig):
 
 class Supervised(Objective):
     """Cross-entropy of ``model(images)`` against (augmented, possibly soft) label targets; ``loss``
-    names one of :data:`vitkit.train.losses.LOSS_FUNCTIONS`."""
+    names one of :data:`vitkit.objectives.losses.LOSS_FUNCTIONS`."""
 
     name = "supervised"
     needs_labels = True
     saves_parameters = False
 
     def __init__(self, augment=None, options: SupervisedOptions | None = None, loss: str = "softmax") -> None:
-        from vitkit.train.losses import LOSS_FUNCTIONS
+        from vitkit.objectives.losses import LOSS_FUNCTIONS
 
         super().__init__()
         self.loss = LOSS_FUNCTIONS[loss]

@@ -34,10 +34,10 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from vitkit.checkpoints.native import save_native
 from vitkit.errors import VitkitError
 from vitkit.finite import nonfinite_names, require_finite_weights
-from vitkit.formats.native import save_native
-from vitkit.models.vit import VisionTransformer
+from vitkit.models.vit.model import VisionTransformer
 from vitkit.objectives import save_objective
 from vitkit.train import distributed as D
 from vitkit.train.checkpoint import load_training_state, rng_state, save_training_state, set_rng_state
@@ -104,7 +104,7 @@ def build_model(config: TrainConfig, label_names: list[str]) -> VisionTransforme
     layer and, when ``image_size`` changes, its position embeddings interpolated over the new patch
     grid (§3.2); optionally MAE's GAP + LayerNorm head, drop path and partial fine-tuning (ViT). A
     Swin checkpoint given a new ``window_size`` has its relative-position-bias tables resampled to it."""
-    from vitkit.formats.detect import load_model
+    from vitkit.checkpoints.detect import load_model
     from vitkit.models import create_model
     from vitkit.models.registry import family_of
 
@@ -282,7 +282,7 @@ class Trainer:
             self.ddp = DistributedDataParallel(self.ddp, device_ids=ids)
         self.forward: nn.Module = self.ddp  # what the training step calls: compiled with --compile
         if config.compile:
-            from vitkit.fastpath import compile_model
+            from vitkit.deploy.fastpath import compile_model
 
             self.forward = compile_model(self.ddp)
         self.ema = WeightEMA(self.model, config.ema, warmup=config.ema_warmup) if config.ema else None

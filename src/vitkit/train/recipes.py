@@ -36,10 +36,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from vitkit.data.preprocessing import CROP_MODES
 from vitkit.dictconfig import DictConfig
 from vitkit.errors import VitkitError
 from vitkit.options import DATA, DEVICE, NUM_WORKERS, SEED, SPLIT_SEED, VAL_FRACTION, Option, check_fields, option_field
-from vitkit.preprocessing import CROP_MODES
 
 RECIPES = ("pretrain", "finetune")
 #: the command that runs (and resumes) each recipe
@@ -135,7 +135,7 @@ class TrainConfig(DictConfig):
     flip: bool = option_field(True, Option("bool", "horizontal flips", flag="--no-flip"))
     crop_scale: tuple[float, float] = option_field((0.08, 1.0), Option("pair", "random-resized-crop area range",
                                                                        low=0, high=1, low_open=True))
-    #: evaluation preprocessing (see :mod:`vitkit.preprocessing`); None keeps the model's: the plain
+    #: evaluation preprocessing (see :mod:`vitkit.data.preprocessing`); None keeps the model's: the plain
     #: resize of the reference code for a new model, the checkpoint's own when fine-tuning.
     crop_pct: float | None = option_field(None, Option("float", "evaluation: the crop's share of the resized "
                                                                 "image (default: 1 for a new model, the "

@@ -1,0 +1,1 @@
+"""src/vitkit/checkpoints/swin"""

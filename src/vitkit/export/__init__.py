@@ -1,1 +1,0 @@
-"""Ways out of vitkit to the runtimes models are deployed with: :mod:`vitkit.export.onnx`."""

@@ -1,0 +1,388 @@
+"""The machinery every claim's experiment uses: data, pre-training runs, transfer, baselines.
+
+A :class:`Lab` turns a :class:`~vitkit.studies.reproduce.budget.Budget` and two data sources (pre-training:
+MNIST-5k by default; transfer: the scikit-learn digits) into measurements, always through
+vitkit's own library calls -- :func:`vitkit.train.train` for every pre-training, fine-tuning and
+from-scratch run, :func:`vitkit.evaluate.fewshot_evaluate` for few-shot linear transfer (§4.1),
+:func:`vitkit.inspect.mean_attention_distance` for Fig. 7 -- so the report measures the toolkit a
+user runs.
+
+Runs are cached by their complete configuration: a run that two claims need (the 1-D position
+embedding ViT of Table 8 is also the class-token ViT of Fig. 9 and the full-data ViT of Fig. 3/4)
+is trained once, and a finished run directory under ``OUT/runs`` is reused when ``vitkit
+reproduce`` is started again with the same ``--out`` (an interrupted run is resumed).
+
+Pre-training subsets (Fig. 3/4) are nested, class-balanced draws from the training split, written
+once as ``.npz`` files under ``OUT/data`` together with the full test split, so every subset is
+scored on the same test images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vitkit.atomic import atomic_path
+from vitkit.data.sources import LabeledImages, open_source
+from vitkit.errors import VitkitError
+from vitkit.studies.reproduce.budget import Budget
+
+#: what a run's cache key leaves out (where it is written and where it runs do not change what it is;
+#: the number of data workers does: augmentation draws come from the workers' generators)
+_NOT_IN_KEY = ("out", "device")
+#: the family of a miniature, from the variant its name starts with
+FAMILY_NAMES = {"ViT-Ti/16": "ViT", "BiT-R26x1": "ResNet (BiT)", "R+ViT-Ti/16": "Hybrid"}
+
+
+@dataclass
+class Run:
+    """One finished training run: where it is, what it measured, what it cost."""
+
+    label: str
+    run_dir: Path
+    metrics: dict[str, float]
+    #: wall time of the training loop, as the run recorded it (also for a reused run)
+    seconds: float
+    images_seen: int
+    #: forward-pass GFLOPs of one image at the training resolution (vitkit.count_flops)
+    gflops_per_image: float
+    reused: bool = False
+
+    @property
+    def model_dir(self) -> Path:
+        return self.run_dir / "model"
+
+    @property
+    def train_tflops(self) -> float:
+        """Training compute in TFLOPs: 3 x forward FLOPs (the backward pass costs about twice the forward)
+        x images seen."""
+        return 3.0 * self.gflops_per_image * 1e9 * self.images_seen / 1e12
+
+    def load(self) -> torch.nn.Module:
+        from vitkit.checkpoints.detect import load_model
+
+        return load_model(self.model_dir).eval()
+
+
+def _run_key(fields: dict[str, Any]) -> str:
+    """The short hash that names a run's directory: the same settings, the same directory (reused)."""
+    return hashlib.sha1(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def _slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() else "-" for ch in text.lower()).strip("-")[:48]
+
+
+def _class_balanced_order(labels: np.ndarray, seed: int) -> list[np.ndarray]:
+    """Per class, a seeded permutation of its indices (nested subsets take prefixes)."""
+    return [np.random.default_rng([seed, int(k)]).permutation(np.flatnonzero(labels == k))
+            for k in np.unique(labels)]
+
+
+def balanced_subset(labels: np.ndarray, share: float) -> np.ndarray:
+    """Sorted indices of a class-balanced ``share`` of the items (at least one per class); nested in ``share``."""
+    if share >= 1.0:
+        return np.arange(len(labels))
+    orders = _class_balanced_order(labels, seed=0)
+    return np.sort(np.concatenate([o[:max(1, int(round(len(o) * share)))] for o in orders]))
+
+
+def _pixels(dataset: LabeledImages, size: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 (N, H, W, 3), labels) of a source; file-backed images are decoded and resized to
+    ``size`` x ``size`` (unreadable ones are left out)."""
+    if hasattr(dataset, "arrays"):
+        images, labels = dataset.arrays()
+        return np.asarray(images), np.asarray(labels)
+    from PIL import Image
+
+    images, labels = [], []
+    for i in range(len(dataset)):
+        image, label = dataset[i]
+        if image is None:
+            continue
+        if size is not None:
+            image = image.resize((size, size), Image.Resampling.BICUBIC)
+        images.append(np.asarray(image.convert("RGB"), dtype=np.uint8))
+        labels.append(label)
+    if not images:
+        raise VitkitError(f"{dataset.source}: no readable images")
+    if len({im.shape for im in images}) > 1:
+        raise VitkitError(f"{dataset.source}: images of different sizes; they are resized to one size only "
+                          f"when a size is given")
+    return np.stack(images), np.asarray(labels, dtype=np.int64)
+
+
+class Lab:
+    """Measurements for the claims (see the module notes). ``report`` receives one-line progress."""
+
+    def __init__(self, budget: Budget, out: str | Path, *, pretrain_data: str = "mnist5k",
+                 transfer_data: str = "digits", device: str = "auto", num_workers: int = 0, progress: bool = False,
+                 report: Callable[[str], None] = lambda _line: None) -> None:
+        self.budget = budget
+        self.num_workers = num_workers
+        self.out = Path(out)
+        self.pretrain_data = pretrain_data
+        self.transfer_data = transfer_data
+        self.device = device
+        self.progress = progress
+        self.report = report
+        self._runs: dict[str, Run] = {}
+        self._subsets: dict[float, tuple[str, int]] = {}
+        self._transfer: tuple[LabeledImages, LabeledImages] | None = None
+        self._train_counts: dict[str, int] = {}
+        self.runs_trained = 0
+        self.runs_reused = 0
+        # Validate both sources before any work (one-line errors for a bad spec).
+        self._pretrain_train = open_source(pretrain_data, "train")
+        self._pretrain_test = open_source(pretrain_data, "test")
+        if list(self._pretrain_train.label_names) != list(self._pretrain_test.label_names):
+            raise VitkitError(f"{pretrain_data}: the training and test splits name different classes")
+        self.transfer()
+
+    # ------------------------------------------------------------------------------ data
+    def transfer(self) -> tuple[LabeledImages, LabeledImages]:
+        """(train, test) of the transfer data set."""
+        if self._transfer is None:
+            train, test = open_source(self.transfer_data, "train"), open_source(self.transfer_data, "test")
+            if list(train.label_names) != list(test.label_names):
+                raise VitkitError(f"{self.transfer_data}: the training and test splits name different classes")
+            self._transfer = (train, test)
+        return self._transfer
+
+    @property
+    def pretrain_size(self) -> int:
+        """Images in the full pre-training set (after the budget's limit)."""
+        n = len(self._pretrain_train)
+        return min(n, self.budget.pretrain_limit) if self.budget.pretrain_limit else n
+
+    def pretrain_source(self, fraction: float = 1.0) -> tuple[str, int]:
+        """(data spec, number of training images) of a class-balanced ``fraction`` of the pre-training set."""
+        if fraction in self._subsets:
+            return self._subsets[fraction]
+        store = max(self.budget.image_size, self.budget.headline_size)
+        train_x, train_y = _pixels(self._pretrain_train, store)
+        test_x, test_y = self._test_pixels(store)
+        idx = balanced_subset(train_y, self.pretrain_size / len(train_y) * fraction)
+        path = self.out / "data" / f"pretrain-{len(idx)}.npz"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+                np.savez(handle, x_train=train_x[idx], y_train=train_y[idx], x_test=test_x, y_test=test_y,
+                         label_names=np.asarray(self._pretrain_train.label_names))
+        self._subsets[fraction] = (str(path), int(len(idx)))
+        return self._subsets[fraction]
+
+    def image_folder(self, size: int) -> str:
+        """The pre-training set written as an ImageFolder tree of ``size``-px PNGs (``train/``, ``test/``):
+        the few-thousand-image folder data set of the small-data claim."""
+        from PIL import Image
+
+        root = self.out / "data" / f"imagefolder-{size}px"
+        done = root / ".complete"
+        if done.exists():
+            return str(root)
+        names = self._pretrain_train.label_names
+        train_x, train_y = _pixels(self._pretrain_train, size)
+        idx = balanced_subset(train_y, self.pretrain_size / len(train_y))
+        for split, (images, labels) in (("train", (train_x[idx], train_y[idx])), ("test", self._test_pixels(size))):
+            for i, (pixels, label) in enumerate(zip(images, labels, strict=True)):
+                target = root / split / names[int(label)] / f"{i:05d}.png"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                picture = Image.fromarray(pixels)
+                if picture.size != (size, size):
+                    picture = picture.resize((size, size), Image.Resampling.BICUBIC)
+                with atomic_path(target) as tmp:
+                    picture.save(tmp, format="PNG")
+        done.write_text("")
+        return str(root)
+
+    def train_images(self, data: str) -> int:
+        """Images in the training split of ``data``."""
+        if data not in self._train_counts:
+            self._train_counts[data] = len(open_source(data, "train"))
+        return self._train_counts[data]
+
+    def _test_pixels(self, size: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """The pre-training test split (a class-balanced part of it under the budget's ``test_limit``)."""
+        images, labels = _pixels(self._pretrain_test, size)
+        if self.budget.test_limit:
+            idx = balanced_subset(labels, self.budget.test_limit / len(labels))
+            images, labels = images[idx], labels[idx]
+        return images, labels
+
+    # ------------------------------------------------------------------------------ runs
+    def steps_for(self, images: int, epochs: float, batch_size: int) -> int:
+        return max(1, math.ceil(epochs * images / batch_size))
+
+    def train(self, label: str, options: dict[str, Any]) -> Run:
+        """Train (or reuse) one run of :class:`~vitkit.train.TrainConfig` ``options`` (``out`` is chosen here)."""
+        from vitkit.train import TrainConfig, train
+
+        config = TrainConfig(**{"device": self.device, "num_workers": self.num_workers, "eval_every": 1_000_000,
+                                "log_every": 50, **options})
+        key_fields = {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_KEY}
+        key = _run_key(key_fields)
+        if key in self._runs:
+            return self._runs[key]
+        run_dir = self.out / "runs" / f"{_slug(label)}-{key}"
+        config = config.replace(out=str(run_dir))
+        summary_path = run_dir / "summary.json"
+        summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
+        reused = bool(summary and summary.get("finished"))
+        if reused:
+            metrics, seconds = summary["metrics"], float(summary.get("seconds", 0.0))
+            self.runs_reused += 1
+        else:
+            self.report(f"  training {label}")
+            resume = (run_dir / "state.pt").is_file()
+            result = train(config, resume=resume, progress=self.progress)
+            metrics, seconds = result.metrics, result.seconds
+            self.runs_trained += 1
+            (run_dir / "state.pt").unlink(missing_ok=True)  # finished: summary.json and model/ are what is reused
+        gflops = _gflops_per_image(run_dir / "model")
+        run = Run(label, run_dir, {k: float(v) for k, v in metrics.items()}, seconds,
+                  images_seen=config.batch_size * (config.steps or 0), gflops_per_image=gflops, reused=reused)
+        self._runs[key] = run
+        return run
+
+    def pretrain(self, arch: dict[str, Any], seed: int, *, fraction: float = 1.0, lr: float | None = None,
+                 size: int | None = None, epochs: float | None = None, label: str = "", objective: str = "supervised",
+                 **model_overrides: Any) -> Run:
+        """Pre-train a miniature ``arch`` (a ``{"model", "model_options"}`` entry of the budget) on a
+        ``fraction`` of the pre-training set at ``size`` px (the budget's by default). Every fraction
+        gets the number of steps the full set gets in ``epochs`` (``budget.pretrain_epochs``) epochs:
+        smaller sets are seen more often, as in §4.2. ``objective``: ``mpp`` or ``mae`` pre-train
+        without the labels (:mod:`vitkit.objectives`), with that objective's recipe."""
+        from vitkit.train import recipe_defaults
+
+        b = self.budget
+        data, _ = self.pretrain_source(fraction)
+        steps = self.steps_for(self.pretrain_size, epochs or b.pretrain_epochs, b.batch_size)
+        options = {**recipe_defaults("pretrain", objective), "model": arch["model"],
+                   "model_options": self._architecture(arch, model_overrides), "data": data,
+                   "image_size": size or b.image_size, "batch_size": b.batch_size, "steps": steps, "lr": lr or b.lr,
+                   "weight_decay": b.weight_decay, "flip": False, "crop_scale": b.crop_scale, "crop_pct": 1.0,
+                   "seed": seed}
+        return self.train(label or f"pretrain {arch['model']}", options)
+
+    @staticmethod
+    def _architecture(arch: dict[str, Any], model_overrides: dict[str, Any]) -> dict[str, Any]:
+        """``arch``'s model options with ``model_overrides``; ViTs spelled one way (learned 1-D position
+        embeddings, a [class] token unless overridden), so that claims share their runs."""
+        from vitkit.models.registry import family_of, get_config
+
+        if family_of(get_config(arch["model"])).name == "vit":
+            model_overrides = {"posemb": "learned_1d", "classifier": "token", **model_overrides}
+        return {**arch["model_options"], **model_overrides}
+
+    def initial(self, arch: dict[str, Any], seed: int, *, label: str = "", **model_overrides: Any) -> Run:
+        """The randomly initialised model a pre-training run of ``arch`` with ``seed`` starts from, saved
+        as a run of no steps: fine-tuning it is training from scratch."""
+        from vitkit.checkpoints.native import save_native
+        from vitkit.models import create_model
+        from vitkit.train.recipes import pretraining_architecture
+
+        b = self.budget
+        options = pretraining_architecture(arch["model"], self._architecture(arch, model_overrides))
+        key_fields = {"model": arch["model"], "options": options, "seed": seed, "size": b.image_size}
+        key = _run_key(key_fields)
+        run_dir = self.out / "runs" / f"{_slug(label or 'init')}-{key}"
+        reused = (run_dir / "model" / "config.json").is_file()
+        if not reused:
+            model = create_model(arch["model"], num_classes=len(self._pretrain_train.label_names),
+                                 image_size=b.image_size, seed=seed, **options)
+            save_native(model, run_dir / "model")
+        return Run(label or "initial weights", run_dir, {}, 0.0, images_seen=0,
+                   gflops_per_image=_gflops_per_image(run_dir / "model"), reused=reused)
+
+    def finetune(self, run: Run, seed: int) -> float:
+        """Fine-tuned top-1 on the transfer test split (§3.2: new zero head, SGD, cosine decay)."""
+        from vitkit.train import recipe_defaults
+
+        b = self.budget
+        train_set, _ = self.transfer()
+        batch = min(b.batch_size, len(train_set))
+        options = {**recipe_defaults("finetune"), "checkpoint": str(run.model_dir), "data": self.transfer_data,
+                   "image_size": b.image_size, "batch_size": batch,
+                   "steps": self.steps_for(len(train_set), b.finetune_epochs, batch), "lr": b.finetune_lr,
+                   "ema": None, "flip": False, "crop_scale": (0.85, 1.0), "crop_pct": 1.0, "seed": seed}
+        return self.train(f"finetune {run.label}", options).metrics["test_top1"]
+
+    def fewshot(self, run: Run, seed: int) -> float:
+        """Few-shot linear accuracy (§4.1) of the frozen representation on the transfer set, mean over draws."""
+        from vitkit.evaluate.fewshot import fewshot_evaluate
+
+        train_set, test_set = self.transfer()
+        model = run.load()
+        results = fewshot_evaluate(model, train_set, test_set, shots=[self.budget.shots], draws=self.budget.draws,
+                                   seed=seed, device=self._torch_device())
+        return results[0].mean
+
+    def attention_distance(self, model: torch.nn.Module) -> np.ndarray:
+        """(layers, heads) mean attention distance in pixels over test images of the pre-training set."""
+        from PIL import Image
+
+        from vitkit.data.transforms import eval_transform
+        from vitkit.inspect.distance import mean_attention_distance
+
+        model = model.to(self._torch_device())
+        transform = eval_transform(model.preprocessing)
+        pixels, labels = self._test_pixels(None)
+        idx = balanced_subset(labels, min(1.0, self.budget.attention_images / len(labels)))
+        images = torch.stack([transform(Image.fromarray(pixels[i])) for i in idx])
+        return mean_attention_distance(model, images, batch_size=64)
+
+    def mlp_baseline(self, data: str, seed: int, size: int | None = None) -> float:
+        """Top-1 of a pixel-space MLP (scikit-learn's MLPClassifier; Adam, early stopping on 10% of the
+        training split) on ``data``'s test split, the images resized as the ViT sees them."""
+        from sklearn.neural_network import MLPClassifier
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        from vitkit.data.preprocessing import Preprocessing
+        from vitkit.data.transforms import eval_transform
+
+        transform = eval_transform(Preprocessing(image_size=size or self.budget.image_size, crop_pct=1.0))
+
+        def flat(dataset: LabeledImages) -> tuple[np.ndarray, np.ndarray]:
+            rows = [(transform(img).numpy().ravel(), label) for img, label in (dataset[i] for i in range(len(dataset)))
+                    if img is not None]
+            return np.stack([r[0] for r in rows]), np.asarray([r[1] for r in rows])
+
+        x_train, y_train = flat(open_source(data, "train"))
+        x_test, y_test = flat(open_source(data, "test"))
+        mlp = make_pipeline(StandardScaler(), MLPClassifier(
+            hidden_layer_sizes=self.budget.mlp_hidden, max_iter=self.budget.mlp_max_iter, early_stopping=True,
+            random_state=seed))
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)  # the tiny budget stops early on purpose
+            mlp.fit(x_train, y_train)
+        return float(np.mean(mlp.predict(x_test) == y_test))
+
+    def _torch_device(self) -> torch.device:
+        from vitkit.train.distributed import resolve_device
+
+        return resolve_device(self.device)
+
+
+def _gflops_per_image(model_dir: Path) -> float:
+    """Forward GFLOPs of one image for a saved model, counted on a weightless (meta) copy."""
+    from vitkit.checkpoints.native import model_from_metadata
+    from vitkit.models.flops import count_flops
+
+    meta = json.loads((model_dir / "config.json").read_text())
+    with torch.device("meta"):
+        model = model_from_metadata(meta)
+    return count_flops(model)

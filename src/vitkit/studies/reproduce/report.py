@@ -1,0 +1,139 @@
+"""The report of ``vitkit reproduce``: ``report.json`` (every number), ``report.html`` (the same with the
+plots) and ``summary.md`` (the summary table with the command that produced it, for a README).
+
+Everything in them is computed by the run: the paper's numbers come from the claim modules, the
+miniature's numbers and verdicts from the experiments and :mod:`vitkit.studies.reproduce.stats`.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from vitkit import __version__
+from vitkit.atomic import write_text_atomic
+from vitkit.studies.reproduce import stats
+
+JSON_FILE, HTML_FILE, SUMMARY_FILE = "report.json", "report.html", "summary.md"
+VERDICT_RULE = (f"Each claim is split into conditions decided from the measured numbers. A difference counts only "
+                f"when it exceeds {stats.Z:g} standard errors of the difference over seeds (and the minimum effect "
+                f"the condition states); \"about equal\" needs the difference plus {stats.Z:g} standard errors "
+                f"inside a stated margin. Verdict: \"{stats.HOLDS}\" when every condition is met, "
+                f"\"{stats.FAILS}\" when any is contradicted, \"{stats.INCONCLUSIVE}\" otherwise (the seeds "
+                f"cannot tell); \"{stats.NOT_AVAILABLE}\" when this vitkit cannot run the experiment.")
+
+
+def claim_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    claim, result = entry["claim"], entry["result"]
+    return {
+        "id": claim.id, "title": claim.title, "paper": claim.paper.to_dict(), "setup": result.setup,
+        "verdict": result.verdict, "headline": claim.headline(result) if result.available else "not available",
+        "conditions": [c.to_dict() for c in result.conditions], "rows": result.rows,
+        "summaries": result.summaries, "plots": [{"file": f"plots/{p.file}", "caption": p.caption}
+                                                 for p in result.plots],
+        "notes": result.notes, "seconds": round(entry["seconds"], 1),
+        "cpu_seconds": round(entry["cpu_seconds"], 1), "runs_trained": entry["runs_trained"],
+    }
+
+
+def write_report(out: Path, meta: dict[str, Any], entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Write the three files under ``out``; return the JSON document."""
+    out.mkdir(parents=True, exist_ok=True)
+    document = {"vitkit": __version__, **meta, "verdict_rule": VERDICT_RULE,
+                "claims": [claim_entry(e) for e in entries]}
+    write_text_atomic(out / JSON_FILE, json.dumps(document, indent=1, default=_plain) + "\n")
+    write_text_atomic(out / HTML_FILE, render_html(document))
+    write_text_atomic(out / SUMMARY_FILE, render_summary(document))
+    return document
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def _outcome(value: bool | None) -> str:
+    return {True: "met", False: "contradicted", None: "undecided"}[value]
+
+
+# ------------------------------------------------------------------------------------- markdown
+def summary_rows(document: dict[str, Any]) -> list[list[str]]:
+    return [[c["title"], c["paper"]["source"], c["headline"], c["verdict"]] for c in document["claims"]]
+
+
+def render_summary(document: dict[str, Any]) -> str:
+    """The summary table in Markdown, under the command that produced it."""
+    lines = [f"Produced by `{document['command'] or 'vitkit reproduce'}` (budget {document['budget']['name']}, "
+             f"{document['seconds'] / 60:.1f} min, {document['environment']['threads']} threads, "
+             f"torch {document['environment']['torch']}):", "",
+             "| claim | paper | miniature | verdict |", "|---|---|---|---|"]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in summary_rows(document)]
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------------- html
+def _table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(row.get(c, '')))}</td>" for c in columns) + "</tr>"
+                   for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:auto;padding:0 1em}table{border-collapse:collapse;"
+         "margin:.6em 0}td,th{border:1px solid #ccc;padding:.25em .5em;font-size:90%;text-align:left}"
+         "img{max-width:100%}.holds{color:#1e7d32}.does-not-hold{color:#b71c1c}.inconclusive{color:#8a6d00}"
+         ".not-available{color:#666}code{background:#f4f4f4}")
+
+
+def _verdict_span(verdict: str) -> str:
+    return f"<b class='{verdict.replace(' ', '-')}'>{html.escape(verdict)}</b>"
+
+
+def render_html(document: dict[str, Any]) -> str:
+    esc = html.escape
+    env = document["environment"]
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>vitkit reproduce</title><style>{STYLE}"
+             f"</style></head><body><h1>The paper's claims in miniature</h1>",
+             f"<p>Dosovitskiy et al., <i>An Image is Worth 16x16 Words</i> (ICLR 2021), rerun at laptop scale by "
+             f"vitkit {esc(document['vitkit'])}. Command: <code>{esc(document['command'] or 'vitkit reproduce')}"
+             f"</code>; budget <b>{esc(document['budget']['name'])}</b>; pre-training data "
+             f"<code>{esc(document['pretrain_data'])}</code>, transfer data <code>{esc(document['transfer_data'])}"
+             f"</code>; {document['seconds'] / 60:.1f} min ({document['cpu_seconds'] / 60:.1f} CPU-min) on "
+             f"{esc(str(env['device']))} ({env['threads']} torch "
+             f"threads, {env['cpu_count']} CPUs, torch {esc(env['torch'])}); {document['runs_trained']} runs "
+             f"trained, {document['runs_reused']} reused; started {esc(document['started'])}.</p>",
+             f"<p>{esc(document['verdict_rule'])}</p>", "<h2>Summary</h2>",
+             "<table><tr><th>claim</th><th>paper</th><th>miniature</th><th>verdict</th></tr>"]
+    for c in document["claims"]:
+        parts.append(f"<tr><td><a href='#{esc(c['id'])}'>{esc(c['title'])}</a></td><td>{esc(c['paper']['source'])}"
+                     f"</td><td>{esc(c['headline'])}</td><td>{_verdict_span(c['verdict'])}</td></tr>")
+    parts.append("</table>")
+    for c in document["claims"]:
+        paper = c["paper"]
+        parts.append(f"<h2 id='{esc(c['id'])}'>{esc(c['title'])}: {_verdict_span(c['verdict'])}</h2>")
+        parts.append(f"<p><b>Paper</b> ({esc(paper['source'])}): {esc(paper['statement'])}</p>")
+        if paper["numbers"]:
+            parts.append(_table([{"setting": n["setting"], "value": n["value"], "unit": n["unit"]}
+                                 for n in paper["numbers"]]))
+        if paper["note"]:
+            parts.append(f"<p><i>{esc(paper['note'])}</i></p>")
+        parts.append(f"<p><b>Miniature</b>: {esc(c['setup'])} ({c['seconds']:.0f} s, {c['cpu_seconds']:.0f} CPU-s, "
+                     f"{c['runs_trained']} runs trained).</p>")
+        parts.append(_table(c["rows"]))
+        if c["conditions"]:
+            parts.append(_table([{"condition": d["name"], "rule": d["rule"], "outcome": _outcome(d["outcome"]),
+                                  "numbers": d["detail"]} for d in c["conditions"]]))
+        for plot in c["plots"]:
+            parts.append(f"<figure><img src='{esc(plot['file'])}' alt='{esc(plot['file'])}'><figcaption>"
+                         f"{esc(plot['caption'])}</figcaption></figure>")
+        parts.extend(f"<p>{esc(note)}</p>" for note in c["notes"])
+    parts.append(f"<p>All numbers: <a href='{JSON_FILE}'>{JSON_FILE}</a>.</p></body></html>")
+    return "\n".join(parts) + "\n"

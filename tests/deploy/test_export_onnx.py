@@ -1,0 +1,229 @@
+"""ONNX export: onnxruntime, run here by the test itself, against vitkit's own logits at several batch
+sizes and image sizes (≤ 1e-4), the metadata a deployment reads, and the failure paths.
+
+An export takes about ten seconds of CPU even for these tiny models (the dynamo exporter traces and
+decomposes the whole graph): the default suite exports one plain ViT once and runs every check on
+that file; the GAP model (through the CLI), the hybrid, the fixed-size paths and a failed check are
+marked slow (``make test-all``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from formats_testing import logits, randomised, tiny
+from PIL import Image
+
+import vitkit
+from vitkit import VitkitError, create_model, load_model, save_native
+from vitkit.checkpoints.detect import detect_format
+from vitkit.cli.main import main
+from vitkit.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD
+from vitkit.deploy import onnx as onnx_export
+from vitkit.deploy.onnx import export_onnx, onnx_inputs, onnxruntime_session, read_metadata, run_onnx
+from vitkit.evaluate.predict import predict_images
+
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+SMALL = dict(hidden_size=32, depth=1, num_heads=2, mlp_dim=64)
+
+
+def _cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _compare(model, session, shapes) -> float:
+    """Largest |onnxruntime - vitkit| over seeded inputs of the given (batch, height, width)."""
+    worst = 0.0
+    for i, (batch, height, width) in enumerate(shapes):
+        x = torch.randn(batch, 3, height, width, generator=torch.Generator().manual_seed(100 + i))
+        got = session.run(None, {"pixel_values": x.numpy()})[0]
+        expected = logits(model, x).numpy()
+        assert got.shape == expected.shape
+        worst = max(worst, float(np.abs(got - expected).max()))
+    return worst
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory):
+    """A token-classifier ViT with label names and ImageNet normalisation, exported once."""
+    model = tiny(image_size=32, patch_size=8, num_classes=5, **SMALL)
+    model.label_names = ["a", "b", "c", "d", "e"]
+    model.preprocessing = model.preprocessing.replace(mean=IMAGENET_MEAN, std=IMAGENET_STD, crop_pct=0.9,
+                                                      crop_mode="center", interpolation="bicubic")
+    path = tmp_path_factory.mktemp("onnx") / "plain.onnx"
+    return model, path, export_onnx(model, path)
+
+
+def test_plain_vit_matches_in_onnxruntime_at_several_batches_and_sizes(plain):
+    model, path, report = plain
+    assert report.dynamic_size and report.fixed_size_reason is None
+    assert report.input_shape[:2] == ["batch", 3] and all(isinstance(d, str) for d in report.input_shape[2:])
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (graph_input,) = session.get_inputs()
+    assert graph_input.name == "pixel_values" and isinstance(graph_input.shape[0], str)
+    # batch 1 and 3 at the trained size; then 48x32 and 24x40: the graph resamples the position embeddings
+    assert _compare(model, session, [(1, 32, 32), (3, 32, 32), (2, 48, 32), (1, 24, 40)]) <= 1e-4
+    # the export's own check ran the same kinds of cases
+    assert [(c["batch"], c["height"], c["width"]) for c in report.checks] == [(1, 32, 32), (3, 32, 32), (2, 40, 48)]
+    assert report.max_abs_diff <= 1e-4
+
+
+def test_the_file_carries_preprocessing_and_label_names(plain):
+    model, path, _ = plain
+    meta = read_metadata(path)
+    assert meta["label_names"] == ["a", "b", "c", "d", "e"]
+    pre = meta["preprocessing"]
+    assert pre["image_size"] == [32, 32] and pre["crop_pct"] == 0.9 and pre["interpolation"] == "bicubic"
+    np.testing.assert_allclose(pre["mean"], IMAGENET_MEAN)
+    np.testing.assert_allclose(pre["std"], IMAGENET_STD)
+    assert meta["input"]["name"] == "pixel_values" and "multiple of 8" in meta["input"]["height"]
+    assert meta["output"]["name"] == "logits" and meta["output"]["shape"] == ["batch", 5]
+    assert meta["architecture"]["hidden_size"] == 32
+    # and onnxruntime sees the same (what a deployment reads)
+    custom = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
+    assert json.loads(custom["label_names"]) == ["a", "b", "c", "d", "e"]
+
+
+def test_loading_an_onnx_file_is_a_clear_error(plain):
+    _, path, _ = plain
+    with pytest.raises(VitkitError, match="an ONNX export; vitkit writes ONNX but does not read it back"):
+        load_model(path)
+    with pytest.raises(VitkitError, match="an ONNX export"):
+        detect_format(path)
+
+
+def test_run_onnx_and_session_helpers(plain):
+    model, path, _ = plain
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(7))
+    out = run_onnx(onnxruntime_session(path, threads=1), x)
+    np.testing.assert_allclose(out, logits(model, x).numpy(), rtol=0, atol=1e-4)
+    np.testing.assert_allclose(run_onnx(path, x.numpy()), out, rtol=0, atol=0)
+
+
+SAMPLE = Path(vitkit.__file__).parent / "assets" / "sample.png"
+
+
+def test_a_deployment_needs_only_the_file_onnxruntime_numpy_and_pil(plain):
+    """The README's serving snippet: preprocessing written out from the file's metadata alone,
+    against vitkit's own prediction for the same picture."""
+    model, path, _ = plain
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    meta = {k: json.loads(v) for k, v in session.get_modelmeta().custom_metadata_map.items()}
+    t = meta["preprocessing_transform"]
+    (sh, sw), (h, w), r = t["resize"]["scale_size"], t["crop"]["size"], t["resize"]
+    image = Image.open(SAMPLE).convert("RGB")
+    if r["crop_mode"] == "squash":  # the whole image to scale_size
+        size = (sw, sh)
+    elif sh == sw:  # the shorter side to S, the longer one truncated
+        short, long = min(image.size), max(image.size)
+        size = (sh, int(sh * long / short)) if image.width <= image.height else (int(sh * long / short), sh)
+    else:
+        ratio = min(image.height / sh, image.width / sw)
+        size = (round(image.width / ratio), round(image.height / ratio))
+    image = image.resize(size, getattr(Image, r["interpolation"].upper()))
+    top, left = int(round((image.height - h) / 2)), int(round((image.width - w) / 2))
+    image = image.crop((left, top, left + w, top + h))
+    x = ((np.asarray(image, np.float32) / 255 - t["mean"]) / t["std"]).transpose(2, 0, 1)[None].astype(np.float32)
+    served = session.run(None, {"pixel_values": x})[0]
+
+    (expected,) = predict_images(model, [SAMPLE], top_k=5)
+    probabilities = np.exp(served[0] - served[0].max())
+    probabilities /= probabilities.sum()
+    order = np.argsort(-probabilities)
+    assert [meta["label_names"][i] for i in order] == [t["label"] for t in expected["top"]]
+    np.testing.assert_allclose(probabilities[order], [t["probability"] for t in expected["top"]], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(onnx_inputs(path, [SAMPLE]), x, rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_cli_exports_a_gap_model_from_a_native_checkpoint(tmp_path, capsys):
+    model = tiny(image_size=32, patch_size=8, num_classes=3, classifier="gap", fc_norm=True, **SMALL)
+    save_native(model, tmp_path / "gap")
+    code, out, err = _cli(["convert", str(tmp_path / "gap"), str(tmp_path / "gap.onnx"), "--to", "onnx", "--json"],
+                          capsys)
+    assert code == 0, err
+    assert "dynamic batch and image size" in out and "onnxruntime matches vitkit's logits" in out
+    details = json.loads(out.strip().splitlines()[-1])["details"]
+    assert details["dynamic_size"] and details["max_abs_diff"] <= 1e-4
+    session = onnxruntime_session(tmp_path / "gap.onnx")
+    assert _compare(load_model(tmp_path / "gap"), session, [(1, 32, 32), (3, 32, 32), (2, 16, 48)]) <= 1e-4
+
+
+@pytest.mark.slow
+def test_hybrid_matches_in_onnxruntime(tmp_path):
+    model = tiny("R50+ViT-B/16", image_size=32, patch_size=1, resnet_layers=(1, 1), num_classes=4, **SMALL)
+    assert model.stride == 8
+    report = export_onnx(model, tmp_path / "hybrid.onnx")
+    assert report.dynamic_size
+    session = onnxruntime_session(tmp_path / "hybrid.onnx")
+    assert _compare(model, session, [(1, 32, 32), (3, 32, 32), (2, 48, 40)]) <= 1e-4
+
+
+@pytest.mark.slow
+def test_static_size_on_request_and_as_fallback(tmp_path, monkeypatch):
+    model = tiny(image_size=32, patch_size=16, num_classes=2, **SMALL)
+    fixed = export_onnx(model, tmp_path / "fixed.onnx", dynamic_size=False)
+    assert not fixed.dynamic_size and fixed.input_shape[1:] == [3, 32, 32] and fixed.fixed_size_reason is None
+    session = onnxruntime_session(tmp_path / "fixed.onnx")
+    assert _compare(model, session, [(1, 32, 32), (3, 32, 32)]) <= 1e-4
+    with pytest.raises(Exception, match="(?i)dimension|shape"):
+        session.run(None, {"pixel_values": np.zeros((1, 3, 48, 48), np.float32)})
+    assert read_metadata(tmp_path / "fixed.onnx")["input"]["height"] == "fixed: 32x32"
+
+    real = onnx_export._program
+
+    def no_symbolic_size(model, dynamic, output, opset):
+        if dynamic:
+            raise RuntimeError("Constraints violated (rows)!\nmore detail")
+        return real(model, dynamic, output, opset)
+
+    monkeypatch.setattr(onnx_export, "_program", no_symbolic_size)
+    fallback = export_onnx(model, tmp_path / "fallback.onnx")
+    assert not fallback.dynamic_size and "Constraints violated (rows)!" in fallback.fixed_size_reason
+    assert fallback.input_shape[1:] == [3, 32, 32]
+
+
+@pytest.mark.slow
+def test_a_failed_check_writes_nothing(tmp_path, monkeypatch):
+    model = tiny(image_size=32, patch_size=16, num_classes=2, **SMALL)
+    monkeypatch.setattr(onnx_export, "verify_onnx", lambda *a, **k: [
+        {"batch": 1, "height": 32, "width": 32, "max_abs_diff": 0.5, "scale": 1.0}])
+    with pytest.raises(VitkitError, match="differ from vitkit's by 0.5 .*nothing was written"):
+        export_onnx(model, tmp_path / "bad.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_exports_fail_before_any_work(tmp_path, monkeypatch):
+    model = create_model("ViT-Ti/16", image_size=32, patch_size=16, num_classes=2, **SMALL)
+    with pytest.raises(VitkitError, match="needs a .onnx name"):
+        export_onnx(model, tmp_path / "m.npz")
+    broken = randomised(create_model("ViT-Ti/16", image_size=32, patch_size=16, num_classes=2, **SMALL))
+    with torch.no_grad():
+        broken.head.weight[0, 0] = float("nan")
+    with pytest.raises(VitkitError, match=r"non-finite weights \(head.weight\)"):
+        export_onnx(broken, tmp_path / "m.onnx")
+    real = onnx_export.importlib.util.find_spec
+    monkeypatch.setattr(onnx_export.importlib.util, "find_spec", lambda name: None if name == "onnxscript"
+                        else real(name))
+    with pytest.raises(VitkitError, match=r"^ONNX export needs onnxscript: pip install 'vitkit\[onnx\]'$"):
+        export_onnx(model, tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_onnx_flags_only_with_onnx(tmp_path, capsys):
+    save_native(create_model("ViT-Ti/16", image_size=32, patch_size=16, num_classes=2, **SMALL), tmp_path / "n")
+    code, _, err = _cli(["convert", str(tmp_path / "n"), str(tmp_path / "x.npz"), "--to", "jax", "--static-size"],
+                        capsys)
+    assert code == 2 and "apply to --to onnx only" in err and err.count("\n") == 1

@@ -1,0 +1,304 @@
+"""Rule 3 of docs/reliability.md: runs and files never clobber each other.
+
+A run directory is locked while a run writes it (a second run fails at once naming the holder; a
+lock left by a killed process is taken over); ``--out`` must be new, empty or a vitkit run; an
+aborted run is started over, never appended to; temporary files of a killed write are swept;
+``convert`` never writes into its own source; FIFOs and devices are refused instead of hanging;
+a closed stdout pipe ends a command quietly; Ctrl-C says what was saved; messages name commands
+that exist.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from trainutil import TINY_CLI, cli_error, cli_json, image_folder, tiny_checkpoint, tiny_config
+
+from vitkit import VitkitError
+from vitkit.cli.main import command_modules
+from vitkit.train import train
+from vitkit.train.checkpoint import load_training_state
+from vitkit.train.loop import Trainer, TrainingInterrupted
+from vitkit.train.recipes import RECIPE_COMMANDS
+from vitkit.train.rundir import LOCK_FILE, RunLock, read_metrics
+
+TRAIN = ["train", "--data", "digits", *TINY_CLI, "--batch-size", "64", "--lr", "1e-2", "--no-flip", "--quiet"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
+    [str(Path(__file__).resolve().parents[2] / "src"), os.environ.get("PYTHONPATH", "")])}
+
+
+def _start(args: list[str], **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "vitkit", *args], env=ENV, text=True, **kwargs)
+
+
+def _wait_for(condition, what: str, timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+class Hang(BaseException):
+    """Raised by :func:`no_hang` (a BaseException: the CLI must not turn it into an error line)."""
+
+
+@contextlib.contextmanager
+def no_hang(seconds: float = 30.0):
+    """Fail the test instead of blocking forever (e.g. on a FIFO nobody writes to)."""
+    def expire(*_):
+        raise Hang(f"still blocked after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+# --------------------------------------------------------------------------------------- locking
+def test_a_second_run_into_a_directory_in_use_fails_at_once_naming_the_process(tmp_path, capsys):
+    out = tmp_path / "run"
+    holder = RunLock(out).acquire("train")  # this process holds it, as a running train would
+    try:
+        started = time.monotonic()
+        line = cli_error(capsys, [*TRAIN, "--steps", "2", "--out", str(out)])
+        assert time.monotonic() - started < 20  # before any data is read or any step runs
+        assert f"{out} is in use by process {os.getpid()} on {socket.gethostname()} (vitkit train, started " in line
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE]  # nothing of the refused run
+    finally:
+        holder.release()
+    assert cli_json(capsys, [*TRAIN, "--steps", "2", "--out", str(out)])["finished"]
+    assert not (out / LOCK_FILE).exists()  # a finished run leaves no lock behind
+
+
+def test_two_concurrent_trains_then_a_killed_one_whose_lock_is_taken_over(tmp_path, capsys):
+    out = tmp_path / "run"
+    first = _start([*TRAIN, "--steps", "100000", "--save-every", "1", "--out", str(out)],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_for(lambda: (out / "state.pt").exists() or first.poll() is not None, "the first run's checkpoint")
+        assert first.poll() is None, first.stderr.read()
+        line = cli_error(capsys, [*TRAIN, "--steps", "2", "--out", str(out)])
+        assert f"is in use by process {first.pid} " in line
+        line = cli_error(capsys, ["train", "--resume", str(out), "--quiet"])  # resuming a live run: also refused
+        assert f"is in use by process {first.pid} " in line
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=60)
+    assert (out / LOCK_FILE).exists()  # a SIGKILL leaves the lock file (and perhaps half-written .tmp files)
+    (out / "model" / ".model.safetensors.deadbeef.tmp").write_bytes(b"half a file")
+    saved = load_training_state(out / "state.pt")["step"]
+    resumed = _start(["train", "--resume", str(out), "--stop-after", "1", "--quiet", "--json"],
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stdout, stderr = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, stderr
+    assert f"took over the lock left by process {first.pid} " in stderr
+    assert re.search(r"removed \d+ temporary file\(s\) left by an interrupted write", stderr)  # ours and its own
+    assert '"step": ' + str(saved + 1) in stdout.splitlines()[-1]
+    assert not list(out.rglob("*.tmp")) and not (out / LOCK_FILE).exists()
+
+
+# ----------------------------------------------------------------------------- what --out may be
+def test_an_out_that_is_not_a_run_directory_is_refused_and_left_as_it_was(tmp_path, capsys):
+    mine = tmp_path / "photos"
+    mine.mkdir()
+    (mine / "holiday.jpg").write_bytes(b"mine")
+    line = cli_error(capsys, [*TRAIN, "--steps", "1", "--out", str(mine)])
+    assert "not empty (holiday.jpg) and not a vitkit run directory; choose a new or empty --out" in line
+    assert sorted(p.name for p in mine.iterdir()) == ["holiday.jpg"]
+    (tmp_path / "file").write_text("x")
+    assert "is a file, not a run directory" in cli_error(capsys, [*TRAIN, "--steps", "1", "--out",
+                                                                  str(tmp_path / "file")])
+
+
+def test_resume_into_another_out_is_refused(tmp_path, capsys):
+    cli_json(capsys, [*TRAIN, "--steps", "2", "--stop-after", "1", "--out", str(tmp_path / "a")])
+    line = cli_error(capsys, ["train", "--resume", str(tmp_path / "a"), "--out", str(tmp_path / "b")])
+    assert "continues that run in its own directory" in line and not (tmp_path / "b").exists()
+    assert cli_json(capsys, ["train", "--resume", str(tmp_path / "a"), "--out", str(tmp_path / "a"),
+                             "--quiet"])["step"] == 2  # the same directory, spelled out: fine
+
+
+def test_a_run_stopped_before_its_first_checkpoint_is_started_over_not_appended_to(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    real = Trainer._train_step
+
+    def interrupted_at_step_3(self, micro):
+        if self.step == 2:
+            raise KeyboardInterrupt
+        return real(self, micro)
+
+    monkeypatch.setattr(Trainer, "_train_step", interrupted_at_step_3)
+    with pytest.raises(TrainingInterrupted, match=f"interrupted at step 2; no checkpoint was saved in {out}"):
+        train(tiny_config(steps=4, out=str(out)), progress=False)
+    assert [r["step"] for r in read_metrics(out) if r["metric"] == "train/loss"] == [1, 2]
+    assert not (out / LOCK_FILE).exists()
+    monkeypatch.undo()
+    notes = []
+    train(tiny_config(steps=3, out=str(out)), progress=False, report=notes.append)
+    assert [r["step"] for r in read_metrics(out) if r["metric"] == "train/loss"] == [1, 2, 3]
+    assert any("cleared an earlier run that stopped before its first checkpoint" in n for n in notes)
+
+
+def test_resume_sweeps_temporary_files_and_keeps_the_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    train(tiny_config(steps=3, out=str(out)), progress=False, stop_after=1)
+    leftovers = [out / ".state.pt.k2j3.tmp", out / "model" / ".config.json.x9.tmp"]
+    for path in leftovers:
+        path.write_bytes(b"partial")
+    notes = []
+    result = train(tiny_config(steps=3, out=str(out)), progress=False, resume=True, report=notes.append)
+    assert result.step == 3 and not any(p.exists() for p in leftovers)
+    assert any("removed 2 temporary file(s)" in n for n in notes)
+
+
+# ------------------------------------------------------------------------------------- convert
+@pytest.mark.parametrize("case", ["itself", "inside", "around"])
+def test_convert_never_writes_into_its_own_source(tmp_path, capsys, case):
+    source = tmp_path / "ckpt"
+    cli_json(capsys, ["convert", str(tiny_checkpoint() / "model"), str(source), "--to", "native", "--no-progress"])
+    if case == "around":  # a timm file inside the directory a native conversion would fill
+        cli_json(capsys, ["convert", str(source), str(tmp_path / "box" / "model.safetensors"), "--to", "timm",
+                          "--allow-approx", "--no-progress"])
+        source = tmp_path / "box" / "model.safetensors"
+    before = {p: p.read_bytes() for p in ([source] if source.is_file() else source.iterdir())}
+    dst, to = {"itself": (source, "native"), "inside": (source / "model.safetensors", "timm"),
+               "around": (source.parent, "native")}[case]
+    line = cli_error(capsys, ["convert", str(source), str(dst), "--to", to, "--overwrite", "--no-progress"])
+    assert {"itself": "is the source itself", "inside": "lies inside the source checkpoint",
+            "around": "lies inside this directory"}[case] in line
+    assert {p: p.read_bytes() for p in before} == before
+
+
+# ------------------------------------------------------------------------------ FIFOs and devices
+@pytest.fixture
+def fifo(tmp_path):
+    def make(name: str) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.mkfifo(path)
+        return path
+    return make
+
+
+def test_a_fifo_or_device_is_refused_not_waited_on(tmp_path, capsys, fifo):
+    with no_hang():
+        line = cli_error(capsys, ["eval", str(fifo("ckpt.safetensors")), "--data", "digits"])
+        assert "is a named pipe (FIFO), not a regular checkpoint file" in line
+        assert "is a character device" in cli_error(capsys, ["eval", "/dev/zero", "--data", "digits"])
+        line = cli_error(capsys, [*TRAIN, "--data", str(fifo("data.npz")), "--out", str(tmp_path / "r1")])
+        assert "is a named pipe (FIFO), not a regular .npz file" in line
+        line = cli_error(capsys, [*TRAIN, "--config", str(fifo("options.yaml")), "--out", str(tmp_path / "r2")])
+        assert "is a named pipe (FIFO), not a regular config file" in line
+        line = cli_error(capsys, ["predict", str(tiny_checkpoint()), str(fifo("photo.png"))])
+        assert "photo.png: is a named pipe (FIFO), not an image file" in line
+
+
+def test_a_fifo_among_the_images_of_a_folder_is_skipped(tmp_path, fifo):
+    root = image_folder(tmp_path / "data" / "train", {"a": 4, "b": 4}).parent
+    image_folder(root / "val", {"a": 1, "b": 1})
+    fifo("data/train/a/pipe.png")
+    with no_hang():
+        result = train(tiny_config(data=str(root), batch_size=3, steps=3, out=str(tmp_path / "run")), progress=False)
+    assert result.skipped == 1 and "is a named pipe" in result.unreadable_examples[0]
+
+
+# --------------------------------------------------------------------------- pipes and Ctrl-C
+def test_a_closed_stdout_pipe_ends_the_command_quietly(tmp_path):
+    folder = image_folder(tmp_path / "img", {"c": 3})
+    proc = _start(["predict", str(tiny_checkpoint()), str(folder)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # `vitkit predict ... | head -0`: the reader is gone before the first line
+    stderr = proc.stderr.read()
+    proc.wait(timeout=120)
+    assert proc.returncode == 141, stderr
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr and "Exception ignored" not in stderr
+
+
+def test_ctrl_c_exits_130_with_one_line_saying_what_was_saved(tmp_path):
+    out = tmp_path / "run"
+    proc = _start([*TRAIN, "--steps", "100000", "--save-every", "3", "--out", str(out)],
+                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_for(lambda: (out / "state.pt").exists() or proc.poll() is not None, "the first checkpoint")
+        proc.send_signal(signal.SIGINT)
+        stderr = proc.stderr.read()
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    found = re.fullmatch(rf"vitkit train: stopped: interrupted at step (\d+); the last checkpoint is {out} "
+                         rf"\(step (\d+)\): continue with `vitkit train --resume {out}`", lines[0])
+    assert found, lines[0]
+    assert int(found.group(2)) == load_training_state(out / "state.pt")["step"] <= int(found.group(1))
+    assert int(found.group(2)) % 3 == 0 and not (out / LOCK_FILE).exists()
+
+
+# ---------------------------------------------------------------------------- honest messages
+def test_every_command_a_message_or_the_docs_suggest_exists():
+    commands = {module.NAME for module in command_modules()}
+    root = Path(__file__).resolve().parents[2]
+    suggested = set(RECIPE_COMMANDS.values())  # what `vitkit {command} --resume ...` messages fill in
+    for path in (root / "src" / "vitkit").rglob("*.py"):  # messages quote commands in single backticks
+        suggested |= set(re.findall(r"(?<!`)`vitkit ([a-z]+)", path.read_text()))
+    for path in [root / "README.md", *(root / "docs").glob("*.md")]:  # the command lines of code blocks
+        inside = False
+        for line in path.read_text().splitlines():
+            if line.lstrip().startswith("```"):
+                inside = not inside
+            elif inside and (found := re.match(r"\s*(?:\S+=\S+ )*(?:torchrun .* -m )?vitkit ([a-z]+)", line)):
+                suggested.add(found.group(1))
+    assert {"train", "finetune", "eval", "convert"} <= suggested  # the scan does find them
+    assert suggested <= commands, suggested - commands
+
+
+def test_a_config_of_the_other_recipe_names_the_command_that_runs_it(tmp_path, capsys):
+    cli_json(capsys, [*TRAIN, "--steps", "1", "--out", str(tmp_path / "pre")])
+    line = cli_error(capsys, ["finetune", str(tmp_path / "pre"), "--config", str(tmp_path / "pre" / "config.yaml"),
+                              "--out", str(tmp_path / "ft")])
+    assert "that configuration is a pretrain run; use `vitkit train`" in line
+
+
+def test_the_demo_into_an_earlier_demo_says_to_choose_another_out(tmp_path):
+    from vitkit.studies.demo import DemoSettings, run_demo
+
+    (tmp_path / "demo" / "pretrain").mkdir(parents=True)
+    (tmp_path / "demo" / "pretrain" / "config.yaml").write_text("recipe: pretrain\n")
+    with pytest.raises(VitkitError, match=r"already holds a demo \(pretrain\); the demo always starts afresh: "
+                                          r"choose another --out") as caught:
+        run_demo(DemoSettings(out=str(tmp_path / "demo")), progress=False, report=lambda _: None)
+    assert "--resume" not in str(caught.value)
+
+
+def test_lock_release_removes_a_directory_it_created_when_nothing_was_written(tmp_path):
+    lock = RunLock(tmp_path / "new").acquire("train")
+    assert (tmp_path / "new" / LOCK_FILE).exists()
+    lock.release()
+    assert not (tmp_path / "new").exists()
+
+
+def test_ctrl_c_in_the_demo_does_not_suggest_a_resume_it_lacks(tmp_path, monkeypatch):
+    from vitkit.studies.demo import DemoSettings, run_demo
+
+    def interrupted(self, micro):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "_train_step", interrupted)
+    with pytest.raises(TrainingInterrupted, match=r"interrupted in the pre-train stage; the demo always starts "
+                                                  r"afresh: run `vitkit demo` again with another --out") as caught:
+        run_demo(DemoSettings(out=str(tmp_path / "demo")), progress=False, report=lambda _: None)
+    assert "--resume" not in str(caught.value)

@@ -1,0 +1,122 @@
+"""``vitkit reproduce`` end to end on the tiny budget: the report is written, every claim has numbers and a
+verdict that the code computed from its conditions, finished runs are reused, bad input is one line."""
+
+from __future__ import annotations
+
+import functools
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vitkit.cli.main import main
+from vitkit.models import create_model
+from vitkit.models.flops import count_flops
+from vitkit.studies.reproduce import BUDGETS, CLAIMS, reproduce
+from vitkit.studies.reproduce.stats import NOT_AVAILABLE, VERDICTS, Condition, verdict
+
+
+def check_document(out: Path, document: dict, claim_ids: list[str]) -> None:
+    """What every report must hold (module notes)."""
+    on_disk = json.loads((out / "report.json").read_text())
+    assert on_disk["claims"] == json.loads(json.dumps(document["claims"]))
+    assert [c["id"] for c in on_disk["claims"]] == claim_ids
+    page = (out / "report.html").read_text()
+    summary = (out / "summary.md").read_text()
+    assert summary.startswith("Produced by `") and summary.count("\n| ") == len(claim_ids) + 1
+    for claim in on_disk["claims"]:
+        assert claim["verdict"] in VERDICTS and f"id='{claim['id']}'" in page
+        assert claim["paper"]["source"] and claim["paper"]["statement"]
+        if claim["verdict"] == NOT_AVAILABLE:
+            assert claim["notes"] and not claim["conditions"]
+            continue
+        assert claim["rows"] and claim["conditions"] and claim["headline"]
+        conditions = [Condition(c["name"], c["rule"], c["outcome"]) for c in claim["conditions"]]
+        assert all(c.outcome in (True, False, None) and c.rule for c in conditions)
+        assert claim["verdict"] == verdict(conditions)  # computed from the numbers, never written by hand
+        for plot in claim["plots"]:
+            assert (out / plot["file"]).stat().st_size > 1000
+
+
+def test_chosen_claims_write_a_report_from_the_command_line(tmp_path, capsys):
+    out = tmp_path / "repro"
+    main(["reproduce", "--budget", "tiny", "--only", "posemb", "self-supervision", "--out", str(out),
+          "--num-workers", "0", "--quiet", "--json"])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [c["id"] for c in result["claims"]] == ["posemb", "self-supervision"]
+    assert result["claims"][1]["verdict"] != NOT_AVAILABLE  # vitkit has masked patch prediction: it is run
+    document = json.loads((out / "report.json").read_text())
+    check_document(out, document, ["posemb", "self-supervision"])
+    fewshot = document["claims"][0]["summaries"]["fewshot"]
+    assert set(fewshot) == {"none", "learned_1d", "learned_2d", "relative"}
+    assert all(len(s["values"]) == BUDGETS["tiny"].seeds and 0 <= s["mean"] <= 1 for s in fewshot.values())
+    ssl = document["claims"][1]["summaries"]
+    assert set(ssl["finetuned"]) == set(ssl["fewshot"]) == {"scratch", "mpp", "supervised"}
+    assert all(len(s["values"]) == BUDGETS["tiny"].seeds for s in ssl["finetuned"].values())
+    runs = sorted(p.name for p in (out / "runs").iterdir())
+    initial = [r for r in runs if r.startswith("vit-gap-init")]
+    assert len(initial) == BUDGETS["tiny"].seeds and all((out / "runs" / r / "model").is_dir() for r in initial)
+    trained = [r for r in runs if r not in initial]  # 4 kinds of position embedding; MPP, supervised, 3 fine-tunings
+    assert len(trained) == 9 * BUDGETS["tiny"].seeds
+    assert all((out / "runs" / r / "summary.json").is_file() for r in trained)
+
+
+@functools.cache
+def full_tiny_run() -> tuple[Path, dict]:
+    out = Path(tempfile.mkdtemp(prefix="vitkit-repro-")) / "out"
+    return out, reproduce(out, budget="tiny", num_workers=0, command="vitkit reproduce --budget tiny")
+
+
+@pytest.mark.slow
+def test_every_claim_runs_on_the_tiny_budget_and_gets_a_computed_verdict():
+    out, document = full_tiny_run()
+    check_document(out, document, list(CLAIMS))
+    verdicts = {c["id"]: c["verdict"] for c in document["claims"]}
+    assert NOT_AVAILABLE not in verdicts.values()
+    compute = next(c for c in document["claims"] if c["id"] == "compute")["summaries"]
+    assert all(np.all(np.diff(compute[f]["tflops"]) > 0) for f in ("vit", "bit", "hybrid"))
+
+
+@pytest.mark.slow
+def test_a_second_run_with_the_same_out_reuses_every_run_and_agrees():
+    out, first = full_tiny_run()
+    second = reproduce(out, budget="tiny", num_workers=0, only=["posemb", "data-size", "small-data"])
+    assert second["runs_trained"] == 0 and second["runs_reused"] > 0
+    by_id = {c["id"]: c for c in first["claims"]}
+    for claim in second["claims"]:
+        assert claim["verdict"] == by_id[claim["id"]]["verdict"]
+        assert claim["rows"] == by_id[claim["id"]]["rows"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--only", "posemb", "--pretrain-data", "no-such-data"], "unknown dataset 'no-such-data'"),
+    (["--only", "posemb", "--transfer-data", "no-such-data"], "unknown dataset 'no-such-data'"),
+])
+def test_bad_data_is_one_line_before_anything_is_written(argv, message, tmp_path, capsys):
+    out = tmp_path / "repro"
+    with pytest.raises(SystemExit) as exc:
+        main(["reproduce", "--budget", "tiny", "--out", str(out), *argv])
+    assert exc.value.code == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and message in err[0] and not out.exists()
+
+
+def _gflops(arch: dict, size: int) -> float:
+    with torch.device("meta"):
+        return count_flops(create_model(arch["model"], image_size=size, num_classes=10, **arch["model_options"]))
+
+
+@pytest.mark.parametrize("name", ["small", "full"])
+def test_the_budgets_compute_ladders_overlap_so_fig5_can_compare_families(name):
+    budget = BUDGETS[name]
+    cost = {f: [_gflops(a, budget.image_size) for a in getattr(budget, f"{f}_ladder")] for f in ("vit", "bit",
+                                                                                                  "hybrid")}
+    assert all(np.all(np.diff(c) > 0) for c in cost.values()), cost  # each ladder grows
+    assert cost["vit"][0] <= cost["bit"][-1] and cost["bit"][0] <= cost["vit"][-1], cost  # ViT and ResNet overlap
+    inside = [c for c in cost["hybrid"] if cost["vit"][0] <= c <= cost["vit"][-1]]
+    assert len(inside) >= 2 and inside[0] == cost["hybrid"][0], cost  # hybrids comparable with ViT at two sizes
+    assert 0.5 <= cost["vit"][-1] / cost["bit"][-1] <= 2.0, cost  # the data-size pair costs about the same
+    assert budget.data_fractions[-1] == 1.0 and list(budget.data_fractions) == sorted(budget.data_fractions)
