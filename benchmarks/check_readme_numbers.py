@@ -16,8 +16,9 @@ the floating-point sums, hence the trained weights, hence which test images fall
 * few-shot cells (mean +- std over ``draws`` draws): |difference of the means| <=
   2 sqrt((std_README^2 + std_fresh^2) / draws) + 0.05 points (the README's rounding).
 
-Timings are not checked: the README gives none for the demo (the demo prints its own), and speed
-figures elsewhere in the README say which command measured them on which machine.
+Timings are not checked: the README gives none for the demo (the demo prints its own), and the speed
+figures in ``docs/`` say which command measured them on which machine. The demo block is the only
+generated block: the other measured tables in ``docs/`` stand beside the command that produced them.
 Exit status 0 when everything agrees, 1 when a number disagrees (each one printed), 2 on bad input.
 """
 
@@ -157,6 +158,17 @@ def run_demo(seed: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def read_saved_run(path: Path) -> dict:
+    """The last line of a saved ``vitkit demo --json`` output; ValueError when there is none."""
+    lines = path.read_text().strip().splitlines()
+    if not lines:
+        raise ValueError(f"{path} is empty: save the output of `vitkit demo --json` there")
+    result = json.loads(lines[-1])
+    if not isinstance(result, dict) or not {"results", "fewshot"} <= set(result):
+        raise ValueError(f"{path}: the last line is not `vitkit demo --json` output (no results and fewshot)")
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
@@ -167,8 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         text = args.readme.read_text()
         readme = None if args.write else parse_readme(text)
-        result = json.loads(args.from_json.read_text().strip().splitlines()[-1]) if args.from_json \
-            else run_demo(args.seed)
+        result = read_saved_run(args.from_json) if args.from_json else run_demo(args.seed)
     except (OSError, ValueError, RuntimeError) as exc:
         print(f"check_readme_numbers: {exc}", file=sys.stderr)
         return 2

@@ -82,6 +82,17 @@ def test_the_command_line_checks_a_saved_run(tmp_path, capsys):
     assert check.main(["--readme", str(tmp_path / "plain.md"), "--from-json", str(saved)]) == 2
 
 
+def test_a_saved_run_that_is_not_demo_output_is_one_line_and_exit_2(tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text(check.rewrite(README, demo_json(), "vitkit demo --seed 0"))
+    for name, text in [("empty.json", ""), ("other.json", '{"accuracy": 0.9}\n'), ("list.json", "[1, 2]\n"),
+                       ("broken.json", "{not json\n")]:
+        (tmp_path / name).write_text(text)
+        assert check.main(["--readme", str(readme), "--from-json", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("check_readme_numbers: "), err
+
+
 def test_the_readme_has_the_demo_block():
     """The block is there; it holds either the run's tables or, until `--write` has been run for this
     version of the code, the placeholder that says so (the slow test below then fails)."""
