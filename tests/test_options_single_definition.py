@@ -108,3 +108,21 @@ def test_every_flag_is_made_from_an_option():
              for action in parser._actions
              if action.option_strings and not hasattr(action, "option") and action.dest != "help"}
     assert plain == NOT_YET_OPTIONS
+
+
+def test_optional_keeps_the_definition_and_many_checks_each_value():
+    from vitkit.errors import VitkitError
+    from vitkit.options import IMAGES, OUT
+
+    optional = IMAGE_SIZE.optional()
+    assert optional.definition is IMAGE_SIZE and optional.check(None) is None and optional.check(8) == (8, 8)
+    with pytest.raises(VitkitError, match="image_size: got None"):
+        IMAGE_SIZE.check(None, "image_size")
+    assert OUT.optional().definition is OUT and OUT.optional().optional().definition is OUT
+    assert IMAGES.check(["a.png", "b"]) == ["a.png", "b"]
+    with pytest.raises(VitkitError, match="images: got"):
+        IMAGES.check(["a.png", ""], "images")
+    parser = argparse.ArgumentParser()
+    action = IMAGES.add_to(parser, "images", default=None, help="pictures to draw")
+    assert action.option is IMAGES and action.help.startswith("pictures to draw [a non-empty string]")
+    assert parser.parse_args(["--images", "a.png", "b.png"]).images == ["a.png", "b.png"]
