@@ -32,6 +32,7 @@ def to_pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
     height, width = value
     return (int(height), int(width))
 
+
 KINDS = ("int", "float", "choice", "bool", "text", "size", "pair", "ints", "int_or_ints")
 #: The largest integer any count option accepts (keeps YAML typos like 1e30 out of range()).
 MAX_COUNT = 2**31 - 1
@@ -47,7 +48,9 @@ class Option:
     per-stage value such as Swin's heads). ``low``/``high`` bound numbers (and every element of a
     size, pair or list); ``low_open``/``high_open`` make a bound strict. ``nullable`` lets None
     (YAML ``null``, "use the default") through; ``off_value`` is a number that means "off" on the
-    command line (``--clip 0``) and becomes None.
+    command line (``--clip 0``) and becomes None. ``many``: the command line takes one or more values
+    (``--images a.png b.png``), each checked. A field that may be left unset uses :meth:`optional`,
+    which keeps this definition (:attr:`definition`) and lets None through.
     """
 
     kind: str
@@ -62,10 +65,28 @@ class Option:
     #: the command-line spelling when it is not ``--`` + the name with dashes (``--wd``)
     flag: str | None = None
     metavar: str | None = None
+    many: bool = False
+    #: the option this one was derived from by :meth:`optional` (None: it is a definition itself)
+    base: Option | None = dataclasses.field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown option kind {self.kind!r}")
+        if self.many and self.kind == "bool":
+            raise ValueError("a switch takes no values: many=True does not apply to kind 'bool'")
+
+    @property
+    def definition(self) -> Option:
+        """The definition this option is (itself, or the one :meth:`optional` derived it from)."""
+        return self.base or self
+
+    def optional(self) -> Option:
+        """This definition where None ("not given: use the default") is also allowed: a dataclass
+        field such as :attr:`TrainConfig.image_size <vitkit.train.recipes.TrainConfig.image_size>`
+        that defaults to the model's value."""
+        if self.nullable:
+            return self
+        return dataclasses.replace(self, nullable=True, base=self.definition)
 
     # ------------------------------------------------------------------ wording
     def allowed(self) -> str:
@@ -107,6 +128,10 @@ class Option:
             raise self._refuse(name, value)
         if self.off_value is not None and _is_number(value) and value == self.off_value:
             return None
+        if self.many:
+            if not isinstance(value, (list, tuple)) or not value:
+                raise self._refuse(name, value)
+            return [dataclasses.replace(self, many=False).check(item, name) for item in value]
         kind = self.kind
         if kind == "bool":
             if isinstance(value, bool):
@@ -162,9 +187,11 @@ class Option:
 
     # -------------------------------------------------------------- command line
     def parse(self, text: str) -> Any:
-        """The argparse ``type``: command-line text -> checked value (one-line usage error else)."""
+        """The argparse ``type``: command-line text -> checked value (one-line usage error else); with
+        :attr:`many` one of the values."""
+        one = dataclasses.replace(self, many=False) if self.many else self
         try:
-            return self.check(self._from_text(text), "value")
+            return one.check(self._from_text(text), "value")
         except VitkitError:
             raise argparse.ArgumentTypeError(f"got {text!r}; allowed: {self.allowed()}") from None
 
@@ -189,21 +216,29 @@ class Option:
         return [_number(p, integer=kind in ("ints", "int_or_ints")) for p in parts] if parts else text
 
     def add_to(self, parser: argparse.ArgumentParser | argparse._ArgumentGroup, name: str, *,
-               default: Any = argparse.SUPPRESS, help_default: Any = None, dest: str | None = None) -> None:
-        """Add this option to an argparse parser as ``--name-with-dashes`` (or :attr:`flag`).
+               default: Any = argparse.SUPPRESS, help_default: Any = None, dest: str | None = None,
+               required: bool = False, help: str | None = None) -> argparse.Action:
+        """Add this option to an argparse parser as ``--name-with-dashes`` (or :attr:`flag`); returns
+        the argparse action, which carries this definition as ``action.option``.
 
         ``default`` is argparse's (``SUPPRESS``: an option left out overrides nothing);
-        ``help_default`` is the default shown in the help text.
+        ``help_default`` is the default shown in the help text; ``required``: the command needs it;
+        ``help``: the command's own words for what this use of the option means (``--out``: what
+        goes into the folder), in place of :attr:`help` -- kind, range and allowed values stay.
         """
         flag = self.flag or "--" + name.replace("_", "-")
-        text = self.describe() if help_default is None else f"{self.describe()} (default {help_default})"
+        words = self.help if help is None else help
+        shown = "" if help_default is None else f" (default {help_default})"
         if self.kind == "bool":  # a switch: --name turns it on, a --no-name flag turns it off
-            action = "store_false" if flag.startswith("--no-") else "store_true"
-            parser.add_argument(flag, dest=dest or name, action=action, default=default, help=self.help
-                                + ("" if help_default is None else f" (default {help_default})"))
-            return
-        parser.add_argument(flag, dest=dest or name, type=self.parse, default=default, help=text,
-                            metavar=self.metavar or _metavar(self, name))
+            action = parser.add_argument(flag, dest=dest or name, default=default, help=words + shown,
+                                         action="store_false" if flag.startswith("--no-") else "store_true")
+        else:
+            text = f"{words} [{self.allowed()}]" if words else f"[{self.allowed()}]"
+            action = parser.add_argument(flag, dest=dest or name, type=self.parse, default=default, help=text + shown,
+                                         metavar=self.metavar or _metavar(self, name), required=required,
+                                         nargs="+" if self.many else None)
+        action.option = self  # what the bad-option sweep and the one-definition guard read
+        return action
 
 
 def _num(value: float) -> str:
@@ -261,9 +296,11 @@ def check_args(definitions: dict[str, Option], **values: Any) -> dict[str, Any]:
 
 
 def add_field_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: Any,
-                      names: Iterable[str], *, defaults: dict[str, Any] | None = None) -> None:
+                      names: Iterable[str], *, defaults: dict[str, Any] | None = None,
+                      helps: dict[str, str] | None = None) -> None:
     """Add the fields ``names`` of dataclass ``cls`` as command-line options (argparse SUPPRESS
-    defaults: an option left out overrides nothing); ``defaults`` feeds the help texts."""
+    defaults: an option left out overrides nothing); ``defaults`` feeds the help texts, ``helps``
+    words a field's use on this command (see :meth:`Option.add_to`)."""
     options = field_options(cls)
     shown = dict(defaults or {})
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -271,7 +308,7 @@ def add_field_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
         default = shown.get(name, fields[name].default)
         if default is dataclasses.MISSING:
             default = None
-        options[name].add_to(parser, name, help_default=_shown(default))
+        options[name].add_to(parser, name, help_default=_shown(default), help=(helps or {}).get(name))
 
 
 def _shown(value: Any) -> Any:
@@ -310,10 +347,34 @@ PROBE_EPOCHS = Option("int", "passes over the training features", low=1, high=10
 PROBE_BATCH_SIZE = Option("int", "classifier batch", low=2, high=1 << 20)
 PROBE_LR = Option("float", "base learning rate, times batch / 256", low=0, high=100, low_open=True, flag="--lr")
 WARMUP_EPOCHS = Option("int", "linear warm-up epochs, then cosine", low=0, high=100_000)
-EPOCHS = Option("int", "passes over the training set", low=1, high=100_000, nullable=True)
+EPOCHS = Option("int", "passes over the training set", low=1, nullable=True)
 LR = Option("float", "learning rate", low=0, high=100, low_open=True, nullable=True)
 THREADS = Option("int", "torch threads (default: torch's choice)", low=1, high=4096, nullable=True)
 OUT = Option("text", "output folder", metavar="DIR")
+# which weights, and how the command talks
+#: the evaluation side's ``--ema``: load a run's weight average (``model_ema/``). Not TrainConfig's
+#: ``ema``, the decay of the average a training run keeps (see tests/test_options_single_definition.py).
+EMA = Option("bool", "with a run directory: use its weight average")
+JSON = Option("bool", "print one JSON object as the last stdout line")
+QUIET = Option("bool", "no progress bars or lines")
+MODEL = Option("text", "a variant name (`vitkit models`), e.g. ViT-B/16 or Swin-T", metavar="NAME")
+IMAGES = Option("text", "image files or folders (default: the bundled sample picture and 7 sklearn digits)",
+                metavar="PATH", many=True)
+# one training run: where its options come from and how long this session runs
+CONFIG = Option("text", "YAML of options (a run's config.yaml repeats that run)", metavar="YAML")
+RESUME = Option("text", "continue this run where it stopped", metavar="RUN_DIR")
+STOP_AFTER = Option("int", "end this session after N steps with a checkpoint (continue with --resume)", low=1)
+# what evaluation, prediction and bench write or add
+CONFUSION = Option("text", "where to write the confusion matrix (default ./confusion_matrix.png; 'none': skip)",
+                   metavar="PNG")
+GUARD = Option("bool", "with a fast path: also evaluate the plain fp32 model and print both accuracies")
+ATTENTION = Option("text", "also save each image's attention-rollout overlay (Fig. 6) as DIR/<name>.png",
+                   metavar="DIR")
+ROWS = Option("text", "inference rows, comma-separated: fast paths (fp32, int8, compile, mergeR, joined with +, "
+                      "e.g. int8+merge8) and runtimes (transformers, ...); fp32 is always included")
+COMPARE = Option("text", "add a peer row: transformers", metavar="PEER")
+GUARD_IMAGES = Option("int", "use N images of --guard-data, spread evenly over it", low=1)
+MARKDOWN = Option("bool", "also print the results as a Markdown table")
 
 COMMAND_OPTIONS: dict[str, Option] = {
     "batch_size": BATCH_SIZE, "num_workers": NUM_WORKERS, "seed": SEED, "split_seed": SPLIT_SEED,
@@ -323,7 +384,12 @@ COMMAND_OPTIONS: dict[str, Option] = {
     "components": COMPONENTS, "max_shown": MAX_SHOWN,
     "probe_epochs": PROBE_EPOCHS, "probe_batch_size": PROBE_BATCH_SIZE, "probe_lr": PROBE_LR,
     "warmup_epochs": WARMUP_EPOCHS, "epochs": EPOCHS, "finetune_epochs": EPOCHS, "supervised_lr": LR,
-    "mpp_lr": LR, "mae_lr": LR, "threads": THREADS,
+    "mpp_lr": LR, "mae_lr": LR, "threads": THREADS, "out": OUT,
+    "ema": EMA, "json": JSON, "quiet": QUIET, "model": MODEL, "images": IMAGES,
+    "config": CONFIG, "resume": RESUME, "stop_after": STOP_AFTER,
+    "confusion": CONFUSION, "guard": GUARD, "attention": ATTENTION, "rows": ROWS, "compare": COMPARE,
+    "guard_data": DATA, "guard_images": GUARD_IMAGES, "markdown": MARKDOWN,
+    "pretrain_data": DATA, "transfer_data": DATA,
 }
 
 
@@ -333,3 +399,9 @@ def add_command_options(parser: argparse.ArgumentParser | argparse._ArgumentGrou
     for name in names or list(defaults):
         default = defaults[name]
         COMMAND_OPTIONS[name].add_to(parser, name, default=default, help_default=_shown(default))
+
+
+def add_switches(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *names: str) -> None:
+    """Add shared switches (bool options of :data:`COMMAND_OPTIONS`), off unless given."""
+    for name in names:
+        COMMAND_OPTIONS[name].add_to(parser, name, default=False)

@@ -136,3 +136,38 @@ def test_augmentation_options_and_bf16_autocast_train(tmp_path, capsys):
     assert result["step"] == 2 and 0 < result["metrics"]["train_loss"] < 10
     saved = (tmp_path / "run" / "config.yaml").read_text()
     assert "randaugment: true" in saved and "mixup: 0.8" in saved and "precision: bf16" in saved
+
+
+def test_finetune_and_train_take_a_non_square_image_size(tmp_path, capsys):
+    """``--image-size HxW`` wherever ``vitkit.load_model(..., image_size=(h, w))`` works: fine-tuning at 48x32
+    interpolates the position embeddings to a 12x8 grid, training from scratch builds the model at 32x24; both
+    runs save that size and ``--config run/config.yaml`` reads it back."""
+    import yaml
+
+    from vitkit.checkpoints.detect import load_model
+
+    ft = run_ok(capsys, ["finetune", str(tiny_checkpoint()), "--data", "digits", "--image-size", "48x32",
+                         "--steps", "2", "--batch-size", "32", "--no-flip", "--quiet", "--out", str(tmp_path / "ft")])
+    tuned = load_model(ft["model_dir"])
+    assert tuned.config.image_size == (48, 32) and tuned.pos_embed.table.shape[1] == 1 + 12 * 8
+    assert yaml.safe_load((tmp_path / "ft" / "config.yaml").read_text())["image_size"] == [48, 32]
+    ev = run_ok(capsys, ["eval", str(tmp_path / "ft"), "--data", "digits", "--confusion", "none"])
+    assert ev["top1"] == pytest.approx(ft["metrics"]["test_top1"])
+
+    trained = run_ok(capsys, [*TRAIN, "--image-size", "32x24", "--steps", "2", "--out", str(tmp_path / "scratch")])
+    model = load_model(trained["model_dir"])
+    assert model.config.image_size == (32, 24) and model.pos_embed.table.shape[1] == 1 + 8 * 6
+    again = run_ok(capsys, ["train", "--config", str(tmp_path / "scratch" / "config.yaml"), "--steps", "1",
+                            "--out", str(tmp_path / "again"), "--quiet"])
+    assert load_model(again["model_dir"]).config.image_size == (32, 24)
+
+
+def test_an_old_config_yaml_with_an_integer_size_still_loads(tmp_path, capsys):
+    config = tmp_path / "old.yaml"
+    config.write_text("recipe: pretrain\ndata: digits\nimage_size: 16\nmodel_options: {patch_size: 4, hidden_size: 32, "
+                      "depth: 1, num_heads: 2, mlp_dim: 64}\nsteps: 1\nbatch_size: 64\n")
+    result = run_ok(capsys, ["train", "--config", str(config), "--out", str(tmp_path / "run"), "--quiet"])
+    from vitkit.checkpoints.detect import load_model
+
+    assert load_model(result["model_dir"]).config.image_size == (16, 16)
+    assert "image_size: 16\n" in (tmp_path / "run" / "config.yaml").read_text()

@@ -55,6 +55,18 @@ def test_full_crop_equals_a_resize_and_flip_mirrors():
     assert all(torch.equal(a, flipping(image)) for a in outs)  # seeded by torch's generator
 
 
+def test_a_non_square_size_is_height_by_width_in_both_training_transforms():
+    """``image_size=(48, 32)`` (``--image-size 48x32``): 48 rows, 32 columns, the PIL and the batch path alike."""
+    pre = Preprocessing(image_size=(48, 32), interpolation="bilinear")
+    image = _gradient(40, 40)
+    full = train_transform(pre, flip=False, scale=(1.0, 1.0), ratio=(1.0, 1.0))(image)
+    expected = normalize(to_tensor(image.resize((32, 48), Image.Resampling.BILINEAR)), pre.mean, pre.std)
+    torch.testing.assert_close(full, expected, atol=1e-6, rtol=0)
+    batch = torch.from_numpy(np.stack([np.asarray(image)] * 2))
+    assert train_batch_transform(pre)(batch).shape == (2, 3, 48, 32)
+    assert eval_batch_transform(pre)(batch).shape == (2, 3, 48, 32)
+
+
 def test_random_resized_crop_box_respects_scale_and_ratio():
     torch.manual_seed(0)
     for _ in range(300):

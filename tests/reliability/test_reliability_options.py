@@ -99,7 +99,7 @@ def command_options() -> list[tuple[str, str, Option]]:
     found = []
     for command, cmd_parser in sub.choices.items():
         for action in cmd_parser._actions:
-            definition = getattr(action.type, "__self__", None)
+            definition = getattr(action, "option", None)  # set by Option.add_to on every flag it makes
             if isinstance(definition, Option):
                 found.append((command, action.option_strings[0] if action.option_strings else action.dest,
                               definition))
@@ -125,6 +125,36 @@ def test_the_sweep_covers_every_command_and_the_training_options():
         assert ("train", flag) in swept, flag
     for command in ("eval", "fewshot", "predict"):
         assert (command, "--batch-size") in swept
+    for command, flag in (("train", "--config"), ("train", "--resume"), ("train", "--stop-after"),
+                          ("finetune", "--image-size"), ("train", "--out"), ("eval", "--confusion"),
+                          ("eval", "--data"), ("predict", "--attention"), ("bench", "--rows"), ("bench", "--compare"),
+                          ("bench", "--guard-data"), ("bench", "--guard-images"), ("bench", "--image-size"),
+                          ("inspect", "--model"), ("inspect", "--images"), ("inspect", "--out"),
+                          ("inspect", "--image-size"), ("reproduce", "--only"), ("reproduce", "--out"),
+                          ("reproduce", "--threads"), ("demo", "--out"), ("selfsup", "--out")):
+        assert (command, flag) in swept, (command, flag)
+
+
+def test_the_switches_are_options_too():
+    """Flags without a value (--ema, --json, --quiet ...) carry their definition though they have no bad text."""
+    switches = {(command, flag) for command, flag, opt in command_options() if opt.kind == "bool"}
+    for command in ("eval", "fewshot", "predict", "linprobe", "inspect", "bench"):
+        assert (command, "--ema") in switches and (command, "--json") in switches
+    for command in ("train", "finetune", "demo", "selfsup", "reproduce"):
+        assert (command, "--quiet") in switches
+    assert {("eval", "--guard"), ("bench", "--markdown")} <= switches
+
+
+def test_a_size_option_takes_height_by_width_on_every_command():
+    sized = [(command, flag) for command, flag, opt in command_options() if opt.kind == "size"]
+    assert {"train", "finetune", "bench", "inspect", "models"} <= {command for command, _ in sized}
+    for command, flag in sized:
+        action = next(a for a in _parser_of(command)._actions if flag in a.option_strings)
+        assert action.type("48x32") == (48, 32), (command, flag)
+
+
+def _parser_of(command: str) -> argparse.ArgumentParser:
+    return next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
 
 
 @pytest.mark.parametrize("command, flag, text", CLI_CASES, ids=[f"{c} {f} {t!r}" for c, f, t in CLI_CASES])

@@ -9,10 +9,7 @@ from pathlib import Path
 
 from vitkit.cli.common import add_fast_path_options, add_model_options, checkpoint_path
 from vitkit.errors import VitkitError
-from vitkit.options import Option
 from vitkit.train.recipes import MODEL_OPTIONS
-
-GUARD_IMAGES = Option("int", "use N images of --guard-data, spread evenly over it", low=1)
 
 NAME = "bench"
 HELP = "measure inference (img/s, latency, memory) and training-step speed; --compare transformers"
@@ -24,23 +21,20 @@ SETTINGS = ("mode", "batch_size", "precision", "threads", "repeats", "warmup", "
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from vitkit.deploy.bench import BenchSettings
-    from vitkit.options import add_command_options, add_field_options
+    from vitkit.options import COMMAND_OPTIONS, add_command_options, add_field_options, add_switches
 
     parser.add_argument("model", metavar="MODEL|CKPT",
                         help="a variant name (random weights, e.g. ViT-B/16) or a checkpoint / run directory")
     add_field_options(parser, BenchSettings, SETTINGS)
     add_command_options(parser, {"image_size": None, "num_classes": None, "device": "auto"})
-    parser.add_argument("--rows", default=None,
-                        help="inference rows, comma-separated: fast paths (fp32, int8, compile, mergeR, joined with "
-                             "+, e.g. int8+merge8) and runtimes (transformers, ...); fp32 is always included")
-    parser.add_argument("--compare", default=None, metavar="PEER", help="add a peer row: transformers")
-    parser.add_argument("--ema", action="store_true", help="with a run directory: its weight average")
-    parser.add_argument("--guard-data", default=None, metavar="SRC",
-                        help="for every fast-path row, compare its top-1 with fp32 on this data (accuracy when "
-                             "the model's classes are the data's)")
+    add_command_options(parser, {"rows": None, "compare": None})
+    add_switches(parser, "ema")
+    COMMAND_OPTIONS["guard_data"].add_to(parser, "guard_data", default=None,
+                                         help="for every fast-path row, compare its top-1 with fp32 on this data "
+                                              "(accuracy when the model's classes are the data's)")
     add_command_options(parser, {"split": "test"})
-    GUARD_IMAGES.add_to(parser, "guard_images", default=None, help_default="all")
-    parser.add_argument("--markdown", action="store_true", help="also print the results as a Markdown table")
+    COMMAND_OPTIONS["guard_images"].add_to(parser, "guard_images", default=None, help_default="all")
+    add_switches(parser, "markdown")
     add_fast_path_options(parser)
     add_model_options(parser, variant=False)
 

@@ -1,9 +1,9 @@
 """Options and helpers shared by the training and evaluation commands (not a command itself).
 
-Training options are merged in one order everywhere: the recipe's defaults, then a YAML file
-(``--config FILE``, or the run's own ``config.yaml`` with ``--resume RUN_DIR``), then the options
-given on the command line. Options left out of the command line do not override anything, which
-is why they are declared with ``argparse.SUPPRESS`` defaults.
+Training options are merged by :func:`vitkit.train.settings.resolve_training_config` (the recipe's
+defaults, a preset, a YAML file or the resumed run's ``config.yaml``, then the options given); this
+module only turns the command line into its arguments. Options left out of the command line do not
+override anything, which is why they are declared with ``argparse.SUPPRESS`` defaults.
 """
 
 from __future__ import annotations
@@ -11,13 +11,19 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
 from vitkit.errors import VitkitError
-from vitkit.options import DATA, Option, add_command_options, add_field_options, field_options
-from vitkit.train.recipes import FINETUNE_MODEL_OPTIONS, MODEL_OPTIONS, PRESET, RECIPE_COMMANDS, preset_options
+from vitkit.options import (
+    COMMAND_OPTIONS,
+    Option,
+    add_command_options,
+    add_field_options,
+    add_switches,
+    field_options,
+)
+from vitkit.train.recipes import MODEL_OPTIONS, PRESET, RECIPE_COMMANDS
+from vitkit.train.settings import OBJECTIVE_FLAGS
 
 S = argparse.SUPPRESS
 
@@ -32,15 +38,10 @@ TRAINING_GROUPS = {
 }
 #: TrainConfig fields of fine-tuning a masked model (MAE §4, App. A.1), on ``vitkit finetune``.
 FINETUNE_FIELDS = ("layer_decay", "drop_path", "global_pool", "trainable_blocks")
-#: command-line dest -> (objective, key of its options): the options of ``--objective mpp`` / ``mae``
-OBJECTIVE_FLAGS = {"mask_ratio": ("mae", "mask_ratio"), "norm_pix_loss": ("mae", "norm_pix_loss"),
-                   "decoder_hidden_size": ("mae", "decoder_hidden_size"), "decoder_depth": ("mae", "decoder_depth"),
-                   "decoder_num_heads": ("mae", "decoder_num_heads"), "decoder_mlp_dim": ("mae", "decoder_mlp_dim"),
-                   "mpp_target": ("mpp", "target"), "corrupt_ratio": ("mpp", "corrupt_ratio")}
-#: How long one session may run before it checkpoints and stops (``--stop-after``).
-STOP_AFTER = Option("int", "end this session after N steps with a checkpoint (continue with --resume)", low=1)
 #: Option names that are not TrainConfig fields (they steer this invocation, not the run).
 _NOT_RUN_OPTIONS = ("json", "run", "command", "config", "resume", "stop_after", "quiet", "preset")
+#: The training commands' own words for a field (what their ``--out`` folder is).
+TRAINING_HELP = {"out": "run directory (default runs/<recipe>-<time>)"}
 
 
 #: ``--num-heads`` takes ViT's one number or Swin's one per stage; the model's configuration then checks it.
@@ -105,75 +106,24 @@ def add_training_options(parser: argparse.ArgumentParser, recipe: str) -> None:
     PRESET.add_to(parser.add_argument_group("preset"), "preset", default=S)
     parser.epilog = " ".join(PRESET_HELP[name].format(values=describe_preset(name, recipe)) for name in PRESETS)
     for title, names in TRAINING_GROUPS.items():
-        add_field_options(parser.add_argument_group(title), TrainConfig, names, defaults=defaults)
+        add_field_options(parser.add_argument_group(title), TrainConfig, names, defaults=defaults,
+                          helps=TRAINING_HELP)
     run = parser._action_groups[-1]
-    run.add_argument("--config", default=S, metavar="YAML",
-                     help="YAML of options (a run's config.yaml repeats that run)")
-    run.add_argument("--resume", metavar="RUN_DIR", default=S, help="continue this run where it stopped")
-    STOP_AFTER.add_to(run, "stop_after", default=None)
-    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    COMMAND_OPTIONS["config"].add_to(run, "config")
+    COMMAND_OPTIONS["resume"].add_to(run, "resume")
+    COMMAND_OPTIONS["stop_after"].add_to(run, "stop_after", default=None)
+    add_switches(run, "quiet")
 
 
 def training_config(args: argparse.Namespace, recipe: str):
-    """The :class:`~vitkit.train.recipes.TrainConfig` of a command line (see the module notes)."""
-    from vitkit.train.recipes import TrainConfig, recipe_defaults
+    """The :class:`~vitkit.train.recipes.TrainConfig` of a command line: its options (those given; the
+    rest are SUPPRESSed) handed to :func:`~vitkit.train.settings.resolve_training_config`."""
+    from vitkit.train.settings import resolve_training_config
 
     given = vars(args)
-    resume = given.get("resume")
-    loaded: dict[str, Any] = {}
-    if resume is not None:
-        if not (Path(resume) / "config.yaml").is_file():
-            raise VitkitError(f"{resume}: not a run directory (no config.yaml)")
-        if "out" in given and Path(given["out"]).resolve() != Path(resume).resolve():
-            raise VitkitError(f"--resume {resume} continues that run in its own directory; --out {given['out']} names "
-                              f"another (to branch a run, copy its directory and resume the copy)")
-        loaded = {**_read_options(resume), "out": str(resume)}
-    elif "config" in given:
-        loaded = _read_options(given["config"])
-        loaded.pop("out", None)  # a run's directory is where it is written, not part of what it is
-    objective = given.get("objective", loaded.get("objective", "supervised"))
-    options: dict[str, Any] = recipe_defaults(recipe, objective) if recipe == "pretrain" else recipe_defaults(recipe)
-    preset = preset_options(given.get("preset"), recipe)  # after the recipe, before YAML and options
-    loaded["model_options"] = {**preset.pop("model_options", {}), **(loaded.get("model_options") or {})}
-    options.update(preset)
-    options.update(loaded)
-    if options.get("recipe", recipe) != recipe:
-        command = RECIPE_COMMANDS.get(options["recipe"], "train")
-        raise VitkitError(f"that configuration is a {options['recipe']} run; use `vitkit {command}`")
-    model_options = dict(options.get("model_options") or {})
-    objective_options = dict(options.get("objective_options") or {})
-    for name, value in given.items():
-        if name in MODEL_OPTIONS and (recipe == "pretrain" or name in FINETUNE_MODEL_OPTIONS):
-            # (fine-tuning's --drop-path is a TrainConfig field of its own: FINETUNE_FIELDS)
-            model_options[name] = value
-        elif name in OBJECTIVE_FLAGS:
-            objective_options[OBJECTIVE_FLAGS[name][1]] = value
-        elif name not in _NOT_RUN_OPTIONS:
-            options[name] = value
-    options["model_options"] = model_options
-    options["objective_options"] = objective_options
-    if not options.get("out"):
-        options["out"] = os.path.join("runs", f"{recipe}-{time.strftime('%Y%m%d-%H%M%S')}")
-    if "data" not in options:
-        raise VitkitError("--data is required (digits, mnist5k, a folder or a .npz)")
-    if options.get("model"):
-        from vitkit.models.registry import resolve_name
-
-        options["model"] = resolve_name(options["model"])
-    return TrainConfig.from_dict(options)
-
-
-def _read_options(path: str) -> dict[str, Any]:
-    """The options of a YAML file, each checked against its definition (errors name the file)."""
-    from vitkit.train.recipes import TrainConfig
-    from vitkit.train.rundir import read_config
-
-    loaded = read_config(path)
-    try:
-        TrainConfig.check_mapping(loaded)
-    except VitkitError as exc:
-        raise VitkitError(f"{path}: {exc}") from None
-    return loaded
+    options = {name: value for name, value in given.items() if name not in _NOT_RUN_OPTIONS}
+    return resolve_training_config(recipe, options, preset=given.get("preset"), config_file=given.get("config"),
+                                   resume=given.get("resume"))
 
 
 def run_training(args: argparse.Namespace, recipe: str) -> dict:
@@ -225,9 +175,9 @@ def add_checkpoint_options(parser: argparse.ArgumentParser, *, data: bool = True
     parser.add_argument("checkpoint", metavar="CKPT",
                         help="a checkpoint, a run directory (its model/), or a name: hf-hub:ORG/REPO, "
                              "official:FOLDER/NAME, https://... (`vitkit models --pretrained`)")
-    parser.add_argument("--ema", action="store_true", help="with a run directory: use its weight average")
+    add_switches(parser, "ema")
     if data:
-        parser.add_argument("--data", required=True, type=DATA.parse, metavar="SRC", help=DATA.describe())
+        COMMAND_OPTIONS["data"].add_to(parser, "data", required=True)
         add_command_options(parser, {"split": "test", "val_fraction": 0.2, "split_seed": 0})
     add_command_options(parser, {"batch_size": 128, "device": "auto", "num_workers": 0})
 

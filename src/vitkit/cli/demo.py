@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vitkit.options import OUT, add_command_options
+from vitkit.options import OUT, add_command_options, add_switches
 
 NAME = "demo"
 HELP = ("the main job: pre-train a small ViT on MNIST-5k, fine-tune it on the digits at 24 px (position "
@@ -14,10 +14,9 @@ HELP = ("the main job: pre-train a small ViT on MNIST-5k, fine-tune it on the di
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default=None, type=OUT.parse, metavar="DIR",
-                        help="where the three runs go (default runs/demo-<time>)")
+    OUT.add_to(parser, "out", default=None, help="where the three runs go (default runs/demo-<time>)")
     add_command_options(parser, {"seed": 0})
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_switches(parser, "quiet")
 
 
 def run(args: argparse.Namespace) -> dict:

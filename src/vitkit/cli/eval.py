@@ -12,6 +12,7 @@ from vitkit.cli.common import (
     open_data,
 )
 from vitkit.errors import VitkitError
+from vitkit.options import COMMAND_OPTIONS, add_switches
 
 NAME = "eval"
 HELP = "evaluate a checkpoint on a labelled split: top-1, top-5, per-class accuracy, confusion matrix"
@@ -19,11 +20,9 @@ HELP = "evaluate a checkpoint on a labelled split: top-1, top-5, per-class accur
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_checkpoint_options(parser)
-    parser.add_argument("--confusion", default="confusion_matrix.png", metavar="PNG",
-                        help="where to write the confusion matrix (default ./confusion_matrix.png; 'none': skip)")
+    COMMAND_OPTIONS["confusion"].add_to(parser, "confusion", default="confusion_matrix.png")
     add_fast_path_options(parser)
-    parser.add_argument("--guard", action="store_true",
-                        help="with a fast path: also evaluate the plain fp32 model and print both accuracies")
+    add_switches(parser, "guard")
 
 
 def run(args: argparse.Namespace) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vitkit.options import OUT, add_command_options
+from vitkit.options import COMMAND_OPTIONS, OUT, add_command_options, add_switches
 
 NAME = "inspect"
 HELP = ("see inside a ViT: embedding filters, position-embedding similarity, mean attention distance and "
@@ -16,13 +16,11 @@ HELP = ("see inside a ViT: embedding filters, position-embedding similarity, mea
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", nargs="?", metavar="CKPT",
                         help="a checkpoint (anything vitkit.load_model reads) or a training run directory")
-    parser.add_argument("--ema", action="store_true", help="with a run directory: use its weight average")
-    parser.add_argument("--model", metavar="NAME",
-                        help="inspect a randomly initialised variant instead of a checkpoint (e.g. ViT-Ti/16, Swin-T)")
-    parser.add_argument("--images", nargs="+", metavar="PATH",
-                        help="image files or folders (default: the bundled sample picture and 7 sklearn digits)")
-    parser.add_argument("--out", required=True, type=OUT.parse, metavar="DIR",
-                        help="folder for the figures, inspect.json, index.html")
+    add_switches(parser, "ema")
+    COMMAND_OPTIONS["model"].add_to(parser, "model", default=None, help="inspect a randomly initialised variant "
+                                    "instead of a checkpoint (e.g. ViT-Ti/16, Swin-T)")
+    add_command_options(parser, {"images": None})
+    OUT.add_to(parser, "out", required=True, help="folder for the figures, inspect.json, index.html")
     add_command_options(parser, {"image_size": None, "batch_size": 8, "components": 28, "max_shown": 8, "seed": 0,
                                  "device": "auto"})
 

@@ -12,6 +12,7 @@ from typing import NoReturn
 
 import vitkit.cli
 from vitkit.errors import VitkitError
+from vitkit.options import add_switches
 
 _NOT_COMMANDS = {"main", "common"}
 
@@ -35,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for module in command_modules():
         cmd = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
-        cmd.add_argument("--json", action="store_true", help="print one JSON object as the last stdout line")
+        add_switches(cmd, "json")
         module.add_arguments(cmd)
         cmd.set_defaults(run=module.run)
     return parser

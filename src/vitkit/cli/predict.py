@@ -16,8 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_checkpoint_options(parser, data=False)
     parser.add_argument("paths", metavar="PATH", nargs="+", help="image files, folders (searched recursively), globs")
     add_command_options(parser, {"top_k": 5})
-    parser.add_argument("--attention", metavar="DIR", default=None,
-                        help="also save each image's attention-rollout overlay (Fig. 6) as DIR/<name>.png")
+    add_command_options(parser, {"attention": None})
     add_fast_path_options(parser)
 
 

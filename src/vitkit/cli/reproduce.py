@@ -6,7 +6,7 @@ import argparse
 import shlex
 import sys
 
-from vitkit.options import DATA, OUT, Option, add_command_options
+from vitkit.options import DATA, OUT, Option, add_command_options, add_switches
 
 NAME = "reproduce"
 HELP = ("rerun the paper's claims in miniature (Table 8, Fig. 3/4, 5, 7, 9, §4.6, the small-data recipe) on "
@@ -19,21 +19,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = ("budgets: tiny (about a minute, a smoke test), small (under 30 min on 2 CPU cores), full (for a "
                      "GPU). Finished runs under OUT/runs are reused when the command is repeated with the same "
                      "--out.")
-    parser.add_argument("--out", required=True, type=OUT.parse, metavar="DIR",
-                        help="folder for report.html, report.json, summary.md, plots/ and the runs")
-    only = Option("choice", "", choices=tuple(CLAIMS))
-    parser.add_argument("--only", nargs="+", type=only.parse, metavar="CLAIM", default=None,
-                        help=f"run only these claims [{only.allowed()}]")
+    OUT.add_to(parser, "out", required=True, help="folder for report.html, report.json, summary.md, plots/ and the "
+                                                  "runs")
+    # the claims and budgets are the study's own (defined where they are: vitkit.studies.reproduce)
+    Option("choice", "run only these claims", choices=tuple(CLAIMS), metavar="CLAIM", many=True).add_to(
+        parser, "only", default=None)
     Option("choice", "how much to run", choices=tuple(BUDGETS)).add_to(parser, "budget", default="small",
                                                                        help_default="small")
-    Option("text", f"pre-training data instead of MNIST-5k ({DATA.help})", metavar="SRC").add_to(
-        parser, "pretrain_data", default="mnist5k", help_default="mnist5k")
-    Option("text", f"transfer data instead of the digits ({DATA.help})", metavar="SRC").add_to(
-        parser, "transfer_data", default="digits", help_default="digits")
-    Option("int", "torch CPU threads (default: torch's choice)", low=1, high=1024).add_to(parser, "threads",
-                                                                                          default=None)
-    add_command_options(parser, {"device": "auto", "num_workers": 1})
-    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    DATA.add_to(parser, "pretrain_data", default="mnist5k", help_default="mnist5k",
+                help=f"pre-training data instead of MNIST-5k ({DATA.help})")
+    DATA.add_to(parser, "transfer_data", default="digits", help_default="digits",
+                help=f"transfer data instead of the digits ({DATA.help})")
+    add_command_options(parser, {"threads": None, "device": "auto", "num_workers": 1})
+    add_switches(parser, "quiet")
 
 
 def run(args: argparse.Namespace) -> dict:

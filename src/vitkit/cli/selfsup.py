@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vitkit.options import OUT, add_command_options
+from vitkit.options import OUT, add_command_options, add_switches
 
 NAME = "selfsup"
 HELP = ("§4.6 in miniature: pre-train on MNIST-5k without labels (masked patch prediction, MAE) and with them, "
@@ -13,11 +13,10 @@ HELP = ("§4.6 in miniature: pre-train on MNIST-5k without labels (masked patch 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default=None, type=OUT.parse, metavar="DIR",
-                        help="where the runs go (default runs/selfsup-<time>)")
+    OUT.add_to(parser, "out", default=None, help="where the runs go (default runs/selfsup-<time>)")
     add_command_options(parser, {"seed": 0, "epochs": None, "finetune_epochs": None, "supervised_lr": None,
                                  "mpp_lr": None, "mae_lr": None, "threads": None})
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_switches(parser, "quiet")
 
 
 def run(args: argparse.Namespace) -> dict:

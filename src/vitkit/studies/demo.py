@@ -123,7 +123,7 @@ def run_demo(settings: DemoSettings | None = None, *, progress: bool = True,
     seconds: dict[str, float] = {}
 
     def stage(name: str, config: TrainConfig):
-        report(f"[{name}] {config.recipe} on {config.data} at {config.image_size}x{config.image_size} ...")
+        report(f"[{name}] {config.recipe} on {config.data} at {config.image_size[0]}x{config.image_size[1]} ...")
         start = time.perf_counter()
         try:
             result = train(config, progress=progress)

@@ -39,7 +39,21 @@ from torch import nn
 from vitkit.data.preprocessing import CROP_MODES
 from vitkit.dictconfig import DictConfig
 from vitkit.errors import VitkitError
-from vitkit.options import DATA, DEVICE, NUM_WORKERS, SEED, SPLIT_SEED, VAL_FRACTION, Option, check_fields, option_field
+from vitkit.options import (
+    DATA,
+    DEVICE,
+    EPOCHS,
+    IMAGE_SIZE,
+    MODEL,
+    NUM_WORKERS,
+    OUT,
+    SEED,
+    SPLIT_SEED,
+    VAL_FRACTION,
+    Option,
+    check_fields,
+    option_field,
+)
 
 RECIPES = ("pretrain", "finetune")
 #: the command that runs (and resumes) each recipe
@@ -76,21 +90,22 @@ class TrainConfig(DictConfig):
 
     recipe: str = option_field("pretrain", Option("choice", "which recipe", choices=RECIPES))
     #: pre-training: a variant name (``vitkit models``); fine-tuning: unused.
-    model: str = option_field("ViT-Ti/16", Option("text", "variant to pre-train, e.g. ViT-B/16 or Swin-T",
-                                                             metavar="NAME"))
+    model: str = option_field("ViT-Ti/16", MODEL)
     #: fine-tuning: the checkpoint to start from; pre-training: unused.
     checkpoint: str | None = option_field(None, Option("text", "checkpoint to fine-tune", nullable=True))
     #: architecture overrides for pre-training (keys of :data:`MODEL_OPTIONS`). Pre-training's head
     #: has a D-wide pre-logits layer unless ``representation_size`` says otherwise (0: linear head).
     model_options: dict[str, Any] = field(default_factory=dict)
-    #: input resolution; fine-tuning at a new one interpolates the position embeddings (§3.2).
-    image_size: int | None = option_field(None, Option("int", "input resolution", low=1, nullable=True))
+    #: input resolution (height, width) -- ``N`` or ``HxW`` on the command line, an int (square) or
+    #: ``[H, W]`` in config.yaml; None: the variant's or the checkpoint's. Fine-tuning at a new one
+    #: interpolates the position embeddings (§3.2).
+    image_size: tuple[int, int] | None = option_field(None, IMAGE_SIZE.optional())
     data: str = option_field("digits", DATA)
     #: sources without their own test split are split per class with this seed and fraction; kept
     #: apart from ``seed`` so that runs with different seeds are scored on the same test images.
     split_seed: int = option_field(0, SPLIT_SEED)
     val_fraction: float = option_field(0.2, VAL_FRACTION)
-    epochs: int | None = option_field(None, Option("int", "passes over the training set", low=1, nullable=True))
+    epochs: int | None = option_field(None, EPOCHS)
     steps: int | None = option_field(None, Option("int", "optimiser steps (instead of --epochs)", low=1,
                                                   nullable=True))
     #: the global batch of one optimiser step, over all processes and accumulation micro-batches
@@ -183,8 +198,7 @@ class TrainConfig(DictConfig):
     eval_every: int = option_field(1, Option("int", "evaluate every N epochs", low=1))
     save_every: int | None = option_field(None, Option("int", "also checkpoint every N steps", low=1, nullable=True))
     log_every: int = option_field(10, Option("int", "log training metrics every N steps", low=1))
-    out: str | None = option_field(None, Option("text", "run directory (default runs/<recipe>-<time>)",
-                                                nullable=True, metavar="DIR"))
+    out: str | None = option_field(None, OUT.optional())
 
     def __post_init__(self) -> None:
         self.model_options = dict(self.model_options or {})
@@ -241,6 +255,9 @@ class TrainConfig(DictConfig):
         out = dataclasses.asdict(self)
         out["model_options"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.model_options.items()}
         out["betas"] = list(self.betas)
+        if self.image_size is not None:  # YAML has no tuples: a square stays one number, as configs always had it
+            height, width = self.image_size
+            out["image_size"] = height if height == width else [height, width]
         out["crop_scale"] = list(self.crop_scale)
         return out
 

@@ -35,7 +35,7 @@ from vitkit.data.preprocessing import Preprocessing
 from vitkit.dictconfig import DictConfig
 from vitkit.errors import VitkitError
 from vitkit.models.layers import lecun_normal_, zero_linear
-from vitkit.options import Option, check_fields, option_field, to_pair
+from vitkit.options import IMAGE_SIZE, Option, check_fields, option_field, to_pair
 
 
 @dataclass
@@ -48,7 +48,7 @@ class BiTConfig(DictConfig):
     """
 
     name: str = option_field("custom", Option("text", "the variant's name"))
-    image_size: tuple[int, int] = option_field((224, 224), Option("size", "input resolution (height, width)", low=1))
+    image_size: tuple[int, int] = option_field((224, 224), IMAGE_SIZE)
     in_channels: int = option_field(3, Option("int", "image channels", low=1))
     num_classes: int = option_field(1000, Option("int", "classes of the head (0: no head)", low=0))
     layers: tuple[int, ...] = option_field((3, 4, 6, 3), Option("ints", "bottleneck units per stage", low=1))

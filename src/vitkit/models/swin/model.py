@@ -53,7 +53,7 @@ from vitkit.dictconfig import DictConfig
 from vitkit.errors import VitkitError
 from vitkit.models.layers import Attention, DropPath, Mlp, drop_path_rates, zero_linear
 from vitkit.models.vit.config import MLP_ACTIVATIONS
-from vitkit.options import Option, check_fields, option_field, to_pair
+from vitkit.options import IMAGE_SIZE, Option, check_fields, option_field, to_pair
 
 #: The additive mask the reference code puts between tokens of different regions of a shifted window.
 MASK_VALUE = -100.0
@@ -69,7 +69,7 @@ class SwinConfig(DictConfig):
     """
 
     name: str = option_field("custom", Option("text", "the variant's name"))
-    image_size: tuple[int, int] = option_field((224, 224), Option("size", "input resolution (height, width)", low=1))
+    image_size: tuple[int, int] = option_field((224, 224), IMAGE_SIZE)
     patch_size: int = option_field(4, Option("int", "patch side P in pixels", low=1))
     in_channels: int = option_field(3, Option("int", "image channels", low=1))
     embed_dim: int = option_field(96, Option("int", "Swin: channels C of the first stage", low=1))

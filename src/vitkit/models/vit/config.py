@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from vitkit.dictconfig import DictConfig
 from vitkit.errors import VitkitError
-from vitkit.options import Option, check_fields, option_field
+from vitkit.options import IMAGE_SIZE, Option, check_fields, option_field
 
 CLASSIFIERS = ("token", "gap")
 POSEMB_KINDS = ("none", "learned_1d", "learned_2d", "sincos_2d", "relative")
@@ -38,7 +38,7 @@ class ViTConfig(DictConfig):
     """
 
     name: str = option_field("custom", Option("text", "the variant's name"))
-    image_size: tuple[int, int] = option_field((224, 224), Option("size", "input resolution (height, width)", low=1))
+    image_size: tuple[int, int] = option_field((224, 224), IMAGE_SIZE)
     patch_size: int = option_field(16, Option("int", "patch side P in pixels (on the feature map for hybrids)",
                                               low=1))
     in_channels: int = option_field(3, Option("int", "image channels", low=1))

@@ -1,0 +1,124 @@
+"""One run's options from their sources, in one order: what ``vitkit train`` / ``vitkit finetune`` do,
+callable from Python.
+
+The order (each later source overrides the earlier ones, key by key; ``model_options`` and
+``objective_options`` merge key by key too):
+
+1. the recipe's defaults (:func:`~vitkit.train.recipes.recipe_defaults`; a pre-training objective
+   brings its own),
+2. a named preset (:data:`~vitkit.train.recipes.PRESETS`, ``--recipe small-data``),
+3. a YAML file of options (``--config FILE``; its ``out`` is dropped: a run's directory is where it is
+   written, not part of what it is), or with ``resume`` the run's own ``config.yaml`` (and the run's
+   directory as ``out``),
+4. the options given (the command line's flags).
+
+    >>> from vitkit.train.settings import resolve_training_config
+    >>> config = resolve_training_config("finetune", {"checkpoint": "runs/pre/model", "data": "digits",
+    ...                                               "image_size": (48, 32), "steps": 20},
+    ...                                  preset="small-data")
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from vitkit.errors import VitkitError
+from vitkit.train.recipes import (
+    FINETUNE_MODEL_OPTIONS,
+    MODEL_OPTIONS,
+    RECIPE_COMMANDS,
+    TrainConfig,
+    preset_options,
+    recipe_defaults,
+)
+
+#: option name -> (objective, key of its options): the options of ``objective="mpp"`` / ``"mae"`` as the
+#: command line spells them (``--mask-ratio``, ``--mpp-target`` ...).
+OBJECTIVE_FLAGS = {"mask_ratio": ("mae", "mask_ratio"), "norm_pix_loss": ("mae", "norm_pix_loss"),
+                   "decoder_hidden_size": ("mae", "decoder_hidden_size"), "decoder_depth": ("mae", "decoder_depth"),
+                   "decoder_num_heads": ("mae", "decoder_num_heads"), "decoder_mlp_dim": ("mae", "decoder_mlp_dim"),
+                   "mpp_target": ("mpp", "target"), "corrupt_ratio": ("mpp", "corrupt_ratio")}
+
+
+def resolve_training_config(recipe: str, options: dict[str, Any] | None = None, *, preset: str | None = None,
+                            config_file: str | os.PathLike | None = None,
+                            resume: str | os.PathLike | None = None) -> TrainConfig:
+    """The :class:`~vitkit.train.recipes.TrainConfig` of ``recipe`` (``"pretrain"`` or ``"finetune"``) from
+    its sources in the order of the module notes.
+
+    ``options``: TrainConfig fields, plus architecture options by name (``patch_size``, ``depth`` ...:
+    :data:`~vitkit.train.recipes.MODEL_OPTIONS`; fine-tuning takes ``window_size`` only, its ``drop_path``
+    is a field of its own) and objective options by their flag names (:data:`OBJECTIVE_FLAGS`).
+    ``config_file``: a YAML file of options; ``resume``: a run directory, whose ``config.yaml`` is read and
+    which stays the run's ``out``. Every value is checked against its definition; a
+    :class:`~vitkit.errors.VitkitError` names the first bad one (and the file it came from).
+    """
+    given = dict(options or {})
+    loaded: dict[str, Any] = {}
+    if resume is not None:
+        check_resume(resume, given.get("out"))
+        loaded = {**read_options(resume), "out": str(resume)}
+    elif config_file is not None:
+        loaded = read_options(config_file)
+        loaded.pop("out", None)  # a run's directory is where it is written, not part of what it is
+    objective = given.get("objective", loaded.get("objective", "supervised"))
+    merged: dict[str, Any] = recipe_defaults(recipe, objective) if recipe == "pretrain" else recipe_defaults(recipe)
+    chosen = preset_options(preset, recipe)  # after the recipe, before YAML and options
+    loaded["model_options"] = {**chosen.pop("model_options", {}), **(loaded.get("model_options") or {})}
+    merged.update(chosen)
+    merged.update(loaded)
+    if merged.get("recipe", recipe) != recipe:
+        command = RECIPE_COMMANDS.get(merged["recipe"], "train")
+        raise VitkitError(f"that configuration is a {merged['recipe']} run; use `vitkit {command}`")
+    model_options = {**(merged.get("model_options") or {}), **(given.pop("model_options", None) or {})}
+    objective_options = {**(merged.get("objective_options") or {}), **(given.pop("objective_options", None) or {})}
+    for name, value in given.items():
+        if name in MODEL_OPTIONS and (recipe == "pretrain" or name in FINETUNE_MODEL_OPTIONS):
+            # (fine-tuning's drop_path is a TrainConfig field of its own)
+            model_options[name] = value
+        elif name in OBJECTIVE_FLAGS:
+            objective_options[OBJECTIVE_FLAGS[name][1]] = value
+        else:
+            merged[name] = value
+    merged["model_options"] = model_options
+    merged["objective_options"] = objective_options
+    if not merged.get("out"):
+        merged["out"] = default_run_dir(recipe)
+    if "data" not in merged:
+        raise VitkitError("--data is required (digits, mnist5k, a folder or a .npz)")
+    if merged.get("model"):
+        from vitkit.models.registry import resolve_name
+
+        merged["model"] = resolve_name(merged["model"])
+    return TrainConfig.from_dict(merged)
+
+
+def check_resume(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> None:
+    """Refuse to resume what is not a run directory, or into another directory ``out``."""
+    from vitkit.train.rundir import CONFIG_FILE
+
+    if not (Path(run_dir) / CONFIG_FILE).is_file():
+        raise VitkitError(f"{run_dir}: not a run directory (no config.yaml)")
+    if out is not None and Path(out).resolve() != Path(run_dir).resolve():
+        raise VitkitError(f"--resume {run_dir} continues that run in its own directory; --out {out} names "
+                          f"another (to branch a run, copy its directory and resume the copy)")
+
+
+def default_run_dir(recipe: str) -> str:
+    """``runs/<recipe>-<YYYYmmdd-HHMMSS>``: where a run goes when no ``out`` is given."""
+    return os.path.join("runs", f"{recipe}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def read_options(path: str | os.PathLike) -> dict[str, Any]:
+    """The options of a YAML file, each checked against its definition (errors name the file)."""
+    from vitkit.train.rundir import read_config
+
+    loaded = read_config(path)
+    try:
+        TrainConfig.check_mapping(loaded)
+    except VitkitError as exc:
+        raise VitkitError(f"{path}: {exc}") from None
+    return loaded

@@ -1,0 +1,128 @@
+"""Guard of issue 20, item 4: one definition per option.
+
+Every option name -- a field of a configuration class (TrainConfig, the families' configs, the objectives'
+options, bench's settings), a shared command option (``COMMAND_OPTIONS``) or a flag of a command -- maps to
+one :class:`~vitkit.options.Option`: the same object everywhere (or one derived from it by
+``Option.optional()``). The exceptions are listed below with their reasons, and each list is exact, so a
+new duplicate fails here and a resolved one asks to be struck off.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+
+import pytest
+
+from vitkit.cli.main import build_parser
+from vitkit.deploy.bench import BenchSettings
+from vitkit.models.bit.model import BiTConfig
+from vitkit.models.swin.model import SwinConfig
+from vitkit.models.vit.config import ViTConfig
+from vitkit.objectives import OBJECTIVES
+from vitkit.options import COMMAND_OPTIONS, EMA, IMAGE_SIZE, Option, field_options
+from vitkit.train.recipes import TrainConfig
+
+#: Names that mean different things in different places (each keeps its name where users know it).
+DIFFERENT_MEANINGS = {
+    "ema": "TrainConfig.ema is the decay of the weight average a run keeps (--ema 0.9999 on train/finetune); "
+           "the commands that load a run take --ema as a switch: use that average (model_ema/)",
+    "batch_size": "training's is the global batch of one optimiser step (over processes and --accum); "
+                  "evaluation's and bench's are the images of one forward pass",
+    "warmup": "training's are the learning rate's warm-up steps; bench's are untimed calls before timing",
+    "precision": "training's is auto/fp32/bf16 (no fp16: no loss scaling); bench times fp16 rows too",
+    "compile": "training compiles forward and backward for the run; the inference commands' --compile is a "
+               "fast path (vitkit.deploy.fastpath) that --guard checks against fp32",
+    "num_heads": "ViT has one number, Swin one per stage; the --num-heads flag takes either and the family's "
+                 "configuration checks it",
+}
+#: Definitions still written out in more than one place outside this work's files (the family configs in
+#: models/**, bench's settings in deploy/bench); they must agree in kind, range and choices until each
+#: imports one Option.
+COPIES = {"name", "num_classes", "in_channels", "layer_norm_eps", "qkv_bias", "mlp_act", "gn_eps", "ws_eps",
+          "attention_dropout", "patch_size", "dropout", "drop_path", "threads"}
+#: Flags of commands whose modules belong to other parts of issue 20 (cli/convert.py: the dialects,
+#: cli/models.py: the family records), not yet made from Options.
+NOT_YET_OPTIONS = {("convert", "--to"), ("convert", "--overwrite"), ("convert", "--no-progress"),
+                   ("convert", "--ema"), ("convert", "--allow-approx"), ("convert", "--static-size"),
+                   ("convert", "--no-verify"), ("models", "--pretrained")}
+
+
+def commands() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+def every_definition() -> dict[str, dict[int, tuple[Option, list[str]]]]:
+    """name -> {id of its definition: (the option, where it is used)}."""
+    found: dict[str, dict[int, tuple[Option, list[str]]]] = defaultdict(dict)
+
+    def add(where: str, options: dict[str, Option]) -> None:
+        for name, option in options.items():
+            found[name].setdefault(id(option.definition), (option, []))[1].append(where)
+
+    for cls in (TrainConfig, ViTConfig, SwinConfig, BiTConfig, BenchSettings,
+                *(options for _, options in OBJECTIVES.values() if options is not None)):
+        add(cls.__name__, field_options(cls))
+    add("COMMAND_OPTIONS", COMMAND_OPTIONS)
+    for command, parser in commands().items():
+        add(f"vitkit {command}", {a.dest: a.option for a in parser._actions if hasattr(a, "option")})
+    return found
+
+
+def test_every_name_has_one_definition_or_a_listed_reason():
+    duplicated = {name: uses for name, uses in every_definition().items() if len(uses) > 1}
+    unexplained = {name: [where for _, where in uses.values()] for name, uses in duplicated.items()
+                   if name not in DIFFERENT_MEANINGS and name not in COPIES}
+    assert not unexplained, f"defined more than once: {unexplained}"
+    assert set(DIFFERENT_MEANINGS) | COPIES == set(duplicated), "strike resolved names off the lists"
+
+
+@pytest.mark.parametrize("name", sorted(COPIES))
+def test_the_remaining_copies_agree_in_kind_and_range(name):
+    def shape(option: Option) -> tuple:
+        return option.kind, option.low, option.high, option.low_open, option.high_open, option.choices
+
+    assert len({shape(option) for option, _ in every_definition()[name].values()}) == 1
+
+
+def test_image_size_is_one_option_in_every_configuration_and_command():
+    uses = every_definition()["image_size"]
+    assert len(uses) == 1
+    option, where = next(iter(uses.values()))
+    assert option.definition is IMAGE_SIZE
+    assert {"TrainConfig", "ViTConfig", "SwinConfig", "BiTConfig", "COMMAND_OPTIONS", "vitkit train",
+            "vitkit finetune", "vitkit bench", "vitkit inspect", "vitkit models"} <= set(where)
+    assert TrainConfig(image_size=[48, 32]).image_size == ViTConfig(image_size=(48, 32)).image_size == (48, 32)
+    assert IMAGE_SIZE.parse("48x32") == (48, 32) and IMAGE_SIZE.parse("384") == (384, 384)
+
+
+def test_every_command_that_loads_a_run_takes_the_one_ema_switch():
+    for command in ("eval", "fewshot", "predict", "linprobe", "inspect", "bench"):
+        (action,) = [a for a in commands()[command]._actions if "--ema" in a.option_strings]
+        assert action.option is EMA and action.dest == "ema" and action.default is False, command
+
+
+def test_every_flag_is_made_from_an_option():
+    plain = {(command, action.option_strings[0]) for command, parser in commands().items()
+             for action in parser._actions
+             if action.option_strings and not hasattr(action, "option") and action.dest != "help"}
+    assert plain == NOT_YET_OPTIONS
+
+
+def test_optional_keeps_the_definition_and_many_checks_each_value():
+    from vitkit.errors import VitkitError
+    from vitkit.options import IMAGES, OUT
+
+    optional = IMAGE_SIZE.optional()
+    assert optional.definition is IMAGE_SIZE and optional.check(None) is None and optional.check(8) == (8, 8)
+    with pytest.raises(VitkitError, match="image_size: got None"):
+        IMAGE_SIZE.check(None, "image_size")
+    assert OUT.optional().definition is OUT and OUT.optional().optional().definition is OUT
+    assert IMAGES.check(["a.png", "b"]) == ["a.png", "b"]
+    with pytest.raises(VitkitError, match="images: got"):
+        IMAGES.check(["a.png", ""], "images")
+    parser = argparse.ArgumentParser()
+    action = IMAGES.add_to(parser, "images", default=None, help="pictures to draw")
+    assert action.option is IMAGES and action.help.startswith("pictures to draw [a non-empty string]")
+    assert parser.parse_args(["--images", "a.png", "b.png"]).images == ["a.png", "b.png"]
