@@ -43,16 +43,6 @@ OBJECTIVE_FILE = "objective.json"
 OBJECTIVE_WEIGHTS_FILE = "objective.safetensors"
 
 
-def is_native(path: str | os.PathLike) -> bool:
-    config = Path(path) / CONFIG_FILE
-    if not config.is_file():
-        return False
-    try:
-        return json.loads(config.read_text()).get("format") == FORMAT_NAME
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
 def checkpoint_metadata(model: VisionTransformer) -> dict:
     """The JSON document that describes ``model`` (architecture, labels, preprocessing)."""
     return {

@@ -95,16 +95,6 @@ RULES = [
 ]
 
 
-def is_hf_directory(path: Path) -> bool:
-    config = path / CONFIG_FILE
-    if not config.is_file():
-        return False
-    try:
-        return "model_type" in json.loads(config.read_text())
-    except (OSError, ValueError, TypeError):
-        return False
-
-
 def _strip_prefix(key: str) -> str:
     return key[len(PREFIX):] if key.startswith(PREFIX) else key
 
