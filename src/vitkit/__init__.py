@@ -7,6 +7,7 @@ and the Swin Transformer (Liu et al., 2021) beside it.
     ['R50+ViT-B/16', 'R50+ViT-L/32']
 """
 
+import vitkit.deploy  # noqa: F401  (registers the onnx dialect, after the checkpoints' own)
 from vitkit.checkpoints.convert import convert, save_model
 from vitkit.checkpoints.detect import detect_format, load_model
 from vitkit.checkpoints.native import save_native

@@ -35,8 +35,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import vitkit.models  # noqa: F401  (registers the model families whose variant names _variant_hint knows)
 from vitkit.checkpoints.pretrained import COMPLETE_FOLDERS, OFFICIAL_FOLDERS, OFFICIAL_URL, official_names
 from vitkit.errors import VitkitError
+from vitkit.models.registry import normalise_name, resolve_name
 
 HUB_PREFIX = "hf-hub:"
 OFFICIAL_PREFIX = "official:"
@@ -98,9 +100,6 @@ def _hub_spec(text: str, original: str) -> CheckpointSpec:
 
 def _variant_hint(text: str) -> str | None:
     """A hint when ``text`` is a model variant name rather than a checkpoint."""
-    import vitkit.models  # noqa: F401 (registers the model families)
-    from vitkit.models.registry import normalise_name, resolve_name
-
     try:
         variant = resolve_name(text)
     except VitkitError:

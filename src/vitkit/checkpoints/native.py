@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from vitkit.atomic import atomic_path, write_text_atomic
+from vitkit.checkpoints.dialect import Dialect, Probe, register_dialect
 from vitkit.data.preprocessing import Preprocessing
 from vitkit.errors import VitkitError
 from vitkit.files import require_regular_file
@@ -40,16 +41,6 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 OBJECTIVE_FILE = "objective.json"
 OBJECTIVE_WEIGHTS_FILE = "objective.safetensors"
-
-
-def is_native(path: str | os.PathLike) -> bool:
-    config = Path(path) / CONFIG_FILE
-    if not config.is_file():
-        return False
-    try:
-        return json.loads(config.read_text()).get("format") == FORMAT_NAME
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 def checkpoint_metadata(model: VisionTransformer) -> dict:
@@ -214,3 +205,34 @@ def read_objective_parts(directory: str | os.PathLike) -> tuple[dict, dict[str, 
     except (SafetensorError, OSError) as exc:
         raise VitkitError(f"{directory / OBJECTIVE_WEIGHTS_FILE}: unreadable safetensors file ({exc})") from None
     return meta, tensors
+
+
+# ------------------------------------------------------------------------------------ the dialect
+def write_native(model: nn.Module, directory: str | os.PathLike, *, progress: bool = False,
+                 parts: tuple[dict, dict] | None = None) -> Path:
+    """:func:`save_native`, with a pre-training objective's ``parts`` beside the model when given."""
+    directory = save_native(model, directory)
+    if parts is not None:
+        write_objective_parts(directory, *parts)
+    return directory
+
+
+def _read_native(path: Path, **_: object) -> nn.Module:
+    return load_native(path)
+
+
+def _recognise(probe: Probe) -> bool:
+    return probe.is_dir and (probe.config or {}).get("format") == FORMAT_NAME
+
+
+def _near_miss(probe: Probe) -> str | None:
+    keys = probe.names
+    if "pos_embed.table" in keys or any(k.endswith("rel_bias.table") for k in keys):
+        return "vitkit weights without their config.json: load the checkpoint directory"
+    return None
+
+
+DIALECT = register_dialect(Dialect(
+    "native", None, "vitkit's own directory (config.json + model.safetensors), any family",
+    recognise=_recognise, near_miss=_near_miss, load=_read_native, save=write_native, directory=True,
+    keeps_parts=True, read_parts=read_objective_parts))

@@ -201,21 +201,10 @@ def fast_model_for(args: argparse.Namespace, model):
 
 
 def checkpoint_path(path: str, ema: bool = False) -> Path:
-    """A run directory stands for its ``model/`` (or ``model_ema/``); a checkpoint name
-    (``hf-hub:ORG/REPO``, ``official:FOLDER/NAME``, a URL; see :mod:`vitkit.checkpoints.hub`) is fetched
-    into its cache; a local path is as given."""
-    from vitkit.checkpoints.hub import resolve_checkpoint
-    from vitkit.train.rundir import CONFIG_FILE, EMA_DIR, MODEL_DIR
+    """The local checkpoint CKPT (with --ema) stands for: :func:`vitkit.checkpoints.runs.resolve`."""
+    from vitkit.checkpoints.runs import resolve
 
-    local = Path(path)
-    if (local / CONFIG_FILE).is_file() and (local / MODEL_DIR).is_dir():
-        sub = local / (EMA_DIR if ema else MODEL_DIR)
-        if not sub.is_dir():
-            raise VitkitError(f"{local}: the run has no weight average (trained without --ema)")
-        return sub
-    if ema:
-        raise VitkitError("--ema applies to a run directory only")
-    return resolve_checkpoint(path)
+    return resolve(path, ema=ema)
 
 
 def load_for_inference(args: argparse.Namespace):
@@ -224,8 +213,7 @@ def load_for_inference(args: argparse.Namespace):
     from vitkit.train.distributed import resolve_device
 
     device = resolve_device(args.device)
-    model = load_model(checkpoint_path(args.checkpoint, args.ema), device=device)
-    return model, device
+    return load_model(args.checkpoint, ema=args.ema, device=device), device
 
 
 def open_data(args: argparse.Namespace, split: str | None = None):

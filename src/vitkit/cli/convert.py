@@ -1,26 +1,33 @@
-"""``vitkit convert``: rewrite a checkpoint in another dialect (native, hf, timm, jax) or export it to ONNX."""
+"""``vitkit convert``: rewrite a checkpoint in another dialect or export it to ONNX; the formats and
+their descriptions come from the registered dialects (:mod:`vitkit.checkpoints.dialect`)."""
 
 from __future__ import annotations
 
 import argparse
 
+from vitkit.checkpoints.dialect import DIALECTS, names
+
 NAME = "convert"
-HELP = ("convert a checkpoint between vitkit, Hugging Face (ViT, ViTMAE, Swin), timm and official JAX (.npz) "
-        "formats (official MAE and Swin .pth files are read too), or export it to ONNX (checked in onnxruntime)")
+HELP = (f"convert a checkpoint to another dialect ({', '.join(names(writable=True))}; "
+        f"{' and '.join(n for n in names(readable=True) if n not in names(writable=True))} are read too); an ONNX "
+        f"export is checked in onnxruntime")
+
+
+def _formats(formats: list[str]) -> str:
+    """Each format with what it is for each family: ``name: help / help``."""
+    return "; ".join(f"{name}: " + " / ".join(d.help for d in DIALECTS.values() if d.name == name) for name in formats)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from vitkit.checkpoints.convert import TARGETS
-
-    parser.add_argument("src", help="checkpoint to read (format detected: directory, .npz, .safetensors, .pth, .bin; "
-                                    "a training run directory stands for its model; or a name: hf-hub:ORG/REPO, "
-                                    "official:FOLDER/NAME, https://...)")
-    parser.add_argument("dst", help="where to write it: a directory for native/hf/hf_mae; for timm a "
-                                    ".safetensors/.pth/.bin file or (no suffix) a timm hub directory; a .npz file "
-                                    "for jax; a .onnx file")
-    parser.add_argument("--to", required=True, choices=TARGETS,
-                        help="target format (hf_mae: transformers ViTMAEForPreTraining with an MAE decoder, else "
-                             "ViTMAEModel)")
+    readable, writable = names(readable=True), names(writable=True)
+    parser.add_argument("src", help=f"checkpoint to read (format and model family detected from its contents: "
+                                    f"{', '.join(n for n in writable if n in readable)} as under --to, and "
+                                    f"{_formats([n for n in readable if n not in writable])}; a training run directory "
+                                    "stands for its model; or a name: hf-hub:ORG/REPO, official:FOLDER/NAME, "
+                                    "https://...)")
+    parser.add_argument("dst", help="where to write it: a directory or a file with the target format's suffix")
+    parser.add_argument("--to", required=True, choices=writable,
+                        help=f"target format ({_formats(writable)})")
     parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--ema", action="store_true", help="with a run directory: convert its weight average")

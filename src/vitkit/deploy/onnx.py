@@ -61,6 +61,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from vitkit.checkpoints.dialect import Dialect, register_dialect
 from vitkit.errors import VitkitError
 
 INPUT_NAME = "pixel_values"
@@ -346,3 +347,16 @@ def _first_line(exc: BaseException) -> str:
 
     return first_line(exc)
 
+
+
+# ------------------------------------------------------------------------------------ the dialect
+def _write(model: nn.Module, path: str | os.PathLike, *, progress: bool = False, **options: Any) -> OnnxExport:
+    return export_onnx(model, path, **options)
+
+
+DIALECT = register_dialect(Dialect(
+    "onnx", None, "ONNX graph (.onnx), checked in onnxruntime; written only",
+    recognise=lambda probe: not probe.is_dir and probe.path.suffix.lower() == ".onnx",
+    unreadable="an ONNX export; vitkit writes ONNX but does not read it back "
+               "(load the checkpoint it was exported from)",
+    save=_write, suffixes=(".onnx",), self_checked=True))

@@ -38,16 +38,14 @@ except ImportError:  # pragma: no cover - not a POSIX system
 import yaml
 
 from vitkit.atomic import atomic_path, write_text_atomic
+from vitkit.checkpoints.runs import CONFIG_FILE, EMA_DIR, MODEL_DIR
 from vitkit.errors import VitkitError
 from vitkit.files import require_regular_file
 from vitkit.train.recipes import TrainConfig
 
-CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
 EVENTS_DIR = "events"
-MODEL_DIR = "model"
-EMA_DIR = "model_ema"
 METRIC_FIELDS = ("step", "epoch", "metric", "value", "time_s")
 LOCK_FILE = ".vitkit.lock"
 #: what a run writes into its directory, besides the lock and the state file

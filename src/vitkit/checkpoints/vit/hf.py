@@ -34,6 +34,7 @@ import torch
 
 from vitkit.atomic import write_text_atomic
 from vitkit.checkpoints import mapping
+from vitkit.checkpoints.dialect import Probe, named
 from vitkit.checkpoints.mapping import CONCAT3, rule
 from vitkit.checkpoints.tensor_files import (
     TensorSource,
@@ -48,6 +49,7 @@ from vitkit.models.vit.model import VisionTransformer
 from vitkit.options import to_pair
 
 FORMAT = "hf"
+MODEL_TYPE = "vit"
 CONFIG_FILE = "config.json"
 PREPROCESSOR_FILE = "preprocessor_config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -91,16 +93,6 @@ RULES = [
     rule("pre_logits.fc.{p}", "pooler.dense.{p}"),
     rule("head.{p}", "classifier.{p}"),
 ]
-
-
-def is_hf_directory(path: Path) -> bool:
-    config = path / CONFIG_FILE
-    if not config.is_file():
-        return False
-    try:
-        return "model_type" in json.loads(config.read_text())
-    except (OSError, ValueError, TypeError):
-        return False
 
 
 def _strip_prefix(key: str) -> str:
@@ -305,6 +297,23 @@ def processor_config(pre: Preprocessing) -> tuple[dict, list[str]]:
         elif any((s - c) % 4 == 3 for s, c in ((scale_h, height), (scale_w, width))):
             notes.append(f"{rounding}: the crop sits one pixel apart")
     return out, notes
+
+
+def processor_notes(model: torch.nn.Module) -> list[str]:
+    """What transformers' image processor does otherwise than the model's preprocessing (the export's notes)."""
+    return processor_config(model.preprocessing)[1] if hasattr(model, "preprocessing") else []
+
+
+def near_miss(probe: Probe) -> str | None:
+    """Why a path that looks like transformers' is not read: weights without their ``config.json``
+    (ViT and Swin share the patch-embedding name), or a ``model_type`` no record reads."""
+    if any(k.endswith("embeddings.patch_embeddings.projection.weight") for k in probe.names):
+        return "Hugging Face weights need their config.json: load the directory holding both"
+    model_type = (probe.config or {}).get("model_type")
+    if model_type is not None:
+        return (f"Hugging Face model_type {model_type!r} is not supported "
+                f"({', '.join(str(d.family) for d in named(FORMAT))})")
+    return None
 
 
 def hf_state_dict(model: VisionTransformer, *, progress: bool = False) -> dict[str, torch.Tensor]:

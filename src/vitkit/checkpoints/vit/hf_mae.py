@@ -22,7 +22,6 @@ otherwise; both load with ``from_pretrained``.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -61,16 +60,6 @@ DECODER_RULES = [
 ]
 #: What transformers >= 5 writes for the decoder layers -> the names every version reads.
 _V5_DECODER_LAYERS = ("decoder.decoder_encoder.layer.", "decoder.decoder_layers.")
-
-
-def is_hf_mae_directory(path: Path) -> bool:
-    config = path / hf.CONFIG_FILE
-    if not config.is_file():
-        return False
-    try:
-        return json.loads(config.read_text()).get("model_type") == MODEL_TYPE
-    except (OSError, ValueError, TypeError, AttributeError):
-        return False
 
 
 def _encoder_name(key: str) -> str:

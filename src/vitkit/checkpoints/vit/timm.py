@@ -36,6 +36,7 @@ import torch
 
 from vitkit.atomic import write_text_atomic
 from vitkit.checkpoints import mapping
+from vitkit.checkpoints.dialect import Probe
 from vitkit.checkpoints.mapping import POSEMB, rule
 from vitkit.checkpoints.tensor_files import TensorSource, open_tensor_file, write_safetensors, write_torch
 from vitkit.data.preprocessing import CROP_MODES, INCEPTION_MEAN, INCEPTION_STD, INTERPOLATIONS, Preprocessing
@@ -51,6 +52,8 @@ TIMM_EPS = dict(layer_norm_eps=1e-6, gn_eps=1e-5, ws_eps=1e-8)
 TIMM_SEMANTICS = dict(TIMM_EPS, mlp_act="gelu", posemb_resample="bicubic")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
 TORCH_SUFFIXES = (".pth", ".pt", ".bin")
+#: the names a timm weights file may have
+FILE_SUFFIXES = (".safetensors", *TORCH_SUFFIXES)
 METADATA_KEY = "vitkit"
 
 
@@ -170,6 +173,24 @@ def hub_files(directory: Path) -> tuple[Path, dict]:
         if (directory / name).is_file():
             return directory / name, hub
     raise VitkitError(f"{directory}: no timm weights ({' / '.join(WEIGHT_FILES)})")
+
+
+def directory_weights(probe: Probe) -> tuple[Probe, bool] | None:
+    """(the weights file's probe, whether ``config.json`` names a timm architecture) of a directory
+    holding timm's weight files, or None (detection: a hub directory is timm whatever its weights
+    look like; another directory is what its weights file is)."""
+    weights = probe.inner(WEIGHT_FILES)
+    return None if weights is None else (weights, "architecture" in (probe.config or {}))
+
+
+def near_miss(probe: Probe) -> str | None:
+    """A timm hub directory without weights, or with weights that are no ViT or Swin state dict."""
+    if "architecture" not in (probe.config or {}):
+        return None
+    weights = probe.inner(WEIGHT_FILES)
+    if weights is None:
+        return f"no timm weights ({' / '.join(WEIGHT_FILES)})"
+    return f"{weights.path.name}: not a timm state dict vitkit reads (a ViT or a Swin)"
 
 
 def hub_label_names(hub: dict, num_classes: int) -> list[str] | None:
