@@ -5,6 +5,11 @@ everything that turns a name or a saved configuration into a model goes through 
 ``create_model("ViT-B/16")``, ``create_model("Swin-T")``, ``vitkit models``, and the native
 checkpoint format (whose ``config.json`` records the family, so loading never guesses).
 
+A family is one :class:`Family` record, registered by its own package (``models/<family>/__init__.py``):
+besides its classes and variants it states every capability the rest of vitkit asks about (table
+columns, option fields, objectives, inspect figures, fast paths, blocks and layer ids, preprocessing,
+pre-training head, transformers peer), so no code outside the family compares family names.
+
 A family's configuration class is a :class:`~vitkit.dictconfig.DictConfig` dataclass with a
 ``family`` class attribute, a ``name`` field and ``to_dict``; its model class is built from
 that configuration alone. Names are matched case-insensitively with ``-``, ``_``, ``/`` and
