@@ -13,7 +13,6 @@ import os
 import sys
 from pathlib import Path
 
-from vitkit.errors import VitkitError
 from vitkit.options import (
     COMMAND_OPTIONS,
     Option,
@@ -49,28 +48,37 @@ NUM_HEADS = Option("int_or_ints", "attention heads (ViT); heads per stage (Swin)
 
 
 def model_flag_options() -> dict[str, Option]:
-    """The definition behind each architecture flag: the field's own in the family that has it."""
-    from vitkit.models.bit.model import BiTConfig
-    from vitkit.models.swin.model import SwinConfig
-    from vitkit.models.vit.config import ViTConfig
+    """The definition behind each architecture flag: the configuration field's own, in the (first
+    registered) family that offers it; ``--num-heads`` is :data:`NUM_HEADS` (ViT's int, Swin's list)."""
+    from vitkit.models.registry import FAMILIES
 
-    fields = {**field_options(BiTConfig), **field_options(SwinConfig), **field_options(ViTConfig)}
+    fields: dict[str, Option] = {}
+    for fam in reversed(FAMILIES.values()):  # the first family that offers a flag defines it
+        fields.update({name: field_options(fam.config_class)[name] for name in fam.architecture_options})
     return {name: NUM_HEADS if name == "num_heads" else fields[name] for name in MODEL_OPTIONS}
 
 
 def add_model_options(parser: argparse.ArgumentParser, *, variant: bool = True) -> None:
     """Architecture overrides for training from scratch (``vitkit models`` lists the variants);
-    ``variant=False`` leaves out ``--model`` (for commands that take the variant as an argument)."""
-    from vitkit.train.recipes import BIT_MODEL_OPTIONS, TrainConfig
+    ``variant=False`` leaves out ``--model`` (for commands that take the variant as an argument). A flag
+    no attention family offers (a convolutional family's, BiT's ``--layers``...) has a group of its own."""
+    from vitkit.models.registry import FAMILIES
+    from vitkit.train.recipes import TrainConfig
 
     group = parser.add_argument_group("model")
     if variant:
         add_field_options(group, TrainConfig, ["model"])
     shown = {name: "the variant's" for name in MODEL_OPTIONS}
     shown["representation_size"] = "D: the paper's pre-training head, one hidden layer"
-    bit = parser.add_argument_group("model (BiT ResNet: --model BiT-R50x1, ...)")
+    placed = {name: group for fam in FAMILIES.values() if fam.attention != "none" for name in fam.architecture_options}
+    for fam in FAMILIES.values():
+        own = [name for name in fam.architecture_options if name not in placed]
+        if own:
+            example = next(iter(fam.variants))
+            cnn = parser.add_argument_group(f"model ({fam.title}: --model {example}, ...)")
+            placed.update(dict.fromkeys(own, cnn))
     for name, option in model_flag_options().items():
-        option.add_to(bit if name in BIT_MODEL_OPTIONS else group, name, help_default=shown[name])
+        option.add_to(placed[name], name, help_default=shown[name])
 
 
 def add_window_option(group: argparse._ArgumentGroup) -> None:

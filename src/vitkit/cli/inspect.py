@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> dict:
     from vitkit.inspect.images import default_images, load_images
     from vitkit.inspect.report import write_report
     from vitkit.models import create_model
+    from vitkit.models.registry import family_of
     from vitkit.objectives import load_pretraining
     from vitkit.train.distributed import resolve_device
 
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> dict:
         print(line)
     summary["skipped_images"] = unreadable
     per_layer = [sum(row) / len(row) for row in summary["mean_attention_distance"]]
-    unit = "block" if summary["family"] == "swin" else "layer"
+    unit = family_of(model).block_unit
     print(f"mean attention distance by {unit} (pixels): " + " ".join(f"{d:.1f}" for d in per_layer))
     if "attention_distance_per_stage" in summary:
         print("mean attention distance by stage (pixels): "

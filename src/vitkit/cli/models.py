@@ -26,24 +26,11 @@ def _res(row: dict) -> str:
     return str(height) if height == width else f"{height}x{width}"
 
 
-def _dashed(values: list) -> str:
-    return "-".join(map(str, values))
-
-
 Column = tuple[str, int, Callable[[dict], object]]
 #: the columns every family shares: (header, width (negative: left-aligned), value of a row)
 SHARED_COLUMNS: list[Column] = [
     ("res", 4, _res), ("params", 9, lambda r: f"{r['params'] / 1e6:.1f}M"),
     ("GFLOPs", 8, lambda r: f"{r['gflops']:.1f}"), ("GMACs", 7, lambda r: f"{r['gmacs']:.1f}")]
-#: family -> its own columns (ViT: Table 1 of the paper; Swin: §3.3 of its paper; BiT: units and width)
-FAMILY_COLUMNS: dict[str, list[Column]] = {
-    "vit": [("seq len", 8, lambda r: r["seq_len"]), ("D", 5, lambda r: r["hidden_size"]),
-            ("L", 3, lambda r: r["depth"]), ("heads", 5, lambda r: r["num_heads"]), ("MLP", 5, lambda r: r["mlp_dim"])],
-    "swin": [("C", 4, lambda r: r["embed_dim"]), ("depths", -10, lambda r: _dashed(r["depths"])),
-             ("heads", -11, lambda r: _dashed(r["num_heads"])), ("window", 6, lambda r: r["window_size"])],
-    "bit": [("units per stage", -16, lambda r: _dashed(r["layers"])), ("width", 5, lambda r: f"x{r['width_factor']}"),
-            ("features", 8, lambda r: r["num_features"])],
-}
 
 
 def _cell(value: object, width: int) -> str:
@@ -51,8 +38,12 @@ def _cell(value: object, width: int) -> str:
 
 
 def print_family(family: str, rows: list[dict]) -> None:
-    """The table of one family: a header, then a row per variant (a row that has an error says it)."""
-    columns = SHARED_COLUMNS + FAMILY_COLUMNS[family]
+    """The table of one family: a header, then a row per variant (a row that has an error says it); the
+    family's own columns are those of its record that have a header."""
+    from vitkit.models.registry import FAMILIES
+
+    columns = SHARED_COLUMNS + [(c.header, c.width, lambda r, c=c: c.shown(r[c.key]))
+                                for c in FAMILIES[family].columns if c.header is not None]
     print(f"{'model':<14} " + " ".join(_cell(header, width) for header, width, _ in columns))
     for r in rows:
         if "error" in r:  # e.g. patch 14 at 384 px: that row says so, the others are still listed

@@ -117,6 +117,12 @@ def apply_fast_path(model: nn.Module, fast: FastPath) -> nn.Module:
     ``preprocessing`` and ``label_names``. ``model`` itself is not changed (int8 works on a copy;
     token merging shares the weights).
     """
+    from vitkit.models.registry import family_of
+
+    family = family_of(model)
+    for name, asked in (("merge", fast.merge), ("int8", fast.int8), ("compile", fast.compile)):
+        if asked:
+            family.check_fast_path(name)
     model.eval()
     out: nn.Module = model
     if fast.merge:

@@ -34,7 +34,7 @@ import torch
 from vitkit.data.loader import Unreadable
 from vitkit.errors import VitkitError
 from vitkit.finite import require_finite_output
-from vitkit.models.vit.model import VisionTransformer
+from vitkit.models.protocol import VitkitModel
 from vitkit.options import COMMAND_OPTIONS, check_args
 
 #: big_vision's fixed L2 strength (``configs/common_fewshot.py``: ``l2_reg = 2.0 ** 10``).
@@ -47,7 +47,7 @@ BIAS_CONSTANT = 100.0
 FEATURES = COMMAND_OPTIONS["features"].choices
 
 
-def representation(model: VisionTransformer, images: torch.Tensor, features: str = "pre_logits") -> torch.Tensor:
+def representation(model: VitkitModel, images: torch.Tensor, features: str = "pre_logits") -> torch.Tensor:
     """The representation few-shot regression sees: the pre-logits output (the pre-logits layer's
     when the model has one, else y), or y (``features="pooled"``)."""
     check_args(COMMAND_OPTIONS, features=features)
@@ -57,7 +57,7 @@ def representation(model: VisionTransformer, images: torch.Tensor, features: str
 
 
 @torch.no_grad()
-def extract_features(model: VisionTransformer, dataset, indices: Sequence[int] | None = None, *,
+def extract_features(model: VitkitModel, dataset, indices: Sequence[int] | None = None, *,
                      batch_size: int = 128, device: torch.device | str | None = None, num_workers: int = 0,
                      transform=None, features: str = "pre_logits") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(features (M, F) float64, labels (M,), the indices kept) of ``dataset[indices]`` (all by
@@ -190,7 +190,7 @@ class FewShotResult:
                 "l2": self.l2}
 
 
-def fewshot_evaluate(model: VisionTransformer, train_set, test_set, *, shots: Sequence[int] = (1, 5, 10, 25),
+def fewshot_evaluate(model: VitkitModel, train_set, test_set, *, shots: Sequence[int] = (1, 5, 10, 25),
                      draws: int = 3, seed: int = 0, l2: float = REFERENCE_L2, l2_sweep: bool = False,
                      holdout: int = 5, features: str = "pre_logits", batch_size: int = 128,
                      device: torch.device | str | None = None, num_workers: int = 0) -> list[FewShotResult]:

@@ -25,7 +25,7 @@ from torch import nn
 
 from vitkit.errors import VitkitError
 from vitkit.evaluate.fewshot import extract_features
-from vitkit.models.vit.model import VisionTransformer
+from vitkit.models.protocol import VitkitModel
 from vitkit.options import COMMAND_OPTIONS, check_args
 
 
@@ -88,7 +88,7 @@ def train_probe(train_x: torch.Tensor, train_y: torch.Tensor, num_classes: int, 
     return probe.eval()
 
 
-def linear_probe(model: VisionTransformer, train_set, test_set, *, epochs: int = 90, batch_size: int = 256,
+def linear_probe(model: VitkitModel, train_set, test_set, *, epochs: int = 90, batch_size: int = 256,
                  base_lr: float = 0.1, warmup_epochs: int = 10, seed: int = 0, feature_batch_size: int = 128,
                  device: torch.device | str | None = None, num_workers: int = 0) -> LinearProbeResult:
     """Linear-probing top-1 accuracy of the frozen ``model`` on ``test_set`` (see the module notes)."""

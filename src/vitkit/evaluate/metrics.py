@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from vitkit.errors import VitkitError
 from vitkit.finite import require_finite_output
-from vitkit.models.vit.model import VisionTransformer
+from vitkit.models.protocol import VitkitModel
 from vitkit.options import COMMAND_OPTIONS, check_args
 
 
@@ -46,7 +46,7 @@ class Evaluation:
         return out
 
 
-def check_labels(model: VisionTransformer, label_names: list[str]) -> None:
+def check_labels(model: VitkitModel, label_names: list[str]) -> None:
     """A one-line error when the model's classes are not the data's (names, or count if unnamed)."""
     num_classes = model.config.num_classes
     if num_classes == 0:
@@ -70,7 +70,7 @@ def check_labels(model: VisionTransformer, label_names: list[str]) -> None:
 
 
 @torch.no_grad()
-def predict_logits(model: VisionTransformer, loader, device: torch.device | str,
+def predict_logits(model: VitkitModel, loader, device: torch.device | str,
                    amp_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits (N, K) float32 on the CPU, labels (N,)) over every batch ``loader`` yields."""
     device = torch.device(device)
@@ -111,7 +111,7 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, label_nam
                       skipped=skipped, label_names=list(label_names), per_class=per_class, confusion=cm, topk=k)
 
 
-def evaluate(model: VisionTransformer, dataset, *, batch_size: int = 128, device: torch.device | str | None = None,
+def evaluate(model: VitkitModel, dataset, *, batch_size: int = 128, device: torch.device | str | None = None,
              num_workers: int = 0, transform=None, amp_dtype: torch.dtype | None = None) -> Evaluation:
     """Evaluate ``model`` on a :class:`~vitkit.data.sources.LabeledImages` (see :func:`check_labels`)."""
     check_args(COMMAND_OPTIONS, batch_size=batch_size, num_workers=num_workers)

@@ -12,8 +12,8 @@ import torch
 
 from vitkit.errors import VitkitError
 from vitkit.finite import require_finite_output
+from vitkit.models.protocol import VitkitModel
 from vitkit.models.registry import family_of
-from vitkit.models.vit.model import VisionTransformer
 from vitkit.options import COMMAND_OPTIONS, check_args
 
 
@@ -46,7 +46,7 @@ def expand_image_paths(patterns: Sequence[str | os.PathLike]) -> list[Path]:
 
 
 @torch.no_grad()
-def predict_images(model: VisionTransformer, paths: Sequence[str | os.PathLike], *, top_k: int = 5,
+def predict_images(model: VitkitModel, paths: Sequence[str | os.PathLike], *, top_k: int = 5,
                    device: torch.device | str | None = None, batch_size: int = 32,
                    attention_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
     """For each path: ``{"path", "top": [{"label", "index", "probability"}...], "error", "attention"}``.
@@ -65,7 +65,7 @@ def predict_images(model: VisionTransformer, paths: Sequence[str | os.PathLike],
         from vitkit.inspect.capture import require_attention
 
         require_attention(model)  # a BiT ResNet has no attention at all
-        if family_of(model).name != "vit":
+        if "rollout.png" not in family_of(model).figures:
             raise VitkitError(f"--attention draws Attention Rollout through the [class] token (ViT only); a "
                               f"{family_of(model).name} model has no such token: `vitkit inspect` shows its window "
                               f"attention")

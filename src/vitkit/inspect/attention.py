@@ -11,7 +11,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from vitkit.inspect.capture import Images, image_batches, require_family, stream_attention
+from vitkit.inspect.capture import Images, image_batches, require_attention_kind, stream_attention
 from vitkit.inspect.distance import DistanceAccumulator, grid_of
 from vitkit.inspect.rollout import RolloutAccumulator, output_token_map
 from vitkit.models.vit.model import VisionTransformer
@@ -30,7 +30,7 @@ class AttentionAnalysis(NamedTuple):
 
 def analyse_attention(model: VisionTransformer, images: Images, batch_size: int = 8) -> AttentionAnalysis:
     """Mean attention distance, rollout maps and last-layer head maps of ``images`` together."""
-    require_family(model, "vit", "analyse_attention (Swin: vitkit.inspect.windows.swin_attention_analysis)")
+    require_attention_kind(model, "global", "analyse_attention (Swin: vitkit.inspect.windows.swin_attention_analysis)")
     prefix, last = model.num_prefix_tokens, len(model.blocks) - 1
     from_token = model.config.classifier == "token"
     distance = DistanceAccumulator(prefix, model.stride)

@@ -17,31 +17,28 @@ from torch import nn
 
 from vitkit.data.transforms import eval_transform
 from vitkit.errors import VitkitError
-from vitkit.models.registry import family_of
-from vitkit.models.vit.model import VisionTransformer
+from vitkit.models.protocol import VitkitModel
+from vitkit.models.registry import families_where, family_of
 
 Images = torch.Tensor | Sequence[Image.Image] | Sequence[torch.Tensor]
 LayerCallback = Callable[[int, torch.Tensor], None]
 
 
-#: the families made of attention blocks (the others, BiT ResNets, are convolutional)
-ATTENTION_FAMILIES = ("vit", "swin")
-
-
 def require_attention(model: torch.nn.Module) -> None:
     """A one-line error before any work when ``model`` has no transformer blocks to read attention
     from (a BiT ResNet: a convolutional network)."""
-    if family_of(model).name not in ATTENTION_FAMILIES:
+    if family_of(model).attention == "none":
         name = getattr(getattr(model, "config", None), "name", type(model).__name__)
+        with_attention = " or ".join(families_where(lambda fam: fam.attention != "none"))
         raise VitkitError(f"{name} has no attention layers: the §4.5 analyses (filters of the patch embedding, "
-                          f"position embeddings, attention distance, rollout) need a ViT or Swin")
+                          f"position embeddings, attention distance, rollout) need a {with_attention} model")
 
 
-def model_device(model: VisionTransformer) -> torch.device:
+def model_device(model: VitkitModel) -> torch.device:
     return next(model.parameters()).device
 
 
-def image_batches(model: VisionTransformer, images: Images, batch_size: int = 8) -> Iterator[torch.Tensor]:
+def image_batches(model: VitkitModel, images: Images, batch_size: int = 8) -> Iterator[torch.Tensor]:
     """Batches (b, 3, H, W) on the model's device.
 
     ``images`` is a preprocessed tensor (N, 3, H, W), a sequence of (3, H, W) tensors, or a
@@ -66,18 +63,18 @@ def image_batches(model: VisionTransformer, images: Images, batch_size: int = 8)
         yield torch.stack(chunk).to(device)
 
 
-def require_family(model: nn.Module, family: str, what: str) -> None:
-    """A one-line error when an analysis is asked of a model family it does not apply to."""
+def require_attention_kind(model: nn.Module, kind: str, what: str) -> None:
+    """A one-line error when an analysis of ``kind`` attention (the family record's ``attention``:
+    "global" or "windowed") is asked of a model family that attends otherwise."""
     found = family_of(model).name
-    if found != family:
-        raise VitkitError(f"{what} applies to {family} models, not to a {found} model (see `vitkit inspect`)")
+    if family_of(model).attention != kind:
+        fits = " and ".join(families_where(lambda fam: fam.attention == kind))
+        raise VitkitError(f"{what} applies to {fits} models, not to a {found} model (see `vitkit inspect`)")
 
 
 def attention_modules(model: nn.Module) -> list[nn.Module]:
-    """The attention layer of every block, in order: ViT's blocks; Swin's, stage by stage."""
-    if family_of(model).name == "swin":
-        return [block.attn for _, _, block in model.named_blocks()]
-    return [block.attn for block in model.blocks]
+    """The attention layer of every block, in order (the family record's ``attention_layers``)."""
+    return family_of(model).attention_layers(model)
 
 
 @contextlib.contextmanager
@@ -109,7 +106,7 @@ def attention_hooks(model: nn.Module, callback: LayerCallback) -> Iterator[None]
 
 
 @torch.no_grad()
-def stream_attention(model: VisionTransformer, x: torch.Tensor, callback: LayerCallback) -> tuple[int, int]:
+def stream_attention(model: VitkitModel, x: torch.Tensor, callback: LayerCallback) -> tuple[int, int]:
     """Run ``model.encode(x)`` calling ``callback(layer, weights)`` with each layer's softmax
     attention (B, heads, T, T), in order; returns the patch grid (rows, cols)."""
     require_attention(model)

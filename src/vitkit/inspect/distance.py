@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vitkit.inspect.capture import Images, image_batches, require_family, stream_attention
+from vitkit.inspect.capture import Images, image_batches, require_attention_kind, stream_attention
 from vitkit.models.vit.model import VisionTransformer
 
 
@@ -71,7 +71,8 @@ def mean_attention_distance(model: VisionTransformer, images: Images, batch_size
     ``images``: see :func:`~vitkit.inspect.capture.image_batches`. Images go through the model
     ``batch_size`` at a time, one layer's attention at a time; only per-head sums are kept.
     """
-    require_family(model, "vit", "mean_attention_distance (Swin: vitkit.inspect.windows.swin_attention_analysis)")
+    require_attention_kind(model, "global",
+                           "mean_attention_distance (Swin: vitkit.inspect.windows.swin_attention_analysis)")
     acc = DistanceAccumulator(model.num_prefix_tokens, model.stride)
     for x in image_batches(model, images, batch_size):
         grid = grid_of(model, x)

@@ -12,7 +12,7 @@ import torch
 from sklearn.metrics.pairwise import cosine_similarity
 
 from vitkit.errors import VitkitError
-from vitkit.inspect.capture import require_family
+from vitkit.inspect.capture import require_attention_kind
 from vitkit.models.posemb import sincos_2d
 from vitkit.models.vit.model import VisionTransformer
 
@@ -33,7 +33,7 @@ def patch_position_embeddings(model: VisionTransformer, grid: tuple[int, int] | 
 
     Raises :class:`~vitkit.errors.VitkitError` for kinds without an absolute embedding.
     """
-    require_family(model, "vit", "Position-embedding similarity")
+    require_attention_kind(model, "global", "Position-embedding similarity")
     kind = model.config.posemb
     if kind in WITHOUT_ABSOLUTE:
         raise VitkitError(WITHOUT_ABSOLUTE[kind])

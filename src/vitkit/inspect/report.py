@@ -215,31 +215,10 @@ def _index_html(title: str, figures: list[dict[str, str]], notes: list[str]) -> 
     return "\n".join(parts)
 
 
-#: The figures of a report and the families they apply to; for the others the report says why not.
-FIGURE_FAMILIES: dict[str, tuple[str, ...]] = {
-    "filters.png": ("vit", "swin"),
-    "position_similarity.png": ("vit",),
-    "attention_distance.png": ("vit", "swin"),
-    "rollout.png": ("vit",),
-    "attention_heads.png": ("vit",),
-    "window_attention.png": ("swin",),
-}
-#: Why a figure does not apply to a family (listed in the report instead of a meaningless picture).
-NOT_FOR_SWIN = {
-    "position_similarity.png": "Position-embedding similarity (Fig. 7 centre) does not apply: Swin has no absolute "
-                               "position embedding, only a relative bias inside each window (Swin §3.2)",
-    "rollout.png": "Attention Rollout (Fig. 6) does not apply: it multiplies full token-to-token attention matrices "
-                   "through the layers and reads the [class] token's row; Swin has no [class] token, attends only "
-                   "within windows that shift between blocks, and merges tokens between stages, so there is no "
-                   "such product to take",
-    "attention_heads.png": "The last layer's attention from the [class] token does not apply: Swin classifies the "
-                           "average of its final map, which no token attends for; window_attention.png shows what "
-                           "one window attends to instead",
-}
-WHY_NOT: dict[str, dict[str, str]] = {
-    "vit": {"window_attention.png": "Window attention does not apply: ViT attends globally, with no windows"},
-    "swin": NOT_FOR_SWIN,
-}
+#: The figures a report may hold; each family's record says which it gets (``figures``) and why not the
+#: others (``why_not``): the report lists those reasons instead of meaningless pictures.
+FIGURES = ("filters.png", "position_similarity.png", "attention_distance.png", "rollout.png", "attention_heads.png",
+           "window_attention.png")
 
 
 def write_report(model: nn.Module, images: Sequence[NamedImage], out_dir: str | os.PathLike, *,
@@ -265,15 +244,11 @@ def write_report(model: nn.Module, images: Sequence[NamedImage], out_dir: str | 
         raise VitkitError("no images to inspect")
     require_finite_weights(model, "the model to inspect")
     model.eval()
-    family = family_of(model).name
+    record = family_of(model)
+    family = record.name
     # first the forward passes, so that a model with non-finite attention writes nothing at all
-    pictures = [item.image for item in images]
-    if family == "swin":
-        analysis = swin_attention_analysis(model, pictures, batch_size)
-        maps = torch.from_numpy(np.concatenate([m.reshape(-1) for m in analysis.window_maps]))
-    else:
-        analysis = analyse_attention(model, pictures, batch_size)
-        maps = torch.from_numpy(analysis.rollout)
+    analyse, sections = ANALYSES[record.attention]
+    analysis, maps = analyse(model, [item.image for item in images], batch_size)
     require_finite_output(maps, "attention maps")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -291,12 +266,9 @@ def write_report(model: nn.Module, images: Sequence[NamedImage], out_dir: str | 
                                  "explained_variance_ratio": _rounded(filters.explained_variance_ratio, 6),
                                  "components": _rounded(filters.components)}
 
-    for name, families in FIGURE_FAMILIES.items():
-        if family not in families:
-            notes.append(f"{name} skipped: {WHY_NOT[family][name]}.")
-    data["skipped"] = {name: WHY_NOT[family][name] for name, families in FIGURE_FAMILIES.items()
-                       if family not in families}
-    sections = _swin_sections if family == "swin" else _vit_sections
+    skipped = {name: record.why_not[name] for name in FIGURES if name not in record.figures}
+    notes.extend(f"{name} skipped: {reason}." for name, reason in skipped.items())
+    data["skipped"] = skipped
     summary = sections(model, analysis, images, out, data, figures, notes, max_shown=max_shown)
     if objective is not None:
         from vitkit.inspect.reconstruction import write_pretraining_figures
@@ -410,3 +382,22 @@ def _swin_sections(model: SwinTransformer, analysis: SwinAttentionAnalysis, imag
     return {"overlays": [], "grid": data["grid"],
             "mean_attention_distance": [_rounded(d, 3) for d in analysis.distance],
             "attention_distance_per_stage": _rounded(np.array(per_stage), 3)}
+
+
+def _global_analysis(model: VisionTransformer, pictures: list, batch_size: int) -> tuple[AttentionAnalysis,
+                                                                                           torch.Tensor]:
+    """Attention over all tokens (ViT): distances, rollout and heads; the rollout maps are checked."""
+    analysis = analyse_attention(model, pictures, batch_size)
+    return analysis, torch.from_numpy(analysis.rollout)
+
+
+def _windowed_analysis(model: SwinTransformer, pictures: list, batch_size: int) -> tuple[SwinAttentionAnalysis,
+                                                                                           torch.Tensor]:
+    """Attention within shifted windows (Swin): per-block distances and window maps, which are checked."""
+    analysis = swin_attention_analysis(model, pictures, batch_size)
+    return analysis, torch.from_numpy(np.concatenate([m.reshape(-1) for m in analysis.window_maps]))
+
+
+#: a family record's attention kind -> (its analysis: (model, images, batch) -> (analysis, maps to check),
+#: the report sections drawn from it)
+ANALYSES = {"global": (_global_analysis, _vit_sections), "windowed": (_windowed_analysis, _swin_sections)}

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from vitkit.inspect.capture import Images, image_batches, require_family, stream_attention
+from vitkit.inspect.capture import Images, image_batches, require_attention_kind, stream_attention
 from vitkit.models.vit.model import VisionTransformer
 
 
@@ -93,7 +93,7 @@ def rollout_maps(model: VisionTransformer, images: Images, batch_size: int = 8) 
 
 def batch_rollout(model: VisionTransformer, x: torch.Tensor) -> np.ndarray:
     """Rollout maps (B, rows, cols) of one preprocessed batch ``x`` (B, 3, H, W)."""
-    require_family(model, "vit", "Attention Rollout through the [class] token")
+    require_attention_kind(model, "global", "Attention Rollout through the [class] token")
     acc = RolloutAccumulator()
     grid = stream_attention(model, x, lambda _layer, weights: acc.add(weights))
     maps = output_token_map(acc.matrix, model.num_prefix_tokens, model.config.classifier == "token")

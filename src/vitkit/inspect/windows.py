@@ -23,7 +23,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from vitkit.inspect.capture import Images, attention_hooks, image_batches, require_family
+from vitkit.inspect.capture import Images, attention_hooks, image_batches, require_attention_kind
 from vitkit.models.swin.model import SwinTransformer, WindowLayout, window_partition
 
 
@@ -87,7 +87,7 @@ class SwinAttentionAnalysis(NamedTuple):
 def swin_attention_analysis(model: SwinTransformer, images: Images, batch_size: int = 8) -> SwinAttentionAnalysis:
     """Attention distances of every block and the centre window's map per stage, in one pass over
     ``images`` (batches of ``batch_size``; each block's attention is reduced as soon as it is computed)."""
-    require_family(model, "swin", "Window attention analysis")
+    require_attention_kind(model, "windowed", "Window attention analysis")
     sums: dict[int, torch.Tensor] = {}
     maps: dict[int, list[np.ndarray]] = {}
     count = 0

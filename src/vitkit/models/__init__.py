@@ -1,4 +1,4 @@
-"""Model building: the model families (ViT with its hybrids, Swin) by name.
+"""Model building: the model families (ViT with its hybrids, Swin, BiT) by name.
 
 Every family registers its variants in :mod:`vitkit.models.registry`; ``create_model`` and
 ``list_models`` see them all.
@@ -6,28 +6,29 @@ Every family registers its variants in :mod:`vitkit.models.registry`; ``create_m
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import torch
 from torch import nn
 
-from vitkit.models.bit.model import BIT_ALIASES, BIT_VARIANTS, BiTConfig, BiTResNet
 from vitkit.models.posemb import resample_patch_posemb
-from vitkit.models.registry import Family, build_model, get_config, list_models, register_family
-from vitkit.models.swin.model import SWIN_ALIASES, SWIN_VARIANTS, SwinConfig, SwinTransformer
-from vitkit.models.vit.config import VARIANTS, ViTConfig
-from vitkit.models.vit.model import EncoderOutput, VisionTransformer
+from vitkit.models.registry import build_model, get_config, list_models
+
+#: The model families in the order ``vitkit models`` and ``list_models`` show them: each package
+#: (``models/<name>/``) registers its :class:`~vitkit.models.registry.Family` when imported. Adding a
+#: family: its folder and its name here.
+FAMILY_PACKAGES = ("vit", "swin", "bit")
+for _package in FAMILY_PACKAGES:
+    importlib.import_module(f"vitkit.models.{_package}")
+
+from vitkit.models.bit.model import BiTConfig, BiTResNet  # noqa: E402  (public names, after registration)
+from vitkit.models.swin.model import SwinConfig, SwinTransformer  # noqa: E402
+from vitkit.models.vit.model import EncoderOutput, VisionTransformer  # noqa: E402
 
 __all__ = ["BiTConfig", "BiTResNet", "EncoderOutput", "SwinConfig", "SwinTransformer", "VisionTransformer",
            "create_model", "list_models",
            "resample_patch_posemb"]
-
-register_family(Family("vit", ViTConfig, VisionTransformer, VARIANTS,
-                       description="Vision Transformer (Table 1) and ResNet+ViT hybrids (§3.1)"))
-register_family(Family("swin", SwinConfig, SwinTransformer, SWIN_VARIANTS, aliases=SWIN_ALIASES,
-                       description="Swin Transformer V1 (Liu et al. 2021): shifted windows, patch merging"))
-register_family(Family("bit", BiTConfig, BiTResNet, BIT_VARIANTS, aliases=BIT_ALIASES,
-                       description="BiT ResNet-v2 (GroupNorm, weight standardisation): the paper's CNN baselines"))
 
 
 def create_model(name: str | Any, *, num_classes: int | None = None,

@@ -15,7 +15,8 @@ from vitkit.errors import VitkitError
 
 def check_image_batch(x: object, *, channels: int, stride: int, dtype: torch.dtype) -> None:
     """Raise :class:`VitkitError` unless ``x`` is a (B, channels, H, W) float tensor with H and W
-    divisible by ``stride``, in ``dtype`` (any float dtype under autocast)."""
+    divisible by ``stride``, in ``dtype`` (any float dtype under autocast). Every family checks its
+    input here (``stride`` 1: a family that pads, or a CNN that takes any size)."""
     if not isinstance(x, torch.Tensor):
         raise VitkitError(f"expected a tensor of images (B, {channels}, H, W), got {type(x).__name__}")
     if x.ndim != 4 or x.shape[1] != channels:
@@ -26,7 +27,7 @@ def check_image_batch(x: object, *, channels: int, stride: int, dtype: torch.dty
             hint = "; channels come second (B, C, H, W): x.permute(0, 3, 1, 2)"
         raise VitkitError(f"expected images of shape (B, {channels}, H, W), got {tuple(x.shape)}{hint}")
     if not x.is_floating_point():
-        raise VitkitError(f"expected float images normalised as model.preprocessing says, got {x.dtype} "
+        raise VitkitError(f"expected floating-point images normalised as model.preprocessing says, got {x.dtype} "
                           f"(raw pixels? vitkit.data.transforms.eval_transform(model.preprocessing) prepares them)")
     if x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
         raise VitkitError(f"expected {dtype} images for this {dtype} model, got {x.dtype}: x.to({dtype})")

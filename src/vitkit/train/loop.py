@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader
 from vitkit.checkpoints.native import save_native
 from vitkit.errors import VitkitError
 from vitkit.finite import nonfinite_names, require_finite_weights
-from vitkit.models.vit.model import VisionTransformer
+from vitkit.models.protocol import VitkitModel
 from vitkit.objectives import save_objective
 from vitkit.train import distributed as D
 from vitkit.train.checkpoint import load_training_state, rng_state, save_training_state, set_rng_state
@@ -60,7 +60,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def set_dropout(model: VisionTransformer, rate: float) -> None:
+def set_dropout(model: VitkitModel, rate: float) -> None:
     """Change the dropout rate (App. B.1: after dense layers and the position embeddings) in place."""
     if not hasattr(model.config, "dropout"):
         raise VitkitError(f"{model.config.name} has no dropout to set (drop --dropout)")
@@ -70,22 +70,29 @@ def set_dropout(model: VisionTransformer, rate: float) -> None:
     model.config = model.config.replace(dropout=rate)
 
 
-def set_drop_path(model: VisionTransformer, rate: float) -> None:
-    """Stochastic depth growing linearly to ``rate`` at the last block, in place (MAE fine-tunes with 0.1)."""
+def set_drop_path(model: VitkitModel, rate: float) -> None:
+    """Stochastic depth growing linearly to ``rate`` at the last block, in place (MAE fine-tunes with 0.1;
+    Swin's blocks are counted across stages, as its ``drop_path_rate`` is spread in the reference code)."""
     from vitkit.models.layers import drop_path_rates
+    from vitkit.models.registry import family_of
 
-    for block, p in zip(model.blocks, drop_path_rates(rate, len(model.blocks)), strict=True):
+    blocks = family_of(model).blocks(model)
+    for block, p in zip(blocks, drop_path_rates(rate, len(blocks)), strict=True):
         block.drop_path.p = p
     model.config = model.config.replace(drop_path=rate)
 
 
-def freeze_all_but_last(model: VisionTransformer, blocks: int) -> None:
+def freeze_all_but_last(model: VitkitModel, blocks: int) -> None:
     """Partial fine-tuning (MAE §4.3): only the last ``blocks`` blocks, the final norm and the head
-    learn; ``blocks=0`` trains the head alone."""
-    trainable = {f"blocks.{i}." for i in range(len(model.blocks) - blocks, len(model.blocks))}
+    learn; ``blocks=0`` trains the head alone. Blocks are counted by the family's layer ids (Swin: across
+    stages, a patch merging with the block before it), so a parameter learns when its layer is one of
+    the last ``blocks`` + 1."""
+    from vitkit.models.registry import family_of
+
+    family = family_of(model)
+    first = family.num_layers(model) + 1 - blocks
     for name, param in model.named_parameters():
-        keep = name.startswith(tuple(trainable)) or name.startswith(("norm.", "fc_norm.", "pre_logits.", "head."))
-        param.requires_grad_(keep)
+        param.requires_grad_(family.layer_id(model, name) >= first)
 
 
 def variant_name(base: str, options: dict[str, Any]) -> str:
@@ -98,12 +105,12 @@ def variant_name(base: str, options: dict[str, Any]) -> str:
     return f"{name} ({rest})" if rest else name
 
 
-def build_model(config: TrainConfig, label_names: list[str]) -> VisionTransformer:
+def build_model(config: TrainConfig, label_names: list[str]) -> VitkitModel:
     """Pre-training: a freshly initialised variant (without a head for a self-supervised objective:
     no labels). Fine-tuning: the checkpoint with its whole head replaced by a zero-initialised linear
     layer and, when ``image_size`` changes, its position embeddings interpolated over the new patch
-    grid (§3.2); optionally MAE's GAP + LayerNorm head, drop path and partial fine-tuning (ViT). A
-    Swin checkpoint given a new ``window_size`` has its relative-position-bias tables resampled to it."""
+    grid (§3.2); a Swin checkpoint given a new ``window_size`` has its relative-position-bias tables
+    resampled to it. Then the fine-tuning options its family takes (:func:`finetune_options`)."""
     from vitkit.checkpoints.detect import load_model
     from vitkit.models import create_model
     from vitkit.models.registry import family_of
@@ -115,34 +122,14 @@ def build_model(config: TrainConfig, label_names: list[str]) -> VisionTransforme
                              seed=config.seed, **dropout,
                              **pretraining_architecture(config.model, config.model_options, config.objective))
         model.config.name = variant_name(config.model, config.model_options)
-    elif "window_size" in config.model_options:  # Swin at a new window: resolution and window change together
-        model = load_model(config.checkpoint)
-        if family_of(model).name != "swin":
-            raise VitkitError(f"{config.checkpoint}: window_size applies to Swin models, this is a "
-                              f"{family_of(model).name} model")
-        model.set_image_size(config.image_size or model.config.image_size,
-                             window_size=config.model_options["window_size"])
-        model.reset_head(num_classes)
     else:
-        model = load_model(config.checkpoint, image_size=config.image_size)
-        if config.global_pool:
-            model.use_global_pool()
-        model.reset_head(num_classes)
-        if config.dropout is not None:  # else the checkpoint's (0.1 for the official L/16, H/14, R50 hybrids)
-            set_dropout(model, config.dropout)
-        masked_tuning = {"global_pool": config.global_pool or None, "drop_path": config.drop_path,
-                         "trainable_blocks": config.trainable_blocks, "layer_decay": config.layer_decay}
-        given = [name for name, value in masked_tuning.items() if value is not None]
-        if given and family_of(model).name != "vit":
-            raise VitkitError(f"{', '.join(given)}: fine-tuning options of a ViT encoder; {config.checkpoint} is a "
-                              f"{family_of(model).name} model")
-        if config.drop_path is not None:
-            set_drop_path(model, config.drop_path)
-        if config.trainable_blocks is not None:
-            if config.trainable_blocks > len(model.blocks):
-                raise VitkitError(f"--trainable-blocks {config.trainable_blocks}: the model has only "
-                                  f"{len(model.blocks)} blocks")
-            freeze_all_but_last(model, config.trainable_blocks)
+        window = "window_size" in config.model_options  # Swin at a new window: resolution and window together
+        model = load_model(config.checkpoint, image_size=None if window else config.image_size)
+        if window:
+            family_of(model).check_finetune("window_size", config.checkpoint)
+            model.set_image_size(config.image_size or model.config.image_size,
+                                 window_size=config.model_options["window_size"])
+        finetune_options(model, config, num_classes)
     model.label_names = list(label_names) or None
     crop = {k: v for k, v in (("crop_pct", config.crop_pct), ("crop_mode", config.crop_mode)) if v is not None}
     if crop:
@@ -150,13 +137,40 @@ def build_model(config: TrainConfig, label_names: list[str]) -> VisionTransforme
     return model
 
 
+def finetune_options(model: VitkitModel, config: TrainConfig, num_classes: int) -> None:
+    """A fresh head, then what fine-tuning a masked model takes (MAE §4, App. A.1), each one refused in
+    one line naming the family when the family's record does not list it: MAE's GAP + LayerNorm head,
+    drop path and partial fine-tuning (layer decay acts in the optimiser:
+    :func:`~vitkit.train.recipes.param_groups`)."""
+    from vitkit.models.registry import family_of
+
+    family = family_of(model)
+    given = {"global_pool": config.global_pool or None, "drop_path": config.drop_path,
+             "trainable_blocks": config.trainable_blocks, "layer_decay": config.layer_decay}
+    for name, value in given.items():
+        if value is not None:
+            family.check_finetune(name, config.checkpoint)
+    if config.global_pool:
+        model.use_global_pool()
+    model.reset_head(num_classes)
+    if config.dropout is not None:  # else the checkpoint's (0.1 for the official L/16, H/14, R50 hybrids)
+        set_dropout(model, config.dropout)
+    if config.drop_path is not None:
+        set_drop_path(model, config.drop_path)
+    if config.trainable_blocks is not None:
+        if config.trainable_blocks > family.num_layers(model):
+            raise VitkitError(f"--trainable-blocks {config.trainable_blocks}: the model has only "
+                              f"{family.num_layers(model)} blocks")
+        freeze_all_but_last(model, config.trainable_blocks)
+
+
 # ------------------------------------------------------------------------------- results
 @dataclass
 class TrainResult:
     """What a run produced: the trained model(s), the final metrics, where the files are."""
 
-    model: VisionTransformer
-    ema_model: VisionTransformer | None
+    model: VitkitModel
+    ema_model: VitkitModel | None
     config: TrainConfig
     step: int
     total_steps: int

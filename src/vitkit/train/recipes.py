@@ -39,6 +39,7 @@ from torch import nn
 from vitkit.data.preprocessing import CROP_MODES
 from vitkit.dictconfig import DictConfig
 from vitkit.errors import VitkitError
+from vitkit.models.registry import FAMILIES, family_of
 from vitkit.options import (
     DATA,
     DEVICE,
@@ -70,16 +71,12 @@ OPTIMIZER_KERNELS = ("auto", "fused", "foreach", "loop")
 #: the training objectives (:data:`vitkit.objectives.OBJECTIVES`, which a test keeps in step with this)
 OBJECTIVE_NAMES = ("supervised", "mpp", "mae")
 
-#: Model architecture options a pre-training run may override on the named variant (fields of its
-#: family's configuration: ViT's ``hidden_size``, ``depth``...; Swin's ``embed_dim``, ``depths``, per-stage
-#: ``num_heads``, ``window_size``...; BiT ResNet's ``layers``, ``width_factor``...). Fine-tuning takes
-#: ``window_size`` only (Swin: a new window).
-VIT_MODEL_OPTIONS = ("patch_size", "hidden_size", "depth", "num_heads", "mlp_dim", "classifier", "posemb",
-                     "representation_size", "attention_dropout", "drop_path")
-SWIN_MODEL_OPTIONS = ("embed_dim", "depths", "window_size", "mlp_ratio")
-BIT_MODEL_OPTIONS = ("layers", "width_factor", "base_width", "num_groups")
-MODEL_OPTIONS = VIT_MODEL_OPTIONS + SWIN_MODEL_OPTIONS + BIT_MODEL_OPTIONS
-FINETUNE_MODEL_OPTIONS = ("window_size",)
+#: Model architecture options a pre-training run may override on the named variant: every family's
+#: ``architecture_options`` (fields of its configuration: ViT's ``hidden_size``, ``depth``...; Swin's
+#: ``embed_dim``, ``depths``, per-stage ``num_heads``, ``window_size``...; BiT ResNet's ``layers``,
+#: ``width_factor``...). Fine-tuning takes those of them a family lists as fine-tuning options
+#: (:data:`FINETUNE_MODEL_OPTIONS`: ``window_size``, Swin at a new window).
+MODEL_OPTIONS = tuple(dict.fromkeys(name for fam in FAMILIES.values() for name in fam.architecture_options))
 
 
 @dataclass
@@ -262,21 +259,26 @@ class TrainConfig(DictConfig):
         return out
 
 
+#: The fine-tuning options of the families that are model options rather than TrainConfig fields.
+FINETUNE_MODEL_OPTIONS = tuple(dict.fromkeys(
+    name for fam in FAMILIES.values() for name in fam.finetune_options
+    if name in fam.architecture_options and name not in {f.name for f in dataclasses.fields(TrainConfig)}))
+
+
 def pretraining_architecture(model: str, options: dict[str, Any], objective: str = "supervised") -> dict[str, Any]:
-    """The architecture overrides of a pre-training run: for ViT the paper's head, an MLP with one
-    hidden layer (§3.1; pre-logits, Dense + tanh, D wide as in the official code) unless
-    ``representation_size`` is given (0: a linear head); other families keep their own head. A
-    self-supervised ``objective`` trains no classifier: its encoder gets no head at all."""
-    from vitkit.models.registry import family_of, get_config
+    """The architecture overrides of a pre-training run: the family's pre-training head where it has
+    one (ViT §3.1: an MLP with one hidden layer unless ``representation_size`` is given; its record's
+    ``pretraining_head``). A self-supervised ``objective`` trains no classifier: its encoder gets no
+    head at all; an objective the family does not support is refused in one line naming it."""
+    from vitkit.models.registry import get_config
 
     options = dict(options)
     config = get_config(model, **options)
-    if family_of(config).name != "vit" or objective != "supervised":  # Swin, BiT: their own linear head
+    family = family_of(config)
+    family.check_objective(objective)
+    if objective != "supervised":
         return options
-    if "representation_size" not in options:
-        options["representation_size"] = config.hidden_size
-    options["representation_size"] = options["representation_size"] or None
-    return options
+    return family.pretraining_head(config, options)
 
 
 def recipe_defaults(recipe: str, objective: str = "supervised") -> dict[str, Any]:
@@ -356,15 +358,17 @@ def param_groups(model: nn.Module, weight_decay: float, *, lr: float | None = No
     position embeddings and the [class] token without (App. B.1).
 
     With ``layer_decay`` (and the peak ``lr``) each of those is split by depth, as MAE fine-tunes
-    (its ``param_groups_lrd``): a ViT of L blocks has layers 0 (embeddings, [class] token) to L + 1
-    (final norm, head); layer j learns at ``lr * layer_decay^(L + 1 - j)``."""
-    depth = len(getattr(model, "blocks", ()))
+    (its ``param_groups_lrd``): a model of L blocks has layers 0 (embeddings, [class] token) to L + 1
+    (final norm, head), by its family record's ``layer_id`` (Swin: blocks counted across stages, as
+    Swin's own fine-tuning code does); layer j learns at ``lr * layer_decay^(L + 1 - j)``."""
+    family = family_of(model) if layer_decay is not None else None
+    depth = family.num_layers(model) if family is not None else 0
     buckets: dict[tuple[int, bool], list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
         no_decay = param.ndim <= 1 or any(part in name for part in NO_DECAY_NAMES)
-        layer = vit_layer_id(name, depth) if layer_decay is not None else depth + 1
+        layer = family.layer_id(model, name) if family is not None else depth + 1
         buckets.setdefault((layer, no_decay), []).append(param)
     groups = []
     for (layer, no_decay), params in sorted(buckets.items(), key=lambda item: (item[0][0], item[0][1])):
@@ -373,15 +377,6 @@ def param_groups(model: nn.Module, weight_decay: float, *, lr: float | None = No
             group["lr"] = (lr if lr is not None else 1.0) * layer_decay ** (depth + 1 - layer)
         groups.append(group)
     return groups
-
-
-def vit_layer_id(name: str, depth: int) -> int:
-    """0 for the patch embedding, position embeddings and [class] token; i + 1 for block i; depth + 1 else."""
-    if name.startswith(("patch_embed", "pos_embed", "cls_token")):
-        return 0
-    if name.startswith("blocks."):
-        return int(name.split(".")[1]) + 1
-    return depth + 1
 
 
 def peak_lr(config: TrainConfig) -> float:

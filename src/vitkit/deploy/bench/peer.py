@@ -14,38 +14,33 @@ import torch
 from torch import nn
 
 from vitkit.errors import VitkitError
-from vitkit.models.vit.model import VisionTransformer
+from vitkit.models.protocol import VitkitModel
 
 
-def transformers_peer(model: VisionTransformer) -> nn.Module:
-    """``transformers.ViTForImageClassification`` (``ViTModel`` without a head) equal to ``model``.
+def transformers_peer(model: VitkitModel) -> nn.Module:
+    """transformers' own model equal to ``model``: the family record's ``transformers_peer`` (ViT:
+    ``ViTForImageClassification``, ``ViTModel`` without a head; Swin: ``SwinForImageClassification``).
 
-    The model is exported with :func:`vitkit.checkpoints.vit.hf.save_hf` to a temporary directory and read
-    back with transformers' own ``from_pretrained``, so transformers' key conversions (its module
-    names change between versions; the files do not) stay transformers' business.
-    Raises :class:`VitkitError` when transformers is missing or cannot represent the model
-    (hybrids, GAP, non-1-D position embeddings: see :func:`vitkit.checkpoints.vit.hf.check_exportable`).
+    The model is exported with :func:`vitkit.save_model` (``to="hf"``, checked as ``vitkit convert`` checks
+    it) to a temporary directory and read back with transformers' own ``from_pretrained``, so
+    transformers' key conversions (its module names change between versions; the files do not) stay
+    transformers' business. Raises :class:`VitkitError` when transformers is missing or cannot represent
+    the model (hybrids, GAP, non-1-D position embeddings: see :func:`vitkit.checkpoints.vit.hf.check_exportable`),
+    or the family has no peer.
     """
     try:
         import transformers
     except ImportError:
         raise VitkitError("--compare transformers needs the transformers package (pip install transformers)") from None
-    from vitkit.checkpoints.swin import hf as swin_hf
-    from vitkit.checkpoints.vit import hf
+    from vitkit.checkpoints.convert import save_model
     from vitkit.models.registry import family_of
 
-    classify = bool(model.config.num_classes)
-    if family_of(model).name == "swin":  # transformers' Swin, from what `vitkit convert --to hf` writes for it
-        swin_hf.check_exportable(model.config)
-        cls, save, kwargs = (transformers.SwinForImageClassification if classify else transformers.SwinModel,
-                             swin_hf.save_swin_hf, {})
-    else:
-        hf.check_exportable(model.config)
-        cls = transformers.ViTForImageClassification if classify else transformers.ViTModel
-        save = hf.save_hf
-        kwargs = {} if classify else {"add_pooling_layer": model.config.representation_size is not None}
+    family = family_of(model)
+    if family.transformers_peer is None:
+        raise VitkitError(f"--compare transformers: a {family.name} model has no transformers peer")
+    cls, kwargs = family.transformers_peer(model, transformers)
     with tempfile.TemporaryDirectory(prefix="vitkit-peer-") as tmp:
-        save(model, tmp)
+        save_model(model, tmp, to="hf")  # the family's hf export, checked as `vitkit convert --to hf` checks it
         peer = cls.from_pretrained(tmp, attn_implementation="sdpa", dtype=torch.float32, **kwargs)
     device = next(model.parameters()).device
     return peer.to(device).train(model.training)

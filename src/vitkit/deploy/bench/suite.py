@@ -32,7 +32,7 @@ from vitkit.deploy.bench.peak import matmul_contender
 from vitkit.deploy.bench.runners import build_runner, check_row
 from vitkit.deploy.bench.timing import Clock, interleaved, peak_memory_mib, percentile, summary
 from vitkit.errors import VitkitError
-from vitkit.models.vit.model import VisionTransformer
+from vitkit.models.protocol import VitkitModel
 from vitkit.options import Option, check_fields, option_field
 
 SCHEMA = "vitkit.deploy.bench/1"
@@ -164,7 +164,7 @@ def machine_info(device: torch.device) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------- inference
-def bench_inference(model: VisionTransformer, settings: BenchSettings, device: torch.device, *,
+def bench_inference(model: VitkitModel, settings: BenchSettings, device: torch.device, *,
                     progress: Callable[[str], None] | None = None,
                     guard: Callable[[nn.Module], dict] | None = None) -> tuple[list[dict], dict, dict[str, Callable]]:
     """(one row per ``settings.rows``, the peak measured alongside, each row's thunk for the memory measurement)."""
@@ -242,7 +242,7 @@ def _add_ratios(rows: list[dict], key: str, reference: str) -> None:
 
 
 # -------------------------------------------------------------------------------- training
-def _train_contender(name: str, model: VisionTransformer, x: torch.Tensor, y: torch.Tensor, device: torch.device,
+def _train_contender(name: str, model: VitkitModel, x: torch.Tensor, y: torch.Tensor, device: torch.device,
                      precision: str, train_config) -> Callable[[], object]:
     from vitkit.train.recipes import build_optimizer
 
@@ -275,7 +275,7 @@ def _train_contender(name: str, model: VisionTransformer, x: torch.Tensor, y: to
     return step
 
 
-def bench_training(model: VisionTransformer, settings: BenchSettings, device: torch.device, *,
+def bench_training(model: VitkitModel, settings: BenchSettings, device: torch.device, *,
                    progress: Callable[[str], None] | None = None,
                    train_config=None) -> tuple[list[dict], dict, dict[str, Callable]]:
     """(one row per ``settings.train_rows``, the peak measured alongside, each row's step). The optimiser is the
@@ -314,7 +314,7 @@ def bench_training(model: VisionTransformer, settings: BenchSettings, device: to
 
 
 # ----------------------------------------------------------------------------- the command
-def run_bench(model: VisionTransformer, settings: BenchSettings, device: torch.device | str = "cpu", *,
+def run_bench(model: VitkitModel, settings: BenchSettings, device: torch.device | str = "cpu", *,
               progress: Callable[[str], None] | None = None, guard: Callable[[nn.Module], dict] | None = None,
               train_config=None) -> dict[str, Any]:
     """The whole of ``vitkit bench``: a report laid out as :data:`REPORT_SCHEMA`."""

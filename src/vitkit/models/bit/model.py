@@ -34,6 +34,7 @@ from torch import nn
 from vitkit.data.preprocessing import Preprocessing
 from vitkit.dictconfig import DictConfig
 from vitkit.errors import VitkitError
+from vitkit.models.inputs import check_image_batch
 from vitkit.models.layers import lecun_normal_, zero_linear
 from vitkit.options import IMAGE_SIZE, Option, check_fields, option_field, to_pair
 
@@ -226,11 +227,8 @@ class BiTResNet(nn.Module):
         self.preprocessing = self.preprocessing.replace(image_size=self.config.image_size)
 
     def _check_input(self, x: torch.Tensor) -> None:
-        if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != self.config.in_channels:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise VitkitError(f"expected images of shape (B, {self.config.in_channels}, H, W), got {shape}")
-        if not x.is_floating_point():
-            raise VitkitError(f"expected floating-point images, got {x.dtype}")
+        """The one input check of every family (a CNN takes any size)."""
+        check_image_batch(x, channels=self.config.in_channels, stride=1, dtype=self.stem.conv.weight.dtype)
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         """The last stage's activations after the final GroupNorm and ReLU: (B, C, H/stride, W/stride)."""

@@ -51,6 +51,7 @@ from torch import nn
 from vitkit.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from vitkit.dictconfig import DictConfig
 from vitkit.errors import VitkitError
+from vitkit.models.inputs import check_image_batch
 from vitkit.models.layers import Attention, DropPath, Mlp, drop_path_rates, zero_linear
 from vitkit.models.vit.config import MLP_ACTIVATIONS
 from vitkit.options import IMAGE_SIZE, Option, check_fields, option_field, to_pair
@@ -520,10 +521,8 @@ class SwinTransformer(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def _check_input(self, x: torch.Tensor) -> None:
-        if x.ndim != 4 or x.shape[1] != self.config.in_channels:
-            raise VitkitError(f"expected images of shape (B, {self.config.in_channels}, H, W), got {tuple(x.shape)}")
-        if not x.is_floating_point():
-            raise VitkitError(f"expected floating-point images, got {x.dtype}")
+        """The one input check of every family (patches are padded: any size that holds one window)."""
+        check_image_batch(x, channels=self.config.in_channels, stride=1, dtype=self.patch_embed.proj.weight.dtype)
         check_window_fits((x.shape[-2], x.shape[-1]), self.config.patch_size, self.config.window_size)
 
     def encode(self, x: torch.Tensor, return_attention: bool = False) -> SwinEncoderOutput:

@@ -275,13 +275,15 @@ class Lab:
 
     @staticmethod
     def _architecture(arch: dict[str, Any], model_overrides: dict[str, Any]) -> dict[str, Any]:
-        """``arch``'s model options with ``model_overrides``; ViTs spelled one way (learned 1-D position
-        embeddings, a [class] token unless overridden), so that claims share their runs."""
-        from vitkit.models.registry import family_of, get_config
+        """``arch``'s model options with ``model_overrides``; models with position embeddings and a choice of
+        classifier (ViTs) spelled one way (learned 1-D position embeddings, a [class] token unless
+        overridden), so that claims share their runs."""
+        from vitkit.models.registry import get_config
 
-        if family_of(get_config(arch["model"])).name == "vit":
-            model_overrides = {"posemb": "learned_1d", "classifier": "token", **model_overrides}
-        return {**arch["model_options"], **model_overrides}
+        config = get_config(arch["model"])
+        spelled = {name: value for name, value in (("posemb", "learned_1d"), ("classifier", "token"))
+                   if hasattr(config, name)}
+        return {**arch["model_options"], **spelled, **model_overrides}
 
     def initial(self, arch: dict[str, Any], seed: int, *, label: str = "", **model_overrides: Any) -> Run:
         """The randomly initialised model a pre-training run of ``arch`` with ``seed`` starts from, saved
