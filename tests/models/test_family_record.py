@@ -97,8 +97,6 @@ def test_no_family_name_comparison_outside_the_families_own_folders():
     assert found == {}
 
 
-@pytest.mark.xfail(strict=True, reason="checkpoints/ (detect, convert, fidelity) still keys its tables by family; "
-                                       "the Dialect registry of issue 20 item 2 removes them: drop this mark then")
 def test_no_family_name_comparison_in_the_checkpoint_plumbing():
     assert uses_outside_families("checkpoints") == {}
 
