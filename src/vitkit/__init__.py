@@ -7,7 +7,6 @@ and the Swin Transformer (Liu et al., 2021) beside it.
     ['R50+ViT-B/16', 'R50+ViT-L/32']
 """
 
-import vitkit.deploy  # noqa: F401  (registers the onnx dialect, after the checkpoints' own)
 from vitkit.checkpoints.convert import convert, save_model
 from vitkit.checkpoints.detect import detect_format, load_model
 from vitkit.checkpoints.native import save_native
@@ -24,8 +23,7 @@ from vitkit.models import (
 from vitkit.models.flops import count_flops, count_macs
 from vitkit.models.registry import get_config
 from vitkit.models.vit.config import ViTConfig
-
-__version__ = "0.1.0"
+from vitkit.version import __version__  # noqa: F401 (vitkit.__version__)
 
 __all__ = [
     "Preprocessing",

@@ -14,7 +14,7 @@ from formats_testing import images, logits, randomised, tiny
 
 from vitkit import VitkitError, create_model, load_model
 from vitkit.checkpoints.convert import save_model, target_dialect
-from vitkit.checkpoints.dialect import DIALECTS, detect, dialects_for, get_dialect, recognising
+from vitkit.checkpoints.dialect import detect, dialects_for, get_dialect, recognising, registered
 from vitkit.checkpoints.runs import resolve
 from vitkit.cli.common import checkpoint_path
 from vitkit.cli.main import main
@@ -49,7 +49,7 @@ def _model_for(dialect, family: str):
 #: seconds per model) beyond the first family runs with the slow tests
 WRITERS = [pytest.param(d, family, id=f"{d.name}-{family}",
                         marks=[pytest.mark.slow] if d.self_checked and i else [])
-           for d in DIALECTS.values() if d.save is not None
+           for d in registered() if d.save is not None
            for i, family in enumerate([d.family] if d.family else FAMILIES)]
 
 
@@ -80,7 +80,7 @@ def test_every_dialect_round_trips_a_model_of_its_family(tmp_path, dialect, fami
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_a_familys_export_targets_are_the_records_that_name_it_or_none(family):
     targets = dialects_for(family)
-    assert targets == [d for d in DIALECTS.values() if d.save is not None and d.family in (family, None)]
+    assert targets == [d for d in registered() if d.save is not None and d.family in (family, None)]
     assert targets[0].name == "native" and "onnx" in [d.name for d in targets]
     for dialect in targets:
         assert target_dialect(TINY[family](3), dialect.name) is dialect is get_dialect(dialect.name, family)

@@ -5,7 +5,10 @@ A dialect is a format name as users type it (``native``, ``hf``, ``hf_mae``, ``t
 ViTForImageClassification and Swin's SwinForImageClassification, two records of one name.
 ``native`` and ``onnx`` hold any family (``family=None``). Each family's folder registers its own
 records (:mod:`vitkit.checkpoints.vit`, :mod:`vitkit.checkpoints.swin`), ``native`` registers from
-:mod:`vitkit.checkpoints.native` and ONNX from :mod:`vitkit.deploy` (which ``import vitkit`` loads).
+:mod:`vitkit.checkpoints.native`; a dialect that lives in a room above the checkpoints (ONNX, in
+:mod:`vitkit.deploy`) or in another package is a plugin: its module is named under the
+``vitkit.dialects`` entry-point group (pyproject.toml) and imported, so registered, the first time the
+registry is read (:func:`registered`), which keeps this package from importing what builds on it.
 
 Detection (:func:`detect`) asks every record once whether it recognises a path and so decides the
 format and the family together. The records look at contents, not names: a directory's
@@ -20,6 +23,7 @@ help read the record.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -163,6 +167,21 @@ class Dialect:
 DIALECTS: dict[tuple[str, str | None], Dialect] = {}
 
 
+#: the entry-point group whose modules register dialects when imported (see the module notes)
+PLUGIN_GROUP = "vitkit.dialects"
+_plugins_loaded = False
+
+
+def registered() -> list[Dialect]:
+    """Every record, in registration order, the plugins' (:data:`PLUGIN_GROUP`) imported first time."""
+    global _plugins_loaded
+    if not _plugins_loaded:
+        _plugins_loaded = True
+        for entry in importlib.metadata.entry_points(group=PLUGIN_GROUP):
+            entry.load()  # importing the module registers its records
+    return list(DIALECTS.values())
+
+
 def register_dialect(dialect: Dialect) -> Dialect:
     """Add (or replace) the record of ``(dialect.name, dialect.family)``; returns it."""
     DIALECTS[dialect.key] = dialect
@@ -171,23 +190,24 @@ def register_dialect(dialect: Dialect) -> Dialect:
 
 def named(name: str) -> list[Dialect]:
     """The records of format ``name`` (one per family, or one for any family)."""
-    return [d for d in DIALECTS.values() if d.name == name]
+    return [d for d in registered() if d.name == name]
 
 
 def names(*, writable: bool = False, readable: bool = False) -> list[str]:
     """Every format name once, in registration order (``writable``: only those some family can be
     written as; ``readable``: only those vitkit reads)."""
-    return list(dict.fromkeys(d.name for d in DIALECTS.values()
+    return list(dict.fromkeys(d.name for d in registered()
                               if (d.save is not None or not writable) and (d.load is not None or not readable)))
 
 
 def dialects_for(family: str) -> list[Dialect]:
     """The export targets of ``family``: the writable records that name it or name no family."""
-    return [d for d in DIALECTS.values() if d.save is not None and d.holds(family)]
+    return [d for d in registered() if d.save is not None and d.holds(family)]
 
 
 def get_dialect(name: str, family: str) -> Dialect:
     """The record of format ``name`` for ``family``; a one-line error when there is none."""
+    registered()
     found = DIALECTS.get((name, family)) or DIALECTS.get((name, None))
     if found is None:
         if not named(name):
@@ -202,7 +222,7 @@ def _unclaimed(probe: Probe) -> VitkitError:
     path = probe.path
     if probe.errors:
         return probe.errors[0]
-    for dialect in DIALECTS.values():
+    for dialect in registered():
         reason = dialect.near_miss(probe) if dialect.near_miss is not None else None
         if reason:
             return VitkitError(f"{path}: {reason}")
@@ -216,7 +236,7 @@ def _unclaimed(probe: Probe) -> VitkitError:
 def recognising(path: Path) -> list[Dialect]:
     """Every record that recognises ``path`` (one, for a well-formed registry)."""
     probe = Probe(path)
-    return [d for d in DIALECTS.values() if d.recognise(probe)]
+    return [d for d in registered() if d.recognise(probe)]
 
 
 def detect(path: Path, name: str | None = None) -> Dialect:
@@ -226,10 +246,10 @@ def detect(path: Path, name: str | None = None) -> Dialect:
     if name is not None and not named(name):
         raise VitkitError(f"unknown format {name!r}; one of {', '.join(names(readable=True))}")
     probe = Probe(path)
-    candidates = named(name) if name is not None else list(DIALECTS.values())
+    candidates = named(name) if name is not None else list(registered())
     found = next((d for d in candidates if d.recognise(probe)), None)
     if found is None:
-        if name is None or probe.errors or any(d.near_miss and d.near_miss(probe) for d in DIALECTS.values()):
+        if name is None or probe.errors or any(d.near_miss and d.near_miss(probe) for d in registered()):
             raise _unclaimed(probe)
         found = candidates[0]  # the format was named: its reader says what is wrong
     if found.load is None:

@@ -194,13 +194,13 @@ def hub_snapshot(repo: str, revision: str | None = None, *, original: str | None
     import huggingface_hub
     from huggingface_hub import errors as hf_errors
 
-    import vitkit
+    from vitkit.version import __version__
 
     shown = original or f"{HUB_PREFIX}{repo}" + (f"@{revision}" if revision else "")
 
     def snapshot(patterns: list[str]) -> Path:
         return Path(huggingface_hub.snapshot_download(repo, revision=revision, allow_patterns=patterns,
-                                                      library_name="vitkit", library_version=vitkit.__version__))
+                                                      library_name="vitkit", library_version=__version__))
 
     try:
         folder = snapshot(HUB_CONFIG_FILES + HUB_SAFETENSORS)

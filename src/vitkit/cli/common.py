@@ -136,7 +136,7 @@ def training_config(args: argparse.Namespace, recipe: str):
 
 def run_training(args: argparse.Namespace, recipe: str) -> dict:
     """Train / fine-tune from parsed options; print the closing summary; return it for ``--json``."""
-    from vitkit.deploy.fastpath import compile_errors
+    from vitkit.compiling import compile_errors
     from vitkit.train.loop import train
 
     config = training_config(args, recipe)

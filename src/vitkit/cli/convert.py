@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from vitkit.checkpoints.dialect import DIALECTS, names
+from vitkit.checkpoints.dialect import names, registered
 
 NAME = "convert"
 HELP = (f"convert a checkpoint to another dialect ({', '.join(names(writable=True))}; "
@@ -15,7 +15,7 @@ HELP = (f"convert a checkpoint to another dialect ({', '.join(names(writable=Tru
 
 def _formats(formats: list[str]) -> str:
     """Each format with what it is for each family: ``name: help / help``."""
-    return "; ".join(f"{name}: " + " / ".join(d.help for d in DIALECTS.values() if d.name == name) for name in formats)
+    return "; ".join(f"{name}: " + " / ".join(d.help for d in registered() if d.name == name) for name in formats)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

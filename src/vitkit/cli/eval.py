@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> dict:
     import time
 
-    from vitkit.deploy.fastpath import compile_errors, guard
+    from vitkit.compiling import compile_errors
+    from vitkit.deploy.fastpath import guard
     from vitkit.evaluate.metrics import check_labels, evaluate, save_confusion_matrix
 
     if args.guard and not (args.int8 or args.merge or args.compile):

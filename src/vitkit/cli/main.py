@@ -13,6 +13,7 @@ from typing import NoReturn
 import vitkit.cli
 from vitkit.errors import VitkitError
 from vitkit.options import add_switches
+from vitkit.version import __version__
 
 _NOT_COMMANDS = {"main", "common"}
 
@@ -32,7 +33,7 @@ def command_modules() -> list:
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="vitkit", description="Vision Transformers (Dosovitskiy et al., ICLR 2021): "
                            "build, load, convert, train, fine-tune, evaluate and inspect.")
-    parser.add_argument("--version", action="version", version=f"vitkit {vitkit.__version__}")
+    parser.add_argument("--version", action="version", version=f"vitkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for module in command_modules():
         cmd = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)

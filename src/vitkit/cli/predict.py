@@ -21,17 +21,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from vitkit.deploy.fastpath import compile_errors
+    from vitkit.compiling import compile_errors
     from vitkit.evaluate.predict import expand_image_paths, predict_images
 
     paths = expand_image_paths(args.paths)
     if args.attention and (args.int8 or args.merge or args.compile):
         raise VitkitError("--attention draws the plain model's attention: leave out --int8/--merge/--compile")
     model, device = load_for_inference(args)
+    each_image = None
+    if args.attention:
+        from vitkit.inspect.overlay import rollout_overlay_writer
+
+        each_image = rollout_overlay_writer(model, args.attention)
     fast, runner = fast_model_for(args, model)
     with compile_errors():
         results = predict_images(runner, paths, top_k=args.top_k, device=device, batch_size=args.batch_size,
-                                 attention_dir=args.attention)
+                                 each_image=each_image)
     for r in results:
         if r["error"]:
             print(f"{r['path']}: skipped ({r['error']})")

@@ -20,7 +20,6 @@ both accuracies and how often their top-1 predictions agree -- the honest price 
 
 from __future__ import annotations
 
-import contextlib
 import re
 import warnings
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from vitkit.compiling import compile_errors, compile_model
 from vitkit.errors import VitkitError
 from vitkit.options import Option
 
@@ -103,13 +103,6 @@ def quantize_int8(model: nn.Module) -> nn.Module:
         return quantize_dynamic(model, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=False)
 
 
-def compile_model(model: nn.Module, *, mode: str | None = None) -> nn.Module:
-    """``torch.compile`` with fixed shapes; a missing compiler toolchain is a one-line error at first use."""
-    if not hasattr(torch, "compile"):
-        raise VitkitError("--compile needs torch >= 2.0")
-    return torch.compile(model, dynamic=False, mode=mode)
-
-
 def apply_fast_path(model: nn.Module, fast: FastPath) -> nn.Module:
     """``model`` with the fast paths applied, in eval mode: merge, then int8, then compile.
 
@@ -134,19 +127,6 @@ def apply_fast_path(model: nn.Module, fast: FastPath) -> nn.Module:
     if fast.compile:
         out = compile_model(out)
     return out
-
-
-@contextlib.contextmanager
-def compile_errors() -> Any:
-    """Turn the compiler's failures (no C++ toolchain, unsupported op) into one-line errors."""
-    try:
-        yield
-    except Exception as exc:  # noqa: BLE001 - inductor raises many types; all mean "this model did not compile"
-        if type(exc).__module__.startswith(("torch._dynamo", "torch._inductor")) or "BackendCompilerFailed" in \
-                type(exc).__name__:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise VitkitError(f"--compile failed: {first[:300]}") from None
-        raise
 
 
 # ------------------------------------------------------------------------------ the guard

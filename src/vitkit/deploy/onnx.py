@@ -170,7 +170,7 @@ def onnx_inputs(path: str | os.PathLike, images: Sequence[str | os.PathLike]) ->
 
 # ---------------------------------------------------------------------------------- exporting
 def _metadata(model: nn.Module, dynamic: bool, output: str, width_out: int) -> dict[str, str]:
-    import vitkit
+    from vitkit.version import __version__
 
     height, width = model.config.image_size
     size = ("dynamic: any multiple of " + str(model.stride)) if dynamic else f"fixed: {height}x{width}"
@@ -185,7 +185,7 @@ def _metadata(model: nn.Module, dynamic: bool, output: str, width_out: int) -> d
         "output": json.dumps({"name": output, "shape": ["batch", width_out],
                               "meaning": "class logits (softmax for probabilities), in label_names order"
                               if model.config.num_classes else "the image representation y (eq. 4)"}),
-        "producer": json.dumps(f"vitkit {vitkit.__version__}"),
+        "producer": json.dumps(f"vitkit {__version__}"),
     }
 
 

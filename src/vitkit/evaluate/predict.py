@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,6 @@ import torch
 from vitkit.errors import VitkitError
 from vitkit.finite import require_finite_output
 from vitkit.models.protocol import VitkitModel
-from vitkit.models.registry import family_of
 from vitkit.options import COMMAND_OPTIONS, check_args
 
 
@@ -48,11 +47,14 @@ def expand_image_paths(patterns: Sequence[str | os.PathLike]) -> list[Path]:
 @torch.no_grad()
 def predict_images(model: VitkitModel, paths: Sequence[str | os.PathLike], *, top_k: int = 5,
                    device: torch.device | str | None = None, batch_size: int = 32,
-                   attention_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
-    """For each path: ``{"path", "top": [{"label", "index", "probability"}...], "error", "attention"}``.
+                   each_image: Callable[[dict[str, Any], torch.Tensor, Any], None] | None = None
+                   ) -> list[dict[str, Any]]:
+    """For each path: ``{"path", "top": [{"label", "index", "probability"}...], "error"}``.
 
-    Unreadable files get ``error`` set instead of failing the others. With ``attention_dir`` the
-    attention-rollout overlay of every image is written there as ``<stem>.png`` (Fig. 6).
+    Unreadable files get ``error`` set instead of failing the others. ``each_image(row, x, image)``
+    is called for every image read (``x``: its preprocessed (1, 3, H, W) batch, ``image``: the RGB
+    picture) and may add to its row: :func:`vitkit.inspect.overlay.rollout_overlay_writer` writes the
+    attention-rollout overlay of each (Fig. 6), as ``vitkit predict --attention DIR`` does.
     """
     from vitkit.data.images import BadImageError, open_rgb
     from vitkit.data.transforms import eval_transform
@@ -61,22 +63,12 @@ def predict_images(model: VitkitModel, paths: Sequence[str | os.PathLike], *, to
     if model.config.num_classes == 0:
         raise VitkitError("the checkpoint has no classification head (a pre-trained encoder, e.g. self-supervised): "
                           "fine-tune it first (vitkit finetune)")
-    if attention_dir is not None:
-        from vitkit.inspect.capture import require_attention
-
-        require_attention(model)  # a BiT ResNet has no attention at all
-        if "rollout.png" not in family_of(model).figures:
-            raise VitkitError(f"--attention draws Attention Rollout through the [class] token (ViT only); a "
-                              f"{family_of(model).name} model has no such token: `vitkit inspect` shows its window "
-                              f"attention")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.eval()
     transform = eval_transform(model.preprocessing)
     names = model.label_names or [str(i) for i in range(model.config.num_classes)]
     k = min(top_k, len(names))
     results: list[dict[str, Any]] = []
-    out_dir = Path(attention_dir) if attention_dir is not None else None
-    used: set[str] = set()
     for start in range(0, len(paths), batch_size):
         chunk = [Path(p) for p in paths[start:start + batch_size]]
         images, rows = [], []
@@ -98,23 +90,10 @@ def predict_images(model: VitkitModel, paths: Sequence[str | os.PathLike], *, to
         for i, row in enumerate(rows):
             row["top"] = [{"label": names[j], "index": int(j), "probability": float(v)}
                           for v, j in zip(values[i].tolist(), indices[i].tolist(), strict=True)]
-            if out_dir is not None:
-                from vitkit.inspect.overlay import save_rollout_overlay
-
-                target = out_dir / f"{_unique_stem(Path(row['path']), used)}.png"
-                row["attention"] = str(save_rollout_overlay(model, x[i:i + 1], images[i], target))
+            if each_image is not None:
+                each_image(row, x[i:i + 1], images[i])
     if all(r["error"] for r in results):
         reasons = "; ".join(f"{r['path']}: {r['error']}" for r in results[:3])
         raise VitkitError(f"none of the {len(results)} images could be read; first reasons: {reasons}")
     return results
 
-
-def _unique_stem(path: Path, used: set[str]) -> str:
-    """``name``, or ``name-2``, ``name-3`` ... when an earlier image of this call had the same name."""
-    stem, n = path.stem, 1
-    candidate = stem
-    while candidate in used:
-        n += 1
-        candidate = f"{stem}-{n}"
-    used.add(candidate)
-    return candidate

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -13,7 +15,11 @@ from PIL import Image
 
 from vitkit.atomic import atomic_path
 from vitkit.data.preprocessing import Preprocessing
+from vitkit.errors import VitkitError
+from vitkit.inspect.capture import require_attention
 from vitkit.inspect.rollout import batch_rollout
+from vitkit.models.protocol import VitkitModel
+from vitkit.models.registry import family_of
 from vitkit.models.vit.model import VisionTransformer
 
 #: Overlays are drawn at least this many pixels on the shorter side and at most this on the longer.
@@ -84,3 +90,34 @@ def save_rollout_overlay(model: VisionTransformer, x: torch.Tensor, image: Image
     with atomic_path(path) as tmp:
         picture.save(tmp, format="PNG")
     return path
+
+
+def rollout_overlay_writer(model: VitkitModel, out_dir: str | os.PathLike
+                           ) -> Callable[[dict[str, Any], torch.Tensor, Image.Image], None]:
+    """A per-image hook for :func:`vitkit.evaluate.predict.predict_images` that writes each image's
+    attention-rollout overlay (Fig. 6) to ``out_dir/<stem>.png`` (``name-2``, ... for repeated names)
+    and records it as the row's ``attention``. Refuses, before any image is read, a model without the
+    [class]-token rollout (the family record's figures)."""
+    require_attention(model)  # a BiT ResNet has no attention at all
+    family = family_of(model)
+    if "rollout.png" not in family.figures:
+        raise VitkitError(f"--attention draws Attention Rollout through the [class] token (ViT only); a "
+                          f"{family.name} model has no such token: `vitkit inspect` shows its window attention")
+    used: set[str] = set()
+
+    def write(row: dict[str, Any], x: torch.Tensor, image: Image.Image) -> None:
+        target = Path(out_dir) / f"{_unique_stem(Path(row['path']), used)}.png"
+        row["attention"] = str(save_rollout_overlay(model, x, image, target))
+
+    return write
+
+
+def _unique_stem(path: Path, used: set[str]) -> str:
+    """``name``, or ``name-2``, ``name-3`` ... when an earlier image of this call had the same name."""
+    stem, n = path.stem, 1
+    candidate = stem
+    while candidate in used:
+        n += 1
+        candidate = f"{stem}-{n}"
+    used.add(candidate)
+    return candidate

@@ -296,7 +296,7 @@ class Trainer:
             self.ddp = DistributedDataParallel(self.ddp, device_ids=ids)
         self.forward: nn.Module = self.ddp  # what the training step calls: compiled with --compile
         if config.compile:
-            from vitkit.deploy.fastpath import compile_model
+            from vitkit.compiling import compile_model
 
             self.forward = compile_model(self.ddp)
         self.ema = WeightEMA(self.model, config.ema, warmup=config.ema_warmup) if config.ema else None

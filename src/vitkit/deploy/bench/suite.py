@@ -195,7 +195,7 @@ def bench_inference(model: VitkitModel, settings: BenchSettings, device: torch.d
     product, product_flops = matmul_contender(device, peak_dtype, settings.matmul_size)
     contenders = {name: thunk(r, x) for name, r in runners.items()}
     contenders[PEAK] = product
-    from vitkit.deploy.fastpath import compile_errors
+    from vitkit.compiling import compile_errors
 
     with compile_errors():
         times = interleaved(contenders, clock, repeats=settings.repeats, warmup=settings.warmup, progress=progress)
@@ -255,7 +255,7 @@ def _train_contender(name: str, model: VitkitModel, x: torch.Tensor, y: torch.Te
         module = copy.deepcopy(model).train()
         forward = module
         if name == "vitkit+compile":
-            from vitkit.deploy.fastpath import compile_model
+            from vitkit.compiling import compile_model
 
             forward = compile_model(module)
     optimizer = build_optimizer(module, train_config)
@@ -280,7 +280,7 @@ def bench_training(model: VitkitModel, settings: BenchSettings, device: torch.de
                    train_config=None) -> tuple[list[dict], dict, dict[str, Callable]]:
     """(one row per ``settings.train_rows``, the peak measured alongside, each row's step). The optimiser is the
     pre-training recipe's (AdamW, weight decay, clipping) unless ``train_config`` says otherwise."""
-    from vitkit.deploy.fastpath import compile_errors
+    from vitkit.compiling import compile_errors
     from vitkit.train.recipes import TrainConfig
 
     if not model.config.num_classes:

@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vitkit import __version__
 from vitkit.atomic import write_text_atomic
 from vitkit.studies.reproduce import stats
+from vitkit.version import __version__
 
 JSON_FILE, HTML_FILE, SUMMARY_FILE = "report.json", "report.html", "summary.md"
 VERDICT_RULE = (f"Each claim is split into conditions decided from the measured numbers. A difference counts only "
