@@ -16,8 +16,8 @@ import pytest
 
 from vitkit.cli.main import build_parser
 from vitkit.deploy.bench import BenchSettings
-from vitkit.models.bit.model import BiTConfig
-from vitkit.models.swin.model import SwinConfig
+from vitkit.models.bit.config import BiTConfig
+from vitkit.models.swin.config import SwinConfig
 from vitkit.models.vit.config import ViTConfig
 from vitkit.objectives import OBJECTIVES
 from vitkit.options import COMMAND_OPTIONS, EMA, IMAGE_SIZE, Option, field_options

@@ -7,7 +7,8 @@ import torch
 
 import vitkit
 from vitkit.errors import VitkitError
-from vitkit.models.bit.model import BiTConfig, BiTResNet
+from vitkit.models.bit.config import BiTConfig
+from vitkit.models.bit.model import BiTResNet
 
 
 def transformers_bit(config: BiTConfig):

@@ -19,7 +19,7 @@ import vitkit
 import vitkit.evaluate
 from vitkit.cli.main import build_parser, main
 from vitkit.errors import VitkitError
-from vitkit.models.swin.model import SwinConfig
+from vitkit.models.swin.config import SwinConfig
 from vitkit.models.vit.config import ViTConfig
 from vitkit.options import MAX_COUNT, Option, field_options
 from vitkit.train.recipes import TrainConfig

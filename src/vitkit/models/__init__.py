@@ -22,8 +22,10 @@ FAMILY_PACKAGES = ("vit", "swin", "bit")
 for _package in FAMILY_PACKAGES:
     importlib.import_module(f"vitkit.models.{_package}")
 
-from vitkit.models.bit.model import BiTConfig, BiTResNet  # noqa: E402  (public names, after registration)
-from vitkit.models.swin.model import SwinConfig, SwinTransformer  # noqa: E402
+from vitkit.models.bit.config import BiTConfig  # noqa: E402  (public names, after registration)
+from vitkit.models.bit.model import BiTResNet  # noqa: E402
+from vitkit.models.swin.config import SwinConfig  # noqa: E402
+from vitkit.models.swin.model import SwinTransformer  # noqa: E402
 from vitkit.models.vit.model import EncoderOutput, VisionTransformer  # noqa: E402
 
 __all__ = ["BiTConfig", "BiTResNet", "EncoderOutput", "SwinConfig", "SwinTransformer", "VisionTransformer",

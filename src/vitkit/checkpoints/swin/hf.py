@@ -36,7 +36,8 @@ from vitkit.checkpoints.mapping import CONCAT3, rule
 from vitkit.checkpoints.vit import hf
 from vitkit.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from vitkit.errors import VitkitError
-from vitkit.models.swin.model import SwinConfig, SwinTransformer, variant_name
+from vitkit.models.swin.config import SwinConfig, variant_name
+from vitkit.models.swin.model import SwinTransformer
 from vitkit.options import to_pair
 
 FORMAT = "hf"

@@ -23,7 +23,8 @@ from vitkit.checkpoints.mapping import rule
 from vitkit.checkpoints.swin import timm as swin_timm
 from vitkit.checkpoints.tensor_files import open_tensor_file
 from vitkit.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
-from vitkit.models.swin.model import SwinConfig, SwinTransformer
+from vitkit.models.swin.config import SwinConfig
+from vitkit.models.swin.model import SwinTransformer
 
 FORMAT = "official"
 #: buffers of the official model that are rebuilt from the window, never read

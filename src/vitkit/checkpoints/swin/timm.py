@@ -39,7 +39,8 @@ from vitkit.checkpoints.tensor_files import TensorSource, open_tensor_file, writ
 from vitkit.checkpoints.vit import timm
 from vitkit.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from vitkit.errors import VitkitError
-from vitkit.models.swin.model import SwinConfig, SwinTransformer, variant_name, window_and_shift
+from vitkit.models.swin.config import SwinConfig, variant_name
+from vitkit.models.swin.model import SwinTransformer, window_and_shift
 
 FORMAT = "timm"
 TABLE = "attn.relative_position_bias_table"

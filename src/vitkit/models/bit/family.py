@@ -4,7 +4,8 @@ BiT ResNet-v2, answered here instead of by comparing family names."""
 from __future__ import annotations
 
 from vitkit.data.preprocessing import INCEPTION_MEAN, INCEPTION_STD
-from vitkit.models.bit.model import BIT_ALIASES, BIT_VARIANTS, BiTConfig, BiTResNet
+from vitkit.models.bit.config import BIT_ALIASES, BIT_VARIANTS, BiTConfig
+from vitkit.models.bit.model import BiTResNet
 from vitkit.models.registry import Column, Family
 
 #: BiT ResNet-v2: units per stage, width factor, width of the pooled features.

@@ -23,80 +23,16 @@ State-dict names: ``stem.conv``, ``stages.{s}.blocks.{b}.{norm1,conv1,norm2,conv
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
-from typing import Any, ClassVar
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from vitkit.data.preprocessing import Preprocessing
-from vitkit.dictconfig import DictConfig
 from vitkit.errors import VitkitError
+from vitkit.models.bit.config import BiTConfig
 from vitkit.models.inputs import check_image_batch
 from vitkit.models.layers import lecun_normal_, zero_linear
-from vitkit.options import IMAGE_SIZE, Option, check_fields, option_field, to_pair
-
-
-@dataclass
-class BiTConfig(DictConfig):
-    """The architecture of a BiT ResNet-v2: stage depths, width factor and the GroupNorm groups.
-
-    ``base_width`` (64 in every BiT model) and ``num_groups`` (32) exist so that miniature
-    networks for CPU experiments can be built (``vitkit reproduce``): the root has
-    ``base_width * width_factor`` channels and every width must be divisible by ``num_groups``.
-    """
-
-    name: str = option_field("custom", Option("text", "the variant's name"))
-    image_size: tuple[int, int] = option_field((224, 224), IMAGE_SIZE)
-    in_channels: int = option_field(3, Option("int", "image channels", low=1))
-    num_classes: int = option_field(1000, Option("int", "classes of the head (0: no head)", low=0))
-    layers: tuple[int, ...] = option_field((3, 4, 6, 3), Option("ints", "bottleneck units per stage", low=1))
-    width_factor: int = option_field(1, Option("int", "width multiplier k of ResNet-50xk", low=1, high=64))
-    base_width: int = option_field(64, Option("int", "root width before the width factor (BiT: 64)", low=1))
-    num_groups: int = option_field(32, Option("int", "GroupNorm groups (BiT: 32)", low=1))
-    gn_eps: float = option_field(1e-5, Option("float", "GroupNorm epsilon", low=0, high=1, low_open=True))
-    ws_eps: float = option_field(1e-8, Option("float", "weight-standardisation epsilon (under the square root)",
-                                              low=0, high=1, low_open=True))
-
-    _keys_are: ClassVar[str] = "BiTConfig fields"
-    #: the model family (:mod:`vitkit.models.registry`) this configuration builds
-    family: ClassVar[str] = "bit"
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
-        """Check every field against its option definition, then the widths against the groups."""
-        check_fields(self)
-        self.layers = tuple(self.layers)
-        for width in self.widths():
-            if width % self.num_groups:
-                raise VitkitError(f"a width of {width} channels is not divisible by num_groups {self.num_groups} "
-                                  f"(base_width {self.base_width}, width_factor {self.width_factor})")
-
-    def widths(self) -> list[int]:
-        """Channel counts of the root, then of every stage's bottleneck and output."""
-        root = self.base_width * self.width_factor
-        stages = [root * 2**i for i in range(len(self.layers))]
-        return [root, *stages, *(4 * w for w in stages)]
-
-    @property
-    def num_features(self) -> int:
-        """Width of the pooled representation (the last stage's output channels)."""
-        return 4 * self.base_width * self.width_factor * 2 ** (len(self.layers) - 1)
-
-    @property
-    def stride(self) -> int:
-        """Downsampling of the last feature map: 4 for the root, x2 per stage after the first."""
-        return 4 * 2 ** (len(self.layers) - 1)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["image_size"] = list(self.image_size)
-        out["layers"] = list(self.layers)
-        return out
+from vitkit.options import to_pair
 
 
 class WSConv2d(nn.Conv2d):
@@ -248,21 +184,3 @@ class BiTResNet(nn.Module):
             raise VitkitError(f"{self.config.name} is a convolutional network (BiT ResNet): it has no attention "
                               f"weights")
         return self.forward_head(self.forward_features(x))
-
-
-# ---------------------------------------------------------------------------------------------
-# BiT's released depths (Kolesnikov et al. 2020) and the ResNets of the ViT paper's scaling study
-# (§4.4: R50x1, R50x2, R101x1, R152x1, R152x2, R200x3), plus R26 (the hybrids' R26 layout).
-DEPTHS: dict[int, tuple[int, ...]] = {26: (2, 2, 2, 2), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3),
-                                      200: (3, 24, 36, 3)}
-WIDTHS: dict[int, tuple[int, ...]] = {26: (1,), 50: (1, 2, 3), 101: (1, 3), 152: (1, 2, 4), 200: (3,)}
-
-
-def _variant_table() -> dict[str, BiTConfig]:
-    return {f"BiT-R{depth}x{k}": BiTConfig(name=f"BiT-R{depth}x{k}", layers=DEPTHS[depth], width_factor=k)
-            for depth, factors in WIDTHS.items() for k in factors}
-
-
-BIT_VARIANTS: dict[str, BiTConfig] = _variant_table()
-#: other spellings: R26 has one width only
-BIT_ALIASES: dict[str, str] = {"BiT-R26": "BiT-R26x1"}

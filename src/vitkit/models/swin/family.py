@@ -7,7 +7,8 @@ from typing import Any
 
 from vitkit.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from vitkit.models.registry import Column, Family
-from vitkit.models.swin.model import SWIN_ALIASES, SWIN_VARIANTS, SwinConfig, SwinTransformer
+from vitkit.models.swin.config import SWIN_ALIASES, SWIN_VARIANTS, SwinConfig
+from vitkit.models.swin.model import SwinTransformer
 
 
 def _dashed(values: Any) -> str:
