@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
+from clirun import run_fails, run_ok
 from PIL import Image
 from trainutil import TINY_CLI, tiny_checkpoint
 
 from vitkit.cli.main import main
 
 TRAIN = ["train", "--data", "digits", *TINY_CLI, "--batch-size", "64", "--lr", "1e-2", "--no-flip", "--quiet"]
-
-
-def run_ok(capsys, argv: list[str]) -> dict:
-    main([*argv, "--json"])
-    out = capsys.readouterr().out.strip().splitlines()
-    return json.loads(out[-1])
-
-
-def run_fails(capsys, argv: list[str]) -> str:
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code == 2
-    captured = capsys.readouterr()
-    lines = [line for line in captured.err.splitlines() if line.strip()]
-    assert len(lines) == 1, captured.err
-    assert "Traceback" not in captured.err and lines[0].startswith(f"vitkit {argv[0]}: error: ")
-    return lines[0]
 
 
 def make_folder(root, classes, per_class=4, size=16):

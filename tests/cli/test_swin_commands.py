@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from clirun import run_fails, run_ok
 
 from vitkit import VitkitError, load_model
 from vitkit.cli.main import main
@@ -21,20 +22,6 @@ from vitkit.models.swin.model import WindowLayout
 SWIN_CLI = ["--model", "Swin-T", "--image-size", "16", "--patch-size", "2", "--embed-dim", "16", "--depths", "2,2",
             "--num-heads", "1,2", "--window-size", "4"]
 TRAIN = ["train", "--data", "digits", *SWIN_CLI, "--batch-size", "32", "--lr", "2e-3", "--no-flip", "--quiet"]
-
-
-def run_ok(capsys, argv: list[str]) -> dict:
-    main([*argv, "--json"])
-    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-
-
-def run_fails(capsys, argv: list[str]) -> str:
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code == 2
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len(lines) == 1
-    return lines[0]
 
 
 @functools.cache

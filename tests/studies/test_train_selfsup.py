@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from clirun import run_fails, run_ok
 from PIL import Image
-from test_cli_train import run_fails, run_ok
 from trainutil import TINY, TINY_CLI
 
 from vitkit import load_model

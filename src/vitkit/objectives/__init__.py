@@ -113,11 +113,9 @@ def load_pretraining(path: str | os.PathLike, *, device: str | torch.device | No
     ``image_size`` runs the pair at another resolution (the encoder's position embeddings are
     resampled, MAE's decoder computes its sine-cosine table for the new grid)."""
     from vitkit.checkpoints.detect import load_model
-    from vitkit.checkpoints.hub import resolve_checkpoint
+    from vitkit.checkpoints.runs import resolve
 
-    path = resolve_checkpoint(path)  # a name (hf-hub:ORG/REPO, official:..., a URL) is fetched first
-    if (path / "config.yaml").is_file() and (path / "model").is_dir():
-        path = path / "model"
+    path = resolve(path)  # a run directory stands for its model/; a name is fetched first
     model = load_model(path)
     objective = load_objective(path, model.config)
     if image_size is not None:
