@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from clirun import run_cli
 from formats_testing import official_vit_forward
 from timm_reference import import_timm
 
@@ -28,23 +29,12 @@ from vitkit import VitkitError, load_model
 from vitkit.checkpoints.download import cached_path, download
 from vitkit.checkpoints.hub import parse_checkpoint, resolve_checkpoint
 from vitkit.checkpoints.pretrained import PRETRAINED
-from vitkit.cli.main import main
 
 transformers = pytest.importorskip("transformers")
 huggingface_hub = pytest.importorskip("huggingface_hub")
 
 COMMIT_A = "a" * 40
 COMMIT_B = "b" * 40
-
-
-def _cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # ------------------------------------------------------------------------ a Hugging Face cache
@@ -164,21 +154,21 @@ def test_hub_errors_are_one_line(tmp_path, hub_cache, capsys):
         resolve_checkpoint("org/absent")
     with pytest.raises(VitkitError, match="not a Hugging Face Hub repository id"):
         resolve_checkpoint("hf-hub:org/bad--name")
-    code, _, err = _cli(["convert", "hf-hub:org/absent", str(tmp_path / "x.npz"), "--to", "jax"], capsys)
+    code, _, err = run_cli(["convert", "hf-hub:org/absent", str(tmp_path / "x.npz"), "--to", "jax"], capsys)
     assert code == 2 and err.count("\n") == 1 and "pass a local directory instead" in err
 
 
 def test_cli_commands_take_hub_names(tmp_path, hub_cache, capsys, monkeypatch):
     folder, reference = tiny_hf(tmp_path, "saved", seed=4)
     add_to_hub_cache(hub_cache, "org/tiny-vit", folder, COMMIT_A)
-    code, out, err = _cli(["convert", "hf-hub:org/tiny-vit", str(tmp_path / "t.npz"), "--to", "jax",
+    code, out, err = run_cli(["convert", "hf-hub:org/tiny-vit", str(tmp_path / "t.npz"), "--to", "jax",
                            "--no-progress"], capsys)
     assert code == 0, err
     torch.testing.assert_close(_logits(load_model(tmp_path / "t.npz")), reference(X).logits.detach(),
                                rtol=0, atol=1e-5)
     seen = {}
     monkeypatch.setattr(vitkit.cli.finetune, "run_training", lambda args, recipe: seen.update(vars(args)) or {})
-    code, out, err = _cli(["finetune", "hf-hub:org/tiny-vit", "--data", "digits"], capsys)
+    code, out, err = run_cli(["finetune", "hf-hub:org/tiny-vit", "--data", "digits"], capsys)
     assert code == 0, err
     assert seen["checkpoint"] == "hf-hub:org/tiny-vit"  # the run's config.yaml keeps the name as written
 
@@ -233,14 +223,14 @@ def test_every_listed_name_parses_to_its_published_location():
 
 
 def test_models_pretrained_lists_names_with_source_and_resolution(capsys):
-    code, out, _ = _cli(["models", "--pretrained", "--json"], capsys)
+    code, out, _ = run_cli(["models", "--pretrained", "--json"], capsys)
     assert code == 0
     rows = {r["name"]: r for r in json.loads(out.strip().splitlines()[-1])["pretrained"]}
     row = rows["official:imagenet21k+imagenet2012/ViT-B_16"]
     assert (row["resolution"], row["classes"], row["source"]) == (384, 1000, "official bucket")
     assert rows["hf-hub:google/vit-base-patch16-224"]["resolution"] == 224
     assert any(line.endswith("official:imagenet21k/ViT-H_14") and " 224 " in line for line in out.splitlines())
-    code, _, err = _cli(["models", "--pretrained", "no-such-thing"], capsys)
+    code, _, err = run_cli(["models", "--pretrained", "no-such-thing"], capsys)
     assert code == 2 and "no pretrained name matches" in err
 
 

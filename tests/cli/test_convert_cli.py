@@ -7,23 +7,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from clirun import run_cli
 from formats_testing import images, logits, tiny
 
 from vitkit import VitkitError, load_model, save_native
 from vitkit.checkpoints.convert import convert, save_model
 from vitkit.checkpoints.detect import detect_format
-from vitkit.cli.main import main
 from vitkit.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD
-
-
-def _cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_native_hf_timm_jax_native_chain_reproduces_logits_and_metadata(tmp_path, capsys):
@@ -39,7 +29,7 @@ def test_native_hf_timm_jax_native_chain_reproduces_logits_and_metadata(tmp_path
     for to, name in chain:
         # timm runs a state-dict file with the exact GELU and LayerNorm eps 1e-6: only with --allow-approx
         extra = ["--allow-approx"] if to == "timm" else []
-        code, out, err = _cli(["convert", str(src), str(tmp_path / name), "--to", to, "--json", *extra], capsys)
+        code, out, err = run_cli(["convert", str(src), str(tmp_path / name), "--to", to, "--json", *extra], capsys)
         assert code == 0, err
         report = json.loads(out.strip().splitlines()[-1])
         assert report["target_format"] == to and report["source_format"] == detect_format(src)
@@ -85,7 +75,7 @@ def test_hybrid_round_trips_through_timm_and_jax(tmp_path, capsys):
     src = tmp_path / "native"
     for to, name in [("timm", "h.safetensors"), ("jax", "h.npz"), ("native", "back")]:
         extra = ["--allow-approx"] if to == "timm" else []  # timm: exact GELU, GroupNorm eps 1e-5
-        code, _, err = _cli(["convert", str(src), str(tmp_path / name), "--to", to, "--no-progress", *extra], capsys)
+        code, _, err = run_cli(["convert", str(src), str(tmp_path / name), "--to", to, "--no-progress", *extra], capsys)
         assert code == 0, err
         loaded = load_model(tmp_path / name)
         assert loaded.config.resnet_layers == (1, 1)
@@ -104,10 +94,10 @@ def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
         (["convert", str(tmp_path / "native"), str(tmp_path / "x.npz"), "--to", "tflite"], "invalid choice"),
     ]
     for argv, message in cases:
-        code, out, err = _cli(argv, capsys)
+        code, out, err = run_cli(argv, capsys)
         assert code == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err, err
     assert (tmp_path / "taken.npz").read_bytes() == b"keep me"
-    code, _, _ = _cli(["convert", str(tmp_path / "native"), str(tmp_path / "taken.npz"), "--to", "jax",
+    code, _, _ = run_cli(["convert", str(tmp_path / "native"), str(tmp_path / "taken.npz"), "--to", "jax",
                        "--overwrite"], capsys)
     assert code == 0 and detect_format(tmp_path / "taken.npz") == "jax"
 
@@ -135,7 +125,7 @@ def test_a_training_run_directory_converts_as_its_model(tmp_path, capsys):
     from trainutil import tiny_checkpoint
 
     run = tiny_checkpoint()  # pre-trained with the paper's pre-logits head, which the official layout holds
-    code, out, err = _cli(["convert", str(run), str(tmp_path / "m.npz"), "--to", "jax", "--no-progress"], capsys)
+    code, out, err = run_cli(["convert", str(run), str(tmp_path / "m.npz"), "--to", "jax", "--no-progress"], capsys)
     assert code == 0, err
     assert "largest logit difference" in out
     reference = load_model(run / "model")
@@ -143,5 +133,5 @@ def test_a_training_run_directory_converts_as_its_model(tmp_path, capsys):
     x = images(reference)
     torch.testing.assert_close(logits(converted, x), logits(reference, x), rtol=0, atol=1e-6)
     assert converted.label_names == reference.label_names
-    code, _, err = _cli(["convert", str(run), str(tmp_path / "e"), "--to", "native", "--ema"], capsys)
+    code, _, err = run_cli(["convert", str(run), str(tmp_path / "e"), "--to", "native", "--ema"], capsys)
     assert code == 2 and "no weight average" in err and err.count("\n") == 1

@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from clirun import run_cli
 from formats_testing import logits, randomised, tiny
 from PIL import Image
 
 import vitkit
 from vitkit import VitkitError, create_model, load_model, save_native
 from vitkit.checkpoints.detect import detect_format
-from vitkit.cli.main import main
 from vitkit.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from vitkit.deploy import onnx as onnx_export
 from vitkit.deploy.onnx import export_onnx, onnx_inputs, onnxruntime_session, read_metadata, run_onnx
@@ -31,16 +31,6 @@ ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 SMALL = dict(hidden_size=32, depth=1, num_heads=2, mlp_dim=64)
-
-
-def _cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _compare(model, session, shapes) -> float:
@@ -151,7 +141,7 @@ def test_a_deployment_needs_only_the_file_onnxruntime_numpy_and_pil(plain):
 def test_cli_exports_a_gap_model_from_a_native_checkpoint(tmp_path, capsys):
     model = tiny(image_size=32, patch_size=8, num_classes=3, classifier="gap", fc_norm=True, **SMALL)
     save_native(model, tmp_path / "gap")
-    code, out, err = _cli(["convert", str(tmp_path / "gap"), str(tmp_path / "gap.onnx"), "--to", "onnx", "--json"],
+    code, out, err = run_cli(["convert", str(tmp_path / "gap"), str(tmp_path / "gap.onnx"), "--to", "onnx", "--json"],
                           capsys)
     assert code == 0, err
     assert "dynamic batch and image size" in out and "onnxruntime matches vitkit's logits" in out
@@ -224,6 +214,6 @@ def test_bad_exports_fail_before_any_work(tmp_path, monkeypatch):
 
 def test_cli_onnx_flags_only_with_onnx(tmp_path, capsys):
     save_native(create_model("ViT-Ti/16", image_size=32, patch_size=16, num_classes=2, **SMALL), tmp_path / "n")
-    code, _, err = _cli(["convert", str(tmp_path / "n"), str(tmp_path / "x.npz"), "--to", "jax", "--static-size"],
+    code, _, err = run_cli(["convert", str(tmp_path / "n"), str(tmp_path / "x.npz"), "--to", "jax", "--static-size"],
                         capsys)
     assert code == 2 and "apply to --to onnx only" in err and err.count("\n") == 1

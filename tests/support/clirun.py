@@ -1,4 +1,5 @@
-"""Running ``vitkit`` commands in-process in a test: a success's ``--json`` summary, a failure's one line."""
+"""Running ``vitkit`` commands in-process in a test: the exit code and output, a success's ``--json``
+summary, a failure's one line."""
 
 from __future__ import annotations
 
@@ -24,3 +25,14 @@ def run_fails(capsys, argv: list[str]) -> str:
     assert len(lines) == 1, captured.err
     assert "Traceback" not in captured.err and lines[0].startswith(f"vitkit {argv[0]}: error: ")
     return lines[0]
+
+
+def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of ``vitkit ARGV``."""
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
