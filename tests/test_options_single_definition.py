@@ -41,11 +41,6 @@ DIFFERENT_MEANINGS = {
 #: imports one Option.
 COPIES = {"name", "num_classes", "in_channels", "layer_norm_eps", "qkv_bias", "mlp_act", "gn_eps", "ws_eps",
           "attention_dropout", "patch_size", "dropout", "drop_path", "threads"}
-#: Flags of commands whose modules belong to other parts of issue 20 (cli/convert.py: the dialects,
-#: cli/models.py: the family records), not yet made from Options.
-NOT_YET_OPTIONS = {("convert", "--to"), ("convert", "--overwrite"), ("convert", "--no-progress"),
-                   ("convert", "--ema"), ("convert", "--allow-approx"), ("convert", "--static-size"),
-                   ("convert", "--no-verify"), ("models", "--pretrained")}
 
 
 def commands() -> dict[str, argparse.ArgumentParser]:
@@ -98,16 +93,35 @@ def test_image_size_is_one_option_in_every_configuration_and_command():
 
 
 def test_every_command_that_loads_a_run_takes_the_one_ema_switch():
-    for command in ("eval", "fewshot", "predict", "linprobe", "inspect", "bench"):
+    for command in ("eval", "fewshot", "predict", "linprobe", "inspect", "bench", "convert"):
         (action,) = [a for a in commands()[command]._actions if "--ema" in a.option_strings]
         assert action.option is EMA and action.dest == "ema" and action.default is False, command
 
 
 def test_every_flag_is_made_from_an_option():
+    """No command writes a flag by hand (positional arguments, which have no flag, excepted)."""
     plain = {(command, action.option_strings[0]) for command, parser in commands().items()
              for action in parser._actions
              if action.option_strings and not hasattr(action, "option") and action.dest != "help"}
-    assert plain == NOT_YET_OPTIONS
+    assert plain == set()
+
+
+def test_convert_takes_the_writable_dialects_and_keeps_its_switches():
+    from vitkit.checkpoints.dialect import names
+
+    parser = commands()["convert"]
+    (to,) = [a for a in parser._actions if "--to" in a.option_strings]
+    assert to.option.choices == tuple(names(writable=True)) and to.required
+    args = parser.parse_args(["a.pt", "b", "--to", "native"])
+    assert (args.overwrite, args.progress, args.ema, args.allow_approx, args.static_size, args.verify) == (
+        False, True, False, False, False, True)
+    args = parser.parse_args(["a.pt", "b.onnx", "--to", "onnx", "--overwrite", "--no-progress", "--ema",
+                              "--allow-approx", "--static-size", "--no-verify"])
+    assert (args.overwrite, args.progress, args.ema, args.allow_approx, args.static_size, args.verify) == (
+        True, False, True, True, True, False)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["a.pt", "b", "--to", "bogus"])
+    assert commands()["models"].parse_args(["--pretrained"]).pretrained is True
 
 
 def test_optional_keeps_the_definition_and_many_checks_each_value():
