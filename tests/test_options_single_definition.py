@@ -3,8 +3,9 @@
 Every option name -- a field of a configuration class (TrainConfig, the families' configs, the objectives'
 options, bench's settings), a shared command option (``COMMAND_OPTIONS``) or a flag of a command -- maps to
 one :class:`~vitkit.options.Option`: the same object everywhere (or one derived from it by
-``Option.optional()``). The exceptions are listed below with their reasons, and each list is exact, so a
-new duplicate fails here and a resolved one asks to be struck off.
+``Option.optional()``). The exceptions, names that mean different things in different places, are listed
+below with their reasons, and the list is exact, so a new duplicate fails here and a resolved one asks to be
+struck off. No command makes a flag by hand.
 """
 
 from __future__ import annotations
@@ -36,16 +37,6 @@ DIFFERENT_MEANINGS = {
     "num_heads": "ViT has one number, Swin one per stage; the --num-heads flag takes either and the family's "
                  "configuration checks it",
 }
-#: Definitions still written out in more than one place outside this work's files (the family configs in
-#: models/**, bench's settings in deploy/bench); they must agree in kind, range and choices until each
-#: imports one Option.
-COPIES = {"name", "num_classes", "in_channels", "layer_norm_eps", "qkv_bias", "mlp_act", "gn_eps", "ws_eps",
-          "attention_dropout", "patch_size", "dropout", "drop_path", "threads"}
-#: Flags of commands whose modules belong to other parts of issue 20 (cli/convert.py: the dialects,
-#: cli/models.py: the family records), not yet made from Options.
-NOT_YET_OPTIONS = {("convert", "--to"), ("convert", "--overwrite"), ("convert", "--no-progress"),
-                   ("convert", "--ema"), ("convert", "--allow-approx"), ("convert", "--static-size"),
-                   ("convert", "--no-verify"), ("models", "--pretrained")}
 
 
 def commands() -> dict[str, argparse.ArgumentParser]:
@@ -70,20 +61,34 @@ def every_definition() -> dict[str, dict[int, tuple[Option, list[str]]]]:
     return found
 
 
-def test_every_name_has_one_definition_or_a_listed_reason():
+def test_every_name_has_exactly_one_definition_except_the_different_meanings():
     duplicated = {name: uses for name, uses in every_definition().items() if len(uses) > 1}
     unexplained = {name: [where for _, where in uses.values()] for name, uses in duplicated.items()
-                   if name not in DIFFERENT_MEANINGS and name not in COPIES}
+                   if name not in DIFFERENT_MEANINGS}
     assert not unexplained, f"defined more than once: {unexplained}"
-    assert set(DIFFERENT_MEANINGS) | COPIES == set(duplicated), "strike resolved names off the lists"
+    assert set(DIFFERENT_MEANINGS) == set(duplicated), "strike resolved names off the list"
 
 
-@pytest.mark.parametrize("name", sorted(COPIES))
-def test_the_remaining_copies_agree_in_kind_and_range(name):
-    def shape(option: Option) -> tuple:
-        return option.kind, option.low, option.high, option.low_open, option.high_open, option.choices
+def test_the_fields_the_families_share_are_one_option_wherever_they_are():
+    from vitkit.models import fields
+    from vitkit.options import IN_CHANNELS, NAME, NUM_CLASSES, THREADS
 
-    assert len({shape(option) for option, _ in every_definition()[name].values()}) == 1
+    found = every_definition()
+    for name, option in {"name": NAME, "num_classes": NUM_CLASSES, "in_channels": IN_CHANNELS,
+                         "threads": THREADS}.items():
+        (only,) = found[name].values()
+        assert only[0].definition is option, name
+    for name in ("patch_size", "dropout", "attention_dropout", "drop_path", "qkv_bias", "layer_norm_eps", "mlp_act",
+                 "gn_eps", "ws_eps"):
+        (only,) = found[name].values()
+        assert only[0].definition is getattr(fields, name.upper()), name
+    assert {"ViTConfig", "SwinConfig", "BiTConfig"} <= set(found["name"][id(NAME)][1])
+    assert {"ViTConfig", "SwinConfig", "TrainConfig", "vitkit train", "vitkit finetune"} <= set(
+        found["dropout"][id(fields.DROPOUT)][1]) and "BenchSettings" in found["threads"][id(THREADS)][1]
+    # TrainConfig's are the same definitions made optional (None: keep the checkpoint's), in its own words
+    drop_path = field_options(TrainConfig)["drop_path"]
+    assert drop_path.definition is fields.DROP_PATH and drop_path.check(None) is None
+    assert drop_path.help.startswith("fine-tuning") and (drop_path.low, drop_path.high) == (0, 1)
 
 
 def test_image_size_is_one_option_in_every_configuration_and_command():
@@ -98,16 +103,35 @@ def test_image_size_is_one_option_in_every_configuration_and_command():
 
 
 def test_every_command_that_loads_a_run_takes_the_one_ema_switch():
-    for command in ("eval", "fewshot", "predict", "linprobe", "inspect", "bench"):
+    for command in ("eval", "fewshot", "predict", "linprobe", "inspect", "bench", "convert"):
         (action,) = [a for a in commands()[command]._actions if "--ema" in a.option_strings]
         assert action.option is EMA and action.dest == "ema" and action.default is False, command
 
 
 def test_every_flag_is_made_from_an_option():
+    """No command writes a flag by hand (positional arguments, which have no flag, excepted)."""
     plain = {(command, action.option_strings[0]) for command, parser in commands().items()
              for action in parser._actions
              if action.option_strings and not hasattr(action, "option") and action.dest != "help"}
-    assert plain == NOT_YET_OPTIONS
+    assert plain == set()
+
+
+def test_convert_takes_the_writable_dialects_and_keeps_its_switches():
+    from vitkit.checkpoints.dialect import names
+
+    parser = commands()["convert"]
+    (to,) = [a for a in parser._actions if "--to" in a.option_strings]
+    assert to.option.choices == tuple(names(writable=True)) and to.required
+    args = parser.parse_args(["a.pt", "b", "--to", "native"])
+    assert (args.overwrite, args.progress, args.ema, args.allow_approx, args.static_size, args.verify) == (
+        False, True, False, False, False, True)
+    args = parser.parse_args(["a.pt", "b.onnx", "--to", "onnx", "--overwrite", "--no-progress", "--ema",
+                              "--allow-approx", "--static-size", "--no-verify"])
+    assert (args.overwrite, args.progress, args.ema, args.allow_approx, args.static_size, args.verify) == (
+        True, False, True, True, True, False)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["a.pt", "b", "--to", "bogus"])
+    assert commands()["models"].parse_args(["--pretrained"]).pretrained is True
 
 
 def test_optional_keeps_the_definition_and_many_checks_each_value():
@@ -119,6 +143,10 @@ def test_optional_keeps_the_definition_and_many_checks_each_value():
     with pytest.raises(VitkitError, match="image_size: got None"):
         IMAGE_SIZE.check(None, "image_size")
     assert OUT.optional().definition is OUT and OUT.optional().optional().definition is OUT
+    worded = IMAGE_SIZE.optional("the model's resolution when left out")
+    assert worded.definition is IMAGE_SIZE and worded.optional() is worded and worded.check(None) is None
+    assert worded.describe() == "the model's resolution when left out [a size N or HxW of integers >= 1]"
+    assert IMAGE_SIZE.help == "input resolution N or HxW"
     assert IMAGES.check(["a.png", "b"]) == ["a.png", "b"]
     with pytest.raises(VitkitError, match="images: got"):
         IMAGES.check(["a.png", ""], "images")

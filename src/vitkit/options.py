@@ -80,13 +80,15 @@ class Option:
         """The definition this option is (itself, or the one :meth:`optional` derived it from)."""
         return self.base or self
 
-    def optional(self) -> Option:
+    def optional(self, help: str | None = None) -> Option:
         """This definition where None ("not given: use the default") is also allowed: a dataclass
         field such as :attr:`TrainConfig.image_size <vitkit.train.recipes.TrainConfig.image_size>`
-        that defaults to the model's value."""
-        if self.nullable:
+        that defaults to the model's value. ``help``: this use's own words (what None means there), as
+        :meth:`add_to`'s; kind, range and choices stay the definition's."""
+        if self.nullable and help is None:
             return self
-        return dataclasses.replace(self, nullable=True, base=self.definition)
+        words = {} if help is None else {"help": help}
+        return dataclasses.replace(self, nullable=True, base=self.definition, **words)
 
     # ------------------------------------------------------------------ wording
     def allowed(self) -> str:
@@ -317,6 +319,12 @@ def _shown(value: Any) -> Any:
     return value
 
 
+# ------------------------------------------------------- fields of every model family's configuration
+#: with :data:`IMAGE_SIZE` and :data:`NUM_CLASSES` (the fields only some families share: :mod:`vitkit.models.fields`)
+NAME = Option("text", "the variant's name")
+IN_CHANNELS = Option("int", "image channels", low=1)
+
+
 # ------------------------------------------------------------------ options shared by commands
 #: Options of the commands that run a trained model (eval, fewshot, predict, inspect, bench ...)
 #: and of the Python functions behind them.
@@ -330,7 +338,7 @@ DEVICE = Option("text", "auto, cpu, cuda or cuda:N", metavar="DEVICE")
 DATA = Option("text", "digits, mnist5k, an ImageFolder tree, a CIFAR folder or a .npz file", metavar="SRC")
 SPLIT = Option("choice", "which split to use", choices=("train", "test", "val", "validation"))
 IMAGE_SIZE = Option("size", "input resolution N or HxW", low=1)
-NUM_CLASSES = Option("int", "classes of the head (0: none)", low=0)
+NUM_CLASSES = Option("int", "classes of the head (0: no head)", low=0)
 TOP_K = Option("int", "classes shown per image", low=1)
 SHOTS = Option("ints", "images per class", low=1)
 DRAWS = Option("int", "seeded draws to average over", low=1)

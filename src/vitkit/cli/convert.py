@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from vitkit.checkpoints.dialect import names, registered
+from vitkit.options import EMA, Option
 
 NAME = "convert"
 HELP = (f"convert a checkpoint to another dialect ({', '.join(names(writable=True))}; "
@@ -18,6 +19,21 @@ def _formats(formats: list[str]) -> str:
     return "; ".join(f"{name}: " + " / ".join(d.help for d in registered() if d.name == name) for name in formats)
 
 
+#: convert's own switches, one definition each (issue 20, item 4); ``--ema`` is the shared :data:`~vitkit.options.EMA`
+OVERWRITE = Option("bool", "replace DST if it exists")
+PROGRESS = Option("bool", "no progress bars", flag="--no-progress")
+ALLOW_APPROX = Option("bool", "write the export even when the target's code would compute logits more than 1e-4 "
+                              "away from this model's (another GELU, eps, a layer it drops); refused otherwise")
+STATIC_SIZE = Option("bool", "fix the graph's image size at the model's resolution (default: dynamic where possible)")
+VERIFY = Option("bool", "skip the onnxruntime check against vitkit's logits", flag="--no-verify")
+
+
+def target_option() -> Option:
+    """``--to``: one of the dialects that can be written, as the registry holds them when the parser is built."""
+    writable = names(writable=True)
+    return Option("choice", f"target format ({_formats(writable)})", choices=tuple(writable))
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     readable, writable = names(readable=True), names(writable=True)
     parser.add_argument("src", help=f"checkpoint to read (format and model family detected from its contents: "
@@ -26,18 +42,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                     "stands for its model; or a name: hf-hub:ORG/REPO, official:FOLDER/NAME, "
                                     "https://...)")
     parser.add_argument("dst", help="where to write it: a directory or a file with the target format's suffix")
-    parser.add_argument("--to", required=True, choices=writable,
-                        help=f"target format ({_formats(writable)})")
-    parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument("--ema", action="store_true", help="with a run directory: convert its weight average")
-    parser.add_argument("--allow-approx", action="store_true",
-                        help="write the export even when the target's code would compute logits more than 1e-4 "
-                             "away from this model's (another GELU, eps, a layer it drops); refused otherwise")
+    target_option().add_to(parser, "to", required=True)
+    OVERWRITE.add_to(parser, "overwrite", default=False)
+    PROGRESS.add_to(parser, "progress", default=True)
+    EMA.add_to(parser, "ema", default=False, help="with a run directory: convert its weight average")
+    ALLOW_APPROX.add_to(parser, "allow_approx", default=False)
     onnx = parser.add_argument_group("onnx")
-    onnx.add_argument("--static-size", action="store_true",
-                      help="fix the graph's image size at the model's resolution (default: dynamic where possible)")
-    onnx.add_argument("--no-verify", action="store_true", help="skip the onnxruntime check against vitkit's logits")
+    STATIC_SIZE.add_to(onnx, "static_size", default=False)
+    VERIFY.add_to(onnx, "verify", default=True)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -47,11 +59,11 @@ def run(args: argparse.Namespace) -> dict:
 
     options = {}
     if args.to == "onnx":
-        options = {"dynamic_size": not args.static_size, "verify": not args.no_verify}
-    elif args.static_size or args.no_verify:
+        options = {"dynamic_size": not args.static_size, "verify": args.verify}
+    elif args.static_size or not args.verify:
         raise VitkitError("--static-size and --no-verify apply to --to onnx only")
     done = convert(checkpoint_path(args.src, args.ema), args.dst, to=args.to, overwrite=args.overwrite,
-                   progress=not args.no_progress, allow_approx=args.allow_approx, **options)
+                   progress=args.progress, allow_approx=args.allow_approx, **options)
     print(f"{done.source} ({done.source_format}, {done.model}, {done.parameters / 1e6:.1f}M parameters) -> "
           f"{done.destination} ({done.target_format}, {done.bytes_written / 2**20:.1f} MiB) in {done.seconds:.1f} s")
     if done.target_format == "onnx":

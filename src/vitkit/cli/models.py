@@ -7,18 +7,20 @@ import argparse
 from collections.abc import Callable
 
 from vitkit.errors import VitkitError
-from vitkit.options import add_command_options, to_pair
+from vitkit.options import Option, add_command_options, to_pair
 
 NAME = "models"
 HELP = "list the model variants (ViT, hybrids, Swin, BiT ResNets) with parameters, GFLOPs and their dimensions"
+
+#: ``--pretrained``: list the checkpoint names instead of the variants
+PRETRAINED = Option("bool", "list the pretrained checkpoint names vitkit knows (for CKPT / load_model), "
+                            "with source and resolution")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pattern", nargs="?", default="", help="only names containing this (e.g. ViT-L, R50, Swin)")
     add_command_options(parser, {"image_size": None, "num_classes": 1000})
-    parser.add_argument("--pretrained", action="store_true",
-                        help="list the pretrained checkpoint names vitkit knows (for CKPT / load_model), "
-                             "with source and resolution")
+    PRETRAINED.add_to(parser, "pretrained", default=False)
 
 
 def _res(row: dict) -> str:

@@ -39,6 +39,7 @@ from torch import nn
 from vitkit.data.preprocessing import CROP_MODES
 from vitkit.dictconfig import DictConfig
 from vitkit.errors import VitkitError
+from vitkit.models.fields import DROP_PATH, DROPOUT
 from vitkit.models.registry import FAMILIES, family_of
 from vitkit.options import (
     DATA,
@@ -137,10 +138,9 @@ class TrainConfig(DictConfig):
     loss: str = option_field("softmax", Option("choice", "softmax cross-entropy, or sigmoid cross-entropy summed "
                                                          "over classes (the official ImageNet-21k objective, for "
                                                          "multi-label data)", choices=LOSSES))
-    dropout: float | None = option_field(None, Option("float", "dropout rate (App. B.1); fine-tuning keeps the "
-                                                               "checkpoint's unless given (0.1 for the official "
-                                                               "L/16, H/14, R50 hybrids)", low=0, high=1,
-                                                      high_open=True, nullable=True))
+    dropout: float | None = option_field(None, DROPOUT.optional("dropout rate (App. B.1); fine-tuning keeps the "
+                                                                "checkpoint's unless given (0.1 for the official "
+                                                                "L/16, H/14, R50 hybrids)"))
     randaugment: bool = option_field(False, Option("bool", "RandAugment (kornia)"))
     mixup: float = option_field(0.0, Option("float", "Mixup Beta concentration (0 = off)", low=0, high=100))
     cutmix: float = option_field(0.0, Option("float", "CutMix Beta concentration (0 = off)", low=0, high=100))
@@ -171,9 +171,8 @@ class TrainConfig(DictConfig):
                                                                    "learns at lr * decay^(L - i) (MAE: 0.65-0.75)",
                                                           low=0, high=1, low_open=True, nullable=True))
     #: fine-tuning: stochastic depth at the last block (None: as the checkpoint has it).
-    drop_path: float | None = option_field(None, Option("float", "fine-tuning: stochastic depth at the last block "
-                                                                 "(MAE: 0.1)", low=0, high=1, high_open=True,
-                                                        nullable=True))
+    drop_path: float | None = option_field(None, DROP_PATH.optional("fine-tuning: stochastic depth at the last "
+                                                                     "block (MAE: 0.1)"))
     #: fine-tuning: pool the patch tokens and normalise after pooling (MAE's GAP + LayerNorm head).
     global_pool: bool = option_field(False, Option("bool", "fine-tuning: pool the patch tokens, LayerNorm after "
                                                            "pooling (MAE's fine-tuning head)"))

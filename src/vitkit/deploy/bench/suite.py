@@ -33,7 +33,7 @@ from vitkit.deploy.bench.runners import build_runner, check_row
 from vitkit.deploy.bench.timing import Clock, interleaved, peak_memory_mib, percentile, summary
 from vitkit.errors import VitkitError
 from vitkit.models.protocol import VitkitModel
-from vitkit.options import Option, check_fields, option_field
+from vitkit.options import THREADS, Option, check_fields, option_field
 
 SCHEMA = "vitkit.deploy.bench/1"
 MODES = ("inference", "train", "all")
@@ -96,8 +96,7 @@ class BenchSettings:
     warmup: int = option_field(1, Option("int", "untimed calls per row first", low=0))
     latency_repeats: int = option_field(10, Option("int", "batch-1 calls per row for latency p50/p95 (0 = skip)",
                                                    low=0))
-    threads: int | None = option_field(None, Option("int", "CPU threads (default: torch's)", low=1, high=4096,
-                                                    nullable=True))
+    threads: int | None = option_field(None, THREADS)
     matmul_size: int | None = option_field(None, Option("int", "side of the peak matmul (default 2048 CPU, 8192 GPU)",
                                                         low=16, high=65536, nullable=True))
     memory: bool = option_field(True, Option("bool", "skip the memory measurement", flag="--no-memory"))

@@ -9,7 +9,8 @@ from typing import Any, ClassVar
 
 from vitkit.dictconfig import DictConfig
 from vitkit.errors import VitkitError
-from vitkit.options import IMAGE_SIZE, Option, check_fields, option_field
+from vitkit.models.fields import GN_EPS, WS_EPS
+from vitkit.options import IMAGE_SIZE, IN_CHANNELS, NAME, NUM_CLASSES, Option, check_fields, option_field
 
 
 @dataclass
@@ -21,17 +22,16 @@ class BiTConfig(DictConfig):
     ``base_width * width_factor`` channels and every width must be divisible by ``num_groups``.
     """
 
-    name: str = option_field("custom", Option("text", "the variant's name"))
+    name: str = option_field("custom", NAME)
     image_size: tuple[int, int] = option_field((224, 224), IMAGE_SIZE)
-    in_channels: int = option_field(3, Option("int", "image channels", low=1))
-    num_classes: int = option_field(1000, Option("int", "classes of the head (0: no head)", low=0))
+    in_channels: int = option_field(3, IN_CHANNELS)
+    num_classes: int = option_field(1000, NUM_CLASSES)
     layers: tuple[int, ...] = option_field((3, 4, 6, 3), Option("ints", "bottleneck units per stage", low=1))
     width_factor: int = option_field(1, Option("int", "width multiplier k of ResNet-50xk", low=1, high=64))
     base_width: int = option_field(64, Option("int", "root width before the width factor (BiT: 64)", low=1))
     num_groups: int = option_field(32, Option("int", "GroupNorm groups (BiT: 32)", low=1))
-    gn_eps: float = option_field(1e-5, Option("float", "GroupNorm epsilon", low=0, high=1, low_open=True))
-    ws_eps: float = option_field(1e-8, Option("float", "weight-standardisation epsilon (under the square root)",
-                                              low=0, high=1, low_open=True))
+    gn_eps: float = option_field(1e-5, GN_EPS)
+    ws_eps: float = option_field(1e-8, WS_EPS)
 
     _keys_are: ClassVar[str] = "BiTConfig fields"
     #: the model family (:mod:`vitkit.models.registry`) this configuration builds

@@ -10,8 +10,16 @@ from typing import Any, ClassVar
 
 from vitkit.dictconfig import DictConfig
 from vitkit.errors import VitkitError
-from vitkit.models.vit.config import MLP_ACTIVATIONS
-from vitkit.options import IMAGE_SIZE, Option, check_fields, option_field
+from vitkit.models.fields import (
+    ATTENTION_DROPOUT,
+    DROP_PATH,
+    DROPOUT,
+    LAYER_NORM_EPS,
+    MLP_ACT,
+    PATCH_SIZE,
+    QKV_BIAS,
+)
+from vitkit.options import IMAGE_SIZE, IN_CHANNELS, NAME, NUM_CLASSES, Option, check_fields, option_field
 
 
 @dataclass
@@ -22,10 +30,10 @@ class SwinConfig(DictConfig):
     the MLP is ``mlp_ratio`` times wider than its stage.
     """
 
-    name: str = option_field("custom", Option("text", "the variant's name"))
+    name: str = option_field("custom", NAME)
     image_size: tuple[int, int] = option_field((224, 224), IMAGE_SIZE)
-    patch_size: int = option_field(4, Option("int", "patch side P in pixels", low=1))
-    in_channels: int = option_field(3, Option("int", "image channels", low=1))
+    patch_size: int = option_field(4, PATCH_SIZE)
+    in_channels: int = option_field(3, IN_CHANNELS)
     embed_dim: int = option_field(96, Option("int", "Swin: channels C of the first stage", low=1))
     depths: tuple[int, ...] = option_field((2, 2, 6, 2), Option("ints", "Swin: blocks per stage, e.g. 2,2,6,2",
                                                                  low=1))
@@ -34,17 +42,15 @@ class SwinConfig(DictConfig):
     window_size: int = option_field(7, Option("int", "Swin: window side M in tokens", low=1))
     mlp_ratio: float = option_field(4.0, Option("float", "Swin: MLP width over the stage width", low=0, high=64,
                                                 low_open=True))
-    num_classes: int = option_field(1000, Option("int", "classes of the head (0: no head)", low=0))
-    qkv_bias: bool = option_field(True, Option("bool", "biases in the qkv projection"))
+    num_classes: int = option_field(1000, NUM_CLASSES)
+    qkv_bias: bool = option_field(True, QKV_BIAS)
     #: dropout after the patch embedding and after every dense layer but qkv (the reference ``drop_rate``)
-    dropout: float = option_field(0.0, Option("float", "dropout rate", low=0, high=1, high_open=True))
-    attention_dropout: float = option_field(0.0, Option("float", "dropout on the attention weights", low=0, high=1,
-                                                        high_open=True))
+    dropout: float = option_field(0.0, DROPOUT)
+    attention_dropout: float = option_field(0.0, ATTENTION_DROPOUT)
     #: stochastic depth at the last block, growing linearly from 0 over all blocks of all stages
-    drop_path: float = option_field(0.0, Option("float", "stochastic depth at the last block", low=0, high=1,
-                                                high_open=True))
-    layer_norm_eps: float = option_field(1e-5, Option("float", "LayerNorm epsilon", low=0, high=1, low_open=True))
-    mlp_act: str = option_field("gelu", Option("choice", "the MLP's GELU", choices=MLP_ACTIVATIONS))
+    drop_path: float = option_field(0.0, DROP_PATH)
+    layer_norm_eps: float = option_field(1e-5, LAYER_NORM_EPS)
+    mlp_act: str = option_field("gelu", MLP_ACT)
 
     _keys_are: ClassVar[str] = "SwinConfig fields"
     family: ClassVar[str] = "swin"

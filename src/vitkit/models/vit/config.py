@@ -13,11 +13,21 @@ from typing import Any, ClassVar
 
 from vitkit.dictconfig import DictConfig
 from vitkit.errors import VitkitError
-from vitkit.options import IMAGE_SIZE, Option, check_fields, option_field
+from vitkit.models.fields import (
+    ATTENTION_DROPOUT,
+    DROP_PATH,
+    DROPOUT,
+    GN_EPS,
+    LAYER_NORM_EPS,
+    MLP_ACT,
+    PATCH_SIZE,
+    QKV_BIAS,
+    WS_EPS,
+)
+from vitkit.options import IMAGE_SIZE, IN_CHANNELS, NAME, NUM_CLASSES, Option, check_fields, option_field
 
 CLASSIFIERS = ("token", "gap")
 POSEMB_KINDS = ("none", "learned_1d", "learned_2d", "sincos_2d", "relative")
-MLP_ACTIVATIONS = ("gelu", "gelu_tanh")
 #: How learned 1-D position embeddings are resized to a new grid (see ``models.posemb.RESAMPLE_MODES``).
 POSEMB_RESAMPLE = ("linear", "bicubic")
 #: What a saved architecture that lacks a field meant when it was written (before the field existed):
@@ -37,16 +47,15 @@ class ViTConfig(DictConfig):
     P = ``patch_size`` (on the image for plain ViT, on the ResNet feature map for hybrids).
     """
 
-    name: str = option_field("custom", Option("text", "the variant's name"))
+    name: str = option_field("custom", NAME)
     image_size: tuple[int, int] = option_field((224, 224), IMAGE_SIZE)
-    patch_size: int = option_field(16, Option("int", "patch side P in pixels (on the feature map for hybrids)",
-                                              low=1))
-    in_channels: int = option_field(3, Option("int", "image channels", low=1))
+    patch_size: int = option_field(16, PATCH_SIZE)
+    in_channels: int = option_field(3, IN_CHANNELS)
     hidden_size: int = option_field(768, Option("int", "width D", low=1))
     depth: int = option_field(12, Option("int", "number of layers L", low=1))
     num_heads: int = option_field(12, Option("int", "attention heads (must divide the width)", low=1))
     mlp_dim: int = option_field(3072, Option("int", "MLP hidden size", low=1))
-    num_classes: int = option_field(1000, Option("int", "classes of the head (0: no head)", low=0))
+    num_classes: int = option_field(1000, NUM_CLASSES)
     #: "token": y = LN(z_L^0) of the prepended [class] token (eq. 4); "gap": mean of patch tokens.
     classifier: str = option_field("token", Option("choice", "what y is: the [class] token or the patch mean",
                                                    choices=CLASSIFIERS))
@@ -61,18 +70,15 @@ class ViTConfig(DictConfig):
                                                                 low=0, nullable=True))
     posemb: str = option_field("learned_1d", Option("choice", "position embedding (App. D.4)", choices=POSEMB_KINDS))
     #: Dropout after every dense layer but qkv, and after adding position embeddings (App. B.1).
-    dropout: float = option_field(0.0, Option("float", "dropout rate (App. B.1)", low=0, high=1, high_open=True))
-    attention_dropout: float = option_field(0.0, Option("float", "dropout on the attention weights", low=0, high=1,
-                                                        high_open=True))
-    drop_path: float = option_field(0.0, Option("float", "stochastic depth at the last layer", low=0, high=1,
-                                                high_open=True))
-    qkv_bias: bool = option_field(True, Option("bool", "biases in the qkv projection"))
-    layer_norm_eps: float = option_field(1e-6, Option("float", "LayerNorm epsilon", low=0, high=1, low_open=True))
+    dropout: float = option_field(0.0, DROPOUT)
+    attention_dropout: float = option_field(0.0, ATTENTION_DROPOUT)
+    drop_path: float = option_field(0.0, DROP_PATH)
+    qkv_bias: bool = option_field(True, QKV_BIAS)
+    layer_norm_eps: float = option_field(1e-6, LAYER_NORM_EPS)
     #: The MLP's GELU: "gelu_tanh" (the tanh approximation, Flax's ``nn.gelu``: what the paper's
     #: reference code and every official checkpoint compute, and vitkit's default) or "gelu"
     #: (exact; timm's ViT, and Hugging Face's ``hidden_act="gelu"``).
-    mlp_act: str = option_field("gelu_tanh", Option("choice", "the MLP's GELU (gelu_tanh: the reference code's)",
-                                                    choices=MLP_ACTIVATIONS))
+    mlp_act: str = option_field("gelu_tanh", MLP_ACT)
     #: How a learned 1-D position-embedding grid is resized for another resolution (§3.2):
     #: "linear" (scipy.ndimage.zoom order 1, corners aligned: the reference code's) or "bicubic"
     #: (timm's antialiased bicubic).
@@ -89,9 +95,8 @@ class ViTConfig(DictConfig):
     #: Hybrid stem: None for plain ViT; () for the root block only (R+ViT-Ti/16); stage depths else.
     resnet_layers: tuple[int, ...] | None = None
     resnet_width: int = option_field(1, Option("int", "width multiplier of the ResNet stem", low=1))
-    gn_eps: float = option_field(1e-6, Option("float", "GroupNorm epsilon", low=0, high=1, low_open=True))
-    ws_eps: float = option_field(1e-5, Option("float", "weight-standardisation epsilon", low=0, high=1,
-                                              low_open=True))
+    gn_eps: float = option_field(1e-6, GN_EPS)
+    ws_eps: float = option_field(1e-5, WS_EPS)
 
     _keys_are: ClassVar[str] = "ViTConfig fields"
     #: the model family (:mod:`vitkit.models.registry`) this configuration builds
