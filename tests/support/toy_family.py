@@ -13,21 +13,22 @@ from torch import nn
 
 from vitkit.data.preprocessing import INCEPTION_MEAN, INCEPTION_STD, Preprocessing
 from vitkit.dictconfig import DictConfig
+from vitkit.models.fields import PATCH_SIZE
 from vitkit.models.inputs import check_image_batch
 from vitkit.models.layers import zero_linear
 from vitkit.models.registry import Column, Family
-from vitkit.options import Option, check_fields, option_field, to_pair
+from vitkit.options import IMAGE_SIZE, IN_CHANNELS, NAME, NUM_CLASSES, Option, check_fields, option_field, to_pair
 
 
 @dataclass
 class ToyConfig(DictConfig):
     """Patches of ``patch_size`` pixels, each through one residual MLP block of ``width``, averaged."""
 
-    name: str = option_field("custom", Option("text", "the variant's name"))
-    image_size: tuple[int, int] = option_field((16, 16), Option("size", "input resolution", low=1))
-    in_channels: int = option_field(3, Option("int", "image channels", low=1))
-    num_classes: int = option_field(10, Option("int", "classes of the head (0: no head)", low=0))
-    patch_size: int = option_field(4, Option("int", "patch side", low=1))
+    name: str = option_field("custom", NAME)
+    image_size: tuple[int, int] = option_field((16, 16), IMAGE_SIZE)
+    in_channels: int = option_field(3, IN_CHANNELS)
+    num_classes: int = option_field(10, NUM_CLASSES)
+    patch_size: int = option_field(4, PATCH_SIZE)
     width: int = option_field(32, Option("int", "width of the patch features", low=1))
     depth: int = option_field(2, Option("int", "residual MLP blocks", low=1))
 
