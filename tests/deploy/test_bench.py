@@ -38,7 +38,7 @@ def test_bench_json_has_every_field_with_consistent_numbers(capsys):
                                                          "| transformers", "| training step", "| vitkit",
                                                          "| transformers"]
     check_report(report)
-    assert report["schema"] == "vitkit.deploy.bench/1"
+    assert report["schema"] == "vitkit.bench/1"
     assert set(report) == set(REPORT_SCHEMA)
     assert [r["name"] for r in report["inference"]] == ["fp32", "int8", "merge2", "int8+merge2", "transformers"]
     assert [r["name"] for r in report["training"]] == ["vitkit", "transformers"]
@@ -68,7 +68,7 @@ def test_check_report_names_what_is_wrong():
 
 
 def _minimal_report() -> dict:
-    return {"schema": "vitkit.deploy.bench/1", "model": "m", "params_m": 1.0, "gflops_per_image": 1.0,
+    return {"schema": "vitkit.bench/1", "model": "m", "params_m": 1.0, "gflops_per_image": 1.0,
             "machine": {"device": "cpu", "device_name": "x", "threads": 1, "torch": "2", "transformers": None,
                         "python": "3"},
             "settings": {"mode": "inference", "batch_size": 1, "image_size": [16, 16], "precision": "fp32",

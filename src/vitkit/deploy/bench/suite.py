@@ -35,7 +35,7 @@ from vitkit.errors import VitkitError
 from vitkit.models.protocol import VitkitModel
 from vitkit.options import THREADS, Option, check_fields, option_field
 
-SCHEMA = "vitkit.deploy.bench/1"
+SCHEMA = "vitkit.bench/1"
 MODES = ("inference", "train", "all")
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 PEAK = "matmul peak"
