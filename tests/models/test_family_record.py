@@ -181,8 +181,14 @@ def test_every_family_checks_its_input_through_the_one_check():
 def test_public_signatures_say_a_vitkit_model():
     from vitkit.evaluate import fewshot, linear_probe, metrics, predict
 
-    for fn in (fewshot.extract_features, linear_probe.linear_probe, metrics.evaluate, predict.predict_images):
-        assert typing.get_type_hints(fn)["model"] is VitkitModel, fn.__name__
+    from vitkit.inspect.filters import embedding_filter_components
+    from vitkit.objectives.base import Objective, eval_batches, pixels_01
+    from vitkit.objectives.supervised import Supervised
+
+    for fn in (fewshot.extract_features, linear_probe.linear_probe, metrics.evaluate, predict.predict_images,
+               Objective.forward, Objective.evaluate, Supervised.forward, Supervised.evaluate, eval_batches,
+               pixels_01, embedding_filter_components):
+        assert typing.get_type_hints(fn)["model"] is VitkitModel, fn.__qualname__
 
 
 # ------------------------------------------------------------------------------------------ (c)

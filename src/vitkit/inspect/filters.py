@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from sklearn.decomposition import PCA
 
-from vitkit.models.vit.model import VisionTransformer
+from vitkit.models.protocol import VitkitModel
 
 
 class FilterComponents(NamedTuple):
@@ -50,7 +50,7 @@ def _standardised(weight: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 @torch.no_grad()
-def embedding_filter_components(model: VisionTransformer, n: int = 28) -> FilterComponents:
+def embedding_filter_components(model: VitkitModel, n: int = 28) -> FilterComponents:
     """Top ``n`` principal components of the patch-embedding filters (Fig. 7 left).
 
     Plain ViT (and Swin, whose 4x4 patch embedding is the same kind of layer): the D filters of

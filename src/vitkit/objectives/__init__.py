@@ -25,8 +25,7 @@ import torch
 
 from vitkit.dictconfig import DictConfig
 from vitkit.errors import VitkitError
-from vitkit.models.vit.config import ViTConfig
-from vitkit.models.vit.model import VisionTransformer
+from vitkit.models.protocol import VitkitModel
 from vitkit.objectives.base import Objective, ObjectiveStep
 from vitkit.objectives.mae import MAE, MAEOptions
 from vitkit.objectives.mpp import MPP, MPPOptions
@@ -49,7 +48,7 @@ def objective_options(name: str, options: dict[str, Any] | None = None) -> DictC
     return OBJECTIVES[name][1].from_dict(dict(options or {}))
 
 
-def build_objective(name: str, model_config: ViTConfig, options: dict[str, Any] | DictConfig | None = None,
+def build_objective(name: str, model_config: DictConfig, options: dict[str, Any] | DictConfig | None = None,
                     **extra: Any) -> Objective:
     """A fresh objective for a model of ``model_config``; ``extra`` goes to the supervised objective
     (``augment=``)."""
@@ -69,7 +68,7 @@ def save_objective(objective: Objective, directory: str | os.PathLike) -> None:
         write_objective_parts(directory, objective.to_metadata(), tensors)
 
 
-def objective_from_parts(meta: dict[str, Any], tensors: dict[str, torch.Tensor], model_config: ViTConfig,
+def objective_from_parts(meta: dict[str, Any], tensors: dict[str, torch.Tensor], model_config: DictConfig,
                          source: str) -> Objective:
     """Rebuild an objective from what a checkpoint stores: ``{"name", "options"}`` and its tensors."""
     name = meta.get("name")
@@ -93,7 +92,7 @@ def objective_from_parts(meta: dict[str, Any], tensors: dict[str, torch.Tensor],
     return objective.eval()
 
 
-def load_objective(path: str | os.PathLike, model_config: ViTConfig) -> Objective | None:
+def load_objective(path: str | os.PathLike, model_config: DictConfig) -> Objective | None:
     """The pre-training objective stored with the checkpoint at ``path`` (native, official MAE,
     transformers ViTMAE), or None when it has none."""
     from vitkit.checkpoints.detect import load_objective_parts
@@ -106,7 +105,7 @@ def load_objective(path: str | os.PathLike, model_config: ViTConfig) -> Objectiv
 
 def load_pretraining(path: str | os.PathLike, *, device: str | torch.device | None = None,
                      image_size: int | tuple[int, int] | None = None
-                     ) -> tuple[VisionTransformer, Objective | None]:
+                     ) -> tuple[VitkitModel, Objective | None]:
     """(encoder, pre-training objective or None) of a checkpoint, a checkpoint name (:mod:`vitkit.checkpoints.hub`)
     or a training run directory (its ``model/``); both in eval mode.
 

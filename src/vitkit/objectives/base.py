@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from vitkit.dictconfig import DictConfig
-from vitkit.models.vit.model import VisionTransformer
+from vitkit.models.protocol import VitkitModel
 
 
 class Objective(nn.Module):
@@ -33,16 +33,16 @@ class Objective(nn.Module):
 
     options: DictConfig
 
-    def prepare(self, model: VisionTransformer) -> None:
+    def prepare(self, model: VitkitModel) -> None:
         """Adjust a model before its optimiser is built (e.g. freeze a fixed embedding); default: nothing."""
 
-    def forward(self, model: VisionTransformer, images: torch.Tensor, labels: torch.Tensor, *,
+    def forward(self, model: VitkitModel, images: torch.Tensor, labels: torch.Tensor, *,
                 generator: torch.Generator | None = None) -> torch.Tensor:
         """Per-image losses (B,) of a batch of preprocessed ``images`` (and ``labels``, when used);
         ``generator`` draws the objective's randomness (masks, corruption) when given."""
         raise NotImplementedError
 
-    def evaluate(self, model: VisionTransformer, dataset, *, batch_size: int, device: torch.device,
+    def evaluate(self, model: VitkitModel, dataset, *, batch_size: int, device: torch.device,
                  num_workers: int = 0, amp_dtype: torch.dtype | None = None) -> dict[str, float]:
         """Test-split metrics, keyed ``loss``, ``top1``, ... (the loop prefixes ``test_``)."""
         raise NotImplementedError
@@ -59,7 +59,7 @@ class Objective(nn.Module):
 class ObjectiveStep(nn.Module):
     """The encoder and its objective as one module: ``forward(images, labels)`` -> per-image losses."""
 
-    def __init__(self, model: VisionTransformer, objective: Objective) -> None:
+    def __init__(self, model: VitkitModel, objective: Objective) -> None:
         super().__init__()
         self.model = model
         self.objective = objective
@@ -69,7 +69,7 @@ class ObjectiveStep(nn.Module):
 
 
 @torch.no_grad()
-def eval_batches(model: VisionTransformer, dataset, *, batch_size: int, device: torch.device,
+def eval_batches(model: VitkitModel, dataset, *, batch_size: int, device: torch.device,
                  num_workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(images, labels) of ``dataset`` through the model's evaluation preprocessing, on ``device``;
     unreadable images are left out (as everywhere in evaluation)."""
@@ -82,7 +82,7 @@ def eval_batches(model: VisionTransformer, dataset, *, batch_size: int, device: 
         yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
 
 
-def pixels_01(model: VisionTransformer, images: torch.Tensor) -> torch.Tensor:
+def pixels_01(model: VitkitModel, images: torch.Tensor) -> torch.Tensor:
     """Preprocessed images back in [0, 1] RGB: ``x * std + mean`` with the model's normalisation."""
     pre = model.preprocessing
     mean = torch.tensor(pre.mean, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from vitkit.dictconfig import DictConfig
-from vitkit.models.vit.model import VisionTransformer
+from vitkit.models.protocol import VitkitModel
 from vitkit.objectives.base import Objective
 
 
@@ -42,7 +42,7 @@ class Supervised(Objective):
         self.options = options or SupervisedOptions()
         self.augment = augment  # a vitkit.data.augment.BatchAugment, or None: one-hot targets
 
-    def forward(self, model: VisionTransformer, images: torch.Tensor, labels: torch.Tensor, *,
+    def forward(self, model: VitkitModel, images: torch.Tensor, labels: torch.Tensor, *,
                 generator: torch.Generator | None = None) -> torch.Tensor:
         num_classes = model.config.num_classes
         if images.shape[0] == 0:  # an all-corrupt micro-batch still joins the step (and DDP's all-reduce)
@@ -54,7 +54,7 @@ class Supervised(Objective):
         logits = model(images)
         return self.loss(logits.float(), targets.float())
 
-    def evaluate(self, model: VisionTransformer, dataset, *, batch_size: int, device: torch.device,
+    def evaluate(self, model: VitkitModel, dataset, *, batch_size: int, device: torch.device,
                  num_workers: int = 0, amp_dtype: torch.dtype | None = None) -> dict[str, float]:
         from vitkit.evaluate.metrics import evaluate
 
