@@ -4,7 +4,9 @@ and the Swin Transformer (Liu et al., 2021) beside it.
     >>> import vitkit
     >>> model = vitkit.create_model("ViT-B/16", num_classes=10, image_size=384)
     >>> vitkit.list_models("R50")
-    ['R50+ViT-B/16', 'R50+ViT-L/32']
+    ['R50+ViT-B/16', 'R50+ViT-L/32', 'BiT-R50x1', 'BiT-R50x2', 'BiT-R50x3']
+
+(This example runs in the test suite: tests/test_docs_examples.py.)
 """
 
 from vitkit.checkpoints.convert import convert, save_model

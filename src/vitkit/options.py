@@ -46,7 +46,9 @@ class Option:
     (``N`` or ``HxW``, positive integers), ``pair`` (two floats ``lo,hi``), ``ints`` (a
     comma-separated list of integers), ``int_or_ints`` (one integer, or a list with a comma: a
     per-stage value such as Swin's heads). ``low``/``high`` bound numbers (and every element of a
-    size, pair or list); ``low_open``/``high_open`` make a bound strict. ``nullable`` lets None
+    size, pair or list); ``low_open``/``high_open`` make a bound strict; a pair's first number never
+    exceeds its second, and a count with no ``high`` is at most :data:`MAX_COUNT` (rules every
+    refusal states). ``nullable`` lets None
     (YAML ``null``, "use the default") through; ``off_value`` is a number that means "off" on the
     command line (``--clip 0``) and becomes None. ``many``: the command line takes one or more values
     (``--images a.png b.png``), each checked. A field that may be left unset uses :meth:`optional`,
@@ -66,6 +68,9 @@ class Option:
     flag: str | None = None
     metavar: str | None = None
     many: bool = False
+    #: a switch on by default whose :attr:`flag` is ``--no-...``: what giving that flag does (``help``
+    #: says what the option means when true, as a YAML field or a Python argument)
+    off_help: str = ""
     #: the option this one was derived from by :meth:`optional` (None: it is a definition itself)
     base: Option | None = dataclasses.field(default=None, compare=False, repr=False)
 
@@ -74,6 +79,8 @@ class Option:
             raise ValueError(f"unknown option kind {self.kind!r}")
         if self.many and self.kind == "bool":
             raise ValueError("a switch takes no values: many=True does not apply to kind 'bool'")
+        if self.kind == "bool" and (self.flag or "").startswith("--no-") and not self.off_help:
+            raise ValueError(f"{self.flag} turns the option off: off_help must say what the flag does")
 
     @property
     def definition(self) -> Option:
@@ -91,24 +98,29 @@ class Option:
         return dataclasses.replace(self, nullable=True, base=self.definition, **words)
 
     # ------------------------------------------------------------------ wording
-    def allowed(self) -> str:
-        """What the option accepts, in words: ``an integer >= 1``, ``one of adamw, sgd``."""
+    def allowed(self, value: Any = None) -> str:
+        """What the option accepts, in words: ``an integer >= 1``, ``one of adamw, sgd``, ``two numbers
+        lo,hi with lo <= hi, each > 0 and <= 1``. Given the refused ``value``, also the rule the short
+        wording leaves out that it breaks: a count's :data:`MAX_COUNT`, a text of spaces only."""
         if self.kind == "choice":
             text = "one of " + ", ".join(self.choices)
         elif self.kind == "bool":
             text = "true or false"
         elif self.kind == "text":
-            text = "a non-empty string"
+            text = "a non-empty string" + (" (not only spaces)" if isinstance(value, str) and value else "")
         else:
             noun = {"int": "an integer", "float": "a finite number", "size": "a size N or HxW of integers",
-                    "pair": "two numbers lo,hi", "ints": "a list of integers like 1,5,10",
+                    "pair": "two numbers lo,hi with lo <= hi,", "ints": "a list of integers like 1,5,10",
                     "int_or_ints": "an integer or a list of integers like 3,6,12,24"}[self.kind]
             bounds = []
             if self.low is not None:
                 bounds.append(f"{'>' if self.low_open else '>='} {_num(self.low)}")
             if self.high is not None:
                 bounds.append(f"{'<' if self.high_open else '<='} {_num(self.high)}")
-            text = noun + (" " + " and ".join(bounds) if bounds else "")
+            elif self.kind in COUNT_KINDS and any(_is_int(v) and v > MAX_COUNT for v in _numbers(value)):
+                bounds.append(f"<= {MAX_COUNT}")
+            each = "each " if self.kind == "pair" and bounds else ""
+            text = noun + (f" {each}" + " and ".join(bounds) if bounds else "")
         if self.off_value is not None:
             text += f" ({_num(self.off_value)} = off)"
         return text
@@ -118,7 +130,7 @@ class Option:
         return f"{self.help} [{self.allowed()}]" if self.help else f"[{self.allowed()}]"
 
     def _refuse(self, name: str, value: Any) -> VitkitError:
-        return VitkitError(f"{name}: got {value!r}; allowed: {self.allowed()}")
+        return VitkitError(f"{name}: got {value!r}; allowed: {self.allowed(value)}")
 
     # --------------------------------------------------------------- checking
     def check(self, value: Any, name: str = "value") -> Any:
@@ -167,7 +179,7 @@ class Option:
                 raise self._refuse(name, value)
             low, high = float(value[0]), float(value[1])
             if low > high:
-                raise VitkitError(f"{name}: got {value!r}; the first number must not exceed the second")
+                raise self._refuse(name, value)
             return (low, high)
         if kind == "int_or_ints" and _is_int(value):
             if not self._in_range(value):
@@ -181,7 +193,7 @@ class Option:
 
     def _in_range(self, value: float) -> bool:
         low, high = self.low, self.high
-        if self.kind in ("int", "size", "ints", "int_or_ints"):
+        if self.kind in COUNT_KINDS:
             high = MAX_COUNT if high is None else high
         if low is not None and (value <= low if self.low_open else value < low):
             return False
@@ -192,10 +204,11 @@ class Option:
         """The argparse ``type``: command-line text -> checked value (one-line usage error else); with
         :attr:`many` one of the values."""
         one = dataclasses.replace(self, many=False) if self.many else self
+        value = self._from_text(text)
         try:
-            return one.check(self._from_text(text), "value")
+            return one.check(value, "value")
         except VitkitError:
-            raise argparse.ArgumentTypeError(f"got {text!r}; allowed: {self.allowed()}") from None
+            raise argparse.ArgumentTypeError(f"got {text!r}; allowed: {self.allowed(value)}") from None
 
     def _from_text(self, text: str) -> Any:
         kind = self.kind
@@ -221,7 +234,8 @@ class Option:
                default: Any = argparse.SUPPRESS, help_default: Any = None, dest: str | None = None,
                required: bool = False, help: str | None = None) -> argparse.Action:
         """Add this option to an argparse parser as ``--name-with-dashes`` (or :attr:`flag`); returns
-        the argparse action, which carries this definition as ``action.option``.
+        the argparse action, which carries this definition as ``action.option``. A switch whose flag is
+        ``--no-...`` is helped by :attr:`off_help` (what the flag does) and shows no default.
 
         ``default`` is argparse's (``SUPPRESS``: an option left out overrides nothing);
         ``help_default`` is the default shown in the help text; ``required``: the command needs it;
@@ -229,11 +243,12 @@ class Option:
         goes into the folder), in place of :attr:`help` -- kind, range and allowed values stay.
         """
         flag = self.flag or "--" + name.replace("_", "-")
-        words = self.help if help is None else help
-        shown = "" if help_default is None else f" (default {help_default})"
+        negated = self.kind == "bool" and flag.startswith("--no-")
+        words = help if help is not None else self.off_help if negated else self.help
+        shown = "" if help_default is None or negated else f" (default {help_default})"
         if self.kind == "bool":  # a switch: --name turns it on, a --no-name flag turns it off
             action = parser.add_argument(flag, dest=dest or name, default=default, help=words + shown,
-                                         action="store_false" if flag.startswith("--no-") else "store_true")
+                                         action="store_false" if negated else "store_true")
         else:
             text = f"{words} [{self.allowed()}]" if words else f"[{self.allowed()}]"
             action = parser.add_argument(flag, dest=dest or name, type=self.parse, default=default, help=text + shown,
@@ -241,6 +256,15 @@ class Option:
                                          nargs="+" if self.many else None)
         action.option = self  # what the bad-option sweep and the one-definition guard read
         return action
+
+
+#: the kinds whose numbers are counts (at most :data:`MAX_COUNT` when no ``high`` is given)
+COUNT_KINDS = ("int", "size", "ints", "int_or_ints")
+
+
+def _numbers(value: Any) -> list:
+    """The numbers in a (possibly refused) value: itself, or the items of a list or tuple."""
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def _num(value: float) -> str:

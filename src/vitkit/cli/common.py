@@ -21,7 +21,7 @@ from vitkit.options import (
     add_switches,
     field_options,
 )
-from vitkit.train.recipes import MODEL_OPTIONS, PRESET, RECIPE_COMMANDS
+from vitkit.train.recipes import MODEL_OPTIONS, PRESET, RECIPE_COMMANDS, recipe_title
 from vitkit.train.settings import OBJECTIVE_FLAGS
 
 S = argparse.SUPPRESS
@@ -143,7 +143,7 @@ def run_training(args: argparse.Namespace, recipe: str) -> dict:
     with compile_errors():
         result = train(config, resume=getattr(args, "resume", None) is not None, progress=not args.quiet,
                        stop_after=args.stop_after, report=lambda line: print(line, file=sys.stderr))
-    summary = result.summary()
+    summary = {**result.summary(), "preset": config.preset}  # the recipe and the preset the run used
     if int(os.environ.get("RANK", "0")) == 0:
         print_training_summary(summary)
     else:  # under torchrun only rank 0 speaks: no summary, no --json line from the others
@@ -157,7 +157,8 @@ def print_training_summary(summary: dict) -> None:
     state = "finished" if summary["finished"] else (
         f"stopped (continue with `vitkit {command} --resume {summary['run_dir']}`)" if "run_dir" in summary
         else "stopped")
-    print(f"{summary['recipe']} {summary['model']} on {summary['data']}: step {summary['step']}/"
+    title = recipe_title(summary["recipe"], summary.get("preset"))
+    print(f"{title} {summary['model']} on {summary['data']}: step {summary['step']}/"
           f"{summary['total_steps']} {state} in {summary['seconds']:.1f} s ({summary['images_per_second']:.0f} img/s)")
     if "test_top1" in m:
         line = f"  test top-1 {100 * m['test_top1']:.2f}%  top-5 {100 * m['test_top5']:.2f}%"

@@ -21,11 +21,12 @@ def _formats(formats: list[str]) -> str:
 
 #: convert's own switches, one definition each (issue 20, item 4); ``--ema`` is the shared :data:`~vitkit.options.EMA`
 OVERWRITE = Option("bool", "replace DST if it exists")
-PROGRESS = Option("bool", "no progress bars", flag="--no-progress")
+PROGRESS = Option("bool", "progress bars", flag="--no-progress", off_help="no progress bars")
 ALLOW_APPROX = Option("bool", "write the export even when the target's code would compute logits more than 1e-4 "
                               "away from this model's (another GELU, eps, a layer it drops); refused otherwise")
 STATIC_SIZE = Option("bool", "fix the graph's image size at the model's resolution (default: dynamic where possible)")
-VERIFY = Option("bool", "skip the onnxruntime check against vitkit's logits", flag="--no-verify")
+VERIFY = Option("bool", "check the export in onnxruntime against vitkit's logits", flag="--no-verify",
+                off_help="skip the onnxruntime check against vitkit's logits")
 
 
 def target_option() -> Option:

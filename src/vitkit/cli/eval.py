@@ -30,13 +30,13 @@ def run(args: argparse.Namespace) -> dict:
 
     from vitkit.compiling import compile_errors
     from vitkit.deploy.fastpath import guard
-    from vitkit.evaluate.metrics import check_labels, evaluate, save_confusion_matrix
+    from vitkit.evaluate.metrics import class_map, evaluate, save_confusion_matrix
 
     if args.guard and not (args.int8 or args.merge or args.compile):
         raise VitkitError("--guard compares a fast path (--int8, --merge R, --compile) with fp32: name one")
     dataset = open_data(args)
     model, device = load_for_inference(args)
-    check_labels(model, dataset.label_names)
+    subset = class_map(model, dataset.label_names).describe()  # refused here when the classes cannot be matched
     fast, runner = fast_model_for(args, model)
     start = time.perf_counter()
     checked = None
@@ -52,6 +52,8 @@ def run(args: argparse.Namespace) -> dict:
     top = "top-5" if result.topk == 5 else f"top-{result.topk}"
     print(f"{args.checkpoint} on {args.data} ({args.split}, {result.num_images} images, {fast.name}): "
           f"top-1 {100 * result.top1:.2f}%  {top} {100 * result.top5:.2f}%  loss {result.loss:.4f}")
+    if subset is not None:
+        print(subset)
     if checked is not None:
         print(f"guard: {checked.line()}")
     width = max(len(name) for name in result.label_names)

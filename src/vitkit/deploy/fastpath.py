@@ -195,18 +195,17 @@ def guard(model: nn.Module, fast_model: nn.Module, dataset, *, batch_size: int =
           reference: tuple[torch.Tensor, torch.Tensor, int] | None = None) -> Guard:
     """Run the plain and the fast model over the same images of ``dataset`` (its own eval preprocessing).
 
-    Accuracies are computed when the model's classes are the data's (:func:`check_labels`);
+    Accuracies are computed when the data's classes are the model's or some of them (:func:`class_map`);
     otherwise (a model with other classes, e.g. random weights timed on real images) only the
     top-1 agreement and the largest logit difference are reported. ``reference``: the plain
     model's :func:`guard_logits` on ``dataset``, when already computed.
     """
-    from vitkit.evaluate.metrics import check_labels, classification_metrics
+    from vitkit.evaluate.metrics import class_map
 
     try:
-        check_labels(model, dataset.label_names)
-        labelled = True
+        mapping = class_map(model, dataset.label_names)
     except VitkitError:
-        labelled = False
+        mapping = None
     options = dict(batch_size=batch_size, device=device, num_workers=num_workers, preprocessing=model.preprocessing)
     plain, labels, skipped = reference if reference is not None else guard_logits(model, dataset, **options)
     fast, _, _ = guard_logits(fast_model, dataset, **options)
@@ -214,7 +213,7 @@ def guard(model: nn.Module, fast_model: nn.Module, dataset, *, batch_size: int =
         raise VitkitError("the guard has no images to compare on (all were unreadable)")
     result = Guard(images=int(labels.numel()), agreement=agreement(plain, fast),
                    max_abs_logit_diff=float((plain - fast).abs().max()))
-    if labelled:
-        result.plain = classification_metrics(plain, labels, dataset.label_names, skipped=skipped)
-        result.fast = classification_metrics(fast, labels, dataset.label_names, skipped=skipped)
+    if mapping is not None:
+        result.plain = mapping.metrics(plain, labels, skipped=skipped)
+        result.fast = mapping.metrics(fast, labels, skipped=skipped)
     return result

@@ -45,7 +45,9 @@ class MAEOptions(DictConfig):
     mask_ratio: float = option_field(0.75, Option("float", "mae: share of patches masked", low=0, high=1,
                                                   low_open=True, high_open=True))
     norm_pix_loss: bool = option_field(True, Option("bool", "mae: reconstruct per-patch normalised pixels (off: raw "
-                                                            "pixels)", flag="--no-norm-pix-loss"))
+                                                            "pixels)", flag="--no-norm-pix-loss",
+                                                   off_help="mae: reconstruct raw pixels, not per-patch normalised "
+                                                            "ones"))
     decoder_hidden_size: int = option_field(512, Option("int", "mae: decoder width", low=4, high=65536))
     decoder_depth: int = option_field(8, Option("int", "mae: decoder blocks", low=1, high=1000))
     decoder_num_heads: int = option_field(16, Option("int", "mae: decoder heads", low=1, high=4096))

@@ -80,6 +80,46 @@ OBJECTIVE_NAMES = ("supervised", "mpp", "mae")
 MODEL_OPTIONS = tuple(dict.fromkeys(name for fam in FAMILIES.values() for name in fam.architecture_options))
 
 
+# --------------------------------------------------------------------------------- presets
+#: Named presets (``--recipe NAME`` on ``vitkit train`` / ``vitkit finetune``): option values applied
+#: after a recipe's defaults and before a YAML file and the command line. "small-data" is for
+#: training from scratch on a few thousand small images (up to ~64 px), where the paper's ImageNet
+#: crops (8% of the area) and a short schedule leave a ViT far below a pixel MLP. Every value is
+#: measured against its alternative by ``vitkit reproduce`` (claim "small-data"). Flips are left as
+#: they are: mirror images are other symbols for digits and text (``--no-flip``), not for photos.
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "small-data": {
+        "pretrain": dict(crop_scale=(0.8, 1.0), label_smoothing=0.1, randaugment=False, mixup=0.0, cutmix=0.0,
+                         epochs=50, batch_size=64, lr=2e-3, weight_decay=0.05,
+                         model_options={"patch_size": 8, "drop_path": 0.1}),
+        "finetune": dict(crop_scale=(0.8, 1.0), label_smoothing=0.1, batch_size=64),
+    },
+}
+PRESET = Option("choice", "a named preset of the options below, applied before --config and the options given "
+                          "(see the command's description)", choices=tuple(PRESETS), flag="--recipe", metavar="NAME")
+
+
+#: Options of which one overrides the other (the first wins): a configuration or a command line that holds both
+#: contradicts itself and is refused. A lower source's value (a recipe's default, a preset, a YAML file under
+#: the command line) gives way to the other option given above it instead (see vitkit.train.settings).
+CONFLICTS = {("steps", "epochs"): "both set the run's length (steps: optimiser steps, epochs: passes over the data)"}
+
+
+def recipe_title(recipe: str, preset: str | None = None) -> str:
+    """How a run's summary names what it ran: ``pretrain``, or with a preset ``pretrain (small-data)``."""
+    return recipe if preset is None else f"{recipe} ({preset})"
+
+
+def check_conflicts(values: dict[str, Any], spell: Any = None) -> None:
+    """Refuse ``values`` that hold both options of a :data:`CONFLICTS` pair (None is "not set"), in one
+    line naming them as ``spell(name)`` does (default: the name itself)."""
+    spell = spell or str
+    for (first, second), why in CONFLICTS.items():
+        if values.get(first) is not None and values.get(second) is not None:
+            raise VitkitError(f"{spell(first)} {values[first]} and {spell(second)} {values[second]} contradict each "
+                              f"other: {why}; give one")
+
+
 @dataclass
 class TrainConfig(DictConfig):
     """Everything one training or fine-tuning run depends on; saved as ``config.yaml``."""
@@ -87,6 +127,10 @@ class TrainConfig(DictConfig):
     _keys_are: ClassVar[str] = "training options"
 
     recipe: str = option_field("pretrain", Option("choice", "which recipe", choices=RECIPES))
+    #: the named preset applied on top of the recipe (``--recipe small-data``; None: none), which the run's
+    #: summary and progress name beside the recipe
+    preset: str | None = option_field(None, PRESET.optional("the named preset applied on top of the recipe "
+                                                            "(None: none)"))
     #: pre-training: a variant name (``vitkit models``); fine-tuning: unused.
     model: str = option_field("ViT-Ti/16", MODEL)
     #: fine-tuning: the checkpoint to start from; pre-training: unused.
@@ -144,7 +188,9 @@ class TrainConfig(DictConfig):
     randaugment: bool = option_field(False, Option("bool", "RandAugment (kornia)"))
     mixup: float = option_field(0.0, Option("float", "Mixup Beta concentration (0 = off)", low=0, high=100))
     cutmix: float = option_field(0.0, Option("float", "CutMix Beta concentration (0 = off)", low=0, high=100))
-    flip: bool = option_field(True, Option("bool", "horizontal flips", flag="--no-flip"))
+    flip: bool = option_field(True, Option("bool", "horizontal flips", flag="--no-flip",
+                                                  off_help="no horizontal flips (digits, text: a mirror image is "
+                                                           "another symbol)"))
     crop_scale: tuple[float, float] = option_field((0.08, 1.0), Option("pair", "random-resized-crop area range",
                                                                        low=0, high=1, low_open=True))
     #: evaluation preprocessing (see :mod:`vitkit.data.preprocessing`); None keeps the model's: the plain
@@ -205,6 +251,7 @@ class TrainConfig(DictConfig):
         """Check every option against its definition, then the options against each other; raise
         :class:`VitkitError` naming the first bad one."""
         check_fields(self)
+        check_conflicts(vars(self))
         checks = [
             (self.batch_size % self.accum == 0, f"batch size {self.batch_size} is not divisible by accum "
                                                 f"{self.accum}"),
@@ -234,6 +281,10 @@ class TrainConfig(DictConfig):
                               f"has none")
         if self.recipe == "pretrain":
             self.architecture()  # the variant, its overrides and the resolution must fit together
+
+    def title(self) -> str:
+        """The recipe and, when one was applied, the preset: ``pretrain`` or ``pretrain (small-data)``."""
+        return recipe_title(self.recipe, self.preset)
 
     def architecture(self) -> Any:
         """The configuration of the model a pre-training run builds (validated; classes not yet known)."""
@@ -294,25 +345,6 @@ def recipe_defaults(recipe: str, objective: str = "supervised") -> dict[str, Any
     if recipe == "finetune":
         return dict(recipe="finetune", optimizer="sgd", lr=0.01, weight_decay=0.0, decay="cosine", ema=0.9999)
     raise VitkitError(f"recipe must be one of {RECIPES}, got {recipe!r}")
-
-
-# --------------------------------------------------------------------------------- presets
-#: Named presets (``--recipe NAME`` on ``vitkit train`` / ``vitkit finetune``): option values applied
-#: after a recipe's defaults and before a YAML file and the command line. "small-data" is for
-#: training from scratch on a few thousand small images (up to ~64 px), where the paper's ImageNet
-#: crops (8% of the area) and a short schedule leave a ViT far below a pixel MLP. Every value is
-#: measured against its alternative by ``vitkit reproduce`` (claim "small-data"). Flips are left as
-#: they are: mirror images are other symbols for digits and text (``--no-flip``), not for photos.
-PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "small-data": {
-        "pretrain": dict(crop_scale=(0.8, 1.0), label_smoothing=0.1, randaugment=False, mixup=0.0, cutmix=0.0,
-                         epochs=50, batch_size=64, lr=2e-3, weight_decay=0.05,
-                         model_options={"patch_size": 8, "drop_path": 0.1}),
-        "finetune": dict(crop_scale=(0.8, 1.0), label_smoothing=0.1, batch_size=64),
-    },
-}
-PRESET = Option("choice", "a named preset of the options below, applied before --config and the options given "
-                          "(see the command's description)", choices=tuple(PRESETS), flag="--recipe", metavar="NAME")
 
 
 def preset_options(name: str | None, recipe: str) -> dict[str, Any]:

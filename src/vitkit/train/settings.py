@@ -12,6 +12,13 @@ The order (each later source overrides the earlier ones, key by key; ``model_opt
    directory as ``out``),
 4. the options given (the command line's flags).
 
+Options that override one another (:data:`~vitkit.train.recipes.CONFLICTS`: ``steps`` and ``epochs``) are
+refused when one source holds both -- the options given, or one YAML file; a later source's one replaces an
+earlier source's other (``--steps 300`` on top of the preset's ``epochs``). A resumed run continues with the
+optimiser state and random streams it saved, so ``resume`` refuses ``config_file`` and ``preset`` (the run's
+own ``config.yaml`` is its configuration) and a new value of an option that state holds
+(:data:`RESTORED_ON_RESUME`), which would be ignored.
+
     >>> from vitkit.train.settings import resolve_training_config
     >>> config = resolve_training_config("finetune", {"checkpoint": "runs/pre/model", "data": "digits",
     ...                                               "image_size": (48, 32), "steps": 20},
@@ -26,11 +33,14 @@ from pathlib import Path
 from typing import Any
 
 from vitkit.errors import VitkitError
+from vitkit.options import field_options
 from vitkit.train.recipes import (
+    CONFLICTS,
     FINETUNE_MODEL_OPTIONS,
     MODEL_OPTIONS,
     RECIPE_COMMANDS,
     TrainConfig,
+    check_conflicts,
     preset_options,
     recipe_defaults,
 )
@@ -41,6 +51,9 @@ OBJECTIVE_FLAGS = {"mask_ratio": ("mae", "mask_ratio"), "norm_pix_loss": ("mae",
                    "decoder_hidden_size": ("mae", "decoder_hidden_size"), "decoder_depth": ("mae", "decoder_depth"),
                    "decoder_num_heads": ("mae", "decoder_num_heads"), "decoder_mlp_dim": ("mae", "decoder_mlp_dim"),
                    "mpp_target": ("mpp", "target"), "corrupt_ratio": ("mpp", "corrupt_ratio")}
+#: Options whose values a resumed run takes from its ``state.pt`` (the optimiser's hyper-parameters and
+#: learning rates, the random streams), not from its configuration: a new value on resume would be ignored.
+RESTORED_ON_RESUME = ("optimizer", "lr", "lr_base_batch", "weight_decay", "betas", "momentum", "layer_decay", "seed")
 
 
 def resolve_training_config(recipe: str, options: dict[str, Any] | None = None, *, preset: str | None = None,
@@ -57,24 +70,32 @@ def resolve_training_config(recipe: str, options: dict[str, Any] | None = None, 
     :class:`~vitkit.errors.VitkitError` names the first bad one (and the file it came from).
     """
     given = dict(options or {})
+    check_conflicts(given, flag_of)
     loaded: dict[str, Any] = {}
     if resume is not None:
+        for name, value in (("--config", config_file), ("--recipe", preset)):
+            if value is not None:
+                raise VitkitError(f"--resume {resume} continues that run with its own config.yaml: {name} {value} "
+                                  f"would be ignored (to start a new run from it: --config {resume}/config.yaml)")
         check_resume(resume, given.get("out"))
         loaded = {**read_options(resume), "out": str(resume)}
+        check_unchanged_on_resume(resume, loaded, given)
     elif config_file is not None:
         loaded = read_options(config_file)
         loaded.pop("out", None)  # a run's directory is where it is written, not part of what it is
     objective = given.get("objective", loaded.get("objective", "supervised"))
     merged: dict[str, Any] = recipe_defaults(recipe, objective) if recipe == "pretrain" else recipe_defaults(recipe)
+    preset = preset if preset is not None else loaded.get("preset")  # a YAML file may name the preset too
     chosen = preset_options(preset, recipe)  # after the recipe, before YAML and options
     loaded["model_options"] = {**chosen.pop("model_options", {}), **(loaded.get("model_options") or {})}
-    merged.update(chosen)
-    merged.update(loaded)
+    overlay(merged, chosen)
+    overlay(merged, loaded)
     if merged.get("recipe", recipe) != recipe:
         command = RECIPE_COMMANDS.get(merged["recipe"], "train")
         raise VitkitError(f"that configuration is a {merged['recipe']} run; use `vitkit {command}`")
     model_options = {**(merged.get("model_options") or {}), **(given.pop("model_options", None) or {})}
     objective_options = {**(merged.get("objective_options") or {}), **(given.pop("objective_options", None) or {})}
+    own: dict[str, Any] = {}
     for name, value in given.items():
         if name in MODEL_OPTIONS and (recipe == "pretrain" or name in FINETUNE_MODEL_OPTIONS):
             # (fine-tuning's drop_path is a TrainConfig field of its own)
@@ -82,7 +103,10 @@ def resolve_training_config(recipe: str, options: dict[str, Any] | None = None, 
         elif name in OBJECTIVE_FLAGS:
             objective_options[OBJECTIVE_FLAGS[name][1]] = value
         else:
-            merged[name] = value
+            own[name] = value
+    overlay(merged, own)
+    if preset is not None:
+        merged["preset"] = preset
     merged["model_options"] = model_options
     merged["objective_options"] = objective_options
     if not merged.get("out"):
@@ -94,6 +118,35 @@ def resolve_training_config(recipe: str, options: dict[str, Any] | None = None, 
 
         merged["model"] = resolve_name(merged["model"])
     return TrainConfig.from_dict(merged)
+
+
+def overlay(merged: dict[str, Any], values: dict[str, Any]) -> None:
+    """``values`` (a later source) over ``merged`` (the earlier ones): where ``values`` sets one option of a
+    :data:`~vitkit.train.recipes.CONFLICTS` pair, the other one the earlier sources set gives way."""
+    for pair in CONFLICTS:
+        for name, other in (pair, pair[::-1]):
+            if values.get(name) is not None and other not in values:
+                merged[other] = None
+    merged.update(values)
+
+
+def flag_of(name: str) -> str:
+    """The command-line spelling of a TrainConfig field (``weight_decay`` -> ``--wd``)."""
+    option = field_options(TrainConfig).get(name)
+    return option.flag if option is not None and option.flag else "--" + name.replace("_", "-")
+
+
+def check_unchanged_on_resume(run_dir: str | os.PathLike, saved: dict[str, Any], given: dict[str, Any]) -> None:
+    """Refuse a new value of an option a resumed run restores from its state (:data:`RESTORED_ON_RESUME`)."""
+    options = field_options(TrainConfig)
+    for name in RESTORED_ON_RESUME:
+        if given.get(name) is None or name not in saved:
+            continue
+        new, old = (options[name].check(value, name) for value in (given[name], saved[name]))
+        if new != old:
+            raise VitkitError(f"--resume {run_dir} continues that run with the optimiser state and random streams it "
+                              f"saved: {flag_of(name)} {given[name]} would be ignored (the run's is {saved[name]}); to "
+                              f"change it, start a new run (--config {run_dir}/config.yaml)")
 
 
 def check_resume(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> None:
@@ -119,6 +172,7 @@ def read_options(path: str | os.PathLike) -> dict[str, Any]:
     loaded = read_config(path)
     try:
         TrainConfig.check_mapping(loaded)
+        check_conflicts(loaded)
     except VitkitError as exc:
         raise VitkitError(f"{path}: {exc}") from None
     return loaded

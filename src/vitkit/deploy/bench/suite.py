@@ -99,7 +99,8 @@ class BenchSettings:
     threads: int | None = option_field(None, THREADS)
     matmul_size: int | None = option_field(None, Option("int", "side of the peak matmul (default 2048 CPU, 8192 GPU)",
                                                         low=16, high=65536, nullable=True))
-    memory: bool = option_field(True, Option("bool", "skip the memory measurement", flag="--no-memory"))
+    memory: bool = option_field(True, Option("bool", "measure the memory one batch needs", flag="--no-memory",
+                                                      off_help="skip the memory measurement"))
 
     def __post_init__(self) -> None:
         check_fields(self)
