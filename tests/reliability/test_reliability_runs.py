@@ -4,8 +4,9 @@ A run directory is locked while a run writes it (a second run fails at once nami
 lock left by a killed process is taken over); ``--out`` must be new, empty or a vitkit run; an
 aborted run is started over, never appended to; temporary files of a killed write are swept;
 ``convert`` never writes into its own source; FIFOs and devices are refused instead of hanging;
-a closed stdout pipe ends a command quietly; Ctrl-C says what was saved; messages name commands
-that exist.
+a closed stdout pipe ends a command quietly; Ctrl-C, SIGTERM and SIGHUP stop a run with a checkpoint
+of the step it was at and one line saying so (also when SIGINT was inherited as ignored); messages
+name commands that exist.
 """
 
 from __future__ import annotations
