@@ -500,6 +500,10 @@ class Trainer:
         a checkpoint at that step (:mod:`vitkit.train.stopping`): :class:`TrainingInterrupted` says what
         was saved. However the run ends, ``summary.json`` describes the checkpoint beside it.
         """
+        with StopSignals(defer=True) as signals:
+            return self._run(stop_after, signals)
+
+    def _run(self, stop_after: int | None, signals: StopSignals) -> TrainResult:
         from tqdm.auto import tqdm
 
         cfg = self.config
@@ -509,65 +513,64 @@ class Trainer:
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress, unit="step",
                    file=sys.stderr, dynamic_ncols=True, desc=cfg.recipe)
         window_images, window_start, window_loss, window_steps = 0, time.perf_counter(), 0.0, 0
-        with StopSignals(defer=True) as signals:
-            try:
-                while self.step < end_step:
-                    epoch, position = divmod(self.step, self.steps_per_epoch)
-                    loader = iter(self._loader(epoch, position))
-                    if self._pending_rng is not None:
-                        set_rng_state(self._pending_rng)  # after the iterator exists: exact continuation
-                        self._pending_rng = None
-                    while position < self.steps_per_epoch and self.step < end_step:
-                        signum = self._agreed_stop(signals)
-                        if signum is not None:
-                            self._stop(signum)
-                        micro = [next(loader) for _ in range(cfg.accum)]
-                        out = self._train_step(micro)
-                        if not out["finite"]:
-                            self._non_finite_step(out)
-                        self.step += 1
-                        position += 1
-                        if out["images"]:  # a step without a readable image has no loss to average in
-                            window_images += int(out["images"])
-                            window_loss += out["loss"]
-                            window_steps += 1
-                        bar.update(1)
-                        if window_steps and (self.step % cfg.log_every == 0 or self.step == end_step):
-                            rate = window_images / max(time.perf_counter() - window_start, 1e-9)
-                            self._metrics = {"train/loss": window_loss / window_steps, "train/lr": out["lr"],
-                                             "train/grad_norm": out["grad_norm"], "train/images_per_second": rate}
-                            bar.set_postfix(loss=f"{self._metrics['train/loss']:.4f}", lr=f"{out['lr']:.2e}",
-                                            img_s=f"{rate:.0f}")
-                            if self.rundir is not None:
-                                self.rundir.log(self.step, self.step / self.steps_per_epoch, self._metrics)
-                            window_images, window_start, window_loss, window_steps = 0, time.perf_counter(), 0.0, 0
-                        epoch_done = position == self.steps_per_epoch
-                        finished = self.step == self.total_steps
-                        paused = time.perf_counter()
-                        if (epoch_done and (epoch + 1) % cfg.eval_every == 0) or finished:
-                            self._last_eval = self.evaluate()
-                            self._log_eval(self._last_eval, epoch)
-                        if (epoch_done or finished or self.step == end_step
-                                or (cfg.save_every and self.step % cfg.save_every == 0)):
-                            self.save()
-                        window_start += time.perf_counter() - paused  # img/s counts training time only
-            except BaseException as exc:
-                self._write_stopped_summary(exc)
-                if isinstance(exc, KeyboardInterrupt) and not isinstance(exc, TrainingInterrupted):
-                    signum = stop_signal_of(exc)  # a second signal, or Ctrl-C without vitkit's handlers
-                    raise TrainingInterrupted(self._interrupted(signum), signum=signum) from None
-                raise
-            finally:
-                bar.close()
-                if self.rundir is not None:
-                    self.rundir.flush()
-            result = self._result(finished=self.step >= self.total_steps)
+        try:
+            while self.step < end_step:
+                epoch, position = divmod(self.step, self.steps_per_epoch)
+                loader = iter(self._loader(epoch, position))
+                if self._pending_rng is not None:
+                    set_rng_state(self._pending_rng)  # after the iterator exists: exact continuation
+                    self._pending_rng = None
+                while position < self.steps_per_epoch and self.step < end_step:
+                    signum = self._agreed_stop(signals)
+                    if signum is not None:
+                        self._stop(signum)
+                    micro = [next(loader) for _ in range(cfg.accum)]
+                    out = self._train_step(micro)
+                    if not out["finite"]:
+                        self._non_finite_step(out)
+                    self.step += 1
+                    position += 1
+                    if out["images"]:  # a step without a readable image has no loss to average in
+                        window_images += int(out["images"])
+                        window_loss += out["loss"]
+                        window_steps += 1
+                    bar.update(1)
+                    if window_steps and (self.step % cfg.log_every == 0 or self.step == end_step):
+                        rate = window_images / max(time.perf_counter() - window_start, 1e-9)
+                        self._metrics = {"train/loss": window_loss / window_steps, "train/lr": out["lr"],
+                                         "train/grad_norm": out["grad_norm"], "train/images_per_second": rate}
+                        bar.set_postfix(loss=f"{self._metrics['train/loss']:.4f}", lr=f"{out['lr']:.2e}",
+                                        img_s=f"{rate:.0f}")
+                        if self.rundir is not None:
+                            self.rundir.log(self.step, self.step / self.steps_per_epoch, self._metrics)
+                        window_images, window_start, window_loss, window_steps = 0, time.perf_counter(), 0.0, 0
+                    epoch_done = position == self.steps_per_epoch
+                    finished = self.step == self.total_steps
+                    paused = time.perf_counter()
+                    if (epoch_done and (epoch + 1) % cfg.eval_every == 0) or finished:
+                        self._last_eval = self.evaluate()
+                        self._log_eval(self._last_eval, epoch)
+                    if (epoch_done or finished or self.step == end_step
+                            or (cfg.save_every and self.step % cfg.save_every == 0)):
+                        self.save()
+                    window_start += time.perf_counter() - paused  # img/s counts training time only
+        except BaseException as exc:
+            self._write_stopped_summary(exc)
+            if isinstance(exc, KeyboardInterrupt) and not isinstance(exc, TrainingInterrupted):
+                signum = stop_signal_of(exc)  # a second signal, or Ctrl-C without vitkit's handlers
+                raise TrainingInterrupted(self._interrupted(signum), signum=signum) from None
+            raise
+        finally:
+            bar.close()
             if self.rundir is not None:
-                summary = result.summary()
-                if not result.finished:
-                    summary["reason"] = "stop_after"
-                self.rundir.write_summary(summary)
-                self.rundir.close()
+                self.rundir.flush()
+        result = self._result(finished=self.step >= self.total_steps)
+        if self.rundir is not None:
+            summary = result.summary()
+            if not result.finished:
+                summary["reason"] = "stop_after"
+            self.rundir.write_summary(summary)
+            self.rundir.close()
         return result
 
     def _result(self, *, finished: bool) -> TrainResult:
