@@ -4,13 +4,15 @@ A run directory is locked while a run writes it (a second run fails at once nami
 lock left by a killed process is taken over); ``--out`` must be new, empty or a vitkit run; an
 aborted run is started over, never appended to; temporary files of a killed write are swept;
 ``convert`` never writes into its own source; FIFOs and devices are refused instead of hanging;
-a closed stdout pipe ends a command quietly; Ctrl-C says what was saved; messages name commands
-that exist.
+a closed stdout pipe ends a command quietly; Ctrl-C, SIGTERM and SIGHUP stop a run with a checkpoint
+of the step it was at and one line saying so (also when SIGINT was inherited as ignored); messages
+name commands that exist.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -21,9 +23,10 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from trainutil import TINY_CLI, cli_error, cli_json, image_folder, tiny_checkpoint, tiny_config
 
-from vitkit import VitkitError
+from vitkit import VitkitError, load_model
 from vitkit.cli.main import command_modules
 from vitkit.train import train
 from vitkit.train.checkpoint import load_training_state
@@ -38,6 +41,13 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
 
 def _start(args: list[str], **kwargs) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "vitkit", *args], env=ENV, text=True, **kwargs)
+
+
+def _reap(proc: subprocess.Popen) -> None:
+    """Kill ``proc`` if a failed assertion or a timeout left it running, and wait for it (bounded)."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=60)
 
 
 def _wait_for(condition, what: str, timeout: float = 180.0) -> None:
@@ -89,7 +99,7 @@ def test_two_concurrent_trains_then_a_killed_one_whose_lock_is_taken_over(tmp_pa
                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         _wait_for(lambda: (out / "state.pt").exists() or first.poll() is not None, "the first run's checkpoint")
-        assert first.poll() is None, first.stderr.read()
+        assert first.poll() is None, first.communicate(timeout=60)[1]
         line = cli_error(capsys, [*TRAIN, "--steps", "2", "--out", str(out)])
         assert f"is in use by process {first.pid} " in line
         line = cli_error(capsys, ["train", "--resume", str(out), "--quiet"])  # resuming a live run: also refused
@@ -220,8 +230,10 @@ def test_a_closed_stdout_pipe_ends_the_command_quietly(tmp_path):
     folder = image_folder(tmp_path / "img", {"c": 3})
     proc = _start(["predict", str(tiny_checkpoint()), str(folder)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.stdout.close()  # `vitkit predict ... | head -0`: the reader is gone before the first line
-    stderr = proc.stderr.read()
-    proc.wait(timeout=120)
+    try:
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        _reap(proc)
     assert proc.returncode == 141, stderr
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr and "Exception ignored" not in stderr
 
@@ -233,19 +245,131 @@ def test_ctrl_c_exits_130_with_one_line_saying_what_was_saved(tmp_path):
     try:
         _wait_for(lambda: (out / "state.pt").exists() or proc.poll() is not None, "the first checkpoint")
         proc.send_signal(signal.SIGINT)
-        stderr = proc.stderr.read()
-        proc.wait(timeout=60)
+        _, stderr = proc.communicate(timeout=120)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        _reap(proc)
     assert proc.returncode == 130, stderr
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in stderr, stderr
     found = re.fullmatch(rf"vitkit train: stopped: interrupted at step (\d+); the last checkpoint is {out} "
                          rf"\(step (\d+)\): continue with `vitkit train --resume {out}`", lines[0])
     assert found, lines[0]
-    assert int(found.group(2)) == load_training_state(out / "state.pt")["step"] <= int(found.group(1))
-    assert int(found.group(2)) % 3 == 0 and not (out / LOCK_FILE).exists()
+    # the step it was at is saved (issue 29): no work since the last --save-every checkpoint is lost
+    assert int(found.group(2)) == load_training_state(out / "state.pt")["step"] == int(found.group(1)) >= 3
+    assert not (out / LOCK_FILE).exists()
+
+
+# ------------------------------------------------------------------------------ stop signals
+# A constant learning rate from the first step: the weights after N steps do not depend on how long the
+# run was planned, so a run planned for 100000 steps, stopped at step N and resumed with --steps N+2 must
+# equal a run of N+3 steps, bit for bit. No evaluation (it would print lines of its own), a metrics row per
+# step (to see how far a run is), and no periodic checkpoint but those at epoch ends (every 22 steps).
+STOPPABLE = [*TRAIN, "--warmup", "0", "--decay", "constant", "--eval-every", "1000", "--log-every", "1"]
+WORDS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated", signal.SIGHUP: "hung up"}
+
+
+def _logged_step(out: Path) -> int:
+    """The last step in the run's metrics.csv (-1 before the first); a row being appended is skipped."""
+    path = out / "metrics.csv"
+    rows = path.read_text().splitlines()[1:] if path.exists() else []
+    return max((int(row.split(",")[0]) for row in rows if row.count(",") == 4), default=-1)
+
+
+def _signal_mid_run(args: list[str], out: Path, signum: int, *, after: int = -1, ignore: tuple = ()) -> tuple:
+    """Start ``vitkit ARGS`` (with ``ignore``: those signals inherited as ignored), send ``signum`` once
+    it is past step ``after``; its exit status and stderr."""
+    def inherit_ignored() -> None:
+        for ignored in ignore:
+            signal.signal(ignored, signal.SIG_IGN)
+
+    proc = _start(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=inherit_ignored)
+    try:
+        _wait_for(lambda: _logged_step(out) > after or proc.poll() is not None, f"a step after {after}")
+        proc.send_signal(signum)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        _reap(proc)
+    return proc.returncode, stderr
+
+
+def _assert_stopped_cleanly(out: Path, code: int, stderr: str, signum: int) -> int:
+    """Exit 128 + N, one line naming the step, a checkpoint at that step (state.pt and model/ agree),
+    summary.json saying so, no lock, no temporary file; returns the step."""
+    assert code == 128 + signum, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    found = re.fullmatch(rf"vitkit train: stopped: {WORDS[signum]} at step (\d+); the last checkpoint is {out} "
+                         rf"\(step \1\): continue with `vitkit train --resume {out}`", lines[0])
+    assert found, lines[0]
+    step = int(found.group(1))
+    state = load_training_state(out / "state.pt")
+    assert state["step"] == step
+    model = load_model(out / "model")
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(state["model"][name], tensor), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["finished"], summary["step"], summary["stopped_at_step"]) == (False, step, step), summary
+    assert summary["reason"] == signal.Signals(signum).name
+    assert not (out / LOCK_FILE).exists() and not list(out.rglob("*.tmp"))
+    return step
+
+
+def test_sigterm_checkpoints_the_current_step_and_resume_is_bit_exact(tmp_path):
+    out, straight = tmp_path / "run", tmp_path / "straight"
+    code, stderr = _signal_mid_run([*STOPPABLE, "--steps", "100000", "--out", str(out)], out, signal.SIGTERM,
+                                   after=3)
+    step = _assert_stopped_cleanly(out, code, stderr, signal.SIGTERM)
+    assert step > 3
+    resumed = subprocess.run([sys.executable, "-m", "vitkit", "train", "--resume", str(out), "--steps", str(step + 3),
+                              "--quiet", "--json"], env=ENV, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    whole = subprocess.run([sys.executable, "-m", "vitkit", *STOPPABLE, "--steps", str(step + 3),
+                            "--out", str(straight), "--json"], env=ENV, capture_output=True, text=True, timeout=300)
+    assert whole.returncode == 0, whole.stderr
+    a, b = load_model(out / "model"), load_model(straight / "model")
+    for name, tensor in b.state_dict().items():
+        assert torch.equal(a.state_dict()[name], tensor), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["finished"] and summary["step"] == step + 3
+    # resumed again and stopped again: the summary of the finished attempt is replaced, not left saying finished
+    code, stderr = _signal_mid_run(["train", "--resume", str(out), "--steps", "100000", "--quiet"], out,
+                                   signal.SIGTERM, after=step + 3)
+    later = _assert_stopped_cleanly(out, code, stderr, signal.SIGTERM)
+    assert later > step + 3
+    steps = [r["step"] for r in read_metrics(out) if r["metric"] == "train/loss"]
+    assert steps == list(range(1, later + 1))  # the logs read as one run
+
+
+def test_sighup_stops_a_run_as_sigterm_does_with_exit_129(tmp_path):
+    out = tmp_path / "run"
+    code, stderr = _signal_mid_run([*STOPPABLE, "--steps", "100000", "--out", str(out)], out, signal.SIGHUP)
+    _assert_stopped_cleanly(out, code, stderr, signal.SIGHUP)
+
+
+def test_a_run_started_with_sigint_ignored_still_stops_on_sigint(tmp_path):
+    # what a job started in the background of a script inherits; Python then installs no Ctrl-C handler
+    out = tmp_path / "run"
+    code, stderr = _signal_mid_run([*STOPPABLE, "--steps", "100000", "--out", str(out)], out, signal.SIGINT,
+                                   ignore=(signal.SIGINT,))
+    _assert_stopped_cleanly(out, code, stderr, signal.SIGINT)
+
+
+def test_a_run_started_under_nohup_keeps_running_on_sighup(tmp_path):
+    # nohup (SIGHUP ignored) asks a process to survive its terminal: vitkit leaves that disposition alone
+    out = tmp_path / "run"
+    proc = _start([*STOPPABLE, "--steps", "100000", "--out", str(out)], stdout=subprocess.DEVNULL,
+                  stderr=subprocess.PIPE, preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    try:
+        _wait_for(lambda: _logged_step(out) > 0 or proc.poll() is not None, "the first step")
+        proc.send_signal(signal.SIGHUP)
+        hung_up_at = _logged_step(out)
+        _wait_for(lambda: _logged_step(out) > hung_up_at + 4 or proc.poll() is not None, "steps after SIGHUP")
+        assert proc.poll() is None, proc.communicate(timeout=60)[1]
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        _reap(proc)
+    _assert_stopped_cleanly(out, proc.returncode, stderr, signal.SIGTERM)
 
 
 # ---------------------------------------------------------------------------- honest messages

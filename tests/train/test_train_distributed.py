@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -65,3 +70,47 @@ def test_a_ddp_run_resumes_under_ddp_and_on_another_number_of_processes(tmp_path
     x = torch.randn(8, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         torch.testing.assert_close(c(x), a(x), rtol=1e-4, atol=1e-4)
+
+
+def _worker_of_rank(launcher: int, rank: int) -> int | None:
+    """The pid of torchrun's worker with RANK=``rank`` (Linux: /proc), None while it is not started."""
+    children = Path(f"/proc/{launcher}/task/{launcher}/children")
+    for pid in children.read_text().split() if children.exists() else []:
+        with contextlib.suppress(OSError):
+            if f"RANK={rank}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                return int(pid)
+    return None
+
+
+@pytest.mark.slow  # a torchrun launch: about fifteen seconds on two idle cores
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds torchrun's workers through /proc (Linux)")
+def test_sigterm_to_one_process_stops_every_process_at_the_same_step_with_one_checkpoint(tmp_path):
+    """A signal that reaches one rank only (a preempted node): the ranks vote before each step, so both
+    stop after the same one, and they write that step's checkpoint together."""
+    out = tmp_path / "run"
+    args = [*COMMON[:COMMON.index("--steps")], "--steps", "100000", "--warmup", "0", "--decay", "constant",
+            "--log-every", "1", "--eval-every", "1000", "--quiet", "--out", str(out)]
+    launcher = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+                                 "2", "-m", "vitkit", "train", *args], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.monotonic() + 180
+        while not (out / "metrics.csv").exists() or (out / "metrics.csv").read_text().count("\n") < 4:
+            assert launcher.poll() is None and time.monotonic() < deadline, "the run never got to step 3"
+            time.sleep(0.2)
+        worker = _worker_of_rank(launcher.pid, 1)
+        assert worker is not None
+        os.kill(worker, signal.SIGTERM)
+        _, stderr = launcher.communicate(timeout=180)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait(timeout=60)
+    stops = re.findall(r"vitkit train: stopped: terminated at step (\d+); the last checkpoint is .* \(step (\d+)\)",
+                       stderr)
+    assert len(stops) == 2 and len(set(stops)) == 1, stderr[-3000:]  # each rank, the same step and checkpoint
+    step, saved = (int(n) for n in stops[0])
+    assert step == saved == torch.load(out / "state.pt", weights_only=True)["step"] >= 3
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["finished"], summary["step"], summary["reason"]) == (False, step, "SIGTERM")
+    assert not (out / ".vitkit.lock").exists() and not list(out.rglob("*.tmp"))

@@ -16,7 +16,7 @@ from trainutil import TINY, tiny_checkpoint, tiny_config
 from vitkit import VitkitError, load_model
 from vitkit.train import TrainConfig, recipe_defaults, train
 from vitkit.train.checkpoint import load_training_state
-from vitkit.train.loop import NonFiniteLoss
+from vitkit.train.loop import NonFiniteLoss, Trainer
 from vitkit.train.rundir import read_metrics
 
 
@@ -76,6 +76,28 @@ def test_resume_continues_exactly_where_the_run_stopped(tmp_path):
     assert steps == list(range(1, 9))  # one row per step, none repeated by the resume
 
 
+def test_a_resumed_run_that_fails_replaces_the_finished_summary_with_one_true_to_its_files(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    train(tiny_config(steps=2, out=str(out)), progress=False)
+    assert json.loads((out / "summary.json").read_text())["finished"]
+    real_step, calls = Trainer._train_step, []
+
+    def fails_on_the_third(self, micro):
+        calls.append(self.step)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        return real_step(self, micro)
+
+    monkeypatch.setattr(Trainer, "_train_step", fails_on_the_third)
+    with pytest.raises(OSError, match="No space left"):
+        train(tiny_config(steps=8, save_every=3, out=str(out)), progress=False, resume=True)
+    assert calls == [2, 3, 4]  # steps 3 and 4 ran, step 3's checkpoint was written, step 5 failed
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["finished"], summary["step"], summary["stopped_at_step"]) == (False, 3, 4)
+    assert summary["reason"] == "OSError: [Errno 28] No space left on device"
+    assert load_training_state(out / "state.pt")["step"] == 3
+
+
 def test_an_existing_run_is_never_overwritten(tmp_path):
     train(tiny_config(steps=1, out=str(tmp_path / "run")), progress=False)
     with pytest.raises(VitkitError, match="already holds a run; continue it with `vitkit train --resume "):
@@ -118,6 +140,9 @@ def test_a_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_finite_chec
     assert 0 < kept < bad
     state = load_training_state(out / "state.pt")
     assert state["step"] == kept
+    summary = json.loads((out / "summary.json").read_text())  # true to the checkpoint beside it
+    assert (summary["finished"], summary["step"], summary["stopped_at_step"]) == (False, kept, bad - 1)
+    assert summary["reason"].startswith(f"NonFiniteLoss: {caught.value}".split(";")[0])
     model = load_model(out / "model")
     assert all(torch.isfinite(t).all() for t in model.state_dict().values())
     # independently: the same run stopped after `kept` steps has exactly these weights ...

@@ -13,6 +13,7 @@ from typing import NoReturn
 import vitkit.cli
 from vitkit.errors import VitkitError
 from vitkit.options import add_switches
+from vitkit.train.stopping import STOP_SIGNALS, StopSignals, exit_status, stop_signal_of
 from vitkit.version import __version__
 
 _NOT_COMMANDS = {"main", "common"}
@@ -54,10 +55,11 @@ def main(argv: list[str] | None = None) -> None:
         parser.print_help()
         sys.exit(2)
     try:
-        result = args.run(args)
-        if args.json:
-            print(json.dumps(result if result is not None else {}, default=str))
-        sys.stdout.flush()
+        with StopSignals():  # SIGINT, SIGTERM, SIGHUP: one line and 128 + N, whatever was inherited
+            result = args.run(args)
+            if args.json:
+                print(json.dumps(result if result is not None else {}, default=str))
+            sys.stdout.flush()
     except BrokenPipeError:  # `vitkit predict ... | head -1`: the reader has what it wanted
         _quiet_stdout()
         sys.exit(BROKEN_PIPE)
@@ -66,8 +68,9 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as exc:  # a path the user named: unreadable, unwritable, missing
         sys.exit(_fail(args.command, f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")))
     except KeyboardInterrupt as exc:  # training says what was saved; elsewhere nothing is half-written
-        sys.exit(_fail(args.command, str(exc) or "interrupted; no output file was left half-written", code=130,
-                       label="stopped"))
+        word = STOP_SIGNALS.get(stop_signal_of(exc), "interrupted")
+        sys.exit(_fail(args.command, str(exc) or f"{word}; no output file was left half-written",
+                       code=exit_status(exc), label="stopped"))
 
 
 def _quiet_stdout() -> None:

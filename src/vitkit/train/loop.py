@@ -50,6 +50,7 @@ from vitkit.train.recipes import (
     pretraining_architecture,
 )
 from vitkit.train.rundir import RunDir, RunDirectoryBusy, RunLock, claim_run_directory
+from vitkit.train.stopping import STOP_SIGNALS, Interrupted, StopSignals, signal_name, stop_signal_of
 
 
 # ------------------------------------------------------------------------------ the model
@@ -205,8 +206,9 @@ class NonFiniteLoss(VitkitError):
     """The loss, the gradient norm or the weights became NaN or infinite; the run stopped."""
 
 
-class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a run; the message says what was saved (the CLI prints it and exits 130)."""
+class TrainingInterrupted(Interrupted):
+    """A stop signal (SIGINT, SIGTERM, SIGHUP) ended a run; the message says what was saved (the CLI
+    prints it and exits with 128 + the signal number: 130, 143, 129)."""
 
 
 # ------------------------------------------------------------------------------ the loop
@@ -492,17 +494,24 @@ class Trainer:
 
     # ------------------------------------------------------------------ driver
     def run(self, stop_after: int | None = None) -> TrainResult:
-        """Train to the configured length (or ``stop_after`` more steps, then checkpoint and return)."""
+        """Train to the configured length (or ``stop_after`` more steps, then checkpoint and return).
+
+        SIGINT, SIGTERM and SIGHUP stop the run between two steps, every process at the same one, with
+        a checkpoint at that step (:mod:`vitkit.train.stopping`): :class:`TrainingInterrupted` says what
+        was saved. However the run ends, ``summary.json`` describes the checkpoint beside it.
+        """
+        with StopSignals(defer=True) as signals:
+            return self._run(stop_after, signals)
+
+    def _run(self, stop_after: int | None, signals: StopSignals) -> TrainResult:
         from tqdm.auto import tqdm
 
         cfg = self.config
-        start_images = self.seen_images
+        self._started, self._start_images = time.perf_counter(), self.seen_images
         end_step = self.total_steps if stop_after is None else min(self.total_steps, self.step + stop_after)
-        metrics: dict[str, float] = {}
-        last_eval: dict[str, float] = {}
+        self._metrics, self._last_eval = {}, {}
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress, unit="step",
                    file=sys.stderr, dynamic_ncols=True, desc=cfg.recipe)
-        started = time.perf_counter()
         window_images, window_start, window_loss, window_steps = 0, time.perf_counter(), 0.0, 0
         try:
             while self.step < end_step:
@@ -512,6 +521,9 @@ class Trainer:
                     set_rng_state(self._pending_rng)  # after the iterator exists: exact continuation
                     self._pending_rng = None
                 while position < self.steps_per_epoch and self.step < end_step:
+                    signum = self._agreed_stop(signals)
+                    if signum is not None:
+                        self._stop(signum)
                     micro = [next(loader) for _ in range(cfg.accum)]
                     out = self._train_step(micro)
                     if not out["finite"]:
@@ -525,44 +537,100 @@ class Trainer:
                     bar.update(1)
                     if window_steps and (self.step % cfg.log_every == 0 or self.step == end_step):
                         rate = window_images / max(time.perf_counter() - window_start, 1e-9)
-                        metrics = {"train/loss": window_loss / window_steps, "train/lr": out["lr"],
-                                   "train/grad_norm": out["grad_norm"], "train/images_per_second": rate}
-                        bar.set_postfix(loss=f"{metrics['train/loss']:.4f}", lr=f"{out['lr']:.2e}",
+                        self._metrics = {"train/loss": window_loss / window_steps, "train/lr": out["lr"],
+                                         "train/grad_norm": out["grad_norm"], "train/images_per_second": rate}
+                        bar.set_postfix(loss=f"{self._metrics['train/loss']:.4f}", lr=f"{out['lr']:.2e}",
                                         img_s=f"{rate:.0f}")
                         if self.rundir is not None:
-                            self.rundir.log(self.step, self.step / self.steps_per_epoch, metrics)
+                            self.rundir.log(self.step, self.step / self.steps_per_epoch, self._metrics)
                         window_images, window_start, window_loss, window_steps = 0, time.perf_counter(), 0.0, 0
                     epoch_done = position == self.steps_per_epoch
                     finished = self.step == self.total_steps
                     paused = time.perf_counter()
                     if (epoch_done and (epoch + 1) % cfg.eval_every == 0) or finished:
-                        last_eval = self.evaluate()
-                        self._log_eval(last_eval, epoch)
+                        self._last_eval = self.evaluate()
+                        self._log_eval(self._last_eval, epoch)
                     if (epoch_done or finished or self.step == end_step
                             or (cfg.save_every and self.step % cfg.save_every == 0)):
                         self.save()
                     window_start += time.perf_counter() - paused  # img/s counts training time only
-        except KeyboardInterrupt:
-            raise TrainingInterrupted(self._interrupted()) from None
+        except BaseException as exc:
+            self._write_stopped_summary(exc)
+            if isinstance(exc, KeyboardInterrupt) and not isinstance(exc, TrainingInterrupted):
+                signum = stop_signal_of(exc)  # a second signal, or Ctrl-C without vitkit's handlers
+                raise TrainingInterrupted(self._interrupted(signum), signum=signum) from None
+            raise
         finally:
             bar.close()
             if self.rundir is not None:
                 self.rundir.flush()
-        seconds = time.perf_counter() - started
-        images = self.seen_images
+        result = self._result(finished=self.step >= self.total_steps)
+        if self.rundir is not None:
+            summary = result.summary()
+            if not result.finished:
+                summary["reason"] = "stop_after"
+            self.rundir.write_summary(summary)
+            self.rundir.close()
+        return result
+
+    def _result(self, *, finished: bool) -> TrainResult:
+        """What the run has produced so far (the weights in memory, the metrics last logged)."""
+        cfg = self.config
+        seconds = time.perf_counter() - self._started
         result = TrainResult(
             model=self.model.eval(), ema_model=self.ema.module.eval() if self.ema else None, config=cfg,
             step=self.step, total_steps=self.total_steps, skipped=self.skipped,
             unreadable_examples=list(self.unreadable_reasons), seconds=seconds,
-            images_per_second=(self.seen_images - start_images) / seconds if seconds > 0 else 0.0,
-            run_dir=Path(cfg.out) if cfg.out else None, finished=self.step >= self.total_steps,
+            images_per_second=(self.seen_images - self._start_images) / seconds if seconds > 0 else 0.0,
+            run_dir=Path(cfg.out) if cfg.out else None, finished=finished,
         )
-        result.metrics = {k.replace("/", "_"): v for k, v in {**metrics, **last_eval}.items()}
-        result.metrics["train_images"] = images
-        if self.rundir is not None:
-            self.rundir.write_summary(result.summary())
-            self.rundir.close()
+        result.metrics = {k.replace("/", "_"): v for k, v in {**self._metrics, **self._last_eval}.items()}
+        result.metrics["train_images"] = self.seen_images
         return result
+
+    def _agreed_stop(self, signals: StopSignals) -> int | None:
+        """The stop signal to act on before the next step, the same on every process (None: go on).
+
+        Under torchrun a signal may reach some processes only, or reach them during different
+        steps: the processes vote before each step (one small all-reduce), so all stop after the
+        same step and write one checkpoint together.
+        """
+        received = signals.take()
+        if not self.process.distributed:
+            return received
+        order = list(STOP_SIGNALS)
+        votes = torch.zeros(len(order), dtype=torch.float64)
+        if received is not None:
+            votes[order.index(received)] = 1.0
+        votes = D.all_reduce_sum(votes.to(self.device), self.process).cpu()  # nccl reduces GPU tensors only
+        if not votes.any():
+            return None
+        return order[int(votes.argmax())]  # the signal most processes received (ties: the first listed)
+
+    def _stop(self, signum: int) -> None:
+        """Stop between two steps: checkpoint this step (unless it is the one on disk), then raise."""
+        if self.config.out and self.step > 0 and self.saved_step != self.step:
+            self.save()
+        raise TrainingInterrupted(self._interrupted(signum), signum=signum)
+
+    def _write_stopped_summary(self, exc: BaseException) -> None:
+        """``summary.json`` for a run that did not finish, true to the files beside it: ``step`` is
+        that of the checkpoint on disk (null when none was saved), ``stopped_at_step`` where the run
+        was, ``reason`` the signal's name or the error. Never masks the error that stopped the run."""
+        if self.rundir is None:
+            return
+        if isinstance(exc, KeyboardInterrupt):
+            reason = signal_name(stop_signal_of(exc))
+        else:
+            text = str(exc).strip()
+            reason = f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+        summary = self._result(finished=False).summary()
+        summary.update(step=self.saved_step, stopped_at_step=self.step, reason=reason)
+        if self.saved_step is None:
+            summary.pop("model_dir", None)
+            summary.pop("ema_model_dir", None)
+        with contextlib.suppress(OSError):
+            self.rundir.write_summary(summary)
 
     def _log_eval(self, metrics: dict[str, float], epoch: int) -> None:
         if not metrics:
@@ -602,14 +670,15 @@ class Trainer:
             where = f"; the last finite checkpoint is {self.config.out} (step {self.saved_step})"
         raise NonFiniteLoss(f"{what}; training stopped{where}")
 
-    def _interrupted(self) -> str:
-        """What Ctrl-C leaves behind, in one line."""
+    def _interrupted(self, signum: int) -> str:
+        """What a stop signal leaves behind, in one line ("terminated at step 7; the last checkpoint is ...")."""
         command = RECIPE_COMMANDS[self.config.recipe]
+        stopped = f"{STOP_SIGNALS.get(signum, signal_name(signum))} at step {self.step}"
         if not self.config.out:
-            return f"interrupted at step {self.step}; nothing was saved (no run directory)"
+            return f"{stopped}; nothing was saved (no run directory)"
         if self.saved_step is None:
-            return f"interrupted at step {self.step}; no checkpoint was saved in {self.config.out}"
-        return (f"interrupted at step {self.step}; the last checkpoint is {self.config.out} (step {self.saved_step}): "
+            return f"{stopped}; no checkpoint was saved in {self.config.out}"
+        return (f"{stopped}; the last checkpoint is {self.config.out} (step {self.saved_step}): "
                 f"continue with `vitkit {command} --resume {self.config.out}`")
 
 

@@ -7,7 +7,8 @@
       model/           the latest weights as a native checkpoint (``vitkit eval RUN_DIR/model``)
       model_ema/       the weight average (fine-tuning with EMA on)
       state.pt         the resumable training state (``--resume RUN_DIR``)
-      summary.json     the closing summary (final metrics, timings, skipped images)
+      summary.json     the closing summary (final metrics, timings, skipped images); a run that did not
+                       finish says so (finished: false, the step of its checkpoint, the reason)
       .vitkit.lock     present while a run writes the directory (see :class:`RunLock`)
 
 Runs never clobber each other (:func:`claim_run_directory`, called before any data is read): a
@@ -71,7 +72,9 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
 
 class RunDir:
     """Writes a run's files. ``resume_step`` drops metrics logged after that step by an earlier,
-    interrupted attempt, so that a resumed run's logs read as one uninterrupted run."""
+    interrupted attempt, so that a resumed run's logs read as one uninterrupted run, and removes the
+    earlier attempt's ``summary.json`` (it describes a step the run is now moving past; the loop writes
+    a new one however this attempt ends, and a killed attempt leaves none rather than a stale one)."""
 
     def __init__(self, path: str | os.PathLike, *, resume_step: int | None = None, tensorboard: bool = True) -> None:
         self.path = Path(path)
@@ -80,6 +83,7 @@ class RunDir:
         self.time_offset = 0.0
         if resume_step is not None:
             self.time_offset = self._truncate_metrics(resume_step)
+            (self.path / SUMMARY_FILE).unlink(missing_ok=True)
         self._writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
