@@ -180,7 +180,6 @@ def test_every_family_checks_its_input_through_the_one_check():
 
 def test_public_signatures_say_a_vitkit_model():
     from vitkit.evaluate import fewshot, linear_probe, metrics, predict
-
     from vitkit.inspect.filters import embedding_filter_components
     from vitkit.objectives.base import Objective, eval_batches, pixels_01
     from vitkit.objectives.supervised import Supervised

@@ -143,7 +143,7 @@ def run_training(args: argparse.Namespace, recipe: str) -> dict:
     with compile_errors():
         result = train(config, resume=getattr(args, "resume", None) is not None, progress=not args.quiet,
                        stop_after=args.stop_after, report=lambda line: print(line, file=sys.stderr))
-    summary = {**result.summary(), "preset": config.preset}  # the recipe and the preset the run used
+    summary = result.summary()
     if int(os.environ.get("RANK", "0")) == 0:
         print_training_summary(summary)
     else:  # under torchrun only rank 0 speaks: no summary, no --json line from the others

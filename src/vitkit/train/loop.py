@@ -186,7 +186,8 @@ class TrainResult:
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "recipe": self.config.recipe, "objective": self.config.objective, "model": self.model.config.name,
+            "recipe": self.config.recipe, "preset": self.config.preset, "objective": self.config.objective,
+            "model": self.model.config.name,
             "data": self.config.data,
             "step": self.step, "total_steps": self.total_steps, "finished": self.finished,
             "metrics": self.metrics, "skipped_images": self.skipped, "seconds": round(self.seconds, 2),
@@ -511,7 +512,7 @@ class Trainer:
         end_step = self.total_steps if stop_after is None else min(self.total_steps, self.step + stop_after)
         self._metrics, self._last_eval = {}, {}
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress, unit="step",
-                   file=sys.stderr, dynamic_ncols=True, desc=cfg.recipe)
+                   file=sys.stderr, dynamic_ncols=True, desc=cfg.title())
         window_images, window_start, window_loss, window_steps = 0, time.perf_counter(), 0.0, 0
         try:
             while self.step < end_step:
