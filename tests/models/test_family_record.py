@@ -205,9 +205,10 @@ def test_a_family_registered_from_the_tests_goes_through_every_command(tmp_path,
 
         config = TrainConfig(**{**recipe_defaults("pretrain"), "model": "Toy-S", "data": "digits", "image_size": 16,
                                 "steps": 3, "batch_size": 32, "lr": 1e-2, "warmup": 1, "eval_every": 1000,
-                                "out": str(tmp_path / "run")})
+                                "model_options": {"width": 40}, "out": str(tmp_path / "run")})
         result = train(config, progress=False)
         assert result.finished and result.step == 3 and isinstance(result.model, TOY.model_class)
+        assert result.model.config.width == 40  # its own architecture option, read from its record
 
         evaluated = cli_json(capsys, ["eval", str(tmp_path / "run"), "--data", "digits", "--confusion", "none"])
         assert 0 <= evaluated["top1"] <= 1
@@ -220,6 +221,9 @@ def test_a_family_registered_from_the_tests_goes_through_every_command(tmp_path,
         assert table[0].split()[-2:] == ["width", "depth"], table  # the family's own columns
         assert table[2].startswith("Toy-M") and table[2].split()[-2:] == ["48", "3"], table
     assert "toy" not in FAMILIES and vitkit.list_models("Toy") == []
+    with pytest.raises(SystemExit):  # gone with its family, and not taken as a prefix of BiT's --width-factor
+        main(["train", "--data", "digits", "--model", "BiT-R26x1", "--width", "2"])
+    assert "unrecognized arguments: --width 2" in capsys.readouterr().err
 
 
 def test_options_and_objectives_a_family_does_not_take_are_one_line_naming_it():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from vitkit.cli.common import add_fast_path_options, add_model_options, checkpoint_path
 from vitkit.errors import VitkitError
-from vitkit.train.recipes import MODEL_OPTIONS
+from vitkit.train.recipes import model_options
 
 NAME = "bench"
 HELP = "measure inference (img/s, latency, memory) and training-step speed; --compare transformers"
@@ -48,7 +48,7 @@ def _load(args: argparse.Namespace):
     from vitkit.train.distributed import resolve_device
 
     device = resolve_device(args.device)
-    overrides = {name: getattr(args, name) for name in MODEL_OPTIONS if hasattr(args, name)}
+    overrides = {name: getattr(args, name) for name in model_options() if hasattr(args, name)}
     if Path(args.model).exists():
         if overrides or args.num_classes is not None:
             raise VitkitError("architecture options (--depth, --num-classes, ...) apply to a variant name, "

@@ -21,7 +21,7 @@ from vitkit.options import (
     add_switches,
     field_options,
 )
-from vitkit.train.recipes import MODEL_OPTIONS, PRESET, RECIPE_COMMANDS, recipe_title
+from vitkit.train.recipes import PRESET, RECIPE_COMMANDS, model_options, recipe_title
 from vitkit.train.settings import OBJECTIVE_FLAGS
 
 S = argparse.SUPPRESS
@@ -55,7 +55,7 @@ def model_flag_options() -> dict[str, Option]:
     fields: dict[str, Option] = {}
     for fam in reversed(FAMILIES.values()):  # the first family that offers a flag defines it
         fields.update({name: field_options(fam.config_class)[name] for name in fam.architecture_options})
-    return {name: NUM_HEADS if name == "num_heads" else fields[name] for name in MODEL_OPTIONS}
+    return {name: NUM_HEADS if name == "num_heads" else fields[name] for name in model_options()}
 
 
 def add_model_options(parser: argparse.ArgumentParser, *, variant: bool = True) -> None:
@@ -68,7 +68,7 @@ def add_model_options(parser: argparse.ArgumentParser, *, variant: bool = True) 
     group = parser.add_argument_group("model")
     if variant:
         add_field_options(group, TrainConfig, ["model"])
-    shown = {name: "the variant's" for name in MODEL_OPTIONS}
+    shown = {name: "the variant's" for name in model_options()}
     shown["representation_size"] = "D: the paper's pre-training head, one hidden layer"
     placed = {name: group for fam in FAMILIES.values() if fam.attention != "none" for name in fam.architecture_options}
     for fam in FAMILIES.values():

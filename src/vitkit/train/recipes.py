@@ -76,8 +76,11 @@ OBJECTIVE_NAMES = ("supervised", "mpp", "mae")
 #: ``architecture_options`` (fields of its configuration: ViT's ``hidden_size``, ``depth``...; Swin's
 #: ``embed_dim``, ``depths``, per-stage ``num_heads``, ``window_size``...; BiT ResNet's ``layers``,
 #: ``width_factor``...). Fine-tuning takes those of them a family lists as fine-tuning options
-#: (:data:`FINETUNE_MODEL_OPTIONS`: ``window_size``, Swin at a new window).
-MODEL_OPTIONS = tuple(dict.fromkeys(name for fam in FAMILIES.values() for name in fam.architecture_options))
+#: (:func:`finetune_model_options`: ``window_size``, Swin at a new window). Read from the registry at
+#: each call, so a family registered later (a plugin, the tests' own) takes its options too.
+def model_options() -> tuple[str, ...]:
+    """Every registered family's architecture options, in registration order."""
+    return tuple(dict.fromkeys(name for fam in FAMILIES.values() for name in fam.architecture_options))
 
 
 # --------------------------------------------------------------------------------- presets
@@ -135,7 +138,7 @@ class TrainConfig(DictConfig):
     model: str = option_field("ViT-Ti/16", MODEL)
     #: fine-tuning: the checkpoint to start from; pre-training: unused.
     checkpoint: str | None = option_field(None, Option("text", "checkpoint to fine-tune", nullable=True))
-    #: architecture overrides for pre-training (keys of :data:`MODEL_OPTIONS`). Pre-training's head
+    #: architecture overrides for pre-training (keys of :func:`model_options`). Pre-training's head
     #: has a D-wide pre-logits layer unless ``representation_size`` says otherwise (0: linear head).
     model_options: dict[str, Any] = field(default_factory=dict)
     #: input resolution (height, width) -- ``N`` or ``HxW`` on the command line, an int (square) or
@@ -266,13 +269,13 @@ class TrainConfig(DictConfig):
         for ok, message in checks:
             if not ok:
                 raise VitkitError(message)
-        unknown = sorted(set(self.model_options) - set(MODEL_OPTIONS))
+        unknown = sorted(set(self.model_options) - set(model_options()))
         if unknown:
-            raise VitkitError(f"unknown model options: {', '.join(unknown)} (known: {', '.join(MODEL_OPTIONS)})")
-        fixed = sorted(set(self.model_options) - set(FINETUNE_MODEL_OPTIONS))
+            raise VitkitError(f"unknown model options: {', '.join(unknown)} (known: {', '.join(model_options())})")
+        fixed = sorted(set(self.model_options) - set(finetune_model_options()))
         if self.recipe == "finetune" and fixed:
             raise VitkitError(f"fine-tuning keeps the checkpoint's architecture; it cannot change {', '.join(fixed)} "
-                              f"(only {', '.join(FINETUNE_MODEL_OPTIONS)})")
+                              f"(only {', '.join(finetune_model_options())})")
         from vitkit.objectives import objective_options
 
         objective_options(self.objective, self.objective_options)  # names and values, one-line errors
@@ -309,10 +312,11 @@ class TrainConfig(DictConfig):
         return out
 
 
-#: The fine-tuning options of the families that are model options rather than TrainConfig fields.
-FINETUNE_MODEL_OPTIONS = tuple(dict.fromkeys(
-    name for fam in FAMILIES.values() for name in fam.finetune_options
-    if name in fam.architecture_options and name not in {f.name for f in dataclasses.fields(TrainConfig)}))
+def finetune_model_options() -> tuple[str, ...]:
+    """The fine-tuning options of the families that are model options rather than TrainConfig fields."""
+    return tuple(dict.fromkeys(
+        name for fam in FAMILIES.values() for name in fam.finetune_options
+        if name in fam.architecture_options and name not in {f.name for f in dataclasses.fields(TrainConfig)}))
 
 
 def pretraining_architecture(model: str, options: dict[str, Any], objective: str = "supervised") -> dict[str, Any]:

@@ -36,14 +36,14 @@ from vitkit.errors import VitkitError
 from vitkit.options import field_options
 from vitkit.train.recipes import (
     CONFLICTS,
-    FINETUNE_MODEL_OPTIONS,
-    MODEL_OPTIONS,
     RECIPE_COMMANDS,
     TrainConfig,
     check_conflicts,
+    finetune_model_options,
     preset_options,
     recipe_defaults,
 )
+from vitkit.train.recipes import model_options as architecture_option_names
 
 #: option name -> (objective, key of its options): the options of ``objective="mpp"`` / ``"mae"`` as the
 #: command line spells them (``--mask-ratio``, ``--mpp-target`` ...).
@@ -63,7 +63,7 @@ def resolve_training_config(recipe: str, options: dict[str, Any] | None = None, 
     its sources in the order of the module notes.
 
     ``options``: TrainConfig fields, plus architecture options by name (``patch_size``, ``depth`` ...:
-    :data:`~vitkit.train.recipes.MODEL_OPTIONS`; fine-tuning takes ``window_size`` only, its ``drop_path``
+    :func:`~vitkit.train.recipes.model_options`; fine-tuning takes ``window_size`` only, its ``drop_path``
     is a field of its own) and objective options by their flag names (:data:`OBJECTIVE_FLAGS`).
     ``config_file``: a YAML file of options; ``resume``: a run directory, whose ``config.yaml`` is read and
     which stays the run's ``out``. Every value is checked against its definition; a
@@ -96,8 +96,9 @@ def resolve_training_config(recipe: str, options: dict[str, Any] | None = None, 
     model_options = {**(merged.get("model_options") or {}), **(given.pop("model_options", None) or {})}
     objective_options = {**(merged.get("objective_options") or {}), **(given.pop("objective_options", None) or {})}
     own: dict[str, Any] = {}
+    architecture, finetune = architecture_option_names(), finetune_model_options()
     for name, value in given.items():
-        if name in MODEL_OPTIONS and (recipe == "pretrain" or name in FINETUNE_MODEL_OPTIONS):
+        if name in architecture and (recipe == "pretrain" or name in finetune):
             # (fine-tuning's drop_path is a TrainConfig field of its own)
             model_options[name] = value
         elif name in OBJECTIVE_FLAGS:
