@@ -3,8 +3,10 @@
 ``config.json`` holds ``{"format": "vitkit", "version": 1, "family": "vit", "architecture": {the
 family's configuration fields}, "label_names": [...] or null, "preprocessing": {Preprocessing
 fields}}``; the weights use the model's own state-dict names (see :mod:`vitkit.models.vit.model`). A
-missing ``family`` means ViT (files written before there were several). Both files are written
-atomically, and only when every weight is finite (:mod:`vitkit.finite`).
+missing ``family`` means ViT (files written before there were several). The directory is written
+atomically (a new folder renamed into place: :func:`vitkit.atomic.atomic_directory`), only when every
+weight is finite (:mod:`vitkit.finite`), and replaces an existing checkpoint only when asked
+(:mod:`vitkit.checkpoints.destination`).
 
 Loading trusts neither file blindly: ``config.json`` is validated (and must agree with the
 weights: the position-embedding grid with ``image_size``, every weight present with its shape),
@@ -26,7 +28,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from vitkit.atomic import atomic_path, write_text_atomic
+from vitkit.atomic import atomic_directory, atomic_path, write_text_atomic
+from vitkit.checkpoints.destination import check_destination
 from vitkit.checkpoints.dialect import Dialect, Probe, register_dialect
 from vitkit.data.preprocessing import Preprocessing
 from vitkit.errors import VitkitError
@@ -55,16 +58,28 @@ def checkpoint_metadata(model: VisionTransformer) -> dict:
     }
 
 
-def save_native(model: VisionTransformer, directory: str | os.PathLike) -> Path:
-    """Write ``model`` (weights, architecture, label names, preprocessing) to ``directory``."""
+def save_native(model: VisionTransformer, directory: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write ``model`` (weights, architecture, label names, preprocessing) to ``directory``.
+
+    An existing ``directory`` is replaced only with ``overwrite=True`` and only when it is a vitkit
+    checkpoint (:func:`vitkit.checkpoints.destination.check_destination`); the new checkpoint is
+    written to a folder beside it and renamed into place, so the old one stays whole until then."""
     directory = Path(directory)
+    check_destination(directory, DIALECT.name, overwrite=overwrite)
     require_finite_weights(model, f"{directory}: not saved")
-    directory.mkdir(parents=True, exist_ok=True)
+    with atomic_directory(directory) as staged:
+        _write_files(model, staged)
+    return directory
+
+
+def _write_files(model: nn.Module, directory: Path, parts: tuple[dict, dict] | None = None) -> None:
+    """The checkpoint's files in the (new, empty) folder ``directory``, each flushed to disk."""
     tensors = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
     with atomic_path(directory / WEIGHTS_FILE) as tmp:
         save_file(tensors, str(tmp), metadata={"format": "pt"})
     write_text_atomic(directory / CONFIG_FILE, json.dumps(checkpoint_metadata(model), indent=2) + "\n")
-    return directory
+    if parts is not None:
+        write_objective_parts(directory, *parts)
 
 
 def model_from_metadata(meta: dict, source: str = "config.json") -> nn.Module:
@@ -210,11 +225,10 @@ def read_objective_parts(directory: str | os.PathLike) -> tuple[dict, dict[str, 
 # ------------------------------------------------------------------------------------ the dialect
 def write_native(model: nn.Module, directory: str | os.PathLike, *, progress: bool = False,
                  parts: tuple[dict, dict] | None = None) -> Path:
-    """:func:`save_native`, with a pre-training objective's ``parts`` beside the model when given."""
-    directory = save_native(model, directory)
-    if parts is not None:
-        write_objective_parts(directory, *parts)
-    return directory
+    """The dialect's writer: the checkpoint's files, with a pre-training objective's ``parts`` beside
+    the model when given, in the new folder :func:`vitkit.checkpoints.convert.save_model` renames into place."""
+    _write_files(model, Path(directory), parts)
+    return Path(directory)
 
 
 def _read_native(path: Path, **_: object) -> nn.Module:

@@ -429,10 +429,10 @@ class Trainer:
             self._stop_non_finite(f"the weights became non-finite ({', '.join(bad[:3])}) at step {self.step}")
         state = self._state()
         if self.rundir is not None:
-            save_native(self.model, self.rundir.model_dir)
+            save_native(self.model, self.rundir.model_dir, overwrite=True)  # the run's own checkpoint
             save_objective(self.objective, self.rundir.model_dir)
             if self.ema is not None:
-                save_native(self.ema.module, self.rundir.ema_dir)
+                save_native(self.ema.module, self.rundir.ema_dir, overwrite=True)
             save_training_state(self.rundir.state_path, state)  # last: it is what --resume trusts
         self.saved_step = self.step
         D.barrier(self.process)
