@@ -31,6 +31,7 @@ from torch import nn
 from vitkit.atomic import atomic_directory, atomic_path, write_text_atomic
 from vitkit.checkpoints.destination import check_destination
 from vitkit.checkpoints.dialect import Dialect, Probe, register_dialect
+from vitkit.checkpoints.mismatch import describe_mismatch
 from vitkit.data.preprocessing import Preprocessing
 from vitkit.errors import VitkitError
 from vitkit.files import require_regular_file
@@ -124,9 +125,10 @@ def check_position_grid(model: nn.Module, state: dict[str, torch.Tensor], source
     if grid is None:
         return
     own = model.state_dict()
-    for name in ("pos_embed.table", "pos_embed.rows", "pos_embed.cols"):
-        if name in state and name in own and tuple(state[name].shape) != tuple(own[name].shape):
-            axis = {"pos_embed.table": 1, "pos_embed.rows": 0, "pos_embed.cols": 0}[name]
+    for name, axis in (("pos_embed.table", 1), ("pos_embed.rows", 0), ("pos_embed.cols", 0)):
+        if name not in state or name not in own or state[name].dim() != own[name].dim():
+            continue
+        if state[name].shape[axis] != own[name].shape[axis]:  # another width alone is not a grid matter
             height, width = config.image_size
             raise VitkitError(
                 f"{source}: architecture image_size={height}x{width} needs a {grid[0]}x{grid[1]} patch grid "
@@ -134,24 +136,19 @@ def check_position_grid(model: nn.Module, state: dict[str, torch.Tensor], source
 
 
 def load_state_dict_strict(model: VisionTransformer, state: dict[str, torch.Tensor], source: str,
-                           assign: bool = False) -> None:
-    """``load_state_dict`` whose failures are one line naming the first offending keys.
+                           assign: bool = False, sides: tuple[str, str] = ("the weights", "the architecture")) -> None:
+    """``load_state_dict`` whose failures are one line naming the configuration fields that differ and
+    the first offending keys (:func:`vitkit.checkpoints.mismatch.describe_mismatch`; ``sides`` name
+    the weights and the model there).
 
     ``assign=True`` makes the given tensors the model's parameters (no copy): the way to fill a
     model built on the ``meta`` device."""
     own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    if missing:
-        raise VitkitError(f"{source}: missing keys: {', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else ""))
-    if unexpected:
-        raise VitkitError(f"{source}: unexpected keys: {', '.join(unexpected[:5])}"
-                          + (" ..." if len(unexpected) > 5 else ""))
+    problem = describe_mismatch(own, state, config=getattr(model, "config", None), sides=sides)
+    if problem:
+        raise VitkitError(f"{source}: {problem}")
     for name, tensor in state.items():
         check_weight_dtype(name, tensor, own[name], source)
-        if tuple(tensor.shape) != tuple(own[name].shape):
-            raise VitkitError(f"{source}: shape mismatch for {name}: checkpoint {tuple(tensor.shape)}, "
-                              f"model {tuple(own[name].shape)}")
     model.load_state_dict(state, strict=True, assign=assign)
     if assign:
         left = [name for name, t in model.state_dict().items() if t.is_meta]
@@ -188,7 +185,8 @@ def load_native(directory: str | os.PathLike) -> VisionTransformer:
             check_weight_dtype(name, tensor, own[name], str(weights_path))
     check_position_grid(model, state, f"{config_path} vs {WEIGHTS_FILE}")
     state = {k: v.to(own[k].dtype) if k in own else v for k, v in state.items()}
-    load_state_dict_strict(model, state, str(weights_path), assign=True)
+    load_state_dict_strict(model, state, str(weights_path), assign=True,
+                           sides=("the weights", f"the architecture in {CONFIG_FILE}"))
     return model.eval()
 
 

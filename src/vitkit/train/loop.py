@@ -40,7 +40,13 @@ from vitkit.finite import nonfinite_names, require_finite_weights
 from vitkit.models.protocol import VitkitModel
 from vitkit.objectives import save_objective
 from vitkit.train import distributed as D
-from vitkit.train.checkpoint import load_training_state, rng_state, save_training_state, set_rng_state
+from vitkit.train.checkpoint import (
+    check_saved_state,
+    load_training_state,
+    rng_state,
+    save_training_state,
+    set_rng_state,
+)
 from vitkit.train.ema import WeightEMA
 from vitkit.train.recipes import (
     RECIPE_COMMANDS,
@@ -443,6 +449,8 @@ class Trainer:
             raise VitkitError("--resume needs the run directory")
         state = load_training_state(Path(cfg.out) / "state.pt")
         try:
+            check_saved_state(self.model, state["model"], Path(cfg.out) / "state.pt", "model")
+            check_saved_state(self.objective, state.get("objective", {}), Path(cfg.out) / "state.pt", "objective")
             self.model.load_state_dict(state["model"])
             self.objective.load_state_dict(state.get("objective", {}))
             self.optimizer.load_state_dict(state["optimizer"])
