@@ -119,9 +119,12 @@ class Conversion:
     #: what the target's writer reported (ONNX: dynamic axes, onnxruntime check)
     details: dict = field(default_factory=dict)
     #: the export check: largest logit difference in the target's own semantics, and against what
-    #: (None for ONNX, whose writer checks itself: see ``details``)
+    #: (None for ONNX, whose writer checks itself: see ``details``; None where nothing was measured:
+    #: see ``check``)
     max_logit_diff: float | None = None
     reference: str = ""
+    #: the export check in one line: what ran, against what, or why nothing ran ("" for ONNX)
+    check: str = ""
     #: what the target format cannot express (present only when written with allow_approx)
     approximations: list[str] = field(default_factory=list)
     #: differences outside the logits at the model's resolution (preprocessing, resampling)
@@ -189,7 +192,8 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, to: str, overwrit
     report, check = _save_checked(model, dst, target, directory=directory, progress=progress,
                                   allow_approx=allow_approx, options=options, parts=parts)
     measured = {} if check is None else dict(max_logit_diff=check.max_logit_diff, reference=check.reference,
-                                             approximations=check.approximations, notes=check.notes)
+                                             check=check.line(), approximations=check.approximations,
+                                             notes=check.notes)
     return Conversion(source=str(src), source_format=source.name, destination=str(dst), target_format=to,
                       model=model.config.name, parameters=sum(p.numel() for p in model.parameters()),
                       seconds=round(time.perf_counter() - start, 3), bytes_written=_size(dst),
