@@ -78,9 +78,12 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     An existing directory at ``path`` is exchanged with the new one in a single rename where the
     system offers it (Linux ``renameat2``), else moved aside and back on failure (between those two
     renames ``path`` is briefly absent, never mixed); the old one is then removed. On an exception
-    nothing at ``path`` changes and the temporary folder is removed.
+    nothing at ``path`` changes and the temporary folder is removed. A symbolic link at ``path`` is
+    followed: the directory it names is replaced and the link keeps naming it.
     """
     path = Path(path)
+    if path.is_symlink():
+        path = path.resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     staged = folder / path.name

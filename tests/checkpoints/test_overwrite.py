@@ -137,3 +137,10 @@ def test_a_timm_hub_directory_is_replaced_whole(tmp_path):
     save_model(tiny(num_classes=2, seed=4, mlp_act="gelu"), tmp_path / "hub", to="timm", overwrite=True)
     assert sorted(p.name for p in (tmp_path / "hub").iterdir()) == ["config.json", "model.safetensors"]
     assert not np.allclose(logits(load_model(tmp_path / "hub"), images(model)), logits(model, images(model)))
+
+
+def test_a_link_to_a_checkpoint_keeps_naming_the_replaced_one(tmp_path):
+    save_native(tiny(num_classes=2), tmp_path / "real")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    save_native(tiny(num_classes=3), tmp_path / "link", overwrite=True)
+    assert (tmp_path / "link").is_symlink() and load_model(tmp_path / "real").config.num_classes == 3
