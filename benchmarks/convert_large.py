@@ -44,9 +44,9 @@ from vitkit import create_model
 from vitkit.checkpoints.convert import save_model
 torch.manual_seed(0)
 model = create_model(sys.argv[1], num_classes=1000)
-save_model(model, sys.argv[2], to="timm")
-save_model(model, sys.argv[3], to="jax")
-save_model(model, sys.argv[4], to="timm")
+save_model(model, sys.argv[2], to="timm", overwrite=True)  # the benchmark's own files (--keep)
+save_model(model, sys.argv[3], to="jax", overwrite=True)  # the benchmark's own files (--keep)
+save_model(model, sys.argv[4], to="timm", overwrite=True)  # the benchmark's own files (--keep)
 """
 
 

@@ -42,7 +42,7 @@ def test_load_with_new_head_and_resolution(tmp_path):
 def test_save_is_atomic_and_leaves_no_temp_files(tmp_path):
     model = create_model("ViT-Ti/16", depth=1, image_size=32)
     save_native(model, tmp_path / "c")
-    save_native(model, tmp_path / "c")  # overwrite in place
+    save_native(model, tmp_path / "c", overwrite=True)  # replace in place
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["config.json", "model.safetensors"]
 
 

@@ -18,6 +18,7 @@ its writer compares onnxruntime's outputs with vitkit's before the file appears.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import warnings
@@ -27,6 +28,8 @@ from typing import Any
 
 from torch import nn
 
+from vitkit.atomic import atomic_directory
+from vitkit.checkpoints.destination import check_destination
 from vitkit.checkpoints.detect import read_checkpoint, read_objective_parts
 from vitkit.checkpoints.dialect import Dialect, Parts, detect, dialects_for, named, names
 from vitkit.checkpoints.fidelity import ExportCheck, check_export
@@ -55,7 +58,7 @@ def target_dialect(model: nn.Module, to: str) -> Dialect:
     raise VitkitError(f"a {family} model cannot be written as {to}; its formats: {', '.join(d.name for d in targets)}")
 
 
-def save_model(model: nn.Module, path: str | os.PathLike, *, to: str, progress: bool = False,
+def save_model(model: nn.Module, path: str | os.PathLike, *, to: str, overwrite: bool = False, progress: bool = False,
                allow_approx: bool = False, parts: Parts = None, **options: Any) -> Path:
     """Write ``model`` in format ``to`` (its family's export targets:
     :func:`vitkit.checkpoints.dialect.dialects_for`; ViT: ``native``, ``hf``, ``hf_mae``, ``timm``,
@@ -68,16 +71,21 @@ def save_model(model: nn.Module, path: str | os.PathLike, *, to: str, progress: 
     timm hub directory. ``parts`` (what :func:`~vitkit.checkpoints.detect.load_objective_parts`
     returns) go where the format keeps them (native: beside the model; hf_mae: the decoder of
     ViTMAEForPreTraining) and are dropped elsewhere. ``options`` go to the target's writer (ONNX:
-    ``dynamic_size``, ``verify``; see :func:`vitkit.deploy.onnx.export_onnx`).
+    ``dynamic_size``, ``verify``; see :func:`vitkit.deploy.onnx.export_onnx`). An existing ``path`` is
+    replaced only with ``overwrite`` and, for a directory, only when it is a ``to`` checkpoint
+    (:func:`~vitkit.checkpoints.destination.check_destination`); the replacement is atomic.
     """
-    _save_checked(model, Path(path), target_dialect(model, to), progress=progress, allow_approx=allow_approx,
+    target = target_dialect(model, to)
+    directory = check_destination(path, to, overwrite=overwrite)
+    _save_checked(model, Path(path), target, directory=directory, progress=progress, allow_approx=allow_approx,
                   parts=parts, options=options)
     return Path(path)
 
 
-def _save_checked(model: nn.Module, path: Path, target: Dialect, *, progress: bool, allow_approx: bool,
-                  options: dict[str, Any], parts: Parts = None) -> tuple[Any, ExportCheck | None]:
-    """(the writer's report, the export check or None for a self-checking format)."""
+def _save_checked(model: nn.Module, path: Path, target: Dialect, *, directory: bool, progress: bool,
+                  allow_approx: bool, options: dict[str, Any], parts: Parts = None) -> tuple[Any, ExportCheck | None]:
+    """(the writer's report, the export check or None for a self-checking format). A ``directory`` is
+    written into a new folder renamed into place (file writers replace their file atomically themselves)."""
     require_finite_weights(model, f"{path}: not saved")  # no format ever holds NaN weights
     check = None
     if not target.self_checked:
@@ -92,7 +100,8 @@ def _save_checked(model: nn.Module, path: Path, target: Dialect, *, progress: bo
                           f"({check.line()})", stacklevel=3)
     if target.keeps_parts:
         options = {**options, "parts": parts}
-    return target.save(model, path, progress=progress, **options), check
+    with atomic_directory(path) if directory else contextlib.nullcontext(path) as where:
+        return target.save(model, where, progress=progress, **options), check
 
 
 @dataclass
@@ -110,9 +119,12 @@ class Conversion:
     #: what the target's writer reported (ONNX: dynamic axes, onnxruntime check)
     details: dict = field(default_factory=dict)
     #: the export check: largest logit difference in the target's own semantics, and against what
-    #: (None for ONNX, whose writer checks itself: see ``details``)
+    #: (None for ONNX, whose writer checks itself: see ``details``; None where nothing was measured:
+    #: see ``check``)
     max_logit_diff: float | None = None
     reference: str = ""
+    #: the export check in one line: what ran, against what, or why nothing ran ("" for ONNX)
+    check: str = ""
     #: what the target format cannot express (present only when written with allow_approx)
     approximations: list[str] = field(default_factory=list)
     #: differences outside the logits at the model's resolution (preprocessing, resampling)
@@ -159,7 +171,8 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, to: str, overwrit
     A pre-training objective's parameters travel where the target has a place for them (an MAE
     decoder into ``hf_mae`` and ``native``; MPP's head into ``native``).
 
-    ``dst`` must not exist unless ``overwrite``; file formats need a fitting name (``.npz`` for
+    ``dst`` must not exist unless ``overwrite`` (and then, for a directory, be a ``to`` checkpoint: the
+    same rule as :func:`save_model`'s); file formats need a fitting name (``.npz`` for
     jax; ``.safetensors``, ``.pth`` or ``.bin`` for timm, or no suffix for a timm hub directory;
     ``.onnx``). ``progress`` shows tqdm bars. The export check runs before anything is written
     (see :func:`save_model`). ``options`` go to the target's writer (ONNX: ``dynamic_size``, ``verify``).
@@ -170,19 +183,17 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, to: str, overwrit
     directory = any(d.directory for d in targets)
     src = resolve_checkpoint(src, progress=progress or None)
     _refuse_overlap(src, dst, to, directory)
-    if dst.exists() and not overwrite:
-        raise VitkitError(f"{dst}: already exists (pass --overwrite to replace it)")
-    if directory and dst.is_file():
-        raise VitkitError(f"{dst}: is a file; the {to} format is a directory")
+    directory = check_destination(dst, to, overwrite=overwrite)
     start = time.perf_counter()
     source = detect(src)
     model = read_checkpoint(src, source, dtype=None, progress=progress)
     target = target_dialect(model, to)
     parts = read_objective_parts(src, source) if target.keeps_parts else None
-    report, check = _save_checked(model, dst, target, progress=progress, allow_approx=allow_approx, options=options,
-                                  parts=parts)
+    report, check = _save_checked(model, dst, target, directory=directory, progress=progress,
+                                  allow_approx=allow_approx, options=options, parts=parts)
     measured = {} if check is None else dict(max_logit_diff=check.max_logit_diff, reference=check.reference,
-                                             approximations=check.approximations, notes=check.notes)
+                                             check=check.line(), approximations=check.approximations,
+                                             notes=check.notes)
     return Conversion(source=str(src), source_format=source.name, destination=str(dst), target_format=to,
                       model=model.config.name, parameters=sum(p.numel() for p in model.parameters()),
                       seconds=round(time.perf_counter() - start, 3), bytes_written=_size(dst),

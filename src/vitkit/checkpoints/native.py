@@ -3,8 +3,10 @@
 ``config.json`` holds ``{"format": "vitkit", "version": 1, "family": "vit", "architecture": {the
 family's configuration fields}, "label_names": [...] or null, "preprocessing": {Preprocessing
 fields}}``; the weights use the model's own state-dict names (see :mod:`vitkit.models.vit.model`). A
-missing ``family`` means ViT (files written before there were several). Both files are written
-atomically, and only when every weight is finite (:mod:`vitkit.finite`).
+missing ``family`` means ViT (files written before there were several). The directory is written
+atomically (a new folder renamed into place: :func:`vitkit.atomic.atomic_directory`), only when every
+weight is finite (:mod:`vitkit.finite`), and replaces an existing checkpoint only when asked
+(:mod:`vitkit.checkpoints.destination`).
 
 Loading trusts neither file blindly: ``config.json`` is validated (and must agree with the
 weights: the position-embedding grid with ``image_size``, every weight present with its shape),
@@ -26,8 +28,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from vitkit.atomic import atomic_path, write_text_atomic
+from vitkit.atomic import atomic_directory, atomic_path, write_text_atomic
+from vitkit.checkpoints.destination import check_destination
 from vitkit.checkpoints.dialect import Dialect, Probe, register_dialect
+from vitkit.checkpoints.mismatch import describe_mismatch
 from vitkit.data.preprocessing import Preprocessing
 from vitkit.errors import VitkitError
 from vitkit.files import require_regular_file
@@ -55,16 +59,28 @@ def checkpoint_metadata(model: VisionTransformer) -> dict:
     }
 
 
-def save_native(model: VisionTransformer, directory: str | os.PathLike) -> Path:
-    """Write ``model`` (weights, architecture, label names, preprocessing) to ``directory``."""
+def save_native(model: VisionTransformer, directory: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write ``model`` (weights, architecture, label names, preprocessing) to ``directory``.
+
+    An existing ``directory`` is replaced only with ``overwrite=True`` and only when it is a vitkit
+    checkpoint (:func:`vitkit.checkpoints.destination.check_destination`); the new checkpoint is
+    written to a folder beside it and renamed into place, so the old one stays whole until then."""
     directory = Path(directory)
+    check_destination(directory, DIALECT.name, overwrite=overwrite)
     require_finite_weights(model, f"{directory}: not saved")
-    directory.mkdir(parents=True, exist_ok=True)
+    with atomic_directory(directory) as staged:
+        _write_files(model, staged)
+    return directory
+
+
+def _write_files(model: nn.Module, directory: Path, parts: tuple[dict, dict] | None = None) -> None:
+    """The checkpoint's files in the (new, empty) folder ``directory``, each flushed to disk."""
     tensors = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
     with atomic_path(directory / WEIGHTS_FILE) as tmp:
         save_file(tensors, str(tmp), metadata={"format": "pt"})
     write_text_atomic(directory / CONFIG_FILE, json.dumps(checkpoint_metadata(model), indent=2) + "\n")
-    return directory
+    if parts is not None:
+        write_objective_parts(directory, *parts)
 
 
 def model_from_metadata(meta: dict, source: str = "config.json") -> nn.Module:
@@ -109,9 +125,10 @@ def check_position_grid(model: nn.Module, state: dict[str, torch.Tensor], source
     if grid is None:
         return
     own = model.state_dict()
-    for name in ("pos_embed.table", "pos_embed.rows", "pos_embed.cols"):
-        if name in state and name in own and tuple(state[name].shape) != tuple(own[name].shape):
-            axis = {"pos_embed.table": 1, "pos_embed.rows": 0, "pos_embed.cols": 0}[name]
+    for name, axis in (("pos_embed.table", 1), ("pos_embed.rows", 0), ("pos_embed.cols", 0)):
+        if name not in state or name not in own or state[name].dim() != own[name].dim():
+            continue
+        if state[name].shape[axis] != own[name].shape[axis]:  # another width alone is not a grid matter
             height, width = config.image_size
             raise VitkitError(
                 f"{source}: architecture image_size={height}x{width} needs a {grid[0]}x{grid[1]} patch grid "
@@ -119,24 +136,19 @@ def check_position_grid(model: nn.Module, state: dict[str, torch.Tensor], source
 
 
 def load_state_dict_strict(model: VisionTransformer, state: dict[str, torch.Tensor], source: str,
-                           assign: bool = False) -> None:
-    """``load_state_dict`` whose failures are one line naming the first offending keys.
+                           assign: bool = False, sides: tuple[str, str] = ("the weights", "the architecture")) -> None:
+    """``load_state_dict`` whose failures are one line naming the configuration fields that differ and
+    the first offending keys (:func:`vitkit.checkpoints.mismatch.describe_mismatch`; ``sides`` name
+    the weights and the model there).
 
     ``assign=True`` makes the given tensors the model's parameters (no copy): the way to fill a
     model built on the ``meta`` device."""
     own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    if missing:
-        raise VitkitError(f"{source}: missing keys: {', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else ""))
-    if unexpected:
-        raise VitkitError(f"{source}: unexpected keys: {', '.join(unexpected[:5])}"
-                          + (" ..." if len(unexpected) > 5 else ""))
+    problem = describe_mismatch(own, state, config=getattr(model, "config", None), sides=sides)
+    if problem:
+        raise VitkitError(f"{source}: {problem}")
     for name, tensor in state.items():
         check_weight_dtype(name, tensor, own[name], source)
-        if tuple(tensor.shape) != tuple(own[name].shape):
-            raise VitkitError(f"{source}: shape mismatch for {name}: checkpoint {tuple(tensor.shape)}, "
-                              f"model {tuple(own[name].shape)}")
     model.load_state_dict(state, strict=True, assign=assign)
     if assign:
         left = [name for name, t in model.state_dict().items() if t.is_meta]
@@ -173,7 +185,8 @@ def load_native(directory: str | os.PathLike) -> VisionTransformer:
             check_weight_dtype(name, tensor, own[name], str(weights_path))
     check_position_grid(model, state, f"{config_path} vs {WEIGHTS_FILE}")
     state = {k: v.to(own[k].dtype) if k in own else v for k, v in state.items()}
-    load_state_dict_strict(model, state, str(weights_path), assign=True)
+    load_state_dict_strict(model, state, str(weights_path), assign=True,
+                           sides=("the weights", f"the architecture in {CONFIG_FILE}"))
     return model.eval()
 
 
@@ -210,11 +223,10 @@ def read_objective_parts(directory: str | os.PathLike) -> tuple[dict, dict[str, 
 # ------------------------------------------------------------------------------------ the dialect
 def write_native(model: nn.Module, directory: str | os.PathLike, *, progress: bool = False,
                  parts: tuple[dict, dict] | None = None) -> Path:
-    """:func:`save_native`, with a pre-training objective's ``parts`` beside the model when given."""
-    directory = save_native(model, directory)
-    if parts is not None:
-        write_objective_parts(directory, *parts)
-    return directory
+    """The dialect's writer: the checkpoint's files, with a pre-training objective's ``parts`` beside
+    the model when given, in the new folder :func:`vitkit.checkpoints.convert.save_model` renames into place."""
+    _write_files(model, Path(directory), parts)
+    return Path(directory)
 
 
 def _read_native(path: Path, **_: object) -> nn.Module:

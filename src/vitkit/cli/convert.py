@@ -70,8 +70,7 @@ def run(args: argparse.Namespace) -> dict:
     if done.target_format == "onnx":
         print_onnx_report(done.details)
     else:
-        print(f"  largest logit difference as {done.target_format}'s code runs it: {done.max_logit_diff:.2g} "
-              f"(against {done.reference})")
+        print(f"  {done.check}")
         for line in done.approximations:
             print(f"  approximation (--allow-approx): {line}")
         for line in done.notes:

@@ -159,7 +159,7 @@ def run_selfsup(settings: SelfSupSettings | None = None, *, progress: bool = Tru
 
     encoders: dict[str, Path] = {}
     random_init = create_model(s.model, num_classes=0, image_size=s.image_size, seed=s.seed + 1, **s.model_options)
-    save_native(random_init, out / "scratch" / "model")
+    save_native(random_init, out / "scratch" / "model", overwrite=True)  # the demo's own (seeded) model
     encoders["scratch"] = out / "scratch" / "model"
     for key, _, objective in ROUTES[1:]:
         options = {"supervised": {}, "mpp": s.mpp_options, "mae": s.mae_options}[objective]

@@ -21,8 +21,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from vitkit.atomic import atomic_path
+from vitkit.checkpoints.mismatch import describe_mismatch
 from vitkit.errors import VitkitError
 
 STATE_FILE = "state.pt"
@@ -77,3 +79,14 @@ def load_training_state(path: str | os.PathLike) -> dict[str, Any]:
         raise VitkitError(f"{path}: not a vitkit training state (version {state.get('version')!r})"
                           if isinstance(state, dict) else f"{path}: not a vitkit training state")
     return state
+
+
+def check_saved_state(module: nn.Module, saved: dict[str, torch.Tensor], path: str | os.PathLike, what: str) -> None:
+    """Refuse, in one line, a saved state dict that does not fit this run's ``module`` (``what``: "model",
+    "objective"), naming the configuration fields that differ and the first keys and shapes
+    (:func:`vitkit.checkpoints.mismatch.describe_mismatch`), before ``load_state_dict`` would fail
+    with a message of many lines."""
+    problem = describe_mismatch(module.state_dict(), saved, config=getattr(module, "config", None),
+                                sides=(f"the saved {what}'s weights", f"this run's {what}"))
+    if problem:
+        raise VitkitError(f"{path}: {problem}; resume with the options the run was started with")

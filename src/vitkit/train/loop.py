@@ -40,7 +40,13 @@ from vitkit.finite import nonfinite_names, require_finite_weights
 from vitkit.models.protocol import VitkitModel
 from vitkit.objectives import save_objective
 from vitkit.train import distributed as D
-from vitkit.train.checkpoint import load_training_state, rng_state, save_training_state, set_rng_state
+from vitkit.train.checkpoint import (
+    check_saved_state,
+    load_training_state,
+    rng_state,
+    save_training_state,
+    set_rng_state,
+)
 from vitkit.train.ema import WeightEMA
 from vitkit.train.recipes import (
     RECIPE_COMMANDS,
@@ -432,10 +438,10 @@ class Trainer:
             self._stop_non_finite(f"the weights became non-finite ({', '.join(bad[:3])}) at step {self.step}")
         state = self._state()
         if self.rundir is not None:
-            save_native(self.model, self.rundir.model_dir)
+            save_native(self.model, self.rundir.model_dir, overwrite=True)  # the run's own checkpoint
             save_objective(self.objective, self.rundir.model_dir)
             if self.ema is not None:
-                save_native(self.ema.module, self.rundir.ema_dir)
+                save_native(self.ema.module, self.rundir.ema_dir, overwrite=True)
             save_training_state(self.rundir.state_path, state)  # last: it is what --resume trusts
         self.saved_step = self.step
         D.barrier(self.process)
@@ -446,6 +452,8 @@ class Trainer:
             raise VitkitError("--resume needs the run directory")
         state = load_training_state(Path(cfg.out) / "state.pt")
         try:
+            check_saved_state(self.model, state["model"], Path(cfg.out) / "state.pt", "model")
+            check_saved_state(self.objective, state.get("objective", {}), Path(cfg.out) / "state.pt", "objective")
             self.model.load_state_dict(state["model"])
             self.objective.load_state_dict(state.get("objective", {}))
             self.optimizer.load_state_dict(state["optimizer"])

@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 
 from vitkit.checkpoints import mapping
+from vitkit.checkpoints.fidelity import transformers_model
 from vitkit.checkpoints.mapping import CONCAT3, rule
 from vitkit.checkpoints.vit import hf
 from vitkit.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD
@@ -161,27 +162,13 @@ class _HFSwinOutput(torch.nn.Module):
 
 def hf_twin(model: SwinTransformer, dst: Path | None):
     """The export check's model (:mod:`vitkit.checkpoints.fidelity`): transformers' own Swin loaded with
-    ``from_pretrained`` from the export written to a scratch directory (vitkit's model when transformers
-    is not installed: transformers' Swin expresses every field vitkit writes)."""
-    try:
-        import transformers
-    except ImportError:
-        return model, "vitkit's model of transformers' Swin (transformers is not installed)", []
-    import tempfile
-
-    cls = transformers.SwinForImageClassification if model.config.num_classes else transformers.SwinModel
-    scratch = dst.parent if dst is not None and dst.parent.is_dir() else None
-    verbosity = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()
-    try:
-        with tempfile.TemporaryDirectory(prefix=".vitkit-hf-check-", dir=scratch) as tmp:
-            save_swin_hf(model, tmp)
-            hf_model = cls.from_pretrained(tmp)
-    except (OSError, ValueError, RuntimeError) as exc:
-        return None, "transformers", [f"transformers cannot load the export ({str(exc).splitlines()[0]})"]
-    finally:
-        transformers.logging.set_verbosity(verbosity)
-    return _HFSwinOutput(hf_model.float().eval(), bool(model.config.num_classes)), f"transformers {cls.__name__}", []
+    ``from_pretrained`` from the export written to a scratch directory; without transformers the check
+    does not run and says so."""
+    name = "SwinForImageClassification" if model.config.num_classes else "SwinModel"
+    hf_model, problems = transformers_model(lambda tmp: save_swin_hf(model, tmp), name, dst)
+    if hf_model is None:
+        return None, "transformers", problems
+    return _HFSwinOutput(hf_model, bool(model.config.num_classes)), f"transformers {name}", []
 
 
 def save_swin_hf(model: SwinTransformer, directory: str | os.PathLike, *, progress: bool = False) -> Path:

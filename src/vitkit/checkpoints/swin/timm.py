@@ -34,8 +34,9 @@ from pathlib import Path
 import torch
 
 from vitkit.checkpoints import mapping
+from vitkit.checkpoints.fidelity import PeerUnavailable, import_peer
 from vitkit.checkpoints.mapping import Codec, rule
-from vitkit.checkpoints.tensor_files import TensorSource, open_tensor_file, write_safetensors, write_torch
+from vitkit.checkpoints.tensor_files import TensorSource, first_line, open_tensor_file, write_safetensors, write_torch
 from vitkit.checkpoints.vit import timm
 from vitkit.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from vitkit.errors import VitkitError
@@ -206,11 +207,26 @@ def timm_differences(config: SwinConfig) -> list[str]:
 
 
 def timm_twin(model: SwinTransformer, dst: Path | None):
-    """The export check's model of timm's Swin (:mod:`vitkit.checkpoints.fidelity`): this model itself where
-    timm computes the same, none (the export is refused unless approximations are allowed) where not."""
+    """The export check's model of timm's Swin (:mod:`vitkit.checkpoints.fidelity`): timm's own
+    SwinTransformer built from the model's arguments and filled through timm's ``checkpoint_filter_fn``
+    with the tensors the export writes. Where timm cannot run here the stand-in is this model itself
+    where timm computes the same, none (the export is refused unless approximations are allowed)
+    where not, and the check says timm did not run and why."""
     where = "timm's SwinTransformer"
-    differences = timm_differences(model.config)
-    return (None if differences else model), (where if differences else f"vitkit's model of {where}"), differences
+    c = model.config
+    differences = timm_differences(c)
+    stand_in = (None if differences else model), (where if differences else f"vitkit's model of {where}"), differences
+    timm_swin = import_peer("timm.models.swin_transformer", stand_in)
+    state = dict(mapping.export_tensors(model, rules(c), fmt=FORMAT))
+    try:
+        theirs = timm_swin.SwinTransformer(
+            img_size=c.image_size, patch_size=c.patch_size, in_chans=c.in_channels, num_classes=c.num_classes,
+            embed_dim=c.embed_dim, depths=c.depths, num_heads=c.num_heads, window_size=c.window_size,
+            mlp_ratio=c.mlp_ratio, qkv_bias=c.qkv_bias)
+        theirs.load_state_dict(timm_swin.checkpoint_filter_fn(state, theirs))
+    except (AssertionError, RuntimeError, TypeError, ValueError) as exc:
+        raise PeerUnavailable(f"timm's SwinTransformer did not take the export ({first_line(exc)})", stand_in) from None
+    return theirs.float().eval(), "timm's own SwinTransformer", differences
 
 
 def save_swin_timm(model: SwinTransformer, path: str | os.PathLike, *, progress: bool = False) -> Path:

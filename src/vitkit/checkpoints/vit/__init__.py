@@ -54,7 +54,7 @@ register_dialect(Dialect(
     "hf_mae", FAMILY, "transformers ViTMAEForPreTraining (with an MAE decoder) / ViTMAEModel directory",
     recognise=_hf_directory(hf_mae.MODEL_TYPE), load=hf_mae.load_hf_mae, save=hf_mae.save_hf_mae, directory=True,
     check_exportable=lambda config: hf_mae.check_exportable(config, None), keeps_parts=True,
-    read_parts=hf_mae.read_hf_mae_objective))
+    read_parts=hf_mae.read_hf_mae_objective, twin=twins.hf_mae_twin))
 register_dialect(Dialect(
     "timm", FAMILY, "timm VisionTransformer state dict (.safetensors, .pth, .bin) or hub directory (no suffix)",
     recognise=_timm, near_miss=timm.near_miss, load=timm.load_timm, save=timm.save_timm, suffixes=timm.FILE_SUFFIXES,
