@@ -12,13 +12,16 @@ import pytest
 import torch
 from formats_testing import images, logits, randomised, tiny
 
+import vitkit
 from vitkit import VitkitError, create_model, load_model
 from vitkit.checkpoints.convert import save_model, target_dialect
+from vitkit.checkpoints.detect import detect_format, load_checkpoint, load_objective_parts
 from vitkit.checkpoints.dialect import detect, dialects_for, get_dialect, recognising, registered
 from vitkit.checkpoints.runs import resolve
 from vitkit.cli.common import checkpoint_path
 from vitkit.cli.main import main
 from vitkit.models.registry import FAMILIES, family_of
+from vitkit.objectives import load_pretraining
 
 #: family -> a small randomised model of it (``num_classes``: 0 for an encoder without a head); a new
 #: family adds one line here and every dialect that holds it is round-tripped
@@ -144,6 +147,14 @@ def test_a_run_directory_loads_as_its_model_in_the_library_as_in_the_cli(run_dir
         out = tmp_path / f"cli-{folder}"
         assert _cli(["convert", str(run_dir), str(out), "--to", "native", *flag]) == 0
         torch.testing.assert_close(logits(load_model(out), x), logits(direct, x), rtol=0, atol=0)
+        api = tmp_path / f"api-{folder}"  # every library entry point takes the run, not only load_model
+        vitkit.convert(run_dir, api, to="native", ema=ema)
+        torch.testing.assert_close(logits(load_model(api), x), logits(direct, x), rtol=0, atol=0)
+        encoder, objective = load_pretraining(run_dir, ema=ema)
+        torch.testing.assert_close(logits(encoder, x), logits(direct, x), rtol=0, atol=0)
+        assert objective is None
+    torch.testing.assert_close(logits(load_checkpoint(run_dir), x), logits(load_model(run_dir), x), rtol=0, atol=0)
+    assert detect_format(run_dir) == "native" and load_objective_parts(run_dir) is None
     capsys.readouterr()
 
 

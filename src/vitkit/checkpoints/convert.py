@@ -33,7 +33,7 @@ from vitkit.checkpoints.destination import check_destination
 from vitkit.checkpoints.detect import read_checkpoint, read_objective_parts
 from vitkit.checkpoints.dialect import Dialect, Parts, detect, dialects_for, named, names
 from vitkit.checkpoints.fidelity import ExportCheck, check_export
-from vitkit.checkpoints.hub import resolve_checkpoint
+from vitkit.checkpoints.runs import resolve
 from vitkit.errors import VitkitError
 from vitkit.finite import require_finite_weights
 from vitkit.models.registry import family_of
@@ -164,9 +164,9 @@ def _check_name(dst: Path, to: str, targets: list[Dialect]) -> None:
 
 
 def convert(src: str | os.PathLike, dst: str | os.PathLike, *, to: str, overwrite: bool = False,
-            progress: bool = False, allow_approx: bool = False, **options: Any) -> Conversion:
-    """Read the checkpoint ``src`` (any supported format, or a checkpoint name) and write it to
-    ``dst`` in format ``to``.
+            progress: bool = False, allow_approx: bool = False, ema: bool = False, **options: Any) -> Conversion:
+    """Read the checkpoint ``src`` (any supported format, a checkpoint name, or a training run directory:
+    its ``model/``, with ``ema`` its weight average) and write it to ``dst`` in format ``to``.
 
     A pre-training objective's parameters travel where the target has a place for them (an MAE
     decoder into ``hf_mae`` and ``native``; MPP's head into ``native``).
@@ -181,7 +181,7 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, to: str, overwrit
     dst = Path(dst)
     _check_name(dst, to, targets)
     directory = any(d.directory for d in targets)
-    src = resolve_checkpoint(src, progress=progress or None)
+    src = resolve(src, ema=ema, progress=progress or None)
     _refuse_overlap(src, dst, to, directory)
     directory = check_destination(dst, to, overwrite=overwrite)
     start = time.perf_counter()

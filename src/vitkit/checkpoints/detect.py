@@ -23,15 +23,15 @@ import torch
 from torch import nn
 
 from vitkit.checkpoints.dialect import Dialect, Parts, detect
-from vitkit.checkpoints.hub import resolve_checkpoint
 from vitkit.checkpoints.runs import resolve
 from vitkit.finite import require_finite_weights
 from vitkit.options import COMMAND_OPTIONS, check_args, to_pair
 
 
 def detect_format(path: str | os.PathLike) -> str:
-    """The format name of the checkpoint ``path`` (or a checkpoint name); a one-line error for anything else."""
-    return detect(resolve_checkpoint(path)).name
+    """The format name of the checkpoint ``path`` (a run directory or a checkpoint name too); a one-line
+    error for anything else."""
+    return detect(resolve(path)).name
 
 
 def read_checkpoint(path: Path, dialect: Dialect, *, dtype: torch.dtype | None = torch.float32,
@@ -45,12 +45,13 @@ def read_checkpoint(path: Path, dialect: Dialect, *, dtype: torch.dtype | None =
 
 def load_checkpoint(path: str | os.PathLike, *, fmt: str | None = None, dtype: torch.dtype | None = torch.float32,
                     progress: bool = False, image_size: int | tuple[int, int] | None = None) -> nn.Module:
-    """Load ``path`` (or a checkpoint name) as format ``fmt`` (detected when None) at its stored resolution.
+    """Load ``path`` (a run directory or a checkpoint name too) as format ``fmt`` (detected when None) at
+    its stored resolution.
 
     ``dtype=None`` keeps the stored dtype (what conversion wants); ``image_size`` only tells the
     training resolution of a checkpoint whose position embeddings are not a square grid.
     """
-    path = resolve_checkpoint(path, progress=progress or None)
+    path = resolve(path, progress=progress or None)
     return read_checkpoint(path, detect(path, fmt), dtype=dtype, progress=progress, image_size=image_size)
 
 
@@ -88,7 +89,8 @@ def read_objective_parts(path: Path, dialect: Dialect) -> Parts:
 
 
 def load_objective_parts(path: str | os.PathLike, fmt: str | None = None) -> tuple[dict, dict] | None:
-    """What a checkpoint keeps for its pre-training objective beside the encoder (see the module
-    notes), or None: formats without such parts, and checkpoints that have none."""
-    path = resolve_checkpoint(path)
+    """What a checkpoint (a run directory or a checkpoint name too) keeps for its pre-training objective
+    beside the encoder (see the module notes), or None: formats without such parts, and checkpoints
+    that have none."""
+    path = resolve(path)
     return read_objective_parts(path, detect(path, fmt))

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from vitkit.cli.common import add_fast_path_options, add_model_options, checkpoint_path
+from vitkit.cli.common import add_fast_path_options, add_model_options
 from vitkit.errors import VitkitError
 from vitkit.train.recipes import model_options
 
@@ -49,11 +49,14 @@ def _load(args: argparse.Namespace):
 
     device = resolve_device(args.device)
     overrides = {name: getattr(args, name) for name in model_options() if hasattr(args, name)}
-    if Path(args.model).exists():
+    from vitkit.checkpoints.hub import HUB_PREFIX, OFFICIAL_PREFIX
+
+    # a checkpoint: a local path or run directory, or a name to fetch (a bare ORG/REPO is a variant here)
+    if Path(args.model).exists() or args.model.startswith((HUB_PREFIX, OFFICIAL_PREFIX)) or "://" in args.model:
         if overrides or args.num_classes is not None:
             raise VitkitError("architecture options (--depth, --num-classes, ...) apply to a variant name, "
                               "not to a checkpoint")
-        model = load_model(checkpoint_path(args.model, args.ema), device=device)
+        model = load_model(args.model, device=device, ema=args.ema)
         if args.image_size:
             model.set_image_size(args.image_size)
         return model, device

@@ -55,7 +55,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> dict:
     from vitkit.checkpoints.convert import convert
-    from vitkit.cli.common import checkpoint_path
     from vitkit.errors import VitkitError
 
     options = {}
@@ -63,7 +62,7 @@ def run(args: argparse.Namespace) -> dict:
         options = {"dynamic_size": not args.static_size, "verify": args.verify}
     elif args.static_size or not args.verify:
         raise VitkitError("--static-size and --no-verify apply to --to onnx only")
-    done = convert(checkpoint_path(args.src, args.ema), args.dst, to=args.to, overwrite=args.overwrite,
+    done = convert(args.src, args.dst, to=args.to, overwrite=args.overwrite, ema=args.ema,
                    progress=args.progress, allow_approx=args.allow_approx, **options)
     print(f"{done.source} ({done.source_format}, {done.model}, {done.parameters / 1e6:.1f}M parameters) -> "
           f"{done.destination} ({done.target_format}, {done.bytes_written / 2**20:.1f} MiB) in {done.seconds:.1f} s")

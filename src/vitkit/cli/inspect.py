@@ -26,7 +26,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from vitkit.cli.common import checkpoint_path
     from vitkit.errors import VitkitError
     from vitkit.inspect.images import default_images, load_images
     from vitkit.inspect.report import write_report
@@ -42,8 +41,8 @@ def run(args: argparse.Namespace) -> dict:
     device = resolve_device(args.device)
     objective = None
     if args.checkpoint is not None:  # a masked model also draws what it predicts (MAE, masked patch prediction)
-        model, objective = load_pretraining(checkpoint_path(args.checkpoint, args.ema), image_size=args.image_size,
-                                            device=device)
+        model, objective = load_pretraining(args.checkpoint, image_size=args.image_size, device=device,
+                                            ema=args.ema)
         source = args.checkpoint
     else:
         model = create_model(args.model, image_size=args.image_size, seed=args.seed).to(device).eval()

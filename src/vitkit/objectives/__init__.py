@@ -104,19 +104,23 @@ def load_objective(path: str | os.PathLike, model_config: DictConfig) -> Objecti
 
 
 def load_pretraining(path: str | os.PathLike, *, device: str | torch.device | None = None,
-                     image_size: int | tuple[int, int] | None = None
+                     image_size: int | tuple[int, int] | None = None, ema: bool = False
                      ) -> tuple[VitkitModel, Objective | None]:
     """(encoder, pre-training objective or None) of a checkpoint, a checkpoint name (:mod:`vitkit.checkpoints.hub`)
-    or a training run directory (its ``model/``); both in eval mode.
+    or a training run directory (its ``model/``; ``ema``: its weight average); both in eval mode.
 
+    The path is resolved and its dialect detected once, for the encoder and the objective alike.
     ``image_size`` runs the pair at another resolution (the encoder's position embeddings are
     resampled, MAE's decoder computes its sine-cosine table for the new grid)."""
-    from vitkit.checkpoints.detect import load_model
+    from vitkit.checkpoints.detect import read_checkpoint, read_objective_parts
+    from vitkit.checkpoints.dialect import detect
     from vitkit.checkpoints.runs import resolve
 
-    path = resolve(path)  # a run directory stands for its model/; a name is fetched first
-    model = load_model(path)
-    objective = load_objective(path, model.config)
+    path = resolve(path, ema=ema)  # a run directory stands for its model/; a name is fetched first
+    dialect = detect(path)
+    model = read_checkpoint(path, dialect).eval()
+    parts = read_objective_parts(path, dialect)
+    objective = objective_from_parts(*parts, model.config, str(path)) if parts is not None else None
     if image_size is not None:
         model.set_image_size(image_size)
     if device is not None:
