@@ -168,10 +168,13 @@ def test_resume_sweeps_temporary_files_and_keeps_the_checkpoint(tmp_path):
     leftovers = [out / ".state.pt.k2j3.tmp", out / "model" / ".config.json.x9.tmp"]
     for path in leftovers:
         path.write_bytes(b"partial")
+    half_saved = out / ".model.q7w1.tmp"  # a checkpoint folder a killed save left beside model/
+    half_saved.mkdir()
+    (half_saved / "config.json").write_text("{")
     notes = []
     result = train(tiny_config(steps=3, out=str(out)), progress=False, resume=True, report=notes.append)
-    assert result.step == 3 and not any(p.exists() for p in leftovers)
-    assert any("removed 2 temporary file(s)" in n for n in notes)
+    assert result.step == 3 and not any(p.exists() for p in [*leftovers, half_saved])
+    assert any("removed 3 temporary file(s)" in n for n in notes)
 
 
 # ------------------------------------------------------------------------------------- convert
@@ -426,3 +429,18 @@ def test_ctrl_c_in_the_demo_does_not_suggest_a_resume_it_lacks(tmp_path, monkeyp
                                                   r"afresh: run `vitkit demo` again with another --out") as caught:
         run_demo(DemoSettings(out=str(tmp_path / "demo")), progress=False, report=lambda _: None)
     assert "--resume" not in str(caught.value)
+
+
+def test_sigterm_in_the_demo_says_terminated_and_keeps_its_signal(tmp_path, monkeypatch):
+    import signal
+
+    from vitkit.studies.demo import DemoSettings, run_demo
+    from vitkit.train.stopping import Interrupted, exit_status
+
+    def terminated(self, micro):
+        raise Interrupted("", signum=signal.SIGTERM)
+
+    monkeypatch.setattr(Trainer, "_train_step", terminated)
+    with pytest.raises(TrainingInterrupted, match=r"^terminated in the pre-train stage; the demo") as caught:
+        run_demo(DemoSettings(out=str(tmp_path / "demo")), progress=False, report=lambda _: None)
+    assert exit_status(caught.value) == 143

@@ -29,6 +29,7 @@ import torch
 from vitkit.errors import VitkitError
 from vitkit.train.loop import TrainingInterrupted, train
 from vitkit.train.recipes import TrainConfig, pretraining_architecture, recipe_defaults
+from vitkit.train.stopping import STOP_SIGNALS, stop_signal_of
 
 #: The run directories of the three training stages, under the demo's ``out``.
 STAGES = ("pretrain", "finetune", "scratch")
@@ -127,9 +128,11 @@ def run_demo(settings: DemoSettings | None = None, *, progress: bool = True,
         start = time.perf_counter()
         try:
             result = train(config, progress=progress)
-        except TrainingInterrupted:  # its own message suggests a --resume the demo does not have
-            raise TrainingInterrupted(f"interrupted in the {name} stage; the demo always starts afresh: run "
-                                      f"`vitkit demo` again with another --out") from None
+        except TrainingInterrupted as stopped:  # its own message suggests a --resume the demo does not have
+            signum = stop_signal_of(stopped)
+            raise TrainingInterrupted(f"{STOP_SIGNALS.get(signum, 'interrupted')} in the {name} stage; the demo "
+                                      f"always starts afresh: run `vitkit demo` again with another --out",
+                                      signum=signum) from None
         seconds[name] = time.perf_counter() - start
         return result
 

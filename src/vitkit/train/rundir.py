@@ -172,7 +172,8 @@ class RunDirectoryBusy(VitkitError):
 
 
 def _is_temporary(name: str) -> bool:
-    """Files :func:`vitkit.atomic.atomic_path` writes before renaming: ``.<name>.<random>.tmp``."""
+    """What :func:`vitkit.atomic.atomic_path` (a file) and :func:`vitkit.atomic.atomic_directory` (a
+    checkpoint folder) write before renaming into place: ``.<name>.<random>.tmp``."""
     return name.startswith(".") and name.endswith(".tmp")
 
 
@@ -256,9 +257,15 @@ def sweep_temporary_files(path: str | os.PathLike) -> list[Path]:
     for folder in (path, path / MODEL_DIR, path / EMA_DIR):
         if folder.is_dir():
             for item in folder.iterdir():
-                if _is_temporary(item.name) and item.is_file():
+                if not _is_temporary(item.name) or item.is_symlink():
+                    continue
+                if item.is_file():
                     item.unlink(missing_ok=True)
-                    removed.append(item)
+                elif item.is_dir():  # a checkpoint folder a killed save left half-written beside the real one
+                    shutil.rmtree(item, ignore_errors=True)
+                else:
+                    continue
+                removed.append(item)
     return removed
 
 
