@@ -210,6 +210,12 @@ def test_bad_exports_fail_before_any_work(tmp_path, monkeypatch):
     with pytest.raises(VitkitError, match=r"^ONNX export needs onnxscript: pip install 'vitkit\[onnx\]'$"):
         export_onnx(model, tmp_path / "m.onnx")
     assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    mine = tmp_path / "mine.onnx"  # the library's export keeps the one overwrite rule, called directly too
+    mine.write_bytes(b"a user's file")
+    with pytest.raises(VitkitError, match="already exists"):
+        export_onnx(model, mine)
+    assert mine.read_bytes() == b"a user's file"
 
 
 def test_cli_onnx_flags_only_with_onnx(tmp_path, capsys):

@@ -61,6 +61,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from vitkit.checkpoints.destination import check_destination
 from vitkit.checkpoints.dialect import Dialect, register_dialect
 from vitkit.errors import VitkitError
 
@@ -285,8 +286,11 @@ def _move_into_place(folder: Path, name: str, destination: Path) -> int:
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, *, dynamic_size: bool = True,
-                verify: bool = True, opset: int | None = None) -> OnnxExport:
+                verify: bool = True, opset: int | None = None, overwrite: bool = False) -> OnnxExport:
     """Export ``model`` to the ONNX file ``path`` and check it in onnxruntime (see the module notes).
+
+    An existing ``path`` is replaced only with ``overwrite`` (the rule of
+    :func:`vitkit.checkpoints.destination.check_destination`, as for every export).
 
     ``dynamic_size=False`` asks for a graph fixed at the model's resolution; otherwise the size is
     dynamic where the model traces that way. ``verify=False`` skips the onnxruntime check (the
@@ -300,6 +304,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, dynamic_size: bool
         raise VitkitError(f"{path}: an ONNX file needs a .onnx name")
     if path.is_dir():
         raise VitkitError(f"{path}: is a directory")
+    check_destination(path, "onnx", overwrite=overwrite)
     model = _exportable(model)
     output = "logits" if model.config.num_classes else "features"
     # a family whose forward decides shapes from the image size in Python (Swin) says so: fixed size
@@ -351,7 +356,8 @@ def _first_line(exc: BaseException) -> str:
 
 # ------------------------------------------------------------------------------------ the dialect
 def _write(model: nn.Module, path: str | os.PathLike, *, progress: bool = False, **options: Any) -> OnnxExport:
-    return export_onnx(model, path, **options)
+    # save_model and convert have applied the overwrite rule to ``path`` already
+    return export_onnx(model, path, overwrite=True, **options)
 
 
 DIALECT = register_dialect(Dialect(
