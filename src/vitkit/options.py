@@ -230,6 +230,10 @@ class Option:
         parts = [p for p in text.split(",") if p.strip()]
         return [_number(p, integer=kind in ("ints", "int_or_ints")) for p in parts] if parts else text
 
+    def flag_for(self, name: str) -> str:
+        """The command-line flag of this option under ``name``: :attr:`flag`, or ``--name-with-dashes``."""
+        return self.flag or "--" + name.replace("_", "-")
+
     def add_to(self, parser: argparse.ArgumentParser | argparse._ArgumentGroup, name: str, *,
                default: Any = argparse.SUPPRESS, help_default: Any = None, dest: str | None = None,
                required: bool = False, help: str | None = None) -> argparse.Action:
@@ -242,7 +246,7 @@ class Option:
         ``help``: the command's own words for what this use of the option means (``--out``: what
         goes into the folder), in place of :attr:`help` -- kind, range and allowed values stay.
         """
-        flag = self.flag or "--" + name.replace("_", "-")
+        flag = self.flag_for(name)
         negated = self.kind == "bool" and flag.startswith("--no-")
         words = help if help is not None else self.off_help if negated else self.help
         shown = "" if help_default is None or negated else f" (default {help_default})"

@@ -153,6 +153,12 @@ class Dialect:
     posemb_resample: str | None = None
     #: what else the target does differently outside the logits (preprocessing), for the notes
     notes: Callable[[nn.Module], list[str]] | None = None
+    #: the writer's own settings as ``vitkit convert`` offers them: (dest, its Option, default) each
+    writer_flags: tuple[tuple[str, Any, Any], ...] = ()
+    #: the parsed values of :attr:`writer_flags` -> the writer's keyword options
+    writer_options: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    #: the writer's report (``to_dict()``) -> lines for the command's output
+    report_lines: Callable[[dict[str, Any]], list[str]] | None = None
 
     @property
     def key(self) -> tuple[str, str | None]:

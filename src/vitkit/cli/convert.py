@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from vitkit.checkpoints.dialect import names, registered
+from vitkit.errors import VitkitError
 from vitkit.options import EMA, Option
 
 NAME = "convert"
@@ -24,9 +25,6 @@ OVERWRITE = Option("bool", "replace DST if it exists")
 PROGRESS = Option("bool", "progress bars", flag="--no-progress", off_help="no progress bars")
 ALLOW_APPROX = Option("bool", "write the export even when the target's code would compute logits more than 1e-4 "
                               "away from this model's (another GELU, eps, a layer it drops); refused otherwise")
-STATIC_SIZE = Option("bool", "fix the graph's image size at the model's resolution (default: dynamic where possible)")
-VERIFY = Option("bool", "check the export in onnxruntime against vitkit's logits", flag="--no-verify",
-                off_help="skip the onnxruntime check against vitkit's logits")
 
 
 def target_option() -> Option:
@@ -48,26 +46,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     PROGRESS.add_to(parser, "progress", default=True)
     EMA.add_to(parser, "ema", default=False, help="with a run directory: convert its weight average")
     ALLOW_APPROX.add_to(parser, "allow_approx", default=False)
-    onnx = parser.add_argument_group("onnx")
-    STATIC_SIZE.add_to(onnx, "static_size", default=False)
-    VERIFY.add_to(onnx, "verify", default=True)
+    for name in writable:  # a dialect's own writer settings (ONNX: --static-size, --no-verify), from its record
+        flags = dict.fromkeys(flag for d in registered() if d.name == name for flag in d.writer_flags)
+        if flags:
+            group = parser.add_argument_group(name)
+            for dest, option, default in flags:
+                option.add_to(group, dest, default=default)
+
+
+def _writer_options(args: argparse.Namespace) -> dict:
+    """The target's writer settings from the command line; another target's, given, are a one-line error."""
+    options, stray = {}, []
+    for dialect in {d.name: d for d in registered() if d.writer_flags}.values():
+        given = {dest: getattr(args, dest) for dest, _, _ in dialect.writer_flags}
+        if dialect.name == args.to:
+            options = dialect.writer_options(given)
+        else:
+            stray += [option.flag_for(dest) for dest, option, default in dialect.writer_flags
+                      if given[dest] != default]
+            if stray:
+                raise VitkitError(f"{' and '.join(stray)} apply to --to {dialect.name} only")
+    return options
 
 
 def run(args: argparse.Namespace) -> dict:
     from vitkit.checkpoints.convert import convert
-    from vitkit.errors import VitkitError
+    from vitkit.checkpoints.dialect import named
 
-    options = {}
-    if args.to == "onnx":
-        options = {"dynamic_size": not args.static_size, "verify": args.verify}
-    elif args.static_size or not args.verify:
-        raise VitkitError("--static-size and --no-verify apply to --to onnx only")
+    options = _writer_options(args)
     done = convert(args.src, args.dst, to=args.to, overwrite=args.overwrite, ema=args.ema,
                    progress=args.progress, allow_approx=args.allow_approx, **options)
     print(f"{done.source} ({done.source_format}, {done.model}, {done.parameters / 1e6:.1f}M parameters) -> "
           f"{done.destination} ({done.target_format}, {done.bytes_written / 2**20:.1f} MiB) in {done.seconds:.1f} s")
-    if done.target_format == "onnx":
-        print_onnx_report(done.details)
+    report = next((d.report_lines for d in named(done.target_format) if d.report_lines), None)
+    if report is not None:  # a writer that checks itself reports its own check
+        for line in report(done.details):
+            print(f"  {line}")
     else:
         print(f"  {done.check}")
         for line in done.approximations:
@@ -75,20 +89,3 @@ def run(args: argparse.Namespace) -> dict:
         for line in done.notes:
             print(f"  note: {line}")
     return done.to_dict()
-
-
-def print_onnx_report(report: dict) -> None:
-    """The graph's input and, for a fixed size, why; the onnxruntime check."""
-    height, width = report["image_size"]
-    shape = "(" + ", ".join(str(d) for d in report["input_shape"]) + ")"
-    if report["dynamic_size"]:
-        print(f"  input pixel_values {shape}: dynamic batch and image size (trained at {height}x{width})")
-    else:
-        why = report["fixed_size_reason"] or "--static-size"
-        print(f"  input pixel_values {shape}: dynamic batch, image size fixed at {height}x{width} ({why})")
-    if report["checks"]:
-        runs = ", ".join(f"{c['batch']}x{c['height']}x{c['width']}" for c in report["checks"])
-        print(f"  onnxruntime matches vitkit's {report['output']}: max |difference| {report['max_abs_diff']:.2g} "
-              f"(batch x height x width: {runs})")
-    else:
-        print("  not checked in onnxruntime (--no-verify)")

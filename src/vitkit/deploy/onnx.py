@@ -64,6 +64,7 @@ from torch import nn
 from vitkit.checkpoints.destination import check_destination
 from vitkit.checkpoints.dialect import Dialect, register_dialect
 from vitkit.errors import VitkitError
+from vitkit.options import Option
 
 INPUT_NAME = "pixel_values"
 #: Largest allowed |onnxruntime - vitkit| relative to max(1, largest |vitkit output|).
@@ -360,9 +361,36 @@ def _write(model: nn.Module, path: str | os.PathLike, *, progress: bool = False,
     return export_onnx(model, path, overwrite=True, **options)
 
 
+#: the writer's settings on ``vitkit convert --to onnx``, one definition each
+STATIC_SIZE = Option("bool", "fix the graph's image size at the model's resolution (default: dynamic where possible)")
+VERIFY = Option("bool", "check the export in onnxruntime against vitkit's logits", flag="--no-verify",
+                off_help="skip the onnxruntime check against vitkit's logits")
+
+
+def report_lines(report: dict[str, Any]) -> list[str]:
+    """The graph's input and, for a fixed size, why; the onnxruntime check."""
+    height, width = report["image_size"]
+    shape = "(" + ", ".join(str(d) for d in report["input_shape"]) + ")"
+    if report["dynamic_size"]:
+        lines = [f"input pixel_values {shape}: dynamic batch and image size (trained at {height}x{width})"]
+    else:
+        why = report["fixed_size_reason"] or "--static-size"
+        lines = [f"input pixel_values {shape}: dynamic batch, image size fixed at {height}x{width} ({why})"]
+    if report["checks"]:
+        runs = ", ".join(f"{c['batch']}x{c['height']}x{c['width']}" for c in report["checks"])
+        lines.append(f"onnxruntime matches vitkit's {report['output']}: max |difference| "
+                     f"{report['max_abs_diff']:.2g} (batch x height x width: {runs})")
+    else:
+        lines.append("not checked in onnxruntime (--no-verify)")
+    return lines
+
+
 DIALECT = register_dialect(Dialect(
     "onnx", None, "ONNX graph (.onnx), checked in onnxruntime; written only",
     recognise=lambda probe: not probe.is_dir and probe.path.suffix.lower() == ".onnx",
     unreadable="an ONNX export; vitkit writes ONNX but does not read it back "
                "(load the checkpoint it was exported from)",
-    save=_write, suffixes=(".onnx",), self_checked=True))
+    save=_write, suffixes=(".onnx",), self_checked=True,
+    writer_flags=(("static_size", STATIC_SIZE, False), ("verify", VERIFY, True)),
+    writer_options=lambda given: {"dynamic_size": not given["static_size"], "verify": given["verify"]},
+    report_lines=report_lines))
