@@ -42,6 +42,7 @@ from vitkit.checkpoints.tensor_files import (
     open_tensor_file,
     write_safetensors,
 )
+from vitkit.checkpoints.vit import layout
 from vitkit.data.preprocessing import INCEPTION_MEAN, INCEPTION_STD, Preprocessing, crop_pct_for
 from vitkit.errors import VitkitError
 from vitkit.models.vit.config import ViTConfig
@@ -162,7 +163,7 @@ def config_from_hf(hf: dict, source: TensorSource) -> ViTConfig:
         # transformers' ViTEmbeddings.interpolate_pos_encoding is bicubic; vitkit's exports say theirs
         posemb_resample=(hf.get("vitkit") or {}).get("posemb_resample", "bicubic"),
     )
-    return config.replace(name=(hf.get("vitkit") or {}).get("name") or mapping.variant_name(config))
+    return config.replace(name=(hf.get("vitkit") or {}).get("name") or layout.variant_name(config))
 
 
 def hf_label_names(hf: dict, num_classes: int) -> list[str] | None:
@@ -221,7 +222,7 @@ def load_hf(path: str | os.PathLike, *, dtype: torch.dtype | None = torch.float3
     directory = Path(path)
     hf = read_hf_config(directory)
     with open_weights(directory) as source:
-        with mapping.reading_architecture(str(directory), FORMAT):
+        with mapping.reading_architecture(str(directory), FORMAT, "ViT"):
             config = config_from_hf(hf, source)
         model = mapping.load_mapped(source, config, RULES, fmt=FORMAT, dtype=dtype, progress=progress,
                                     rename=_strip_prefix,

@@ -29,7 +29,7 @@ import torch
 
 from vitkit.checkpoints import mapping
 from vitkit.checkpoints.mapping import rule
-from vitkit.checkpoints.vit import hf
+from vitkit.checkpoints.vit import hf, layout
 from vitkit.checkpoints.vit.hf import block_rules
 from vitkit.checkpoints.vit.mae_official import read_decoder
 from vitkit.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD
@@ -90,7 +90,7 @@ def encoder_config(c: dict, where: str) -> ViTConfig:
         dropout=float(c["hidden_dropout_prob"]), attention_dropout=float(c["attention_probs_dropout_prob"]),
         layer_norm_eps=float(c["layer_norm_eps"]), mlp_act=mlp_act,
     )
-    return config.replace(name=(c.get("vitkit") or {}).get("name") or mapping.variant_name(config))
+    return config.replace(name=(c.get("vitkit") or {}).get("name") or layout.variant_name(config))
 
 
 def _preprocessing(directory: Path, c: dict, image_size: tuple[int, int]):
@@ -105,7 +105,7 @@ def load_hf_mae(path: str | os.PathLike, *, dtype: torch.dtype | None = torch.fl
     """The encoder of a ViTMAE directory (eval mode); a decoder, if any, is left out."""
     directory = Path(path)
     c = _read_config(directory)
-    with mapping.reading_architecture(str(directory), FORMAT):
+    with mapping.reading_architecture(str(directory), FORMAT, "ViT"):
         config = encoder_config(c, str(directory))
     with hf.open_weights(directory) as source:
         model = mapping.load_mapped(source, config, ENCODER_RULES, fmt=FORMAT, dtype=dtype, progress=progress,
@@ -126,7 +126,7 @@ def read_hf_mae_objective(path: str | os.PathLike) -> tuple[dict, dict[str, torc
     with hf.open_weights(directory) as source:
         if not any(k.startswith("decoder.") for k in source.names()):
             return None
-        with mapping.reading_architecture(str(directory), FORMAT):
+        with mapping.reading_architecture(str(directory), FORMAT, "ViT"):
             encoder, decoder = encoder_config(c, str(directory)), decoder_config(c)
         tensors = read_decoder(source, encoder, decoder, DECODER_RULES, fmt=FORMAT, rename=_decoder_name,
                                ignore=lambda k: not k.startswith("decoder."))

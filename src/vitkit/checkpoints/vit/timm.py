@@ -37,8 +37,10 @@ import torch
 from vitkit.atomic import write_text_atomic
 from vitkit.checkpoints import mapping
 from vitkit.checkpoints.dialect import Probe
-from vitkit.checkpoints.mapping import POSEMB, rule
+from vitkit.checkpoints.mapping import rule
 from vitkit.checkpoints.tensor_files import TensorSource, open_tensor_file, write_safetensors, write_torch
+from vitkit.checkpoints.vit import layout
+from vitkit.checkpoints.vit.layout import POSEMB
 from vitkit.data.preprocessing import CROP_MODES, INCEPTION_MEAN, INCEPTION_STD, INTERPOLATIONS, Preprocessing
 from vitkit.errors import VitkitError
 from vitkit.models.vit.config import ViTConfig
@@ -139,7 +141,7 @@ def infer_config(source: TensorSource, *, num_heads: int | None = None,
     fields: dict = dict(
         hidden_size=hidden, patch_size=patch, in_channels=embed_in,
         depth=mapping.count_indexed(keys, r"blocks\.(\d+)\."),
-        num_heads=num_heads or mapping.heads_for_width(hidden, where),
+        num_heads=num_heads or layout.heads_for_width(hidden, where),
         mlp_dim=source.shape("blocks.0.mlp.fc1.weight")[0] if "blocks.0.mlp.fc1.weight" in keys else 4 * hidden,
         qkv_bias="blocks.0.attn.qkv.bias" in keys,
         classifier="gap" if pooled else "token", class_token=token,
@@ -158,7 +160,7 @@ def infer_config(source: TensorSource, *, num_heads: int | None = None,
         out_ch, in_ch = source.shape(root)[:2]
         stages = r"patch_embed\.backbone\.stages\.(\d+)\.blocks\.(\d+)\."
         fields.update(in_channels=in_ch, resnet_width=out_ch // 64, resnet_layers=mapping.stage_layout(keys, stages))
-    return mapping.config_from_weights(fields, source.shape("pos_embed")[1], where, image_size, meta)
+    return layout.config_from_weights(fields, source.shape("pos_embed")[1], where, image_size, meta)
 
 
 def hub_files(directory: Path) -> tuple[Path, dict]:
@@ -207,10 +209,10 @@ def load_timm(path: str | os.PathLike, *, dtype: torch.dtype | None = torch.floa
         meta = mapping.read_embedded_metadata(source.metadata.get(METADATA_KEY) or source.metadata.get("comment"))
         heads = ((meta or {}).get("architecture", {}).get("num_heads")
                  or hub.get("model_args", {}).get("num_heads"))
-        with mapping.reading_architecture(str(weights), FORMAT):
+        with mapping.reading_architecture(str(weights), FORMAT, "ViT"):
             inferred = infer_config(source, num_heads=heads, image_size=image_size, meta=meta,
                                     act=hub.get("model_args", {}).get("act_layer"))
-        config, meta = mapping.reconcile(inferred, meta, str(weights), heads_known=False)
+        config, meta = layout.reconcile(inferred, meta, str(weights), heads_known=False)
         model = mapping.load_mapped(source, config, rules(config), fmt=FORMAT, dtype=dtype, progress=progress)
     pretrained_cfg = hub.get("pretrained_cfg")
     hub_labels = hub_label_names(hub, config.num_classes)
