@@ -28,7 +28,7 @@ import vitkit.cli.finetune
 from vitkit import VitkitError, load_model
 from vitkit.checkpoints.download import cached_path, download
 from vitkit.checkpoints.hub import parse_checkpoint, resolve_checkpoint
-from vitkit.checkpoints.pretrained import PRETRAINED
+from vitkit.checkpoints.vit.pretrained import PRETRAINED
 
 transformers = pytest.importorskip("transformers")
 huggingface_hub = pytest.importorskip("huggingface_hub")

@@ -13,8 +13,7 @@ from clirun import run_cli, run_fails
 from formats_testing import images, logits, tiny
 
 from vitkit import VitkitError, detect_format, load_model, save_model, save_native
-from vitkit.checkpoints import native
-from vitkit.checkpoints.vit import hf
+from vitkit.checkpoints import hf_directory, native
 
 
 def _files(directory):
@@ -101,7 +100,7 @@ def test_a_replacement_that_fails_midway_leaves_the_old_checkpoint_whole(tmp_pat
         write = lambda: save_native(new, path, overwrite=True)  # noqa: E731
     else:
         save_model(old, path, to="hf")
-        _fail_after_weights(monkeypatch, hf)
+        _fail_after_weights(monkeypatch, hf_directory)
         new = tiny(num_classes=2, seed=5, mlp_act="gelu_tanh", layer_norm_eps=1e-12)
         write = lambda: save_model(new, path, to="hf", overwrite=True)  # noqa: E731
     before = _files(path)

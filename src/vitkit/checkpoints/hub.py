@@ -14,7 +14,7 @@
                                           layout); ``REV`` is a branch, tag or commit
 ``ORG/REPO[@REV]``                        the same, when no such local path exists
 ``official:FOLDER/NAME``                  a file of the official bucket ``gs://vit_models``
-                                          (:mod:`vitkit.checkpoints.pretrained`), ``.npz`` optional
+                                          (:mod:`vitkit.checkpoints.vit.pretrained`), ``.npz`` optional
 ``gs://BUCKET/PATH``                      a public Google Cloud Storage object
 ``https://...``                           any file
 ========================================  ====================================================
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import vitkit.models  # noqa: F401  (registers the model families whose variant names _variant_hint knows)
-from vitkit.checkpoints.pretrained import COMPLETE_FOLDERS, OFFICIAL_FOLDERS, OFFICIAL_URL, official_names
+from vitkit.checkpoints.vit.pretrained import COMPLETE_FOLDERS, OFFICIAL_FOLDERS, OFFICIAL_URL, official_names
 from vitkit.errors import VitkitError
 from vitkit.models.registry import normalise_name, resolve_name
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -33,7 +32,6 @@ from vitkit.checkpoints.tensor_files import TensorSource, first_line
 from vitkit.data.preprocessing import Preprocessing
 from vitkit.errors import VitkitError
 from vitkit.models.registry import build_model, family_of
-from vitkit.models.vit.config import VARIANTS, ViTConfig
 
 Tensor = torch.Tensor
 
@@ -48,20 +46,6 @@ class Codec:
     save: Callable[[Tensor, Any], list[Tensor]]
 
 
-def _head_dims(config: ViTConfig) -> tuple[int, int, int]:
-    return config.hidden_size, config.num_heads, config.hidden_size // config.num_heads
-
-
-def _pad_prefix(tensors: list[Tensor], config: ViTConfig) -> Tensor:
-    """Position embeddings without an entry for the [class] token (big_vision, timm's
-    ``no_embed_class``) get a zero one: adding zero to the token is what those models do."""
-    table = tensors[0]
-    missing = config.seq_len - table.shape[1]
-    if missing == config.num_prefix_tokens and missing > 0 and table.ndim == 3:
-        table = torch.cat([table.new_zeros(1, missing, table.shape[2]), table], dim=1)
-    return table
-
-
 SAME = Codec(lambda ts, c: ts[0], lambda t, c: [t])
 #: Convolution kernels: (H, W, in, out) in JAX/Flax, (out, in, H, W) in PyTorch.
 CONV_HWIO = Codec(lambda ts, c: ts[0].permute(3, 2, 0, 1), lambda t, c: [t.permute(2, 3, 1, 0)])
@@ -69,23 +53,9 @@ CONV_HWIO = Codec(lambda ts, c: ts[0].permute(3, 2, 0, 1), lambda t, c: [t.permu
 DENSE_IO = Codec(lambda ts, c: ts[0].t(), lambda t, c: [t.t()])
 #: Flax GroupNorm scale/bias: (C,), or (1, 1, 1, C) in pre-Linen checkpoints.
 FLAT = Codec(lambda ts, c: ts[0].reshape(-1), lambda t, c: [t])
-#: Query, key, value DenseGeneral kernels (D, heads, head_dim) -> one fused (3D, D) weight.
-QKV_KERNELS = Codec(
-    lambda ts, c: torch.cat([t.reshape(t.shape[0], -1).t() for t in ts]),
-    lambda t, c: [w.t().reshape(_head_dims(c)) for w in t.chunk(3)],
-)
-#: Query, key, value biases (heads, head_dim) -> one fused (3D,) bias.
-QKV_BIASES = Codec(
-    lambda ts, c: torch.cat([t.reshape(-1) for t in ts]),
-    lambda t, c: [b.reshape(_head_dims(c)[1:]) for b in t.chunk(3)],
-)
-#: Attention output DenseGeneral kernel (heads, head_dim, D) -> (D, D) weight.
-OUT_KERNEL = Codec(lambda ts, c: ts[0].reshape(-1, ts[0].shape[-1]).t(),
-                   lambda t, c: [t.t().reshape(_head_dims(c)[1:] + (c.hidden_size,))])
 #: Separate query, key, value linears (Hugging Face) -> one fused linear; clones on the way back
 #: so that the three pieces do not share memory (safetensors refuses shared tensors).
 CONCAT3 = Codec(lambda ts, c: torch.cat(ts), lambda t, c: [p.clone() for p in t.chunk(3)])
-POSEMB = Codec(_pad_prefix, lambda t, c: [t])
 
 
 # -------------------------------------------------------------------------------------- rules
@@ -155,8 +125,8 @@ def empty_model(config) -> nn.Module:
 
 
 @contextlib.contextmanager
-def reading_architecture(source: str, fmt: str, family: str = "ViT") -> Iterator[None]:
-    """Turns the errors odd tensor shapes cause while reading an architecture into one line."""
+def reading_architecture(source: str, fmt: str, family: str) -> Iterator[None]:
+    """Turns the errors odd tensor shapes cause while reading a ``family`` architecture into one line."""
     try:
         yield
     except VitkitError:
@@ -194,7 +164,7 @@ def load_mapped(source: TensorSource, config, rules: Sequence[Rule], *, fmt: str
 
 
 def read_mapped(source: TensorSource, own: dict[str, Tensor], rules: Sequence[Rule], *,
-                config: ViTConfig, fmt: str, what: str, dtype: torch.dtype | None = torch.float32,
+                config: Any, fmt: str, what: str, dtype: torch.dtype | None = torch.float32,
                 progress: bool = False,
                 ignore: Callable[[str], bool] = lambda key: False,
                 rename: Callable[[str], str] = lambda key: key) -> dict[str, Tensor]:
@@ -268,66 +238,6 @@ def stage_layout(keys: Iterable[str], pattern: str, base: int = 0) -> tuple[int,
     return tuple(blocks.get(s, 0) for s in range(max(blocks) + 1)) if blocks else ()
 
 
-def config_from_weights(fields: dict, positions: int, source: str, image_size: tuple[int, int] | None = None,
-                        meta: dict | None = None) -> ViTConfig:
-    """A :class:`ViTConfig` from the fields read off the weights plus the number of position
-    embeddings (which fixes the resolution), named after the paper variant it matches."""
-    # a provisional resolution that every stride divides, to learn the stride; replaced below
-    provisional = ViTConfig(**{**fields, "image_size": fields["patch_size"] * 1024})
-    stored = (meta or {}).get("architecture", {}).get("image_size")
-    size = image_size_from_positions(positions, provisional.num_prefix_tokens, provisional.stride, source,
-                                     image_size, tuple(stored) if stored else None)
-    config = provisional.replace(image_size=size)
-    return config.replace(name=variant_name(config))
-
-
-def image_size_from_positions(positions: int, prefix: int, stride: int, source: str,
-                              hint: tuple[int, int] | None = None,
-                              stored: tuple[int, int] | None = None) -> tuple[int, int]:
-    """The resolution a table of ``positions`` position embeddings was trained at.
-
-    ``stored`` (vitkit's metadata in the file) wins when its grid fits. Otherwise the patch part
-    of the table is taken to be a square grid; only when it is not does ``hint`` (a resolution
-    whose grid has exactly that many patches) name the shape. A table without the [class] entry
-    (big_vision, timm's ``no_embed_class``) is recognised when only ``positions`` is a square.
-    """
-    def fits(size: tuple[int, int] | None, patches: int) -> bool:
-        return size is not None and (size[0] // stride) * (size[1] // stride) == patches
-
-    for patches in (positions - prefix, positions):
-        if fits(stored, patches):
-            return stored
-    for patches in (positions - prefix, positions):
-        side = math.isqrt(max(patches, 0))
-        if patches > 0 and side * side == patches:
-            return (side * stride, side * stride)
-    for patches in (positions - prefix, positions):
-        if fits(hint, patches):
-            return hint
-    raise VitkitError(f"{source}: {positions} position embeddings are not a square grid of patches; "
-                      f"pass image_size= with the resolution the model was trained at")
-
-
-def heads_for_width(hidden_size: int, source: str) -> int:
-    """Heads of a model whose files do not say (fused qkv): the paper's table, else 64-wide heads."""
-    for config in VARIANTS.values():
-        if config.hidden_size == hidden_size:
-            return config.num_heads
-    if hidden_size % 64 == 0:
-        return hidden_size // 64
-    raise VitkitError(f"{source}: cannot tell the number of attention heads of a width-{hidden_size} model "
-                      f"from its weights (fused qkv); it is not a paper variant and not a multiple of 64")
-
-
-def variant_name(config: ViTConfig) -> str:
-    """The paper variant ``config`` is (ignoring resolution and head), else ``"custom"``."""
-    keys = ("hidden_size", "depth", "num_heads", "mlp_dim", "patch_size", "resnet_layers", "resnet_width")
-    for name, variant in VARIANTS.items():
-        if all(getattr(variant, k) == getattr(config, k) for k in keys):
-            return name
-    return "custom"
-
-
 # --------------------------------------------------- vitkit metadata inside foreign containers
 def embedded_metadata(model: nn.Module) -> str:
     """vitkit's metadata (architecture, label names, preprocessing) as text to store inside a
@@ -345,17 +255,11 @@ def read_embedded_metadata(text: str | None) -> dict | None:
     return meta if isinstance(meta, dict) and meta.get("format") == FORMAT_NAME else None
 
 
-#: Fields the weights themselves determine: stored metadata must agree with them.
-_STRUCTURE = ("hidden_size", "depth", "mlp_dim", "patch_size", "in_channels", "num_classes", "classifier",
-              "class_token", "representation_size", "qkv_bias", "fc_norm", "resnet_layers", "resnet_width", "seq_len")
-
-
-def reconcile(inferred, meta: dict | None, source: str, *, heads_known: bool = False,
-              structure: Sequence[str] | None = None) -> tuple[object, dict]:
+def reconcile(inferred, meta: dict | None, source: str, *, structure: Sequence[str]) -> tuple[object, dict]:
     """The architecture to build: the stored one when vitkit wrote metadata into the file (it
     also knows eps, dropout, non-square resolutions...), after checking it against the weights.
-    ``heads_known``: whether the weights themselves say how many heads there are (ViT);
-    ``structure``: the fields the weights determine (default: ViT's)."""
+    ``structure``: the fields the weights determine (the family's dialects say which, e.g.
+    :data:`vitkit.checkpoints.vit.layout.STRUCTURE`)."""
     if not meta or not isinstance(meta.get("architecture"), dict):
         return inferred, {}
     family = family_of(inferred).name
@@ -366,8 +270,7 @@ def reconcile(inferred, meta: dict | None, source: str, *, heads_known: bool = F
         stored = type(inferred).from_dict(meta["architecture"])
     except (TypeError, VitkitError) as exc:
         raise VitkitError(f"{source}: invalid vitkit metadata ({exc})") from None
-    checked = tuple(structure) if structure is not None else _STRUCTURE + (("num_heads",) if heads_known else ())
-    for field in checked:
+    for field in structure:
         if getattr(stored, field) != getattr(inferred, field):
             raise VitkitError(f"{source}: stored metadata says {field}={getattr(stored, field)!r} but the weights "
                               f"say {getattr(inferred, field)!r}")

@@ -36,8 +36,8 @@ from vitkit.data.preprocessing import Preprocessing
 from vitkit.errors import VitkitError
 from vitkit.files import require_regular_file
 from vitkit.finite import require_finite_weights
+from vitkit.models.protocol import VitkitModel
 from vitkit.models.registry import build_model, config_from_dict, family_of
-from vitkit.models.vit.model import VisionTransformer
 
 FORMAT_NAME = "vitkit"
 FORMAT_VERSION = 1
@@ -47,7 +47,7 @@ OBJECTIVE_FILE = "objective.json"
 OBJECTIVE_WEIGHTS_FILE = "objective.safetensors"
 
 
-def checkpoint_metadata(model: VisionTransformer) -> dict:
+def checkpoint_metadata(model: VitkitModel) -> dict:
     """The JSON document that describes ``model`` (architecture, labels, preprocessing)."""
     return {
         "format": FORMAT_NAME,
@@ -59,7 +59,7 @@ def checkpoint_metadata(model: VisionTransformer) -> dict:
     }
 
 
-def save_native(model: VisionTransformer, directory: str | os.PathLike, *, overwrite: bool = False) -> Path:
+def save_native(model: VitkitModel, directory: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write ``model`` (weights, architecture, label names, preprocessing) to ``directory``.
 
     An existing ``directory`` is replaced only with ``overwrite=True`` and only when it is a vitkit
@@ -135,7 +135,7 @@ def check_position_grid(model: nn.Module, state: dict[str, torch.Tensor], source
                 f"({own[name].shape[axis]} entries in {name}) but the weights hold {state[name].shape[axis]}")
 
 
-def load_state_dict_strict(model: VisionTransformer, state: dict[str, torch.Tensor], source: str,
+def load_state_dict_strict(model: VitkitModel, state: dict[str, torch.Tensor], source: str,
                            assign: bool = False, sides: tuple[str, str] = ("the weights", "the architecture")) -> None:
     """``load_state_dict`` whose failures are one line naming the configuration fields that differ and
     the first offending keys (:func:`vitkit.checkpoints.mismatch.describe_mismatch`; ``sides`` name
@@ -156,7 +156,7 @@ def load_state_dict_strict(model: VisionTransformer, state: dict[str, torch.Tens
             raise VitkitError(f"{source}: no values for {', '.join(left[:5])}")
 
 
-def load_native(directory: str | os.PathLike) -> VisionTransformer:
+def load_native(directory: str | os.PathLike) -> VitkitModel:
     """Load a native checkpoint directory; the model comes back in eval mode."""
     directory = Path(directory)
     config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE

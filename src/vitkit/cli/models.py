@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def run_pretrained(pattern: str) -> dict:
-    from vitkit.checkpoints.pretrained import list_pretrained
+    from vitkit.checkpoints.vit.pretrained import list_pretrained
 
     rows = list_pretrained(pattern)
     if not rows:

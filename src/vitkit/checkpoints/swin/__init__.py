@@ -5,10 +5,9 @@
 
 from __future__ import annotations
 
+from vitkit.checkpoints import hf_directory, timm_files
 from vitkit.checkpoints.dialect import Dialect, Probe, register_dialect
 from vitkit.checkpoints.swin import hf, official, timm
-from vitkit.checkpoints.vit import hf as vit_hf
-from vitkit.checkpoints.vit import timm as vit_timm
 
 FAMILY = "swin"
 
@@ -20,7 +19,7 @@ def _state_dict(keys: frozenset[str]) -> bool:
 def _timm(probe: Probe) -> bool:
     """A timm Swin state dict file, or a directory holding one (a hub directory whatever the names' layout)."""
     if probe.is_dir:
-        found = vit_timm.directory_weights(probe)
+        found = timm_files.directory_weights(probe)
         return found is not None and (_state_dict(found[0].names) if found[1] else _timm(found[0]))
     return _state_dict(probe.names) and not official.is_official_layout(probe.names)
 
@@ -31,13 +30,13 @@ def _official(probe: Probe) -> bool:
 
 register_dialect(Dialect(
     "hf", FAMILY, "transformers SwinForImageClassification / SwinModel directory",
-    recognise=lambda probe: (probe.config or {}).get("model_type") == hf.MODEL_TYPE, near_miss=vit_hf.near_miss,
+    recognise=lambda probe: (probe.config or {}).get("model_type") == hf.MODEL_TYPE, near_miss=hf_directory.near_miss,
     load=hf.load_swin_hf, save=hf.save_swin_hf, directory=True, check_exportable=hf.check_exportable,
-    twin=hf.hf_twin, posemb_resample="bicubic", notes=vit_hf.processor_notes))
+    twin=hf.hf_twin, posemb_resample="bicubic", notes=hf_directory.processor_notes))
 register_dialect(Dialect(
     "timm", FAMILY, "timm SwinTransformer state dict (.safetensors, .pth, .bin)",
-    recognise=_timm, near_miss=vit_timm.near_miss, load=timm.load_swin_timm, save=timm.save_swin_timm,
-    suffixes=vit_timm.FILE_SUFFIXES,
+    recognise=_timm, near_miss=timm_files.near_miss, load=timm.load_swin_timm, save=timm.save_swin_timm,
+    suffixes=timm_files.FILE_SUFFIXES,
     check_exportable=timm.check_exportable, twin=timm.timm_twin, posemb_resample="bicubic"))
 register_dialect(Dialect(
     "official", FAMILY, "the official microsoft/Swin-Transformer .pth",

@@ -33,15 +33,25 @@ import torch
 
 from vitkit.checkpoints import mapping
 from vitkit.checkpoints.fidelity import transformers_model
+from vitkit.checkpoints.hf_directory import (
+    FORMAT,
+    HF_ACTIVATION_NAMES,
+    PREPROCESSOR_FILE,
+    common_architecture,
+    hf_label_names,
+    hf_preprocessing,
+    open_weights,
+    read_hf_config,
+    read_json,
+    write_hf_directory,
+)
 from vitkit.checkpoints.mapping import CONCAT3, rule
-from vitkit.checkpoints.vit import hf
 from vitkit.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from vitkit.errors import VitkitError
 from vitkit.models.swin.config import SwinConfig, variant_name
 from vitkit.models.swin.model import SwinTransformer
 from vitkit.options import to_pair
 
-FORMAT = "hf"
 MODEL_TYPE = "swin"
 PREFIX = "swin."
 #: transformers' SwinConfig defaults, for fields a config.json leaves out.
@@ -83,7 +93,7 @@ def config_from_hf(hf_config: dict, source) -> SwinConfig:
     c = {**HF_DEFAULTS, **hf_config}
     if c["use_absolute_embeddings"]:
         raise VitkitError(f"{where}: Swin with absolute position embeddings (use_absolute_embeddings) is not supported")
-    mlp_act, patch = hf.common_architecture(c, where)
+    mlp_act, patch = common_architecture(c, where)
     keys = {_strip_prefix(k): k for k in source.names()}
     head_name, = mapping.their_names(RULES, "head.weight")
     config = SwinConfig(
@@ -102,17 +112,17 @@ def load_swin_hf(path: str | os.PathLike, *, dtype: torch.dtype | None = torch.f
                  image_size: tuple[int, int] | None = None) -> SwinTransformer:
     """Load a transformers Swin directory (eval mode). ``image_size`` is unused: config.json says."""
     directory = Path(path)
-    hf_config = hf.read_hf_config(directory)
+    hf_config = read_hf_config(directory)
     if hf_config.get("model_type") != MODEL_TYPE:
         raise VitkitError(f"{directory}: Hugging Face model_type {hf_config.get('model_type')!r} is not a Swin")
-    with hf.open_weights(directory) as source:
+    with open_weights(directory) as source:
         with mapping.reading_architecture(str(directory), FORMAT, "Swin"):
             config = config_from_hf(hf_config, source)
         model = mapping.load_mapped(source, config, RULES, fmt=FORMAT, dtype=dtype, progress=progress,
                                     rename=_strip_prefix, ignore=_ignored)
-    pre = hf.hf_preprocessing(hf.read_json(directory / hf.PREPROCESSOR_FILE), hf_config, config.image_size,
-                              mean=IMAGENET_MEAN, std=IMAGENET_STD)
-    return mapping.finish(model, None, preprocessing=pre, label_names=hf.hf_label_names(hf_config, config.num_classes))
+    pre = hf_preprocessing(read_json(directory / PREPROCESSOR_FILE), hf_config, config.image_size,
+                           mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    return mapping.finish(model, None, preprocessing=pre, label_names=hf_label_names(hf_config, config.num_classes))
 
 
 def check_exportable(config: SwinConfig) -> None:
@@ -136,7 +146,7 @@ def hf_swin_config(model: SwinTransformer) -> dict:
         "num_channels": c.in_channels, "embed_dim": c.embed_dim, "depths": list(c.depths),
         "num_heads": list(c.num_heads), "window_size": c.window_size, "mlp_ratio": c.mlp_ratio,
         "qkv_bias": c.qkv_bias, "hidden_dropout_prob": c.dropout, "attention_probs_dropout_prob": c.attention_dropout,
-        "drop_path_rate": c.drop_path, "hidden_act": hf.HF_ACTIVATION_NAMES[c.mlp_act],
+        "drop_path_rate": c.drop_path, "hidden_act": HF_ACTIVATION_NAMES[c.mlp_act],
         "use_absolute_embeddings": False, "initializer_range": 0.02, "layer_norm_eps": c.layer_norm_eps,
         "encoder_stride": c.patch_size * 2 ** (c.num_stages - 1),
         "torch_dtype": str(model.patch_embed.proj.weight.dtype).removeprefix("torch."),
@@ -177,4 +187,4 @@ def save_swin_hf(model: SwinTransformer, directory: str | os.PathLike, *, progre
     prefix = PREFIX if model.config.num_classes else ""
     tensors = {(name if name.startswith("classifier.") else prefix + name): tensor
                for name, tensor in mapping.export_tensors(model, RULES, fmt=FORMAT, progress=progress)}
-    return hf.write_hf_directory(directory, tensors, hf_swin_config(model), model.preprocessing)
+    return write_hf_directory(directory, tensors, hf_swin_config(model), model.preprocessing)

@@ -37,7 +37,13 @@ from vitkit.checkpoints import mapping
 from vitkit.checkpoints.fidelity import PeerUnavailable, import_peer
 from vitkit.checkpoints.mapping import Codec, rule
 from vitkit.checkpoints.tensor_files import TensorSource, first_line, open_tensor_file, write_safetensors, write_torch
-from vitkit.checkpoints.vit import timm
+from vitkit.checkpoints.timm_files import (
+    METADATA_KEY,
+    TORCH_SUFFIXES,
+    hub_files,
+    hub_label_names,
+    timm_preprocessing,
+)
 from vitkit.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from vitkit.errors import VitkitError
 from vitkit.models.swin.config import SwinConfig, variant_name
@@ -169,14 +175,13 @@ def load_swin_timm(path: str | os.PathLike, *, dtype: torch.dtype | None = torch
                    image_size: tuple[int, int] | None = None) -> SwinTransformer:
     """Load a timm Swin state dict file or timm hub directory (eval mode)."""
     path = Path(path)
-    weights, hub = timm.hub_files(path) if path.is_dir() else (path, {})
+    weights, hub = hub_files(path) if path.is_dir() else (path, {})
     with open_tensor_file(weights) as source:
-        meta = mapping.read_embedded_metadata(source.metadata.get(timm.METADATA_KEY) or source.metadata.get("comment"))
+        meta = mapping.read_embedded_metadata(source.metadata.get(METADATA_KEY) or source.metadata.get("comment"))
         model, meta = load_swin_state_dict(source, rules, head="head.fc.weight", fmt=FORMAT, dtype=dtype,
                                            progress=progress, image_size=image_size, meta=meta)
-    cfg = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, **(hub.get("pretrained_cfg") or {})}
-    return mapping.finish(model, meta, preprocessing=timm.timm_preprocessing(model.config.image_size, cfg),
-                          label_names=timm.hub_label_names(hub, model.config.num_classes))
+    pre = timm_preprocessing(model.config.image_size, hub.get("pretrained_cfg"), mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    return mapping.finish(model, meta, preprocessing=pre, label_names=hub_label_names(hub, model.config.num_classes))
 
 
 def check_exportable(config: SwinConfig) -> None:
@@ -233,11 +238,11 @@ def save_swin_timm(model: SwinTransformer, path: str | os.PathLike, *, progress:
     """Write ``model`` as a timm Swin state dict: ``.safetensors`` or ``.pth``/``.bin``, each with vitkit's
     metadata (heads, labels, preprocessing: the safetensors header, the zip comment)."""
     path = Path(path)
-    if path.suffix not in (".safetensors", *timm.TORCH_SUFFIXES):
+    if path.suffix not in (".safetensors", *TORCH_SUFFIXES):
         raise VitkitError(f"{path}: a timm checkpoint needs a .safetensors, .pth or .bin name")
     tensors = dict(mapping.export_tensors(model, rules(model.config), fmt=FORMAT, progress=progress))
     if path.suffix == ".safetensors":
-        write_safetensors(tensors, path, metadata={timm.METADATA_KEY: mapping.embedded_metadata(model)})
+        write_safetensors(tensors, path, metadata={METADATA_KEY: mapping.embedded_metadata(model)})
     else:
         write_torch(tensors, path, comment=mapping.embedded_metadata(model))
     return path

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from torch import nn
 
+from vitkit.checkpoints import hf_directory, timm_files
 from vitkit.checkpoints.dialect import Dialect, Probe, register_dialect
 from vitkit.checkpoints.vit import hf, hf_mae, jax_npz, mae_official, timm, twins
 
@@ -25,7 +26,8 @@ def _hf_directory(model_type: str):
 def _mae_file(probe: Probe) -> bool:
     """The official MAE release's layout (vitkit's own timm export of such a model says it is vitkit's)."""
     keys = probe.names
-    return mae_official.looks_like_mae(set(keys)) and "pos_embed" in keys and timm.METADATA_KEY not in probe.metadata
+    return (mae_official.looks_like_mae(set(keys)) and "pos_embed" in keys
+            and timm_files.METADATA_KEY not in probe.metadata)
 
 
 def _vit_state_dict(keys: frozenset[str]) -> bool:
@@ -35,7 +37,7 @@ def _vit_state_dict(keys: frozenset[str]) -> bool:
 def _timm(probe: Probe) -> bool:
     """A timm ViT state dict file, or a directory holding one (a hub directory whatever the file's layout)."""
     if probe.is_dir:
-        found = timm.directory_weights(probe)
+        found = timm_files.directory_weights(probe)
         return found is not None and (_vit_state_dict(found[0].names) if found[1] else _timm(found[0]))
     return _vit_state_dict(probe.names) and not _mae_file(probe)
 
@@ -47,9 +49,9 @@ def _check_hub_directory(model: nn.Module, path: Path) -> None:
 
 register_dialect(Dialect(
     "hf", FAMILY, "transformers ViTForImageClassification / ViTModel directory",
-    recognise=_hf_directory(hf.MODEL_TYPE), near_miss=hf.near_miss, load=hf.load_hf, save=hf.save_hf,
+    recognise=_hf_directory(hf.MODEL_TYPE), near_miss=hf_directory.near_miss, load=hf.load_hf, save=hf.save_hf,
     directory=True, check_exportable=hf.check_exportable, twin=twins.hf_twin, posemb_resample="bicubic",
-    notes=hf.processor_notes))
+    notes=hf_directory.processor_notes))
 register_dialect(Dialect(
     "hf_mae", FAMILY, "transformers ViTMAEForPreTraining (with an MAE decoder) / ViTMAEModel directory",
     recognise=_hf_directory(hf_mae.MODEL_TYPE), load=hf_mae.load_hf_mae, save=hf_mae.save_hf_mae, directory=True,
@@ -57,7 +59,8 @@ register_dialect(Dialect(
     read_parts=hf_mae.read_hf_mae_objective, twin=twins.hf_mae_twin))
 register_dialect(Dialect(
     "timm", FAMILY, "timm VisionTransformer state dict (.safetensors, .pth, .bin) or hub directory (no suffix)",
-    recognise=_timm, near_miss=timm.near_miss, load=timm.load_timm, save=timm.save_timm, suffixes=timm.FILE_SUFFIXES,
+    recognise=_timm, near_miss=timm_files.near_miss, load=timm.load_timm, save=timm.save_timm,
+    suffixes=timm_files.FILE_SUFFIXES,
     writes_directory=timm.is_hub_target, directory_hint="no suffix: a timm hub directory",
     check_exportable=timm.check_exportable, check_destination=_check_hub_directory, twin=twins.timm_twin,
     posemb_resample="bicubic"))

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import torch
 
-from vitkit.checkpoints import mapping
+from vitkit.checkpoints import hf_directory, mapping
 from vitkit.checkpoints.mapping import rule
-from vitkit.checkpoints.vit import hf
+from vitkit.checkpoints.vit import hf, layout
 from vitkit.checkpoints.vit.hf import block_rules
 from vitkit.checkpoints.vit.mae_official import read_decoder
 from vitkit.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD
@@ -74,7 +74,7 @@ def _decoder_name(key: str) -> str:
 def _read_config(directory: Path) -> dict:
     if not directory.is_dir():
         raise VitkitError(f"{directory}: Hugging Face checkpoints are directories (config.json + weights)")
-    config = hf.read_json(directory / hf.CONFIG_FILE)
+    config = hf_directory.read_json(directory / hf_directory.CONFIG_FILE)
     if config.get("model_type") != MODEL_TYPE:
         raise VitkitError(f"{directory}: not a transformers ViTMAE directory (model_type {config.get('model_type')!r})")
     return {**HF_MAE_DEFAULTS, **config}
@@ -82,7 +82,7 @@ def _read_config(directory: Path) -> dict:
 
 def encoder_config(c: dict, where: str) -> ViTConfig:
     """vitkit's encoder architecture from a ViTMAE ``config.json`` (merged with the defaults)."""
-    mlp_act, patch = hf.common_architecture(c, where)
+    mlp_act, patch = hf_directory.common_architecture(c, where)
     config = ViTConfig(
         image_size=to_pair(c["image_size"]), patch_size=patch, in_channels=c["num_channels"],
         hidden_size=c["hidden_size"], depth=c["num_hidden_layers"], num_heads=c["num_attention_heads"],
@@ -90,14 +90,13 @@ def encoder_config(c: dict, where: str) -> ViTConfig:
         dropout=float(c["hidden_dropout_prob"]), attention_dropout=float(c["attention_probs_dropout_prob"]),
         layer_norm_eps=float(c["layer_norm_eps"]), mlp_act=mlp_act,
     )
-    return config.replace(name=(c.get("vitkit") or {}).get("name") or mapping.variant_name(config))
+    return config.replace(name=(c.get("vitkit") or {}).get("name") or layout.variant_name(config))
 
 
 def _preprocessing(directory: Path, c: dict, image_size: tuple[int, int]):
     """``preprocessor_config.json`` where there is one; else ViTMAE's processor: ImageNet mean/std, bicubic."""
-    processor = {"image_mean": list(IMAGENET_MEAN), "image_std": list(IMAGENET_STD), "resample": 3,
-                 **hf.read_json(directory / hf.PREPROCESSOR_FILE)}
-    return hf.hf_preprocessing(processor, c, image_size)
+    processor = {"resample": 3, **hf_directory.read_json(directory / hf_directory.PREPROCESSOR_FILE)}
+    return hf_directory.hf_preprocessing(processor, c, image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD)
 
 
 def load_hf_mae(path: str | os.PathLike, *, dtype: torch.dtype | None = torch.float32, progress: bool = False,
@@ -105,9 +104,9 @@ def load_hf_mae(path: str | os.PathLike, *, dtype: torch.dtype | None = torch.fl
     """The encoder of a ViTMAE directory (eval mode); a decoder, if any, is left out."""
     directory = Path(path)
     c = _read_config(directory)
-    with mapping.reading_architecture(str(directory), FORMAT):
+    with mapping.reading_architecture(str(directory), FORMAT, "ViT"):
         config = encoder_config(c, str(directory))
-    with hf.open_weights(directory) as source:
+    with hf_directory.open_weights(directory) as source:
         model = mapping.load_mapped(source, config, ENCODER_RULES, fmt=FORMAT, dtype=dtype, progress=progress,
                                     rename=_encoder_name, ignore=lambda k: k.startswith("decoder."))
     return mapping.finish(model, None, preprocessing=_preprocessing(directory, c, config.image_size))
@@ -123,10 +122,10 @@ def read_hf_mae_objective(path: str | os.PathLike) -> tuple[dict, dict[str, torc
     directory; None for a ``ViTMAEModel`` (no decoder)."""
     directory = Path(path)
     c = _read_config(directory)
-    with hf.open_weights(directory) as source:
+    with hf_directory.open_weights(directory) as source:
         if not any(k.startswith("decoder.") for k in source.names()):
             return None
-        with mapping.reading_architecture(str(directory), FORMAT):
+        with mapping.reading_architecture(str(directory), FORMAT, "ViT"):
             encoder, decoder = encoder_config(c, str(directory)), decoder_config(c)
         tensors = read_decoder(source, encoder, decoder, DECODER_RULES, fmt=FORMAT, rename=_decoder_name,
                                ignore=lambda k: not k.startswith("decoder."))
@@ -159,7 +158,7 @@ def hf_mae_config(model: VisionTransformer, options: dict | None) -> dict:
         "architectures": ["ViTMAEForPreTraining" if options else "ViTMAEModel"],
         "model_type": MODEL_TYPE,
         "hidden_size": c.hidden_size, "num_hidden_layers": c.depth, "num_attention_heads": c.num_heads,
-        "intermediate_size": c.mlp_dim, "hidden_act": hf.HF_ACTIVATION_NAMES[c.mlp_act],
+        "intermediate_size": c.mlp_dim, "hidden_act": hf_directory.HF_ACTIVATION_NAMES[c.mlp_act],
         "hidden_dropout_prob": c.dropout, "attention_probs_dropout_prob": c.attention_dropout,
         "initializer_range": 0.02, "layer_norm_eps": c.layer_norm_eps,
         "image_size": height if height == width else [height, width], "patch_size": c.patch_size,
@@ -189,5 +188,5 @@ def save_hf_mae(model: VisionTransformer, directory: str | os.PathLike, *, progr
             outs = step.codec.save(ours[step.ours].detach().cpu(), model.config)
             tensors.update(zip(step.theirs, (t.contiguous() for t in outs), strict=True))
     options = parts[0].get("options") if parts is not None else None
-    return hf.write_hf_directory(directory, tensors, hf_mae_config(model, options), model.preprocessing)
+    return hf_directory.write_hf_directory(directory, tensors, hf_mae_config(model, options), model.preprocessing)
 

@@ -34,8 +34,10 @@ from pathlib import Path
 import torch
 
 from vitkit.checkpoints import mapping
-from vitkit.checkpoints.mapping import CONV_HWIO, DENSE_IO, FLAT, OUT_KERNEL, POSEMB, QKV_BIASES, QKV_KERNELS, rule
+from vitkit.checkpoints.mapping import CONV_HWIO, DENSE_IO, FLAT, rule
 from vitkit.checkpoints.tensor_files import NpzSource, TensorSource, sniff_container, write_npz
+from vitkit.checkpoints.vit import layout
+from vitkit.checkpoints.vit.layout import OUT_KERNEL, POSEMB, QKV_BIASES, QKV_KERNELS
 from vitkit.data.preprocessing import INCEPTION_MEAN, INCEPTION_STD, Preprocessing
 from vitkit.errors import VitkitError
 from vitkit.models.vit.config import ViTConfig
@@ -170,7 +172,7 @@ def infer_config(source: TensorSource, keys: dict[str, str], d: Dialect,
         root = shape("patch_embed.backbone.stem.conv.weight")
         fields.update(in_channels=root[2], resnet_width=root[3] // 64,
                       resnet_layers=mapping.stage_layout(keys, r"block(\d+)/unit(\d+)/", base=1))
-    config = mapping.config_from_weights(fields, shape("pos_embed.table")[1], str(source.path), image_size, meta)
+    config = layout.config_from_weights(fields, shape("pos_embed.table")[1], str(source.path), image_size, meta)
     return config.replace(dropout=OFFICIAL_DROPOUT.get(config.name, 0.0))
 
 
@@ -187,9 +189,9 @@ def load_jax(path: str | os.PathLike, *, dtype: torch.dtype | None = torch.float
         keys = {_strip_prefix(k): k for k in source.names()}
         dialect = _dialect(set(keys), str(path))
         meta = mapping.read_embedded_metadata(source.metadata.get("comment"))
-        with mapping.reading_architecture(str(path), FORMAT):
+        with mapping.reading_architecture(str(path), FORMAT, "ViT"):
             inferred = infer_config(source, keys, dialect, image_size, meta)
-        config, meta = mapping.reconcile(inferred, meta, str(path), heads_known=True)
+        config, meta = layout.reconcile(inferred, meta, str(path), heads_known=True)
         model = mapping.load_mapped(source, config, rules(dialect), fmt=FORMAT, dtype=dtype, progress=progress,
                                     rename=_strip_prefix)
     return mapping.finish(model, meta, preprocessing=official_preprocessing(config.image_size))

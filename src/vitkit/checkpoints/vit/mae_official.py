@@ -29,7 +29,7 @@ import torch
 from vitkit.checkpoints import mapping
 from vitkit.checkpoints.mapping import rule
 from vitkit.checkpoints.tensor_files import TensorSource, open_tensor_file
-from vitkit.checkpoints.vit import timm
+from vitkit.checkpoints.vit import layout, timm
 from vitkit.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from vitkit.models.vit.config import ViTConfig
 from vitkit.models.vit.mae import MAEDecoder, MAEDecoderConfig
@@ -73,7 +73,7 @@ def read_decoder(source: TensorSource, encoder: ViTConfig, decoder: MAEDecoderCo
                  *, fmt: str, rename: Callable[[str], str] = lambda key: key,
                  ignore: Callable[[str], bool] = lambda key: False) -> dict[str, torch.Tensor]:
     """The MAE objective's tensors (``decoder.*``, vitkit names) of a decoder of that size, read through ``rules``."""
-    with mapping.reading_architecture(str(source.path), fmt), torch.device("meta"):
+    with mapping.reading_architecture(str(source.path), fmt, "ViT"), torch.device("meta"):
         own = {f"decoder.{k}": t for k, t in MAEDecoder(encoder, decoder).state_dict().items()}
     what = (f"MAE decoder (width {decoder.hidden_size}, depth {decoder.depth}) of a "
             f"{mapping.describe(encoder)}")
@@ -82,7 +82,7 @@ def read_decoder(source: TensorSource, encoder: ViTConfig, decoder: MAEDecoderCo
 
 
 def _encoder_config(source: TensorSource, image_size: tuple[int, int] | None) -> ViTConfig:
-    with mapping.reading_architecture(str(source.path), FORMAT):
+    with mapping.reading_architecture(str(source.path), FORMAT, "ViT"):
         return timm.infer_config(source, image_size=image_size)
 
 
@@ -106,11 +106,11 @@ def read_mae_objective(path: str | os.PathLike) -> tuple[dict, dict[str, torch.T
         if "decoder_embed.weight" not in keys:
             return None
         encoder = _encoder_config(source, None)
-        with mapping.reading_architecture(str(path), FORMAT):
+        with mapping.reading_architecture(str(path), FORMAT, "ViT"):
             width = source.shape("decoder_embed.weight")[0]
             decoder = MAEDecoderConfig(
                 hidden_size=width, depth=mapping.count_indexed(keys, r"decoder_blocks\.(\d+)\."),
-                num_heads=DECODER_HEADS if width % DECODER_HEADS == 0 else mapping.heads_for_width(width, str(path)),
+                num_heads=DECODER_HEADS if width % DECODER_HEADS == 0 else layout.heads_for_width(width, str(path)),
                 mlp_dim=source.shape("decoder_blocks.0.mlp.fc1.weight")[0])
         tensors = read_decoder(source, encoder, decoder, DECODER_RULES, fmt=FORMAT,
                                ignore=lambda key: not is_decoder_key(key))

@@ -36,10 +36,19 @@ import torch
 
 from vitkit.atomic import write_text_atomic
 from vitkit.checkpoints import mapping
-from vitkit.checkpoints.dialect import Probe
-from vitkit.checkpoints.mapping import POSEMB, rule
+from vitkit.checkpoints.mapping import rule
 from vitkit.checkpoints.tensor_files import TensorSource, open_tensor_file, write_safetensors, write_torch
-from vitkit.data.preprocessing import CROP_MODES, INCEPTION_MEAN, INCEPTION_STD, INTERPOLATIONS, Preprocessing
+from vitkit.checkpoints.timm_files import (
+    METADATA_KEY,
+    TORCH_SUFFIXES,
+    WEIGHT_FILES,
+    hub_files,
+    hub_label_names,
+    timm_preprocessing,
+)
+from vitkit.checkpoints.vit import layout
+from vitkit.checkpoints.vit.layout import POSEMB
+from vitkit.data.preprocessing import INCEPTION_MEAN, INCEPTION_STD
 from vitkit.errors import VitkitError
 from vitkit.models.vit.config import ViTConfig
 from vitkit.models.vit.model import VisionTransformer
@@ -50,11 +59,6 @@ TIMM_EPS = dict(layer_norm_eps=1e-6, gn_eps=1e-5, ws_eps=1e-8)
 #: How timm's VisionTransformer runs any state dict: those eps values, the exact GELU (``nn.GELU``)
 #: and antialiased bicubic position-embedding resampling (``resample_abs_pos_embed``).
 TIMM_SEMANTICS = dict(TIMM_EPS, mlp_act="gelu", posemb_resample="bicubic")
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
-TORCH_SUFFIXES = (".pth", ".pt", ".bin")
-#: the names a timm weights file may have
-FILE_SUFFIXES = (".safetensors", *TORCH_SUFFIXES)
-METADATA_KEY = "vitkit"
 
 
 def rules(config: ViTConfig) -> list[mapping.Rule]:
@@ -64,23 +68,6 @@ def rules(config: ViTConfig) -> list[mapping.Rule]:
         table.append(rule("patch_embed.backbone.stem.{path}", "patch_embed.backbone.{path}"))
     table.append(rule("{path}", "{path}"))  # every other name is timm's own
     return table
-
-
-def timm_preprocessing(image_size: tuple[int, int], pretrained_cfg: dict | None = None) -> Preprocessing:
-    """From a hub ``pretrained_cfg`` where there is one (``crop_pct``, ``crop_mode``, ``interpolation``,
-    ``mean``, ``std``: what ``timm.data.resolve_data_config`` hands ``transforms_imagenet_eval``),
-    else timm's settings for the Google ViT weights (crop 0.9 keeping the aspect ratio, bicubic,
-    mean = std = 0.5)."""
-    cfg = pretrained_cfg or {}
-    interpolation = cfg.get("interpolation", "bicubic")
-    if interpolation not in INTERPOLATIONS:
-        interpolation = "bicubic"
-    crop_mode = cfg.get("crop_mode") or "center"
-    if crop_mode not in CROP_MODES:  # timm's "border" (pad instead of crop) has no vitkit counterpart
-        crop_mode = "center"
-    return Preprocessing(image_size=image_size, mean=tuple(cfg.get("mean", INCEPTION_MEAN)),
-                         std=tuple(cfg.get("std", INCEPTION_STD)), interpolation=interpolation,
-                         crop_pct=float(cfg.get("crop_pct") or 0.9), crop_mode=crop_mode)
 
 
 def pretrained_cfg(model: VisionTransformer) -> dict:
@@ -139,7 +126,7 @@ def infer_config(source: TensorSource, *, num_heads: int | None = None,
     fields: dict = dict(
         hidden_size=hidden, patch_size=patch, in_channels=embed_in,
         depth=mapping.count_indexed(keys, r"blocks\.(\d+)\."),
-        num_heads=num_heads or mapping.heads_for_width(hidden, where),
+        num_heads=num_heads or layout.heads_for_width(hidden, where),
         mlp_dim=source.shape("blocks.0.mlp.fc1.weight")[0] if "blocks.0.mlp.fc1.weight" in keys else 4 * hidden,
         qkv_bias="blocks.0.attn.qkv.bias" in keys,
         classifier="gap" if pooled else "token", class_token=token,
@@ -158,44 +145,7 @@ def infer_config(source: TensorSource, *, num_heads: int | None = None,
         out_ch, in_ch = source.shape(root)[:2]
         stages = r"patch_embed\.backbone\.stages\.(\d+)\.blocks\.(\d+)\."
         fields.update(in_channels=in_ch, resnet_width=out_ch // 64, resnet_layers=mapping.stage_layout(keys, stages))
-    return mapping.config_from_weights(fields, source.shape("pos_embed")[1], where, image_size, meta)
-
-
-def hub_files(directory: Path) -> tuple[Path, dict]:
-    """The weights file and the ``config.json`` of a timm hub directory."""
-    try:
-        hub = json.loads((directory / "config.json").read_text())
-    except FileNotFoundError:
-        hub = {}
-    except ValueError as exc:
-        raise VitkitError(f"{directory / 'config.json'}: not valid JSON ({exc})") from None
-    for name in WEIGHT_FILES:
-        if (directory / name).is_file():
-            return directory / name, hub
-    raise VitkitError(f"{directory}: no timm weights ({' / '.join(WEIGHT_FILES)})")
-
-
-def directory_weights(probe: Probe) -> tuple[Probe, bool] | None:
-    """(the weights file's probe, whether ``config.json`` names a timm architecture) of a directory
-    holding timm's weight files, or None (detection: a hub directory is timm whatever its weights
-    look like; another directory is what its weights file is)."""
-    weights = probe.inner(WEIGHT_FILES)
-    return None if weights is None else (weights, "architecture" in (probe.config or {}))
-
-
-def near_miss(probe: Probe) -> str | None:
-    """A timm hub directory without weights, or with weights that are no ViT or Swin state dict."""
-    if "architecture" not in (probe.config or {}):
-        return None
-    weights = probe.inner(WEIGHT_FILES)
-    if weights is None:
-        return f"no timm weights ({' / '.join(WEIGHT_FILES)})"
-    return f"{weights.path.name}: not a timm state dict vitkit reads (a ViT or a Swin)"
-
-
-def hub_label_names(hub: dict, num_classes: int) -> list[str] | None:
-    names = hub.get("label_names") or hub.get("pretrained_cfg", {}).get("label_names")
-    return list(map(str, names)) if isinstance(names, list) and len(names) == num_classes else None
+    return layout.config_from_weights(fields, source.shape("pos_embed")[1], where, image_size, meta)
 
 
 def load_timm(path: str | os.PathLike, *, dtype: torch.dtype | None = torch.float32, progress: bool = False,
@@ -207,10 +157,10 @@ def load_timm(path: str | os.PathLike, *, dtype: torch.dtype | None = torch.floa
         meta = mapping.read_embedded_metadata(source.metadata.get(METADATA_KEY) or source.metadata.get("comment"))
         heads = ((meta or {}).get("architecture", {}).get("num_heads")
                  or hub.get("model_args", {}).get("num_heads"))
-        with mapping.reading_architecture(str(weights), FORMAT):
+        with mapping.reading_architecture(str(weights), FORMAT, "ViT"):
             inferred = infer_config(source, num_heads=heads, image_size=image_size, meta=meta,
                                     act=hub.get("model_args", {}).get("act_layer"))
-        config, meta = mapping.reconcile(inferred, meta, str(weights), heads_known=False)
+        config, meta = layout.reconcile(inferred, meta, str(weights), heads_known=False)
         model = mapping.load_mapped(source, config, rules(config), fmt=FORMAT, dtype=dtype, progress=progress)
     pretrained_cfg = hub.get("pretrained_cfg")
     hub_labels = hub_label_names(hub, config.num_classes)
@@ -219,8 +169,8 @@ def load_timm(path: str | os.PathLike, *, dtype: torch.dtype | None = torch.floa
             meta = {**meta, "label_names": hub_labels}
         if pretrained_cfg:
             meta = {k: v for k, v in meta.items() if k != "preprocessing"}
-    return mapping.finish(model, meta, preprocessing=timm_preprocessing(config.image_size, pretrained_cfg),
-                          label_names=hub_labels)
+    pre = timm_preprocessing(config.image_size, pretrained_cfg, mean=INCEPTION_MEAN, std=INCEPTION_STD)
+    return mapping.finish(model, meta, preprocessing=pre, label_names=hub_labels)
 
 
 def check_exportable(config: ViTConfig) -> None:
