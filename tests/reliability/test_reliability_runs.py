@@ -278,17 +278,23 @@ def _logged_step(out: Path) -> int:
     return max((int(row.split(",")[0]) for row in rows if row.count(",") == 4), default=-1)
 
 
-def _signal_mid_run(args: list[str], out: Path, signum: int, *, after: int = -1, ignore: tuple = ()) -> tuple:
+def _signal_mid_run(args: list[str], out: Path, signum: int, *, after: int = -1, ignore: tuple = (),
+                    group: bool = False) -> tuple:
     """Start ``vitkit ARGS`` (with ``ignore``: those signals inherited as ignored), send ``signum`` once
-    it is past step ``after``; its exit status and stderr."""
+    it is past step ``after`` (``group``: to its whole process group, data-loader workers included, as a
+    scheduler or ``kill -TERM -PGID`` does); its exit status and stderr."""
     def inherit_ignored() -> None:
         for ignored in ignore:
             signal.signal(ignored, signal.SIG_IGN)
 
-    proc = _start(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=inherit_ignored)
+    proc = _start(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=inherit_ignored,
+                  start_new_session=group)
     try:
         _wait_for(lambda: _logged_step(out) > after or proc.poll() is not None, f"a step after {after}")
-        proc.send_signal(signum)
+        if group:
+            os.killpg(proc.pid, signum)
+        else:
+            proc.send_signal(signum)
         _, stderr = proc.communicate(timeout=120)
     finally:
         _reap(proc)
@@ -315,6 +321,14 @@ def _assert_stopped_cleanly(out: Path, code: int, stderr: str, signum: int) -> i
     assert summary["reason"] == signal.Signals(signum).name
     assert not (out / LOCK_FILE).exists() and not list(out.rglob("*.tmp"))
     return step
+
+
+def test_sigterm_to_the_process_group_with_data_loader_workers_stops_as_cleanly(tmp_path):
+    """Preemption signals every process of the job: the workers leave the stop to the main process."""
+    out = tmp_path / "run"
+    code, stderr = _signal_mid_run([*STOPPABLE, "--steps", "100000", "--num-workers", "2", "--out", str(out)], out,
+                                   signal.SIGTERM, after=3, group=True)
+    assert _assert_stopped_cleanly(out, code, stderr, signal.SIGTERM) > 3
 
 
 def test_sigterm_checkpoints_the_current_step_and_resume_is_bit_exact(tmp_path):

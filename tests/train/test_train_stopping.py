@@ -79,3 +79,56 @@ def test_an_interruption_raised_again_while_handling_one_keeps_its_signal():
     except TrainingInterrupted as exc:
         assert exit_status(exc) == 143
     assert exit_status(KeyboardInterrupt()) == 130  # Python's own Ctrl-C
+
+
+def test_a_signal_while_a_checkpoint_is_written_waits_until_all_of_it_is_on_disk():
+    with StopSignals(defer=True) as signals:
+        _send(signal.SIGTERM)
+        signals.take()  # the run acts on the first signal ...
+        with pytest.raises(Interrupted) as caught, signals.holding():
+            _send(signal.SIGINT)  # ... a second one during the checkpoint is kept,
+            written = True  # so the rest of the checkpoint is still written
+        assert written and caught.value.signum == signal.SIGINT  # and then stops the run at once
+
+
+def test_a_second_signal_during_the_stop_checkpoint_leaves_one_consistent_checkpoint(tmp_path, monkeypatch):
+    """Ctrl-C twice: the second arrives while the model directory is written; state.pt, model/ and
+    summary.json must still describe one step (the second signal took effect after the last file)."""
+    import json
+
+    import torch
+    from trainutil import tiny_config
+
+    import vitkit.train.loop as loop
+    from vitkit import load_model
+    from vitkit.train.checkpoint import load_training_state
+    from vitkit.train.loop import Trainer, train
+
+    real_step, real_save_native = Trainer._train_step, loop.save_native
+    state = {"steps": 0, "sent_second": False}
+
+    def step_then_signal(self, micro):
+        out = real_step(self, micro)
+        state["steps"] += 1
+        if state["steps"] == 3:
+            _send(signal.SIGTERM)  # the first signal: the run stops after this step, with a checkpoint
+        return out
+
+    def save_native_then_signal(model, path, **kwargs):
+        out = real_save_native(model, path, **kwargs)
+        if state["steps"] >= 3 and not state["sent_second"]:
+            state["sent_second"] = True
+            _send(signal.SIGINT)  # the impatient second signal, between model/ and state.pt
+        return out
+
+    monkeypatch.setattr(Trainer, "_train_step", step_then_signal)
+    monkeypatch.setattr(loop, "save_native", save_native_then_signal)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(steps=8, save_every=100, out=str(out)), progress=False)
+    assert state["sent_second"]
+    saved = load_training_state(out / "state.pt")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["finished"] is False and summary["step"] == saved["step"] == 3
+    weights = load_model(out / "model").state_dict()
+    assert all(torch.equal(weights[k], v) for k, v in saved["model"].items())

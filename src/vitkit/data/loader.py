@@ -12,6 +12,7 @@ file that fails in every epoch is one unreadable file, not one per epoch.
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -136,7 +137,18 @@ def make_loader(dataset: LabeledImages, transform: Callable | None, *, batch_siz
         sampler = SequentialSampler(wrapped)
     return SkippingLoader(wrapped, batch_size=batch_size, sampler=sampler, drop_last=drop_last,
                           num_workers=num_workers, collate_fn=collate_skipping, generator=generator,
-                          persistent_workers=False)
+                          persistent_workers=False, worker_init_fn=leave_stop_signals_to_the_main_process)
+
+
+def leave_stop_signals_to_the_main_process(worker_id: int) -> None:
+    """Every vitkit DataLoader's ``worker_init_fn``: a worker ignores SIGINT, SIGTERM and SIGHUP.
+
+    A signal to the whole process group (Ctrl-C, a scheduler's preemption, ``kill -TERM -PGID``) must
+    not kill the workers under the main process, which stops the run between two steps and then shuts
+    them down (PyTorch's own watchdog ends a worker whose parent is gone)."""
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
 
 
 def skipped_count(loader: DataLoader) -> int:

@@ -318,6 +318,8 @@ class Trainer:
         self.unreadable_reasons: list[str] = []
         #: the step of the last checkpoint written (or resumed from); None before the first
         self.saved_step: int | None = None
+        #: the stop-signal handlers while :meth:`run` runs (a checkpoint is written while holding them)
+        self._signals: StopSignals | None = None
         self._pending_rng: dict[str, Any] | None = None
         if resume:
             self._resume()
@@ -327,7 +329,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ data
     def _loader(self, epoch: int, start: int) -> DataLoader:
-        from vitkit.data.loader import TransformedImages, collate_skipping
+        from vitkit.data.loader import TransformedImages, collate_skipping, leave_stop_signals_to_the_main_process
         from vitkit.data.transforms import train_transform
 
         cfg = self.config
@@ -338,7 +340,7 @@ class Trainer:
         generator = torch.Generator().manual_seed(cfg.seed * 7919 + epoch * 31 + self.process.rank)
         return DataLoader(TransformedImages(self.train_set, transform), batch_sampler=batches,
                           collate_fn=collate_skipping, num_workers=cfg.num_workers, generator=generator,
-                          pin_memory=self.device.type == "cuda")
+                          pin_memory=self.device.type == "cuda", worker_init_fn=leave_stop_signals_to_the_main_process)
 
     def _empty_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         height, width = self.model.config.image_size
@@ -437,13 +439,14 @@ class Trainer:
         if bad:
             self._stop_non_finite(f"the weights became non-finite ({', '.join(bad[:3])}) at step {self.step}")
         state = self._state()
-        if self.rundir is not None:
-            save_native(self.model, self.rundir.model_dir, overwrite=True)  # the run's own checkpoint
-            save_objective(self.objective, self.rundir.model_dir)
-            if self.ema is not None:
-                save_native(self.ema.module, self.rundir.ema_dir, overwrite=True)
-            save_training_state(self.rundir.state_path, state)  # last: it is what --resume trusts
-        self.saved_step = self.step
+        with self._signals.holding() if self._signals is not None else contextlib.nullcontext():
+            if self.rundir is not None:  # one unit: a second stop signal waits until all of it is on disk
+                save_native(self.model, self.rundir.model_dir, overwrite=True)  # the run's own checkpoint
+                save_objective(self.objective, self.rundir.model_dir)
+                if self.ema is not None:
+                    save_native(self.ema.module, self.rundir.ema_dir, overwrite=True)
+                save_training_state(self.rundir.state_path, state)  # last: it is what --resume trusts
+            self.saved_step = self.step
         D.barrier(self.process)
 
     def _resume(self) -> None:
@@ -510,7 +513,11 @@ class Trainer:
         was saved. However the run ends, ``summary.json`` describes the checkpoint beside it.
         """
         with StopSignals(defer=True) as signals:
-            return self._run(stop_after, signals)
+            self._signals = signals
+            try:
+                return self._run(stop_after, signals)
+            finally:
+                self._signals = None
 
     def _run(self, stop_after: int | None, signals: StopSignals) -> TrainResult:
         from tqdm.auto import tqdm

@@ -24,8 +24,10 @@ The exit status of a command stopped by signal N is the shell's 128 + N: 130 (SI
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -79,6 +81,9 @@ class StopSignals:
         self.received: int | None = None
         self._taken = False
         self._previous: dict[int, Any] = {}
+        #: a signal that arrived while a checkpoint was being written (see :meth:`holding`)
+        self._held: int | None = None
+        self._holding = 0
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is not threading.main_thread():
@@ -103,7 +108,24 @@ class StopSignals:
         if self.defer and self.received is None:
             self.received = signum
             return
+        if self._holding:
+            self._held = self._held or signum
+            return
         raise Interrupted(signum=signum)
+
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[None]:
+        """While a checkpoint's files are written (model, weight average, state): a signal that would
+        stop at once is kept and takes effect as soon as they are all on disk, so the checkpoint, its
+        ``state.pt`` and ``summary.json`` always describe one step."""
+        self._holding += 1
+        try:
+            yield
+        finally:
+            self._holding -= 1
+        if not self._holding and self._held is not None:
+            signum, self._held = self._held, None
+            raise Interrupted(signum=signum)
 
     def take(self) -> int | None:
         """The signal received since installing (None: none yet); from now on the caller acts on it."""
