@@ -128,3 +128,19 @@ def test_a_yaml_file_may_name_the_preset_it_starts_from(tmp_path):
     yaml_file.write_text(yaml.safe_dump({"data": "digits", "preset": "small-data", "lr": 0.5}))
     config = resolve_training_config("pretrain", config_file=yaml_file)
     assert config.preset == "small-data" and config.label_smoothing == 0.1 and config.lr == 0.5
+
+
+def test_a_warm_up_as_long_as_the_run_is_refused_where_the_recipe_default_is_not(tmp_path, capsys):
+    """--warmup 100 --steps 3 would end the run before the learning rate reaches --lr."""
+    out = tmp_path / "run"
+    line = run_fails(capsys, ["train", *TINY_CLI, "--data", "digits", "--warmup", "100", "--steps", "3",
+                              "--out", str(out), "--quiet"])
+    assert "warmup 100 is not shorter than the run's 3 steps" in line and not out.exists()
+    with pytest.raises(VitkitError, match="warmup 3 is not shorter than the run's 3 steps"):
+        TrainConfig(warmup=3, steps=3)
+    assert TrainConfig(steps=3).warmup is None  # the recipe's own warm-up fits any length (a fraction of the run)
+
+
+def test_bench_refuses_guard_images_without_the_data_they_count(capsys):
+    line = run_fails(capsys, ["bench", "ViT-Ti/16", "--guard-images", "5"])
+    assert "--guard-images counts the images of --guard-data" in line

@@ -105,6 +105,8 @@ def run(args: argparse.Namespace) -> dict:
     from vitkit.deploy.bench import BenchSettings, run_bench
     from vitkit.train.distributed import resolve_device
 
+    if args.guard_images is not None and not args.guard_data:  # refused, not ignored
+        raise VitkitError("--guard-images counts the images of --guard-data: give --guard-data too")
     given = {name: getattr(args, name) for name in SETTINGS if hasattr(args, name)}
     settings = BenchSettings(**given, rows=_rows(args), train_rows=_train_rows(args))
     settings.validate(resolve_device(args.device))  # before anything is built

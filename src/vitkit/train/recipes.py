@@ -265,6 +265,9 @@ class TrainConfig(DictConfig):
              "path as a model option)"),
             (self.recipe == "pretrain" or self.objective == "supervised",
              f"fine-tuning trains a classifier: objective {self.objective!r} is for pre-training (vitkit train)"),
+            (self.warmup is None or self.steps is None or self.warmup < self.steps,
+             f"warmup {self.warmup} is not shorter than the run's {self.steps} steps: the learning rate would "
+             f"never reach lr {self.lr:g} (give fewer warm-up steps, or leave --warmup out for the recipe's)"),
         ]
         for ok, message in checks:
             if not ok:
