@@ -5,6 +5,7 @@ and why; ``native`` says it needs no check; nothing is ever checked "against vit
 from __future__ import annotations
 
 import importlib
+from dataclasses import replace
 
 import pytest
 import torch
@@ -15,7 +16,9 @@ from transformers_reference import import_transformers
 
 from vitkit import VitkitError, create_model, save_model, save_native
 from vitkit.checkpoints.fidelity import ATOL, measure_export
-from vitkit.checkpoints.vit import hf_mae
+from vitkit.checkpoints.mapping import Codec
+from vitkit.checkpoints.vit import hf_mae, jax_npz
+from vitkit.checkpoints.vit.layout import OUT_KERNEL
 
 ENCODER = dict(num_classes=0, mlp_act="gelu", layer_norm_eps=1e-12)  # what ViTMAE expresses exactly
 
@@ -79,8 +82,8 @@ def test_without_timm_the_check_says_what_ran_instead(tmp_path, missing):
     missing("timm")
     check = measure_export(tiny(num_classes=2, mlp_act="gelu_tanh"), "timm", tmp_path / "m.safetensors")
     assert check.reference == "vitkit's model of timm's VisionTransformer" and check.max_logit_diff > ATOL
-    assert "timm could not be imported (No module named 'timm'), so the export ran in vitkit's model of timm's " \
-           "VisionTransformer instead" in check.line()
+    assert "timm could not be imported (No module named 'timm'), so the check ran vitkit's model of timm's " \
+           "VisionTransformer instead, on the model's tensors in memory (not the written export)" in check.line()
     with pytest.raises(VitkitError, match="exact GELU"):  # the stand-in still knows timm's semantics
         save_model(tiny(num_classes=2, mlp_act="gelu_tanh"), tmp_path / "m.safetensors", to="timm")
 
@@ -97,9 +100,41 @@ def test_timm_checks_run_in_timm_itself(tmp_path):
     assert "rolls the map before padding" in check.approximations[0]
 
 
+JAX_REFERENCE = ("the official .npz layout read back into vitkit's model of the official code (Flax's GELU and eps; "
+                 "Flax itself is not a vitkit dependency)")
+
+
 def test_native_and_jax_say_what_they_are():
     native = measure_export(tiny(num_classes=2), "native")
     assert native.line().startswith("no export check: native is vitkit's own format") and "against" not in native.line()
     jax = measure_export(tiny(num_classes=2, mlp_act="gelu_tanh"), "jax")
-    assert jax.reference.startswith("vitkit's model of the official code") and "Flax is not a vitkit dependency" \
-        in jax.reference
+    assert jax.reference == JAX_REFERENCE and "itself" not in jax.line().replace("Flax itself", "")
+
+
+def _broken_writer(monkeypatch, ours: str, save) -> None:
+    """The jax writer's rule for ``ours`` saving through ``save`` (a bug in the export), its reader unchanged."""
+    table = jax_npz.rules
+
+    def rules(d=jax_npz.VIT_JAX):
+        return [replace(r, codec=Codec(r.codec.load, save)) if r.ours == ours else r for r in table(d)]
+    monkeypatch.setattr(jax_npz, "rules", rules)
+
+
+@pytest.mark.parametrize(("ours", "save"), [
+    ("head.weight", lambda t, c: [torch.zeros_like(t.t())]),  # a zeroed head kernel
+    ("blocks.{i}.attn.proj.weight", lambda t, c: OUT_KERNEL.save(t.t(), c)),  # the out projection transposed
+    ("blocks.{i}.mlp.fc1.weight", lambda t, c: [t]),  # a dense kernel left (out, in)
+], ids=["zeroed", "transposed", "untransposed"])
+def test_the_jax_check_reads_what_the_writer_writes(tmp_path, monkeypatch, ours, save):
+    """The check runs the official layout as the writer lays it out, read back by the reader: a writer
+    bug is refused before anything is written, and the correct writer passes with <= 1e-4."""
+    model = tiny(num_classes=3, mlp_act="gelu_tanh", layer_norm_eps=1e-6)
+    check = measure_export(model, "jax", tmp_path / "ok.npz")
+    assert check.reference == JAX_REFERENCE and check.max_logit_diff <= ATOL and not check.approximations
+    save_model(model, tmp_path / "ok.npz", to="jax")
+    _broken_writer(monkeypatch, ours, save)
+    with pytest.raises(VitkitError, match=r"the jax export would change the model's function: .*largest logit "
+                                          r"difference (inf|[0-9.e+-]+) > 0.0001") as refused:
+        save_model(model, tmp_path / "broken.npz", to="jax")
+    assert "\n" not in str(refused.value) and not (tmp_path / "broken.npz").exists()
+    assert measure_export(model, "jax").max_logit_diff > 100 * ATOL

@@ -15,13 +15,16 @@ model for ``timm``, onnxruntime for ``onnx`` (its writer checks itself). Where t
 (not installed, not importable, a model it builds only from its own architecture names) the twin
 raises :class:`PeerUnavailable` with the reason, and the check says so: it measures against
 vitkit's model of the target's semantics (GELU, eps, dropped layers, sharing the source's tensors)
-when there is one, else it reports that nothing was measured. ``jax`` has no runnable peer here (Flax
-is not a dependency): its check is vitkit's model of the official code, and says so; the test suite
-checks that model against an independent numpy reading of vit_jax's ``models_vit.py``. ``native``
-is vitkit's own format: nothing is translated, so there is no check, and the report says that.
+when there is one (on the model's tensors in memory, not the written export), else it reports that
+nothing was measured. ``jax`` has no runnable peer here (Flax is not a dependency): its check reads the
+arrays the ``.npz`` writer would write (in memory) back through the jax reader's rules into vitkit's
+model of the official code, and says so; the test suite checks that model against an independent numpy
+reading of vit_jax's ``models_vit.py``. ``native`` is vitkit's own format: nothing is translated, so
+there is no check, and the report says that.
 
-The vitkit twins share the source model's tensors (no copy of the weights), so checking a large
-model costs one extra forward pass, not memory; a peer's own model holds a second copy.
+The stand-ins share the source model's tensors (no copy of the weights), so checking a large model
+costs one extra forward pass, not memory; a peer's own model, and the jax read-back, hold a second copy
+(of the reshaped tensors, for jax).
 """
 
 from __future__ import annotations
@@ -57,7 +60,8 @@ class PeerUnavailable(Exception):
         elif stand_in[0] is None:
             instead = ", and vitkit's model of its semantics cannot run the export either"
         else:
-            instead = f", so the export ran in {stand_in[1]} instead"
+            instead = (f", so the check ran {stand_in[1]} instead, on the model's tensors in memory (not the "
+                       f"written export)")
         super().__init__(reason + instead)
         self.reason, self.stand_in = reason + instead, stand_in
 

@@ -28,9 +28,11 @@ weights with the exact GELU (the two differ by at most 4.7e-4 per activation).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from vitkit.checkpoints import mapping
@@ -176,6 +178,44 @@ def infer_config(source: TensorSource, keys: dict[str, str], d: Dialect,
     return config.replace(dropout=OFFICIAL_DROPOUT.get(config.name, 0.0))
 
 
+class NpzArrays(TensorSource):
+    """An ``.npz``'s contents held in memory -- (name, array) pairs and the archive comment, as
+    :func:`save_jax` would write them -- read the way :class:`~vitkit.checkpoints.tensor_files.NpzSource`
+    reads the file (the export check reads the export back before anything is written)."""
+
+    def __init__(self, arrays: Iterable[tuple[str, np.ndarray]], comment: str = "",
+                 path: str = "<the .npz export, in memory>") -> None:
+        self.path = Path(path)
+        self._arrays = dict(arrays)
+        self.metadata = {"comment": comment} if comment else {}
+
+    def names(self) -> list[str]:
+        return list(self._arrays)
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        return tuple(self._arrays[key].shape)
+
+    def _load(self, key: str) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(self._arrays[key]))
+
+
+def read_jax(source: TensorSource, *, dtype: torch.dtype | None = torch.float32, progress: bool = False,
+             image_size: tuple[int, int] | None = None) -> VisionTransformer:
+    """The model an official ``.npz`` holds, read from an open ``source`` (what :func:`load_jax` does
+    with the file): vit_jax or big_vision names, the architecture read off the weights and checked
+    against vitkit's metadata in the archive comment where present."""
+    where = str(source.path)
+    keys = {_strip_prefix(k): k for k in source.names()}
+    dialect = _dialect(set(keys), where)
+    meta = mapping.read_embedded_metadata(source.metadata.get("comment"))
+    with mapping.reading_architecture(where, FORMAT, "ViT"):
+        inferred = infer_config(source, keys, dialect, image_size, meta)
+    config, meta = layout.reconcile(inferred, meta, where, heads_known=True)
+    model = mapping.load_mapped(source, config, rules(dialect), fmt=FORMAT, dtype=dtype, progress=progress,
+                                rename=_strip_prefix)
+    return mapping.finish(model, meta, preprocessing=official_preprocessing(config.image_size))
+
+
 def load_jax(path: str | os.PathLike, *, dtype: torch.dtype | None = torch.float32, progress: bool = False,
              image_size: tuple[int, int] | None = None) -> VisionTransformer:
     """Load an official vit_jax / big_vision ``.npz`` checkpoint (eval mode).
@@ -186,15 +226,7 @@ def load_jax(path: str | os.PathLike, *, dtype: torch.dtype | None = torch.float
     if sniff_container(path) != "npz":
         raise VitkitError(f"{path}: not an .npz file")
     with NpzSource(path) as source:
-        keys = {_strip_prefix(k): k for k in source.names()}
-        dialect = _dialect(set(keys), str(path))
-        meta = mapping.read_embedded_metadata(source.metadata.get("comment"))
-        with mapping.reading_architecture(str(path), FORMAT, "ViT"):
-            inferred = infer_config(source, keys, dialect, image_size, meta)
-        config, meta = layout.reconcile(inferred, meta, str(path), heads_known=True)
-        model = mapping.load_mapped(source, config, rules(dialect), fmt=FORMAT, dtype=dtype, progress=progress,
-                                    rename=_strip_prefix)
-    return mapping.finish(model, meta, preprocessing=official_preprocessing(config.image_size))
+        return read_jax(source, dtype=dtype, progress=progress, image_size=image_size)
 
 
 def check_exportable(config: ViTConfig) -> None:
@@ -207,18 +239,27 @@ def check_exportable(config: ViTConfig) -> None:
         raise VitkitError("the official npz layout has no [class] token in GAP models; export to timm or native")
 
 
-def save_jax(model: VisionTransformer, path: str | os.PathLike, *, progress: bool = False) -> Path:
-    """Write ``model`` as an official vit_jax ``.npz`` (atomically)."""
-    path = Path(path)
-    check_exportable(model.config)
-    arrays = ((name, tensor.numpy()) for name, tensor in
-              mapping.export_tensors(model, rules(VIT_JAX), fmt=FORMAT, progress=progress))
+def export_arrays(model: VisionTransformer, *, progress: bool = False) -> Iterator[tuple[str, np.ndarray]]:
+    """The (vit_jax name, array) pairs :func:`save_jax` writes, in its order, one at a time."""
+    for name, tensor in mapping.export_tensors(model, rules(VIT_JAX), fmt=FORMAT, progress=progress):
+        yield name, tensor.numpy()
+
+
+def export_comment(model: VisionTransformer) -> str:
+    """vitkit's metadata as :func:`save_jax` stores it in the archive comment (without the label
+    names where they would not fit the 64 KiB a zip comment holds)."""
     metadata = mapping.embedded_metadata(model)
-    if len(metadata.encode()) > 0xFFFF and model.label_names:  # zip comments hold 64 KiB: drop the names
+    if len(metadata.encode()) > 0xFFFF and model.label_names:
         saved = model.label_names
         model.label_names = None
         metadata = mapping.embedded_metadata(model)
         model.label_names = saved
-    write_npz(arrays, path, comment=metadata)
-    return path
+    return metadata
 
+
+def save_jax(model: VisionTransformer, path: str | os.PathLike, *, progress: bool = False) -> Path:
+    """Write ``model`` as an official vit_jax ``.npz`` (atomically)."""
+    path = Path(path)
+    check_exportable(model.config)
+    write_npz(export_arrays(model, progress=progress), path, comment=export_comment(model))
+    return path

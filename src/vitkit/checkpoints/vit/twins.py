@@ -9,7 +9,8 @@ runs the weights the way the target's own code will, in that code wherever it is
   GELU unless a hub directory's ``model_args.act_layer`` says otherwise, LayerNorm eps 1e-6,
   GroupNorm 1e-5, weight standardisation 1e-8; no pre-logits layer: timm's ``checkpoint_filter_fn``
   drops ``pre_logits.*``), and the check says timm did not run and why;
-* ``jax``: vitkit's model of the official code (:data:`vitkit.checkpoints.vit.jax_npz.OFFICIAL_SEMANTICS`:
+* ``jax``: the arrays the ``.npz`` export writes (in memory) read back through the jax reader's rules
+  into vitkit's model of the official code (:data:`vitkit.checkpoints.vit.jax_npz.OFFICIAL_SEMANTICS`:
   Flax's tanh GELU, eps 1e-6 / 1e-5), which its reference says: Flax is not a vitkit dependency;
 * ``hf``: transformers' own ``ViTForImageClassification`` / ``ViTModel`` loaded with
   ``from_pretrained`` from the export written to a scratch directory;
@@ -99,7 +100,11 @@ def _timm_itself(model: nn.Module, hub: bool, stand_in: Twin) -> nn.Module:
 
 
 def jax_twin(model: nn.Module, dst: Path | None) -> Twin:
-    from vitkit.checkpoints.vit.jax_npz import OFFICIAL_SEMANTICS
+    """The export as the official code holds it: the arrays :func:`~vitkit.checkpoints.vit.jax_npz.save_jax`
+    would write (its rules, its metadata comment), kept in memory and read back through the jax
+    reader's rules (:func:`~vitkit.checkpoints.vit.jax_npz.read_jax`, what ``load_jax`` runs), into
+    vitkit's model of the official code; a writer rule that moves or spoils a tensor shows in the logits."""
+    from vitkit.checkpoints.vit.jax_npz import OFFICIAL_SEMANTICS, NpzArrays, export_arrays, export_comment, read_jax
 
     config = model.config
     where = "the official code (vit_jax/big_vision, Flax)"
@@ -108,9 +113,13 @@ def jax_twin(model: nn.Module, dst: Path | None) -> Twin:
     if config.mlp_act != semantics["mlp_act"]:
         approximations.append(f"{where} runs Flax's nn.gelu (the tanh approximation), this model the exact GELU")
     approximations += eps_differences(config, semantics, where)
-    return (shared_twin(model, config.replace(**semantics)),
-            f"vitkit's model of {where}: vitkit's ViT with Flax's GELU and eps (Flax is not a vitkit dependency)",
-            approximations)
+    reference = ("the official .npz layout read back into vitkit's model of the official code (Flax's GELU and eps; "
+                 "Flax itself is not a vitkit dependency)")
+    try:
+        read_back = read_jax(NpzArrays(export_arrays(model), export_comment(model)))
+    except VitkitError as exc:
+        return None, reference, approximations + [f"the .npz the export writes does not read back ({exc})"]
+    return shared_twin(read_back, read_back.config.replace(**semantics)), reference, approximations
 
 
 class _HFOutput(nn.Module):
