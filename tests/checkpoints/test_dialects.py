@@ -10,10 +10,11 @@ import warnings
 
 import pytest
 import torch
-from formats_testing import images, logits, randomised, tiny
+from dialect_testing import TINY, WRITERS, model_for
+from formats_testing import images, logits, randomised
 
 import vitkit
-from vitkit import VitkitError, create_model, load_model
+from vitkit import VitkitError, load_model
 from vitkit.checkpoints.convert import save_model, target_dialect
 from vitkit.checkpoints.detect import detect_format, load_checkpoint, load_objective_parts
 from vitkit.checkpoints.dialect import detect, dialects_for, get_dialect, recognising, registered
@@ -23,38 +24,6 @@ from vitkit.cli.main import main
 from vitkit.models.registry import FAMILIES, family_of
 from vitkit.objectives import load_pretraining
 
-#: family -> a small randomised model of it (``num_classes``: 0 for an encoder without a head); a new
-#: family adds one line here and every dialect that holds it is round-tripped
-TINY = {
-    "vit": lambda num_classes: tiny("ViT-Ti/16", depth=1, hidden_size=32, num_heads=2, mlp_dim=64,
-                                    num_classes=num_classes),
-    "swin": lambda num_classes: randomised(create_model("Swin-T", image_size=32, embed_dim=16, depths=(2, 2),
-                                                        num_heads=(2, 4), window_size=4, num_classes=num_classes)),
-    "bit": lambda num_classes: randomised(create_model("BiT-R26x1", image_size=16, layers=(1, 1), base_width=8,
-                                                       num_groups=4, num_classes=num_classes)),
-}
-
-
-def _model_for(dialect, family: str):
-    """The first small model of ``family`` (with a head, else without) that ``dialect`` can hold."""
-    for num_classes in (3, 0):
-        model = TINY[family](num_classes)
-        try:
-            if dialect.check_exportable is not None:
-                dialect.check_exportable(model.config)
-        except VitkitError:
-            continue
-        return model
-    raise AssertionError(f"no small {family} model fits the {dialect.name} dialect")
-
-
-#: (record, family) for every writing record and every family it holds; a self-checking export (ONNX,
-#: seconds per model) beyond the first family runs with the slow tests
-WRITERS = [pytest.param(d, family, id=f"{d.name}-{family}",
-                        marks=[pytest.mark.slow] if d.self_checked and i else [])
-           for d in registered() if d.save is not None
-           for i, family in enumerate([d.family] if d.family else FAMILIES)]
-
 
 def test_every_family_has_a_small_model_for_the_guards():
     assert set(TINY) == set(FAMILIES)
@@ -62,7 +31,7 @@ def test_every_family_has_a_small_model_for_the_guards():
 
 @pytest.mark.parametrize(("dialect", "family"), WRITERS)
 def test_every_dialect_round_trips_a_model_of_its_family(tmp_path, dialect, family):
-    model = _model_for(dialect, family)
+    model = model_for(dialect, family)
     path = tmp_path / ("m" if dialect.directory else f"m{dialect.suffixes[0]}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the export check's measurement is not what is tested here

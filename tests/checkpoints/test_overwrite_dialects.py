@@ -11,8 +11,8 @@ import warnings
 import pytest
 import torch
 from clirun import run_fails
+from dialect_testing import TINY, WRITERS, model_for
 from formats_testing import images, logits
-from test_dialects import TINY, WRITERS, _model_for
 
 from vitkit import VitkitError, load_model, save_model, save_native
 from vitkit.checkpoints.dialect import recognising
@@ -54,7 +54,7 @@ def _refused(write, match: str) -> None:
 
 @pytest.mark.parametrize(("dialect", "family"), REFUSALS)
 def test_saving_onto_a_users_file_or_folder_is_refused_and_leaves_it_alone(tmp_path, capsys, dialect, family):
-    model = _model_for(dialect, family)
+    model = model_for(dialect, family)
     user = _user_path(tmp_path, dialect)
     before = _snapshot(user)
     _refused(lambda: _save(model, user, dialect), rf"{user.name}: already exists \(pass overwrite=True")
@@ -70,7 +70,7 @@ def test_saving_onto_a_users_file_or_folder_is_refused_and_leaves_it_alone(tmp_p
 
 @pytest.mark.parametrize(("dialect", "family"), WRITERS)  # ONNX beyond ViT: slow, as in test_dialects
 def test_overwrite_replaces_a_checkpoint_of_the_same_dialect(tmp_path, dialect, family):
-    old = _model_for(dialect, family)
+    old = model_for(dialect, family)
     new = TINY[family](old.config.num_classes)
     with torch.no_grad():  # another set of weights of the same architecture
         for param in new.parameters():
