@@ -111,3 +111,25 @@ def test_the_readme_agrees_with_a_fresh_demo_run():
     """The whole demo (a few CPU minutes): the integrator's regeneration check."""
     readme = check.parse_readme((ROOT / "README.md").read_text())
     assert check.compare(readme, check.parse_run(check.run_demo(seed=0))) == []
+
+
+def test_on_the_blocks_machine_kind_every_number_must_match_exactly(tmp_path, capsys):
+    """A deterministic demo on the machine kind the block was written on gives its numbers to the digit:
+    a difference inside run-to-run noise (one image) fails there, and passes on another kind."""
+    readme = tmp_path / "README.md"
+    readme.write_text(check.rewrite(README, demo_json(), "vitkit demo --seed 0"))
+    parsed = check.parse_readme(readme.read_text())
+    assert parsed["kind"] == {"cpu_model": None, "cpus": 2, "torch_threads": 2, "torch": "2.13.0", "gpu": None}
+    one_image_off = demo_json(scratch=0.9777 - 1 / 359)
+    saved = tmp_path / "demo.json"
+    saved.write_text(json.dumps(one_image_off) + "\n")
+    assert check.main(["--readme", str(readme), "--from-json", str(saved)]) == 1
+    out = capsys.readouterr().out
+    assert "checked exactly" in out and "trained from scratch" in out
+    other = dict(one_image_off, machine={**one_image_off["machine"], "torch_threads": 4})
+    saved.write_text(json.dumps(other) + "\n")
+    assert check.main(["--readme", str(readme), "--from-json", str(saved)]) == 0
+    assert "torch_threads 2 vs 4" in capsys.readouterr().out
+    # a few-shot spread that differs is a difference on the same kind too
+    assert check.compare(parsed, check.parse_run(demo_json(few=(0.623, 0.056))), exact=True)
+    assert check.compare(parsed, check.parse_run(demo_json()), exact=True) == []

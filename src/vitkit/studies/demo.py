@@ -180,12 +180,23 @@ def run_demo(settings: DemoSettings | None = None, *, progress: bool = True,
     return DemoResult(rows, fewshot, seconds, out, settings=dataclasses.asdict(s), machine=machine_description())
 
 
+def cpu_model() -> str | None:
+    """The CPU's model name as Linux reports it (``/proc/cpuinfo``), None elsewhere: two machines of
+    one kind give the same floating-point sums, hence the same trained weights, only on the same CPU."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            return next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), None)
+    except OSError:
+        return None
+
+
 def machine_description() -> dict[str, Any]:
     """What the numbers were measured on: enough to tell two machines (and their torch) apart."""
     import os
     import platform
 
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "cpu_model": cpu_model(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
             "python": platform.python_version(),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
