@@ -8,31 +8,12 @@ import numpy as np
 import pytest
 import torch
 from formats_testing import images, logits, official_vit_forward, tiny
-from timm_reference import import_timm
+from timm_reference import import_timm, timm_logits_of_file
 
 from vitkit import VitkitError, save_native
 from vitkit.checkpoints.convert import save_model
 from vitkit.checkpoints.fidelity import measure_export
 from vitkit.cli.main import main
-
-
-def _timm_model(timm, model):
-    """timm's own VisionTransformer with ``model``'s dimensions, no pretrained weights."""
-    c = model.config
-    return timm.create_model("vit_base_patch16_224", pretrained=False, img_size=c.image_size, patch_size=c.patch_size,
-                             embed_dim=c.hidden_size, depth=c.depth, num_heads=c.num_heads,
-                             mlp_ratio=c.mlp_dim / c.hidden_size, num_classes=c.num_classes).eval()
-
-
-def _timm_logits_of_file(timm, model, path, x):
-    """What timm computes with a state-dict file: its own filter (which drops pre_logits.*), then its model."""
-    from safetensors.torch import load_file
-    from timm.models.vision_transformer import checkpoint_filter_fn
-
-    reference = _timm_model(timm, model)
-    reference.load_state_dict(checkpoint_filter_fn(load_file(path), reference))
-    with torch.no_grad():
-        return reference(x)
 
 
 @pytest.mark.parametrize("act", ["gelu", "gelu_tanh"])
@@ -61,7 +42,7 @@ def test_timm_check_measures_what_timm_computes_from_a_file(tmp_path):
     check = measure_export(model, "timm", tmp_path / "m.safetensors")
     save_model(model, tmp_path / "m.safetensors", to="timm", allow_approx=True)
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    theirs = _timm_logits_of_file(timm, model, tmp_path / "m.safetensors", x)
+    theirs = timm_logits_of_file(timm, model, tmp_path / "m.safetensors", x)
     assert check.max_logit_diff == pytest.approx(float((logits(model, x) - theirs).abs().max()), abs=1e-5)
     assert check.max_logit_diff > 1e-4
 
@@ -73,7 +54,7 @@ def test_timm_drops_a_pre_logits_layer_and_the_check_says_so(tmp_path):
     assert any("pre-logits" in line for line in check.approximations) and check.max_logit_diff > 1e-4
     save_model(model, tmp_path / "p.safetensors", to="timm", allow_approx=True)
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    theirs = _timm_logits_of_file(timm, model, tmp_path / "p.safetensors", x)
+    theirs = timm_logits_of_file(timm, model, tmp_path / "p.safetensors", x)
     assert check.max_logit_diff == pytest.approx(float((logits(model, x) - theirs).abs().max()), abs=1e-5)
 
 

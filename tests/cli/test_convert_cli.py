@@ -125,7 +125,7 @@ def test_directory_targets_refuse_an_existing_file(tmp_path, to):
 def test_a_training_run_directory_converts_as_its_model(tmp_path, capsys):
     from trainutil import tiny_checkpoint
 
-    run = tiny_checkpoint()  # pre-trained with the paper's pre-logits head, which the official layout holds
+    run = tiny_checkpoint()  # (a pre-logits head goes to the official layout too: test_trained_model_exports.py)
     code, out, err = run_cli(["convert", str(run), str(tmp_path / "m.npz"), "--to", "jax", "--no-progress"], capsys)
     assert code == 0, err
     assert "largest logit difference" in out

@@ -228,7 +228,7 @@ def test_a_family_registered_from_the_tests_goes_through_every_command(tmp_path,
 
 def test_options_and_objectives_a_family_does_not_take_are_one_line_naming_it():
     from vitkit.deploy.fastpath import FastPath, apply_fast_path
-    from vitkit.train.recipes import pretraining_architecture
+    from vitkit.train.recipes import paper_pretraining_head, pretraining_architecture
 
     with pytest.raises(VitkitError, match="objective 'mae' does not apply to a swin model"):
         pretraining_architecture("Swin-T", {}, "mae")
@@ -236,5 +236,7 @@ def test_options_and_objectives_a_family_does_not_take_are_one_line_naming_it():
                                window_size=4, num_classes=2)
     with pytest.raises(VitkitError, match="--merge does not apply to a swin model"):
         apply_fast_path(swin, FastPath(merge=2))
-    assert pretraining_architecture("ViT-Ti/16", {})["representation_size"] == 192  # §3.1's pre-logits
-    assert "representation_size" not in pretraining_architecture("Swin-T", {})
+    assert "representation_size" not in pretraining_architecture("ViT-Ti/16", {})  # a linear head unless asked
+    assert paper_pretraining_head("ViT-Ti/16", {})["representation_size"] == 192  # §3.1's pre-logits, D wide
+    assert paper_pretraining_head("ViT-Ti/16", {"representation_size": 0})["representation_size"] == 0
+    assert "representation_size" not in paper_pretraining_head("Swin-T", {})  # Swin pre-trains with its linear head

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from vitkit import load_model
 from vitkit.cli.main import main
 from vitkit.models import create_model
 from vitkit.models.flops import count_flops
@@ -62,6 +63,13 @@ def test_chosen_claims_write_a_report_from_the_command_line(tmp_path, capsys):
     trained = [r for r in runs if r not in initial]  # 4 kinds of position embedding; MPP, supervised, 3 fine-tunings
     assert len(trained) == 9 * BUDGETS["tiny"].seeds
     assert all((out / "runs" / r / "summary.json").is_file() for r in trained)
+    # supervised pre-training to transfer (and the initial weights it starts from) asks for the paper's head
+    # (§3.1: pre-logits, D wide); masked patch prediction trains none, and fine-tuning replaces it (§3.2)
+    width = BUDGETS["tiny"].vit["model_options"]["hidden_size"]
+    for run in runs:
+        head = load_model(out / "runs" / run / "model").config.representation_size
+        expected = None if run.startswith(("vit-gap-mpp", "finetune")) else width
+        assert head == expected, (run, head)
 
 
 @functools.cache

@@ -8,9 +8,10 @@ import json
 import pytest
 from trainutil import TINY
 
+from vitkit import load_model
 from vitkit.cli.main import main
 from vitkit.studies import demo
-from vitkit.studies.demo import DemoSettings, run_demo
+from vitkit.studies.demo import STAGES, DemoSettings, run_demo
 
 #: The demo at a fraction of its length: a ViT of width 32 and one layer, 2 + 4 + 4 epochs.
 #: Measured with this test (seed 0, 2 CPU threads): fine-tuned 53.2%, EMA 54.3%, from scratch 66.0%,
@@ -34,6 +35,10 @@ def test_a_short_demo_through_the_command_learns_in_every_stage(tmp_path, capsys
                                                      ("finetune", "finetune", "scratch", "pretrain")]
     for stage in ("pretrain", "finetune", "scratch"):
         assert (tmp_path / "demo" / stage / "model" / "model.safetensors").exists()
+    # the demo pre-trains to transfer with the paper's head (§3.1: pre-logits, D wide), asked for explicitly, and
+    # trains the same architecture from scratch; fine-tuning replaces it by a linear layer (§3.2)
+    heads = {stage: load_model(tmp_path / "demo" / stage / "model").config.representation_size for stage in STAGES}
+    assert heads == {"pretrain": TINY["hidden_size"], "finetune": None, "scratch": TINY["hidden_size"]}
     table = "\n".join(printed[:-1])
     assert "fine-tuned (16->24 px)" in table and "5-shot" in table and f"{100 * top1[0]:.2f}%" in table
 

@@ -35,3 +35,23 @@ def import_timm():
     except ImportError as exc:  # pragma: no cover - a broken dev install
         pytest.fail(f"timm is needed as a reference (make test installs it with --no-deps): {exc}")
     return timm
+
+
+def timm_model_like(timm, model):
+    """timm's own VisionTransformer with ``model``'s dimensions, no pretrained weights."""
+    c = model.config
+    return timm.create_model("vit_base_patch16_224", pretrained=False, img_size=c.image_size, patch_size=c.patch_size,
+                             embed_dim=c.hidden_size, depth=c.depth, num_heads=c.num_heads,
+                             mlp_ratio=c.mlp_dim / c.hidden_size, num_classes=c.num_classes).eval()
+
+
+def timm_logits_of_file(timm, model, path, x):
+    """What timm computes with a state-dict file: its own filter (which drops pre_logits.*), then its model."""
+    import torch
+    from safetensors.torch import load_file
+    from timm.models.vision_transformer import checkpoint_filter_fn
+
+    reference = timm_model_like(timm, model)
+    reference.load_state_dict(checkpoint_filter_fn(load_file(path), reference))
+    with torch.no_grad():
+        return reference(x)

@@ -137,17 +137,20 @@ def test_fine_tuning_warms_up_500_steps_as_vit_jax_capped_at_a_fifth():
     assert schedule.lr_lambdas[0].warmup == 500
 
 
-def test_pre_training_head_has_one_hidden_layer_and_fine_tuning_a_zero_linear_layer(tmp_path):
+def test_pre_training_head_has_one_hidden_layer_where_asked_and_fine_tuning_a_zero_linear_layer(tmp_path):
     from vitkit import save_native
     from vitkit.models.vit.model import PreLogits
     from vitkit.train.loop import build_model
+    from vitkit.train.recipes import paper_pretraining_head
 
     options = dict(patch_size=4, hidden_size=32, depth=1, num_heads=2, mlp_dim=64)
-    pre = build_model(TrainConfig(model="ViT-Ti/16", model_options=options, image_size=16), ["a", "b", "c"])
+    paper = paper_pretraining_head("ViT-Ti/16", options)  # what the studies that pre-train to transfer ask for
+    pre = build_model(TrainConfig(model="ViT-Ti/16", model_options=paper, image_size=16), ["a", "b", "c"])
     assert isinstance(pre.pre_logits, PreLogits) and pre.pre_logits.fc.out_features == 32  # D wide, tanh
-    linear = build_model(TrainConfig(model="ViT-Ti/16", model_options={**options, "representation_size": 0},
-                                     image_size=16), ["a", "b", "c"])
-    assert isinstance(linear.pre_logits, torch.nn.Identity)
+    for given in ({}, {"representation_size": 0}):  # vitkit train's default: a linear head
+        linear = build_model(TrainConfig(model="ViT-Ti/16", model_options={**options, **given}, image_size=16),
+                             ["a", "b", "c"])
+        assert isinstance(linear.pre_logits, torch.nn.Identity) and linear.head.in_features == 32
     save_native(pre, tmp_path / "pre")
     fine = build_model(TrainConfig(**recipe_defaults("finetune"), checkpoint=str(tmp_path / "pre")), ["x", "y"])
     assert isinstance(fine.pre_logits, torch.nn.Identity) and fine.head.in_features == 32

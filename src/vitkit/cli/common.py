@@ -63,13 +63,13 @@ def add_model_options(parser: argparse.ArgumentParser, *, variant: bool = True) 
     ``variant=False`` leaves out ``--model`` (for commands that take the variant as an argument). A flag
     no attention family offers (a convolutional family's, BiT's ``--layers``...) has a group of its own."""
     from vitkit.models.registry import FAMILIES
-    from vitkit.train.recipes import TrainConfig
+    from vitkit.train.recipes import HEAD_RULE, TrainConfig
 
     group = parser.add_argument_group("model")
     if variant:
         add_field_options(group, TrainConfig, ["model"])
     shown = {name: "the variant's" for name in model_options()}
-    shown["representation_size"] = "D: the paper's pre-training head, one hidden layer"
+    shown["representation_size"] = HEAD_RULE
     placed = {name: group for fam in FAMILIES.values() if fam.attention != "none" for name in fam.architecture_options}
     for fam in FAMILIES.values():
         own = [name for name in fam.architecture_options if name not in placed]

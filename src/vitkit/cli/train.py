@@ -8,8 +8,10 @@ import argparse
 from vitkit.cli.common import add_model_options, add_objective_options, add_training_options, run_training
 
 NAME = "train"
-HELP = ("pre-train / train from scratch: AdamW, weight decay 0.1, warm-up + linear decay, clip 1 (§4.1); "
-        "--objective mpp|mae pre-trains without labels (§4.6, MAE)")
+HELP = ("pre-train / train from scratch: AdamW, weight decay 0.1, warm-up + linear decay, clip 1 (§4.1), a linear "
+        "head (the trained classifier is the product and goes to every export format; --representation-size N: "
+        "the paper's pre-logits layer for pre-training to transfer); --objective mpp|mae pre-trains without "
+        "labels (§4.6, MAE)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -97,8 +97,9 @@ class Family:
     layer_id: Callable[[nn.Module, str], int]
     #: Preprocessing fields a new model starts with (besides its image size): mean, std...
     preprocessing: Mapping[str, Any]
-    #: (configuration, architecture options) -> the options a supervised pre-training run builds with:
-    #: where the family's pre-training head differs from its fine-tuning head (ViT §3.1: pre-logits)
+    #: (configuration, architecture options) -> the options asking for the head the family's paper
+    #: pre-trains with for transfer, where it differs from the linear head (ViT §3.1: pre-logits); applied
+    #: only where asked (the studies that pre-train to transfer), never by default
     pretraining_head: Callable[[Any, dict[str, Any]], dict[str, Any]]
     #: what ``vitkit inspect`` calls one attention unit in its printout ("layer", "block")
     block_unit: str

@@ -28,7 +28,7 @@ import torch
 
 from vitkit.errors import VitkitError
 from vitkit.train.loop import TrainingInterrupted, train
-from vitkit.train.recipes import TrainConfig, pretraining_architecture, recipe_defaults
+from vitkit.train.recipes import TrainConfig, paper_pretraining_head, recipe_defaults
 from vitkit.train.stopping import STOP_SIGNALS, stop_signal_of
 
 #: The run directories of the three training stages, under the demo's ``out``.
@@ -136,7 +136,9 @@ def run_demo(settings: DemoSettings | None = None, *, progress: bool = True,
         seconds[name] = time.perf_counter() - start
         return result
 
-    arch = dict(model=s.model, model_options=dict(s.model_options))
+    # the paper's pre-training head (§3.1, pre-logits) for the pre-training it transfers from, and the same
+    # architecture for the from-scratch comparison and the untrained few-shot baseline
+    arch = dict(model=s.model, model_options=paper_pretraining_head(s.model, s.model_options))
     pre = stage("pre-train", TrainConfig(**{
         **recipe_defaults("pretrain"), **common, **arch, "data": "mnist5k", "image_size": s.pretrain_size,
         "crop_scale": s.pretrain_crop_scale,
@@ -168,7 +170,7 @@ def run_demo(settings: DemoSettings | None = None, *, progress: bool = True,
     report("[few-shot] frozen features at the pre-training resolution, least squares to {-1, 1}^K ...")
     start = time.perf_counter()
     random_init = create_model(s.model, num_classes=10, image_size=s.pretrain_size, seed=s.seed + 1,
-                               **pretraining_architecture(s.model, s.model_options))  # the same, untrained
+                               **arch["model_options"])  # the same, untrained
     random_init.preprocessing = pre.model.preprocessing
     fewshot = {}
     for name, model in (("MNIST-5k pre-trained", pre.model), ("random initialisation", random_init)):

@@ -42,7 +42,7 @@ import torch
 
 from vitkit.studies.demo import DEMO_MODEL
 from vitkit.train.loop import train
-from vitkit.train.recipes import TrainConfig, recipe_defaults
+from vitkit.train.recipes import TrainConfig, paper_pretraining_head, recipe_defaults
 
 #: The pre-training routes compared, in table order: (key, row name, objective or None for no pre-training).
 ROUTES = (("scratch", "random initialisation", None),
@@ -163,9 +163,12 @@ def run_selfsup(settings: SelfSupSettings | None = None, *, progress: bool = Tru
     encoders["scratch"] = out / "scratch" / "model"
     for key, _, objective in ROUTES[1:]:
         options = {"supervised": {}, "mpp": s.mpp_options, "mae": s.mae_options}[objective]
+        # supervised pre-training for transfer with the paper's head (§3.1, pre-logits); the others train none
+        model_options = paper_pretraining_head(s.model, s.model_options) if objective == "supervised" \
+            else dict(s.model_options)
         config = TrainConfig(**{
             **recipe_defaults("pretrain", objective), **common, "model": s.model,
-            "model_options": dict(s.model_options), "data": "mnist5k", "epochs": s.pretrain_epochs,
+            "model_options": model_options, "data": "mnist5k", "epochs": s.pretrain_epochs,
             "lr": s.pretrain_lr[key], "lr_base_batch": None, "weight_decay": s.weight_decay, "decay": "cosine",
             "betas": (0.9, 0.999), "grad_clip": 1.0, "crop_scale": s.crop_scale, "objective_options": dict(options),
             "out": str(out / f"pretrain-{key}")})

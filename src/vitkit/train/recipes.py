@@ -3,7 +3,10 @@
 Pre-training (§3.1, §4.1, App. B.1, Table 3): Adam (beta1 0.9, beta2 0.999) with decoupled weight
 decay 0.1 (none on biases, norms, position embeddings and the [class] token), linear warm-up
 (10k steps) then linear decay, global-norm gradient clipping at 1, large batches (4096 in the
-paper), and the classification head an MLP with one hidden layer (pre-logits, Dense + tanh, D wide).
+paper), and the classification head an MLP with one hidden layer (pre-logits, Dense + tanh, D wide)
+where the paper pre-trains for transfer. ``vitkit train`` gives a linear head unless
+``representation_size`` asks for that layer (:data:`HEAD_RULE`): its trained classifier is the product,
+and a linear head goes to every format (transformers' and timm's ViTs have no pre-logits layer).
 
 Fine-tuning (§3.2, App. B.1.1, vit_jax ``configs/common.py``): SGD with momentum 0.9, no weight
 decay, cosine decay after 500 warm-up steps, clipping at 1, batch 512, learning rate from
@@ -138,8 +141,8 @@ class TrainConfig(DictConfig):
     model: str = option_field("ViT-Ti/16", MODEL)
     #: fine-tuning: the checkpoint to start from; pre-training: unused.
     checkpoint: str | None = option_field(None, Option("text", "checkpoint to fine-tune", nullable=True))
-    #: architecture overrides for pre-training (keys of :func:`model_options`). Pre-training's head
-    #: has a D-wide pre-logits layer unless ``representation_size`` says otherwise (0: linear head).
+    #: architecture overrides for pre-training (keys of :func:`model_options`). The head is linear
+    #: unless ``representation_size`` asks for the paper's pre-logits layer (:data:`HEAD_RULE`).
     model_options: dict[str, Any] = field(default_factory=dict)
     #: input resolution (height, width) -- ``N`` or ``HxW`` on the command line, an int (square) or
     #: ``[H, W]`` in config.yaml; None: the variant's or the checkpoint's. Fine-tuning at a new one
@@ -322,20 +325,32 @@ def finetune_model_options() -> tuple[str, ...]:
         if name in fam.architecture_options and name not in {f.name for f in dataclasses.fields(TrainConfig)}))
 
 
+#: The head a pre-training run builds (``--representation-size``'s default in ``vitkit train --help``).
+HEAD_RULE = ("none: a linear head, since the classifier vitkit train makes is the product and a linear head goes to "
+             "every format (transformers' and timm's ViTs have no pre-logits layer); N: the paper's pre-logits "
+             "layer, N wide, for pre-training to transfer (§3.1)")
+
+
 def pretraining_architecture(model: str, options: dict[str, Any], objective: str = "supervised") -> dict[str, Any]:
-    """The architecture overrides of a pre-training run: the family's pre-training head where it has
-    one (ViT §3.1: an MLP with one hidden layer unless ``representation_size`` is given; its record's
-    ``pretraining_head``). A self-supervised ``objective`` trains no classifier: its encoder gets no
-    head at all; an objective the family does not support is refused in one line naming it."""
+    """The architecture overrides of a pre-training run, as given: :data:`HEAD_RULE` (a linear head
+    unless ``representation_size`` asks for a pre-logits layer; :func:`paper_pretraining_head` asks
+    for the paper's). An objective the family does not support is refused in one line naming it."""
     from vitkit.models.registry import get_config
 
     options = dict(options)
+    family_of(get_config(model, **options)).check_objective(objective)
+    return options
+
+
+def paper_pretraining_head(model: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` asking explicitly for the head the family's paper pre-trains with for transfer (ViT
+    §3.1: "a MLP with one hidden layer at pre-training time", D wide as in the official code, unless
+    ``representation_size`` is given; its record's ``pretraining_head``): what the demo, ``vitkit
+    selfsup`` and the reproduce lab ask for where they pre-train to transfer as the paper did."""
+    from vitkit.models.registry import get_config
+
     config = get_config(model, **options)
-    family = family_of(config)
-    family.check_objective(objective)
-    if objective != "supervised":
-        return options
-    return family.pretraining_head(config, options)
+    return family_of(config).pretraining_head(config, dict(options))
 
 
 def recipe_defaults(recipe: str, objective: str = "supervised") -> dict[str, Any]:

@@ -149,8 +149,10 @@ def check_exportable(config: ViTConfig) -> None:
     if config.posemb != "learned_1d":
         raise VitkitError(f"Hugging Face's ViT has learned 1-D position embeddings only, not {config.posemb}")
     if config.num_classes and config.representation_size:
-        raise VitkitError("Hugging Face's ViTForImageClassification has no pre-logits layer before its classifier; "
-                          "drop it (model.reset_head) or export to timm, jax or native")
+        raise VitkitError(f"Hugging Face's ViTForImageClassification has no pre-logits layer before its classifier "
+                          f"(nor has timm's VisionTransformer): convert to {layout.PRE_LOGITS_FORMATS}, which keep "
+                          f"the trained classifier, or train with a linear head (vitkit train's default: no "
+                          f"--representation-size) for transformers")
 
 
 def hf_config(model: VisionTransformer) -> dict:

@@ -20,6 +20,10 @@ from vitkit.models.vit.config import VARIANTS, ViTConfig
 
 Tensor = torch.Tensor
 
+#: The export formats (``--to``) that hold a pre-logits layer before a classifier (§3.1's pre-training head):
+#: transformers' ViTForImageClassification and timm's VisionTransformer have none.
+PRE_LOGITS_FORMATS = "native, jax (the official .npz) or onnx"
+
 
 # ------------------------------------------------------------------------------------- codecs
 def _head_dims(config: ViTConfig) -> tuple[int, int, int]:

@@ -33,6 +33,7 @@ from vitkit.checkpoints import mapping
 from vitkit.checkpoints.dialect import Twin
 from vitkit.checkpoints.fidelity import PeerUnavailable, import_peer, shared_twin, transformers_model
 from vitkit.checkpoints.tensor_files import first_line
+from vitkit.checkpoints.vit import layout
 from vitkit.errors import VitkitError
 
 #: what an eps the target fixes says when this model has another
@@ -67,7 +68,8 @@ def timm_twin(model: nn.Module, dst: Path | None) -> Twin:
     twin_config = config.replace(**semantics)
     drop: tuple[str, ...] = ()
     if config.representation_size:
-        approximations.append(f"{where} drops the pre-logits layer (pre_logits.*) when it loads weights")
+        approximations.append(f"{where} drops the pre-logits layer (pre_logits.*) when it loads weights "
+                              f"({layout.PRE_LOGITS_FORMATS} keep it)")
         twin_config = twin_config.replace(representation_size=None)
         drop = ("pre_logits.",)
         if config.num_classes and config.representation_size != config.hidden_size:

@@ -29,11 +29,10 @@ def layer_id(model: nn.Module, name: str) -> int:
 
 
 def pretraining_head(config: ViTConfig, options: dict[str, Any]) -> dict[str, Any]:
-    """§3.1: pre-training classifies through an MLP with one hidden layer (pre-logits, Dense + tanh,
-    D wide as in the official code) unless ``representation_size`` is given (0: a linear head)."""
-    options = dict(options)
-    options["representation_size"] = options.get("representation_size", config.hidden_size) or None
-    return options
+    """§3.1: pre-training for transfer classifies through an MLP with one hidden layer (pre-logits,
+    Dense + tanh, D wide as in the official code) unless ``representation_size`` is given (0: a linear
+    head). Applied only where asked (:func:`vitkit.train.recipes.paper_pretraining_head`)."""
+    return {**options, "representation_size": options.get("representation_size", config.hidden_size)}
 
 
 def transformers_peer(model: VisionTransformer, transformers: Any) -> tuple[type, dict[str, Any]]:

@@ -262,12 +262,16 @@ class Lab:
         smaller sets are seen more often, as in §4.2. ``objective``: ``mpp`` or ``mae`` pre-train
         without the labels (:mod:`vitkit.objectives`), with that objective's recipe."""
         from vitkit.train import recipe_defaults
+        from vitkit.train.recipes import paper_pretraining_head
 
         b = self.budget
         data, _ = self.pretrain_source(fraction)
         steps = self.steps_for(self.pretrain_size, epochs or b.pretrain_epochs, b.batch_size)
+        model_options = self._architecture(arch, model_overrides)
+        if objective == "supervised":  # pre-training to transfer, with the paper's head (§3.1, pre-logits)
+            model_options = paper_pretraining_head(arch["model"], model_options)
         options = {**recipe_defaults("pretrain", objective), "model": arch["model"],
-                   "model_options": self._architecture(arch, model_overrides), "data": data,
+                   "model_options": model_options, "data": data,
                    "image_size": size or b.image_size, "batch_size": b.batch_size, "steps": steps, "lr": lr or b.lr,
                    "weight_decay": b.weight_decay, "flip": False, "crop_scale": b.crop_scale, "crop_pct": 1.0,
                    "seed": seed}
@@ -290,10 +294,10 @@ class Lab:
         as a run of no steps: fine-tuning it is training from scratch."""
         from vitkit.checkpoints.native import save_native
         from vitkit.models import create_model
-        from vitkit.train.recipes import pretraining_architecture
+        from vitkit.train.recipes import paper_pretraining_head
 
         b = self.budget
-        options = pretraining_architecture(arch["model"], self._architecture(arch, model_overrides))
+        options = paper_pretraining_head(arch["model"], self._architecture(arch, model_overrides))
         key_fields = {"model": arch["model"], "options": options, "seed": seed, "size": b.image_size}
         key = _run_key(key_fields)
         run_dir = self.out / "runs" / f"{_slug(label or 'init')}-{key}"
