@@ -71,8 +71,9 @@ def test_python_yaml_and_the_command_line_reach_the_same_crop(tmp_path):
     assert evaluation_crop(from_python) == evaluation_crop(from_yaml) == evaluation_crop(from_cli) == CENTRE
     given = training_config(build_parser().parse_args(["train", "--data", "digits", "--crop-pct", "1"]), "pretrain")
     (tmp_path / "given.yaml").write_text(yaml.safe_dump({"data": "digits", "crop_pct": 1.0}))
-    assert evaluation_crop(given) == evaluation_crop(resolve_training_config("pretrain", {"crop_pct": 1.0, **options})) \
-        == evaluation_crop(resolve_training_config("pretrain", config_file=tmp_path / "given.yaml")) == {"crop_pct": 1.0}
+    python = resolve_training_config("pretrain", {"crop_pct": 1.0, **options})
+    from_file = resolve_training_config("pretrain", config_file=tmp_path / "given.yaml")
+    assert evaluation_crop(given) == evaluation_crop(python) == evaluation_crop(from_file) == {"crop_pct": 1.0}
 
 
 def test_a_trained_checkpoint_carries_the_crop_and_vitkit_eval_uses_it(tmp_path, capsys):
