@@ -13,8 +13,8 @@
 Every stage evaluates as its recipe's rule says (:func:`vitkit.train.recipes.evaluation_crop`): the
 pre-training and the from-scratch run trained on random-resized crops, so they evaluate with
 big_vision's centre crop (0.875); the fine-tuning run keeps its checkpoint's, so the same; the few-shot
-evaluation gives both networks the pre-trained model's transform, as big_vision's few-shot evaluators
-take the pre-training's evaluation preprocessing.
+evaluation gives both networks the pre-trained model's transform (big_vision's few-shot evaluators also
+crop the central 0.875).
 
 The recipe (model size, epochs, learning rates) was tuned so that the fine-tuned model clears 95%
 digits test accuracy with a margin, in a few minutes on two CPU cores. Every number in the table

@@ -85,9 +85,10 @@ def model_options() -> tuple[str, ...]:
 
 # ----------------------------------------------------------------------- evaluation crop
 #: How a pre-training run that trained on random-resized crops evaluates: big_vision's pre-training configs
-#: (``pp_eval``: ``resize_small(size / 0.875)|central_crop(size)``, the few-shot evaluators too). A model that
-#: has only seen zoomed-in crops sees objects larger than a resize of the whole image shows them (the
-#: train/test resolution discrepancy: Touvron et al., NeurIPS 2019, "FixRes"); the centre crop zooms in too.
+#: (``pp_eval``: ``resize_small(size / 0.875)|central_crop(size)``; their few-shot evaluators crop the same share
+#: after a square resize, ``resize(256)|central_crop(224)``). A model that has only seen zoomed-in crops sees
+#: objects larger than a resize of the whole image shows them (the train/test resolution discrepancy: Touvron
+#: et al., NeurIPS 2019, "FixRes"); the centre crop zooms in too.
 PRETRAIN_EVAL_CROP: dict[str, Any] = {"crop_mode": "center", "crop_pct": 0.875}
 #: The whole image resized to the model's size: vit_jax's evaluation, for a run that trained on whole images.
 WHOLE_IMAGE: dict[str, Any] = {"crop_mode": "squash", "crop_pct": 1.0}
