@@ -14,6 +14,7 @@ from vitkit import load_model
 from vitkit.checkpoints.convert import save_model
 from vitkit.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from vitkit.data.transforms import eval_transform, resize_and_crop
+from vitkit.train.recipes import PRETRAIN_EVAL_CROP
 
 transformers = pytest.importorskip("transformers")
 
@@ -38,6 +39,7 @@ def _pictures(tmp_path) -> list[str]:
     dict(),  # vitkit's default: the reference code's plain resize of the whole image
     dict(crop_mode="center", crop_pct=0.8, interpolation="bicubic", mean=IMAGENET_MEAN, std=IMAGENET_STD),
     dict(crop_mode="squash", crop_pct=0.8),
+    PRETRAIN_EVAL_CROP,  # what a pre-training run on random-resized crops writes (vitkit.train.recipes)
 ])
 def test_transformers_pipeline_on_an_export_matches_vitkit_predict(tmp_path, preprocessing):
     model = tiny(num_classes=4, image_size=32, seed=3)

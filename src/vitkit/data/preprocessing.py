@@ -14,7 +14,8 @@ H x W = ``image_size`` and an RGB image of h x w pixels:
    * ``"squash"``: (floor(H / crop_pct), floor(W / crop_pct)), whatever the image's aspect ratio.
      With ``crop_pct = 1`` this is the plain resize of the whole image to H x W that the paper's
      reference code evaluates with (vit_jax ``tf.image.resize(im, [crop, crop])``) and that
-     Hugging Face's ViTImageProcessor does -- vitkit's default;
+     Hugging Face's ViTImageProcessor does -- a new model's default (a training run writes the
+     geometry its recipe calls for: :func:`vitkit.train.recipes.evaluation_crop`);
    * ``"center"``: keeping the aspect ratio (timm's default, torchvision's ``Resize``): for a
      square input, S = floor(H / crop_pct) on the shorter side and int(S * long / short) on the
      longer one; for a non-square input, both sides scaled by min(h / floor(H / crop_pct),
@@ -39,7 +40,7 @@ from typing import Any
 
 from vitkit.dictconfig import DictConfig
 from vitkit.errors import VitkitError
-from vitkit.options import to_pair
+from vitkit.options import Option, to_pair
 
 INCEPTION_MEAN = (0.5, 0.5, 0.5)
 INCEPTION_STD = (0.5, 0.5, 0.5)
@@ -47,6 +48,12 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CROP_MODES = ("squash", "center")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+#: The evaluation crop as options, one definition each for training (``TrainConfig``, where None lets the
+#: recipe decide) and for the commands that evaluate a checkpoint (``vitkit eval``, where None keeps its own).
+CROP_PCT = Option("float", "evaluation: the crop's share of the resized image", low=0, high=1, low_open=True)
+CROP_MODE = Option("choice", "evaluation resize: squash = the whole image to the model's size (the reference "
+                             "code's, with crop-pct 1), center = the shorter side, keeping the aspect ratio (timm's)",
+                   choices=CROP_MODES)
 #: What a saved preprocessing without ``crop_mode`` meant: vitkit resized the shorter side then.
 LEGACY_CROP_MODE = "center"
 
@@ -94,6 +101,13 @@ class Preprocessing(DictConfig):
     def is_plain_resize(self) -> bool:
         """The whole image resized to the model's size, nothing cropped (the reference code's)."""
         return self.crop_mode == "squash" and self.crop_pct == 1.0
+
+    def with_crop(self, crop_pct: float | None = None, crop_mode: str | None = None) -> Preprocessing:
+        """This preprocessing with the crop fields that are given (None keeps the field): what
+        ``--crop-pct`` / ``--crop-mode`` do to a model's own."""
+        given = {name: value for name, value in (("crop_pct", crop_pct), ("crop_mode", crop_mode))
+                 if value is not None}
+        return self.replace(**given) if given else self
 
     def scale_size(self) -> tuple[int, int]:
         """(floor(H / crop_pct), floor(W / crop_pct)): the size the crop is taken from (squash) or

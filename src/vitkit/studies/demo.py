@@ -10,6 +10,12 @@
    2^10) of the frozen pre-trained representation on the digits at the pre-training resolution,
    next to the same evaluation of a randomly initialised network of the same architecture.
 
+Every stage evaluates as its recipe's rule says (:func:`vitkit.train.recipes.evaluation_crop`): the
+pre-training and the from-scratch run trained on random-resized crops, so they evaluate with
+big_vision's centre crop (0.875); the fine-tuning run keeps its checkpoint's, so the same; the few-shot
+evaluation gives both networks the pre-trained model's transform (big_vision's few-shot evaluators also
+crop the central 0.875).
+
 The recipe (model size, epochs, learning rates) was tuned so that the fine-tuned model clears 95%
 digits test accuracy with a margin, in a few minutes on two CPU cores. Every number in the table
 is measured by the run, never stored.

@@ -53,6 +53,7 @@ from vitkit.train.recipes import (
     TrainConfig,
     build_optimizer,
     build_schedule,
+    evaluation_crop,
     pretraining_architecture,
 )
 from vitkit.train.rundir import RunDir, RunDirectoryBusy, RunLock, claim_run_directory
@@ -117,7 +118,8 @@ def build_model(config: TrainConfig, label_names: list[str]) -> VitkitModel:
     no labels). Fine-tuning: the checkpoint with its whole head replaced by a zero-initialised linear
     layer and, when ``image_size`` changes, its position embeddings interpolated over the new patch
     grid (§3.2); a Swin checkpoint given a new ``window_size`` has its relative-position-bias tables
-    resampled to it. Then the fine-tuning options its family takes (:func:`finetune_options`)."""
+    resampled to it. Then the fine-tuning options its family takes (:func:`finetune_options`), and the
+    evaluation crop of the recipe's rule (:func:`~vitkit.train.recipes.evaluation_crop`)."""
     from vitkit.checkpoints.detect import load_model
     from vitkit.models import create_model
     from vitkit.models.registry import family_of
@@ -138,9 +140,7 @@ def build_model(config: TrainConfig, label_names: list[str]) -> VitkitModel:
                                  window_size=config.model_options["window_size"])
         finetune_options(model, config, num_classes)
     model.label_names = list(label_names) or None
-    crop = {k: v for k, v in (("crop_pct", config.crop_pct), ("crop_mode", config.crop_mode)) if v is not None}
-    if crop:
-        model.preprocessing = model.preprocessing.replace(**crop)
+    model.preprocessing = model.preprocessing.with_crop(**evaluation_crop(config))  # the recipe's rule
     return model
 
 

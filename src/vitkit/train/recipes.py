@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from vitkit.data.preprocessing import CROP_MODES
+from vitkit.data.preprocessing import CROP_MODE, CROP_PCT
 from vitkit.dictconfig import DictConfig
 from vitkit.errors import VitkitError
 from vitkit.models.fields import DROP_PATH, DROPOUT
@@ -84,6 +84,17 @@ OBJECTIVE_NAMES = ("supervised", "mpp", "mae")
 def model_options() -> tuple[str, ...]:
     """Every registered family's architecture options, in registration order."""
     return tuple(dict.fromkeys(name for fam in FAMILIES.values() for name in fam.architecture_options))
+
+
+# ----------------------------------------------------------------------- evaluation crop
+#: How a pre-training run that trained on random-resized crops evaluates: big_vision's pre-training configs
+#: (``pp_eval``: ``resize_small(size / 0.875)|central_crop(size)``; their few-shot evaluators crop the same share
+#: after a square resize, ``resize(256)|central_crop(224)``). A model that has only seen zoomed-in crops sees
+#: objects larger than a resize of the whole image shows them (the train/test resolution discrepancy: Touvron
+#: et al., NeurIPS 2019, "FixRes"); the centre crop zooms in too.
+PRETRAIN_EVAL_CROP: dict[str, Any] = {"crop_mode": "center", "crop_pct": 0.875}
+#: The whole image resized to the model's size: vit_jax's evaluation, for a run that trained on whole images.
+WHOLE_IMAGE: dict[str, Any] = {"crop_mode": "squash", "crop_pct": 1.0}
 
 
 # --------------------------------------------------------------------------------- presets
@@ -199,17 +210,19 @@ class TrainConfig(DictConfig):
                                                            "another symbol)"))
     crop_scale: tuple[float, float] = option_field((0.08, 1.0), Option("pair", "random-resized-crop area range",
                                                                        low=0, high=1, low_open=True))
-    #: evaluation preprocessing (see :mod:`vitkit.data.preprocessing`); None keeps the model's: the plain
-    #: resize of the reference code for a new model, the checkpoint's own when fine-tuning.
-    crop_pct: float | None = option_field(None, Option("float", "evaluation: the crop's share of the resized "
-                                                                "image (default: 1 for a new model, the "
-                                                                "checkpoint's when fine-tuning)", low=0, high=1,
-                                                       low_open=True, nullable=True))
-    crop_mode: str | None = option_field(None, Option("choice", "evaluation resize: squash = the whole image to "
-                                                                "the model's size (the reference code's, with "
-                                                                "crop-pct 1), center = the shorter side, keeping "
-                                                                "the aspect ratio (timm's)", choices=CROP_MODES,
-                                                      nullable=True))
+    #: evaluation preprocessing (see :mod:`vitkit.data.preprocessing`), written into the checkpoint; None
+    #: (both): the recipe decides (:func:`evaluation_crop`); one given replaces that rule, the other stays the
+    #: model's own (a new model's squash and 1, the checkpoint's when fine-tuning).
+    crop_pct: float | None = option_field(None, CROP_PCT.optional(
+        "evaluation: the crop's share of the resized image. With neither this nor --crop-mode, the recipe decides, and "
+        "the checkpoint carries it to eval, predict and the exports: pre-training with random-resized crops "
+        f"(--crop-scale lower bound < 1) evaluates with a centre crop of {PRETRAIN_EVAL_CROP['crop_pct']:g} "
+        "(--crop-mode center: big_vision's pre-training evaluation, FixRes), without them the whole image "
+        "(squash, 1); fine-tuning keeps the checkpoint's (the official weights': squash, 1). Given, it replaces "
+        "the rule, and --crop-mode left out is the model's own"))
+    crop_mode: str | None = option_field(None, CROP_MODE.optional(
+        f"{CROP_MODE.help}. With neither this nor --crop-pct, the recipe decides (see --crop-pct); given, it replaces "
+        "the rule, and --crop-pct left out is the model's own"))
     #: "supervised", or a self-supervised objective ("mpp", "mae"; vitkit.objectives) that ignores labels.
     objective: str = option_field("supervised", Option("choice", "supervised; mpp: masked patch prediction (App. "
                                                                  "B.1.2); mae: masked autoencoder. mpp and mae "
@@ -316,6 +329,25 @@ class TrainConfig(DictConfig):
             out["image_size"] = height if height == width else [height, width]
         out["crop_scale"] = list(self.crop_scale)
         return out
+
+
+def evaluation_crop(config: TrainConfig) -> dict[str, Any]:
+    """The evaluation crop (``crop_mode``, ``crop_pct``) a run writes into its model's preprocessing, so that
+    its own evaluation, ``vitkit eval``, ``predict`` and every export use it; ``{}`` keeps the model's own.
+
+    The one rule (issue 28): ``crop_pct`` or ``crop_mode`` given replaces it (what is given; the other stays
+    the model's own). Otherwise a pre-training run (supervised or self-supervised) whose training crops are
+    random-resized (``crop_scale`` lower bound < 1) evaluates as big_vision's pre-training configs do,
+    :data:`PRETRAIN_EVAL_CROP` (centre crop 0.875 of the shorter side: FixRes, Touvron et al. 2019); one
+    that trains on whole images (``crop_scale`` (1, 1)) evaluates on the whole image, :data:`WHOLE_IMAGE`.
+    A fine-tuning run keeps its checkpoint's geometry: vit_jax's squash of the whole image for the paper's
+    official weights, what the transformers / timm loaders read for theirs, and for a vitkit checkpoint what
+    its own run wrote.
+    """
+    given = {name: getattr(config, name) for name in ("crop_pct", "crop_mode") if getattr(config, name) is not None}
+    if given or config.recipe == "finetune":
+        return given
+    return dict(PRETRAIN_EVAL_CROP if config.crop_scale[0] < 1 else WHOLE_IMAGE)
 
 
 def finetune_model_options() -> tuple[str, ...]:
