@@ -192,8 +192,8 @@ class TrainResult:
     images_per_second: float = 0.0
     run_dir: Path | None = None
     finished: bool = True
-    #: why a run that did not finish ended: "stop_after" (``stop_after`` steps taken), "stalled"
-    #: (``stop_if_stalled``: :mod:`vitkit.train.stall`); None when it finished
+    #: why this session ended where it did: "stop_after" (``stop_after`` steps taken), "stalled"
+    #: (``stop_if_stalled``: :mod:`vitkit.train.stall`, even at the run's last step); None: the run's end
     reason: str | None = None
     #: what the stall check found, when the run did not learn (:class:`~vitkit.train.stall.Stall`)
     stalled: Stall | None = None
