@@ -23,6 +23,7 @@ from vitkit.options import (
 )
 from vitkit.train.recipes import PRESET, RECIPE_COMMANDS, model_options, recipe_title
 from vitkit.train.settings import OBJECTIVE_FLAGS
+from vitkit.train.stall import STALLED_EXIT_STATUS
 
 S = argparse.SUPPRESS
 
@@ -33,7 +34,8 @@ TRAINING_GROUPS = {
                      "weight_decay", "warmup", "decay", "grad_clip", "ema"),
     "regularisation and augmentation": ("dropout", "loss", "label_smoothing", "randaugment", "mixup", "cutmix",
                                         "flip", "crop_scale", "crop_pct", "crop_mode"),
-    "run": ("out", "seed", "device", "precision", "compile", "eval_every", "save_every", "log_every"),
+    "run": ("out", "seed", "device", "precision", "compile", "eval_every", "save_every", "log_every",
+            "stop_if_stalled"),
 }
 #: TrainConfig fields of fine-tuning a masked model (MAE §4, App. A.1), on ``vitkit finetune``.
 FINETUNE_FIELDS = ("layer_decay", "drop_path", "global_pool", "trainable_blocks")
@@ -144,6 +146,8 @@ def run_training(args: argparse.Namespace, recipe: str) -> dict:
         result = train(config, resume=getattr(args, "resume", None) is not None, progress=not args.quiet,
                        stop_after=args.stop_after, report=lambda line: print(line, file=sys.stderr))
     summary = result.summary()
+    if summary.get("reason") == "stalled":  # --stop-if-stalled ended it: main exits with 3 after the summary
+        args.exit_status = STALLED_EXIT_STATUS
     if int(os.environ.get("RANK", "0")) == 0:
         print_training_summary(summary)
     else:  # under torchrun only rank 0 speaks: no summary, no --json line from the others
@@ -154,9 +158,14 @@ def run_training(args: argparse.Namespace, recipe: str) -> dict:
 def print_training_summary(summary: dict) -> None:
     m = summary["metrics"]
     command = RECIPE_COMMANDS.get(summary["recipe"], summary["recipe"])
-    state = "finished" if summary["finished"] else (
-        f"stopped (continue with `vitkit {command} --resume {summary['run_dir']}`)" if "run_dir" in summary
-        else "stopped")
+    resume = f"`vitkit {command} --resume {summary['run_dir']}`" if "run_dir" in summary else None
+    if summary.get("reason") == "stalled":
+        state = "stopped: it does not learn (--stop-if-stalled; see the warning above" + (
+            f"; {resume} goes on without checking again)" if resume else ")")
+    elif summary["finished"]:
+        state = "finished"
+    else:
+        state = f"stopped (continue with {resume})" if resume else "stopped"
     title = recipe_title(summary["recipe"], summary.get("preset"))
     print(f"{title} {summary['model']} on {summary['data']}: step {summary['step']}/"
           f"{summary['total_steps']} {state} in {summary['seconds']:.1f} s ({summary['images_per_second']:.0f} img/s)")

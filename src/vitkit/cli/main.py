@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> None:
             if args.json:
                 print(json.dumps(result if result is not None else {}, default=str))
             sys.stdout.flush()
+        if getattr(args, "exit_status", 0):  # a command that did its work but reports an outcome (a stalled run: 3)
+            sys.exit(args.exit_status)
     except BrokenPipeError:  # `vitkit predict ... | head -1`: the reader has what it wanted
         _quiet_stdout()
         sys.exit(BROKEN_PIPE)

@@ -54,9 +54,12 @@ from vitkit.train.recipes import (
     build_optimizer,
     build_schedule,
     evaluation_crop,
+    peak_lr,
     pretraining_architecture,
+    warmup_steps,
 )
 from vitkit.train.rundir import RunDir, RunDirectoryBusy, RunLock, claim_run_directory
+from vitkit.train.stall import Stall, StallCheck, chance_and_floor
 from vitkit.train.stopping import STOP_SIGNALS, Interrupted, StopSignals, signal_name, stop_signal_of
 
 
@@ -189,6 +192,11 @@ class TrainResult:
     images_per_second: float = 0.0
     run_dir: Path | None = None
     finished: bool = True
+    #: why this session ended where it did: "stop_after" (``stop_after`` steps taken), "stalled"
+    #: (``stop_if_stalled``: :mod:`vitkit.train.stall`, even at the run's last step); None: the run's end
+    reason: str | None = None
+    #: what the stall check found, when the run did not learn (:class:`~vitkit.train.stall.Stall`)
+    stalled: Stall | None = None
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -198,7 +206,10 @@ class TrainResult:
             "step": self.step, "total_steps": self.total_steps, "finished": self.finished,
             "metrics": self.metrics, "skipped_images": self.skipped, "seconds": round(self.seconds, 2),
             "images_per_second": round(self.images_per_second, 1),
+            "stalled": self.stalled.to_dict() if self.stalled is not None else None,
         }
+        if self.reason is not None:
+            out["reason"] = self.reason
         if self.unreadable_examples:
             out["unreadable_examples"] = self.unreadable_examples
         if self.run_dir is not None:
@@ -311,6 +322,7 @@ class Trainer:
         self.ema = WeightEMA(self.model, config.ema, warmup=config.ema_warmup) if config.ema else None
         self.optimizer = build_optimizer(self.model, config, self.objective)
         self.schedule = build_schedule(self.optimizer, config, self.total_steps)
+        self.stall = self._stall_check(config)
         self.step = 0
         self.seen_images = 0
         #: training-set indices whose image could not be decoded (distinct files, over all epochs)
@@ -326,6 +338,17 @@ class Trainer:
         if config.out and self.process.is_main:
             self.rundir = RunDir(config.out, resume_step=self.step if resume else None)
             self.rundir.write_config(config)
+
+    def _stall_check(self, config: TrainConfig) -> StallCheck:
+        """The run's stall check (:mod:`vitkit.train.stall`): against chance for a supervised run, against
+        its first steps for a self-supervised one."""
+        warmup = warmup_steps(config, self.total_steps)
+        if config.objective != "supervised":
+            return StallCheck(warmup=warmup)
+        counts = np.bincount(np.asarray(self.train_set.labels(), dtype=np.int64),
+                             minlength=len(self.train_set.label_names))
+        chance = chance_and_floor(counts, smoothing=config.label_smoothing, loss=config.loss)
+        return StallCheck(warmup=warmup, chance=chance, num_classes=len(counts))
 
     # ------------------------------------------------------------------ data
     def _loader(self, epoch: int, start: int) -> DataLoader:
@@ -416,7 +439,7 @@ class Trainer:
             "world_size": self.process.world_size, "rng": rngs,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(), "config": self.config.to_dict(),
-            "objective": self.objective.state_dict(),
+            "objective": self.objective.state_dict(), "stall": self.stall.state_dict(),
         }
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
@@ -480,6 +503,7 @@ class Trainer:
         self.unreadable = {int(i) for i in state.get("unreadable", [])}
         self.unreadable_reasons = [str(r) for r in state.get("unreadable_reasons", [])]
         self.seen_images = int(state.get("seen_images", 0))
+        self.stall.load_state_dict(state.get("stall"))  # a run checked before it stopped is not checked again
         if state["world_size"] == self.process.world_size:
             self._pending_rng = state["rng"][self.process.rank]
         else:
@@ -529,6 +553,7 @@ class Trainer:
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress, unit="step",
                    file=sys.stderr, dynamic_ncols=True, desc=cfg.title())
         window_images, window_start, window_loss, window_steps = 0, time.perf_counter(), 0.0, 0
+        stalled_stop = False
         try:
             while self.step < end_step:
                 epoch, position = divmod(self.step, self.steps_per_epoch)
@@ -550,6 +575,9 @@ class Trainer:
                         window_images += int(out["images"])
                         window_loss += out["loss"]
                         window_steps += 1
+                        self.stall.record(self.step, out["loss"])
+                    if self.stall.due(self.step) and self._check_stall(out["lr"], micro[0][0]) and cfg.stop_if_stalled:
+                        end_step, stalled_stop = self.step, True  # logged and saved below, as a last step
                     bar.update(1)
                     if window_steps and (self.step % cfg.log_every == 0 or self.step == end_step):
                         rate = window_images / max(time.perf_counter() - window_start, 1e-9)
@@ -580,16 +608,25 @@ class Trainer:
             bar.close()
             if self.rundir is not None:
                 self.rundir.flush()
-        result = self._result(finished=self.step >= self.total_steps)
+        finished = self.step >= self.total_steps
+        result = self._result(finished=finished,
+                              reason="stalled" if stalled_stop else None if finished else "stop_after")
         if self.rundir is not None:
-            summary = result.summary()
-            if not result.finished:
-                summary["reason"] = "stop_after"
-            self.rundir.write_summary(summary)
+            self.rundir.write_summary(result.summary())
             self.rundir.close()
         return result
 
-    def _result(self, *, finished: bool) -> TrainResult:
+    def _check_stall(self, lr: float, inputs: torch.Tensor | None) -> bool:
+        """Run the stall check after this step (:mod:`vitkit.train.stall`); when the run has not learned,
+        print the warning line and return True."""
+        stall = self.stall.check(self.step, lr=lr, peak_lr=peak_lr(self.config), model=self.model, inputs=inputs)
+        if stall is None:
+            return False
+        stall.stopped = self.config.stop_if_stalled
+        self.report(stall.message())
+        return True
+
+    def _result(self, *, finished: bool, reason: str | None = None) -> TrainResult:
         """What the run has produced so far (the weights in memory, the metrics last logged)."""
         cfg = self.config
         seconds = time.perf_counter() - self._started
@@ -598,7 +635,7 @@ class Trainer:
             step=self.step, total_steps=self.total_steps, skipped=self.skipped,
             unreadable_examples=list(self.unreadable_reasons), seconds=seconds,
             images_per_second=(self.seen_images - self._start_images) / seconds if seconds > 0 else 0.0,
-            run_dir=Path(cfg.out) if cfg.out else None, finished=finished,
+            run_dir=Path(cfg.out) if cfg.out else None, finished=finished, reason=reason, stalled=self.stall.found,
         )
         result.metrics = {k.replace("/", "_"): v for k, v in {**self._metrics, **self._last_eval}.items()}
         result.metrics["train_images"] = self.seen_images

@@ -59,6 +59,7 @@ from vitkit.options import (
     check_fields,
     option_field,
 )
+from vitkit.train.stall import STOP_IF_STALLED_HELP
 
 RECIPES = ("pretrain", "finetune")
 #: the command that runs (and resumes) each recipe
@@ -259,6 +260,8 @@ class TrainConfig(DictConfig):
     eval_every: int = option_field(1, Option("int", "evaluate every N epochs", low=1))
     save_every: int | None = option_field(None, Option("int", "also checkpoint every N steps", low=1, nullable=True))
     log_every: int = option_field(10, Option("int", "log training metrics every N steps", low=1))
+    #: end the run where the stall check (:mod:`vitkit.train.stall`) finds that the training loss has not moved
+    stop_if_stalled: bool = option_field(False, Option("bool", STOP_IF_STALLED_HELP))
     out: str | None = option_field(None, OUT.optional())
 
     def __post_init__(self) -> None:
@@ -532,7 +535,12 @@ def default_warmup(total_steps: int, recipe: str = "pretrain") -> int:
     return min(steps, total_steps // fraction)
 
 
+def warmup_steps(config: TrainConfig, total_steps: int) -> int:
+    """The warm-up of a run of ``total_steps``: ``config.warmup``, or the recipe's (:func:`default_warmup`)."""
+    return default_warmup(total_steps, config.recipe) if config.warmup is None else config.warmup
+
+
 def build_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig,
                    total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    warmup = default_warmup(total_steps, config.recipe) if config.warmup is None else config.warmup
+    warmup = warmup_steps(config, total_steps)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupDecay(total_steps, warmup, config.decay))
