@@ -13,7 +13,8 @@ An entry fails when it falls below its record by more than the recorded spread o
 more than that passes and is reported ("moved up: rewrite the ledger"). A change meant to move an
 entry rewrites it in the same commit and says why (docs/testing.md). Prints a table on stdout (the
 runs' progress on stderr); exit status 0 when every entry passes, 1 when one fails (one line each,
-naming the entry, the values and the tolerance), 2 on bad input.
+naming the entry, the values and the tolerance), 2 on bad input, 128 + N when stopped by signal N
+(``--write`` merges each entry into the ledger, atomically, as soon as its seeds are done).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from vitkit.errors import VitkitError
-from vitkit.studies.ledger import ENTRIES, QUICK, SEEDS, Entry, check, record, select
+from vitkit.studies.ledger import ENTRIES, QUICK, SEEDS, THREADS, Entry, check, record, select
 
 LEDGER = Path(__file__).resolve().parent / "ledger.json"
 
@@ -44,7 +45,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--work", help="keep the runs in a new folder under this one (default: a temporary folder, "
                                        "removed afterwards)")
     parser.add_argument("--data-dir", help="where the letters are drawn (default: inside the work folder)")
-    parser.add_argument("--threads", type=int, help="torch threads (default torch's: the machine's cores)")
+    parser.add_argument("--threads", type=int, help=f"torch threads (default: --write {THREADS}, a check those of "
+                                                    f"each entry's record)")
     return parser.parse_args(argv)
 
 
@@ -55,12 +57,8 @@ def main(argv: list[str] | None = None, entries: Mapping[str, Entry] = ENTRIES) 
     try:
         if args.write and args.quick:
             raise VitkitError("--write records every seed: it does not go with --quick (seed 0 only)")
-        if args.threads is not None:
-            if args.threads < 1:
-                raise VitkitError(f"--threads must be at least 1, got {args.threads}")
-            import torch
-
-            torch.set_num_threads(args.threads)
+        if args.threads is not None and args.threads < 1:
+            raise VitkitError(f"--threads must be at least 1, got {args.threads}")
         names = args.entries.split(",") if args.entries else QUICK if args.quick else None
         chosen = select(names, entries)
         work = None
@@ -70,17 +68,23 @@ def main(argv: list[str] | None = None, entries: Mapping[str, Entry] = ENTRIES) 
             report(f"runs in {work}")
         options = dict(work=work, data_dir=args.data_dir, report=report)
         if args.write:
-            written = record(chosen, args.ledger, **options)
+            written = record(chosen, args.ledger, threads=args.threads or THREADS, **options)
             for entry in chosen:
                 saved = written["entries"][entry.name]
                 print(f"{entry.name}: {', '.join(f'{v:.2f}' for v in saved['values'])} (mean {saved['mean']:.2f}, "
                       f"spread {saved['spread']:.2f}, {saved['seconds']:.0f} s)")
             print(f"wrote {args.ledger}")
             return 0
-        result = check(chosen, args.ledger, quick=args.quick, **options)
+        result = check(chosen, args.ledger, quick=args.quick, threads=args.threads, **options)
     except VitkitError as exc:
         print(f"accuracy_ledger: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:  # Ctrl-C: the ledger holds what --write finished (each entry whole), no more
+        from vitkit.train.stopping import exit_status
+
+        done = " (--write: the entries finished before are in the ledger)" if args.write else ""
+        print(f"accuracy_ledger: stopped{done}", file=sys.stderr)
+        return exit_status(exc)
     print(result.text())
     return 1 if result.failed else 0
 

@@ -7,9 +7,9 @@ the commands a user runs instead: each :class:`Entry` is one or more ``vitkit tr
 finetune`` runs, made through the same merge of recipe, preset and options as the command line
 (:func:`~vitkit.train.settings.resolve_training_config`), then measured as that command's user would:
 the last run's test top-1, or few-shot (§4.1, big_vision's protocol) or a linear probe (MAE's
-protocol) on the frozen features. Each entry runs with seeds 0, 1 and 2 (``--seed``); a run
-repeats bit for bit on one machine kind (torch build, thread count, CPU), which the ledger records
-beside the numbers.
+protocol) on the frozen features. Each entry runs with seeds 0, 1 and 2 (``--seed``) on :data:`THREADS` torch
+thread(s); a run repeats bit for bit on one machine kind (torch build, thread count, CPU), which the
+ledger records beside the numbers.
 
 The check (:func:`check_entry`): an entry fails when its value falls below the recorded one by more
 than the recorded spread (max - min over the seeds), or :data:`FLOOR` points where the seeds agreed
@@ -24,14 +24,16 @@ too: its recorded number belongs to another command.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
+import re
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,12 @@ LETTERS = "letters"
 EARLIER = "@"
 #: What every entry measures.
 METRIC = "test top-1 %"
+#: The torch threads the ledger is written with (``--threads`` overrides; a check runs each entry with the
+#: threads of its record, since another count changes the sums and so the numbers). One, not the machine's
+#: cores: these models are small, and on this project's shared 2-core machine two threads spin against the
+#: other processes -- digits-small-data, seed 0, took 14.5 s on one thread and 101.7 s on two (load about
+#: 3) -- while one thread also repeats bit for bit on a machine with another number of cores.
+THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -231,11 +239,25 @@ def select(names: Iterable[str] | None, entries: Mapping[str, Entry] = ENTRIES) 
 
 
 # --------------------------------------------------------------------------------------------- running
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """torch on ``threads`` threads inside the block, its previous count restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def run_entry(entry: Entry, *, seeds: Sequence[int] = SEEDS, work: str | os.PathLike | None = None,
               data_dir: str | os.PathLike | None = None,
               report: Callable[[str], None] | None = None) -> tuple[dict[int, float], float]:
-    """({seed: test top-1 in %}, seconds) of ``entry`` run with each seed. Runs go to ``work`` (a
-    temporary folder, removed afterwards, when None); the letters are drawn into ``data_dir`` once."""
+    """({seed: test top-1 in %}, seconds) of ``entry`` run with each seed, on torch's present threads
+    (:func:`torch_threads`). Runs go to ``work`` (a temporary folder, removed afterwards, when None); the
+    letters are drawn into ``data_dir`` once."""
     if work is None:
         with tempfile.TemporaryDirectory(prefix="vitkit-ledger-") as tmp:
             return run_entry(entry, seeds=seeds, work=tmp, data_dir=data_dir or Path(tmp) / "data", report=report)
@@ -360,7 +382,11 @@ def write_ledger(path: str | os.PathLike, records: Mapping[str, Mapping[str, Any
     entries = dict(sorted(merged.items(), key=lambda item: (ranked.get(item[0], len(ranked)), item[0])))
     ledger = {"written_by": "benchmarks/accuracy_ledger.py --write", "metric": METRIC, "floor": FLOOR,
               "entries": entries}
-    write_text_atomic(path, json.dumps(ledger, indent=1) + "\n")
+    text = json.dumps(ledger, indent=1)
+    # a list of numbers on one line ("values": [53.42, 53.33, 52.5]): an entry reads at a glance, diffs stay short
+    text = re.sub(r"\[\s+(-?[0-9][0-9.eE+-]*(?:,\s+-?[0-9][0-9.eE+-]*)*)\s+\]",
+                  lambda m: "[" + ", ".join(n.strip() for n in m.group(1).split(",")) + "]", text)
+    write_text_atomic(path, text + "\n")
     return ledger
 
 
@@ -436,16 +462,19 @@ def machine_differences(recorded: Mapping[str, Any], now: Mapping[str, Any]) -> 
 
 def record(entries: Sequence[Entry], path: str | os.PathLike, *, seeds: Sequence[int] = SEEDS,
            work: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None,
-           report: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run ``entries`` with ``seeds`` and merge them into the ledger at ``path`` (``--write``)."""
+           threads: int = THREADS, report: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run ``entries`` with ``seeds`` on ``threads`` torch threads and merge each into the ledger at ``path``
+    as soon as its seeds are done (``--write``: an interrupted rewrite keeps the entries it finished, each
+    one whole)."""
     if Path(path).exists():
         read_ledger(path)  # a file that is not a ledger is refused before the work, not after it
-    machine = machine_record()
-    records = {}
-    for entry in entries:
-        values, seconds = run_entry(entry, seeds=seeds, work=work, data_dir=data_dir, report=report)
-        records[entry.name] = entry_record(entry, values, seconds, machine)
-    return write_ledger(path, records)
+    written: dict[str, Any] = {}
+    with torch_threads(threads):
+        machine = machine_record()
+        for entry in entries:
+            values, seconds = run_entry(entry, seeds=seeds, work=work, data_dir=data_dir, report=report)
+            written = write_ledger(path, {entry.name: entry_record(entry, values, seconds, machine)})
+    return written
 
 
 @dataclass
@@ -474,15 +503,16 @@ class CheckResult:
 
 
 def check(entries: Sequence[Entry], path: str | os.PathLike, *, quick: bool, work: str | os.PathLike | None = None,
-          data_dir: str | os.PathLike | None = None, report: Callable[[str], None] | None = None) -> CheckResult:
+          data_dir: str | os.PathLike | None = None, threads: int | None = None,
+          report: Callable[[str], None] | None = None) -> CheckResult:
     """Run ``entries`` (quick: seed 0; else the seeds each was recorded with) and compare each with the
-    ledger at ``path``. An entry not recorded, or recorded with another command, is not run."""
+    ledger at ``path``. Each runs on the torch threads of its record (``threads``: on these instead). An
+    entry not recorded, or recorded with another command, is not run."""
     ledger = read_ledger(path)["entries"]
     for entry in entries:  # before any run
         saved = ledger.get(entry.name)
         if quick and saved is not None and 0 not in saved.get("seeds", ()):
             raise VitkitError(f"{entry.name}: the quick check compares seed 0, which the ledger does not record")
-    machine = machine_record()
     verdicts, seconds, notes = [], {}, []
     for entry in entries:
         saved = ledger.get(entry.name)
@@ -490,7 +520,10 @@ def check(entries: Sequence[Entry], path: str | os.PathLike, *, quick: bool, wor
             verdict = check_entry(entry, {}, saved, quick=quick)  # nothing to run: no record to compare with
         else:
             seeds = (0,) if quick else tuple(saved["seeds"])
-            values, seconds[entry.name] = run_entry(entry, seeds=seeds, work=work, data_dir=data_dir, report=report)
+            with torch_threads(threads or int(saved.get("machine", {}).get("torch_threads") or THREADS)):
+                machine = machine_record()
+                values, seconds[entry.name] = run_entry(entry, seeds=seeds, work=work, data_dir=data_dir,
+                                                        report=report)
             verdict = check_entry(entry, values, saved, quick=quick)
             differences = machine_differences(saved.get("machine", {}), machine)
             if differences and verdict.status != "ok":
