@@ -1,6 +1,7 @@
 # Two entry points, both self-contained on a fresh machine:
 #   make demo   create .venv, install vitkit, run the main job
 #   make test   create .venv, install vitkit with its dev tools, run the test suite
+#   make ledger / make ledger-quick   check the accuracy ledger (benchmarks/ledger.json; docs/testing.md)
 PYTHON ?= python3
 VENV   ?= .venv
 PIP     = $(VENV)/bin/pip
@@ -8,7 +9,7 @@ PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 DEVSTAMP = $(VENV)/.installed-dev
 
-.PHONY: demo test test-all lint install clean
+.PHONY: demo test test-all lint install clean ledger ledger-quick
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +27,14 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m vitkit demo
+
+# every entry of the accuracy ledger with seeds 0, 1, 2 (under 30 minutes on 2 cores)
+ledger: $(STAMP)
+	$(PY) benchmarks/accuracy_ledger.py
+
+# the quick subset with seed 0 (under 5 minutes; .ci/run runs it after the tests)
+ledger-quick: $(STAMP)
+	$(PY) benchmarks/accuracy_ledger.py --quick
 
 test: $(DEVSTAMP)
 	$(PY) -m pytest -q
