@@ -12,12 +12,15 @@ file that fails in every epoch is one unreadable file, not one per epoch.
 from __future__ import annotations
 
 import logging
+import queue
 import signal
-from collections.abc import Callable, Iterator
-from typing import Any
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
+from typing import Any, TypeVar
 
+import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler, SequentialSampler
 from torch.utils.data._utils.collate import default_collate
 
 from vitkit.data.images import BadImageError
@@ -25,6 +28,7 @@ from vitkit.data.sources import LabeledImages
 from vitkit.data.transforms import to_tensor
 
 log = logging.getLogger("vitkit.data")
+T = TypeVar("T")
 
 
 class Unreadable:
@@ -154,3 +158,148 @@ def leave_stop_signals_to_the_main_process(worker_id: int) -> None:
 def skipped_count(loader: DataLoader) -> int:
     """How many distinct unreadable files ``loader`` (a :func:`make_loader` result) has dropped so far."""
     return int(getattr(loader, "skipped", 0))
+
+
+# ------------------------------------------------------------------------------ training batches
+#: The stream key's last element that sets :func:`training_batches`' DataLoader generator apart.
+LOADER_STREAM = 0x5EED
+
+
+def batch_generator(key: Sequence[int], number: int) -> torch.Generator:
+    """The random stream of micro-batch ``number`` of the stream ``key`` (e.g. seed, epoch, rank): a
+    generator seeded from both through numpy's SeedSequence (so neighbouring batches' streams are
+    unrelated). A batch's crops and flips depend on nothing else: not on the worker that makes it, the
+    number of workers, or what the global generator has drawn, so a resumed run draws them again."""
+    low, high = np.random.SeedSequence([*map(int, key), int(number)]).generate_state(2, np.uint32).tolist()
+    return torch.Generator().manual_seed((high << 32 | low) & (2**63 - 1))
+
+
+class NumberedBatches(Sampler):
+    """``(number, indices)`` for each index list of ``batches``, numbered from ``first`` on."""
+
+    def __init__(self, batches: Iterable[list[int]], first: int = 0) -> None:
+        self.batches, self.first = batches, int(first)
+
+    def __iter__(self) -> Iterator[tuple[int, list[int]]]:
+        return enumerate(self.batches, start=self.first)
+
+    def __len__(self) -> int:
+        return len(self.batches) if isinstance(self.batches, Sized) else 0
+
+
+class TrainingFetch(Dataset):
+    """Item ``(number, indices)`` is micro-batch ``(images, labels, unreadable)``, as :func:`collate_skipping`
+    gives it, with the random draws of :func:`batch_generator` ``(key, number)``.
+
+    Same-size pixels in memory (:meth:`stacked`, an :class:`~vitkit.data.sources.ArrayImages` or a
+    :class:`~vitkit.data.memory.DecodedImages` of one size) go through ``transform.batch`` in one batched
+    resampling; any other image is loaded and transformed on its own (``transform(image, generator)``).
+    Unreadable items are dropped and returned as before (:func:`load_item`).
+    """
+
+    def __init__(self, dataset: LabeledImages, transform: Any, key: Sequence[int]) -> None:
+        self.dataset, self.transform, self.key = dataset, transform, tuple(int(k) for k in key)
+        stacked = getattr(dataset, "stacked", None)
+        arrays = getattr(dataset, "arrays", None)
+        self.pixels = stacked() if stacked is not None else arrays()[0] if arrays is not None else None
+        if not hasattr(transform, "batch"):
+            self.pixels = None
+        self.bad: dict[int, str] = getattr(dataset, "bad", {})
+        self.labels = np.asarray(dataset.labels(), dtype=np.int64) if self.pixels is not None else None
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item: tuple[int, list[int]]) -> tuple[Any, Any, list[Unreadable]]:
+        number, indices = item
+        generator = batch_generator(self.key, number)
+        if self.pixels is None:
+            items = []
+            for i in indices:
+                loaded = load_item(self.dataset, i)
+                items.append(loaded if isinstance(loaded, Unreadable)
+                             else (self.transform(loaded[0], generator), loaded[1]))
+            return collate_skipping(items)
+        dropped = [load_item(self.dataset, i) for i in indices if i in self.bad]
+        good = [i for i in indices if i not in self.bad]
+        if not good:
+            return None, None, dropped
+        images = self.transform.batch(torch.from_numpy(self.pixels[good]), generator)
+        return images, torch.from_numpy(self.labels[good]), dropped
+
+
+def _as_is(batch: T) -> T:
+    return batch
+
+
+def training_batches(dataset: LabeledImages, transform: Any, batches: Iterable[list[int]], *, key: Sequence[int],
+                     first: int = 0, num_workers: int = 0, pin_memory: bool = False) -> Iterable:
+    """The training loop's micro-batches ``(images, labels, unreadable)``, one per index list of ``batches``.
+
+    ``key`` and the batch's number (counted from ``first``) seed its augmentation (:func:`batch_generator`),
+    so a run is the same with any ``num_workers`` and a resumed epoch (``first`` = its position) draws what
+    the uninterrupted one drew. With ``num_workers`` 0 a background thread prepares the next batch while
+    the step computes (:func:`prefetched`: Pillow and torch work outside the GIL); worker processes
+    prefetch on their own.
+    """
+    # The loader's own generator (the workers' base seed) keeps iterator creation off torch's global one,
+    # whichever thread creates the iterator.
+    loader = DataLoader(TrainingFetch(dataset, transform, key), sampler=NumberedBatches(batches, first),
+                        batch_size=None, collate_fn=_as_is, num_workers=num_workers, pin_memory=pin_memory,
+                        generator=batch_generator((*key, LOADER_STREAM), first),
+                        worker_init_fn=leave_stop_signals_to_the_main_process)
+    return Prefetched(loader) if num_workers == 0 else loader
+
+
+class Prefetched:
+    """``iterable``, each iteration of it run by :func:`prefetched`; ``len`` as the iterable's."""
+
+    def __init__(self, iterable: Iterable) -> None:
+        self.iterable = iterable
+
+    def __iter__(self) -> Iterator:
+        return prefetched(self.iterable)
+
+    def __len__(self) -> int:
+        return len(self.iterable)
+
+
+def prefetched(iterable: Iterable[T], depth: int = 1) -> Iterator[T]:
+    """The items of ``iterable``, made by a background thread that keeps ``depth`` items ready ahead.
+
+    An exception in the thread is raised here, at the item where it happened. Closing the generator
+    (or dropping it: a new epoch, a stopped run) tells the thread to stop after the item it is making.
+    """
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in iterable:
+                if not put(("item", item)):
+                    return
+            put(("end", None))
+        except BaseException as exc:  # noqa: BLE001 -- handed to the consumer, raised there
+            put(("error", exc))
+
+    thread = threading.Thread(target=produce, name="vitkit-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = ready.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()

@@ -5,12 +5,14 @@
   (:func:`train_transform`).
 
 The per-image transforms are written on PIL and numpy because torchvision (where these usually
-live) cannot be imported on CPU-only machines, and kornia's tensor ops cost ~2 ms per single
-image against ~40 us for a PIL resize. For whole batches of in-memory images there are tensor
-twins built on kornia (:func:`train_batch_transform`, :func:`eval_batch_transform`); the
-augmentations of the modern recipe (RandAugment, Mixup, CutMix) are in
-:mod:`vitkit.data.augment`. Random draws use torch's generator, so ``torch.manual_seed`` (and
-DataLoader worker seeding) makes them reproducible.
+live) cannot be imported on CPU-only machines, and tensor ops cost ~2 ms per single image against
+~40 us for a PIL resize. For whole batches of same-size images there are tensor twins
+(:meth:`TrainTransform.batch` / :func:`train_batch_transform`: one ``grid_sample`` for the batch's
+crops and flips; :func:`eval_batch_transform`), which the training loop uses for pixels in memory
+(:mod:`vitkit.data.memory`); the augmentations of the modern recipe (RandAugment, Mixup, CutMix) are
+in :mod:`vitkit.data.augment`. Random draws use the generator a call is given, else torch's global
+one, so seeding makes them reproducible (the training loop seeds one per batch:
+:func:`vitkit.data.loader.batch_generator`).
 """
 
 from __future__ import annotations
@@ -62,55 +64,110 @@ def eval_transform(pre: Preprocessing) -> Callable[[Image.Image], torch.Tensor]:
     return transform
 
 
-def random_resized_crop_box(width: int, height: int, scale: tuple[float, float] = (0.08, 1.0),
-                            ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> tuple[float, float, float, float]:
-    """A random (left, top, right, bottom) box: area fraction in ``scale``, aspect ratio (w/h) in
-    ``ratio`` (log-uniform) -- the "Inception crop" of Szegedy et al. that BiT and ViT train with.
+def random_resized_crop_boxes(n: int, width: int, height: int, scale: tuple[float, float] = (0.08, 1.0),
+                              ratio: tuple[float, float] = (3 / 4, 4 / 3),
+                              generator: torch.Generator | None = None) -> torch.Tensor:
+    """``n`` random (left, top, right, bottom) boxes in a ``width`` x ``height`` image, float64 (n, 4):
+    area fraction in ``scale``, aspect ratio (w/h) in ``ratio`` (log-uniform) -- the "Inception crop"
+    of Szegedy et al. that BiT and ViT train with.
 
-    Ten draws are tried; if none fits inside the image, the largest centred box whose aspect
-    ratio is clamped into ``ratio`` is used.
+    Each box gets ten draws of four uniforms (area, aspect, left, top) from ``generator`` (torch's
+    global generator when None, so that seeding torch fixes the crops) and takes the first draw that
+    fits inside the image; when none fits, the largest centred box whose aspect ratio is clamped into
+    ``ratio``. One call for the whole batch: no Python work per image.
     """
-    area = width * height
+    u = torch.rand(n, 10, 4, dtype=torch.float64, generator=generator)
     log_low, log_high = math.log(ratio[0]), math.log(ratio[1])
-    # One draw of four uniforms per attempt (area, aspect, left, top): torch's generator, so that
-    # seeding torch (and each loader worker) fixes the crops; one call, as this runs per image.
-    for u_area, u_aspect, u_left, u_top in torch.rand(10, 4, dtype=torch.float64).tolist():
-        target = area * (scale[0] + (scale[1] - scale[0]) * u_area)
-        aspect = math.exp(log_low + (log_high - log_low) * u_aspect)
-        crop_w, crop_h = math.sqrt(target * aspect), math.sqrt(target / aspect)
-        if 0 < crop_w <= width and 0 < crop_h <= height:
-            left, top = u_left * (width - crop_w), u_top * (height - crop_h)
-            return left, top, left + crop_w, top + crop_h
-    aspect = min(max(width / height, ratio[0]), ratio[1])
-    crop_w, crop_h = (width, width / aspect) if width / height <= aspect else (height * aspect, height)
-    left, top = (width - crop_w) / 2, (height - crop_h) / 2
-    return left, top, left + crop_w, top + crop_h
+    target = width * height * (scale[0] + (scale[1] - scale[0]) * u[..., 0])
+    aspect = torch.exp(log_low + (log_high - log_low) * u[..., 1])
+    crop_w, crop_h = torch.sqrt(target * aspect), torch.sqrt(target / aspect)
+    fits = (crop_w > 0) & (crop_w <= width) & (crop_h > 0) & (crop_h <= height)
+    first = fits.to(torch.uint8).argmax(dim=1, keepdim=True)  # the first draw that fits (0 when none does)
+    crop_w, crop_h, u_left, u_top = (t.gather(1, first)[:, 0] for t in (crop_w, crop_h, u[..., 2], u[..., 3]))
+    left, top = u_left * (width - crop_w), u_top * (height - crop_h)
+    # no draw fits: the largest centred box of the clamped aspect ratio
+    clamped = min(max(width / height, ratio[0]), ratio[1])
+    fall_w, fall_h = (width, width / clamped) if width / height <= clamped else (height * clamped, height)
+    none = ~fits.any(dim=1)
+    crop_w, crop_h = crop_w.masked_fill(none, fall_w), crop_h.masked_fill(none, fall_h)
+    left, top = left.masked_fill(none, (width - fall_w) / 2), top.masked_fill(none, (height - fall_h) / 2)
+    return torch.stack([left, top, left + crop_w, top + crop_h], dim=1)
+
+
+def random_resized_crop_box(width: int, height: int, scale: tuple[float, float] = (0.08, 1.0),
+                            ratio: tuple[float, float] = (3 / 4, 4 / 3),
+                            generator: torch.Generator | None = None) -> tuple[float, float, float, float]:
+    """One box of :func:`random_resized_crop_boxes` as (left, top, right, bottom)."""
+    left, top, right, bottom = random_resized_crop_boxes(1, width, height, scale, ratio, generator)[0].tolist()
+    return left, top, right, bottom
+
+
+class TrainTransform:
+    """The training transform (§4.1 / App. B.1, following BiT), per PIL image or per batch of same-size
+    uint8 pixels.
+
+    Random-resized crop to ``pre.image_size`` (:func:`random_resized_crop_boxes`: area fraction
+    ``scale``, aspect ``ratio``), a horizontal flip with probability 0.5 when ``flip`` (turn it off
+    for digits and text, where a mirror image is a different symbol), scale to [0, 1],
+    ``(x - pre.mean) / pre.std``. Random draws come from the ``generator`` given to a call (torch's
+    global generator when None). A plain object (not a closure), so DataLoader workers can receive it
+    under any start method.
+    """
+
+    def __init__(self, pre: Preprocessing, *, flip: bool = True, scale: tuple[float, float] = (0.08, 1.0),
+                 ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> None:
+        self.pre, self.flip, self.scale, self.ratio = pre, bool(flip), tuple(scale), tuple(ratio)
+        # x / 255 and the normalisation folded into one scale and shift per channel, computed once
+        self._scale_255 = 1.0 / (255.0 * np.asarray(pre.std, dtype=np.float32))
+        self._shift = -np.asarray(pre.mean, dtype=np.float32) / np.asarray(pre.std, dtype=np.float32)
+
+    def __call__(self, image: Image.Image, generator: torch.Generator | None = None) -> torch.Tensor:
+        """PIL image -> normalised (3, H, W): Pillow crops and resizes in one resampling."""
+        height, width = self.pre.image_size
+        image = image.convert("RGB")
+        box = random_resized_crop_box(image.width, image.height, self.scale, self.ratio, generator)
+        image = image.resize((width, height), _RESAMPLE[self.pre.interpolation], box=box)
+        if self.flip and float(torch.rand((), generator=generator)) < 0.5:
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        pixels = np.asarray(image, dtype=np.float32) * self._scale_255 + self._shift
+        return torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
+
+    def batch(self, images: torch.Tensor | np.ndarray, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Same-size images, uint8 (B, H, W, 3) or float [0, 1] (B, 3, H, W) -> normalised (B, 3, h, w), in
+        one batched resampling.
+
+        Each image gets its own box (drawn as the per-image path draws them) and flip, both folded into
+        one affine map per image; ``grid_sample`` with the preprocessing's interpolation reads every
+        output pixel's centre from the crop (Pillow's pixel-centre convention, edges clamped). Where a
+        crop is larger than the output (downscaling by s > 1), the batch is sampled ceil(s) times finer
+        and averaged back down (supersampling, against aliasing; Pillow widens its filter instead).
+        """
+        x = batch_to_float(images)
+        n, _, in_h, in_w = x.shape
+        out_h, out_w = self.pre.image_size
+        boxes = random_resized_crop_boxes(n, in_w, in_h, self.scale, self.ratio, generator)
+        flips = torch.rand(n, generator=generator) < 0.5 if self.flip else torch.zeros(n, dtype=torch.bool)
+        left, top, right, bottom = boxes.unbind(1)
+        theta = torch.zeros(n, 2, 3, dtype=torch.float64)
+        theta[:, 0, 0] = (right - left) / in_w * torch.where(flips, -1.0, 1.0)  # a flip mirrors the output grid
+        theta[:, 0, 2] = (left + right) / in_w - 1
+        theta[:, 1, 1] = (bottom - top) / in_h
+        theta[:, 1, 2] = (top + bottom) / in_h - 1
+        factor = max(1, math.ceil(max(float(((right - left) / out_w).max()), float(((bottom - top) / out_h).max()))
+                                  - 1e-9))
+        grid = F.affine_grid(theta.to(x.device, x.dtype), [n, 3, out_h * factor, out_w * factor], align_corners=False)
+        mode = self.pre.interpolation
+        out = F.grid_sample(x, grid, mode=mode, padding_mode="border", align_corners=False)
+        if factor > 1:
+            out = F.avg_pool2d(out, factor)
+        return normalize(out.clamp_(0.0, 1.0), self.pre.mean, self.pre.std)
 
 
 def train_transform(pre: Preprocessing, *, flip: bool = True, scale: tuple[float, float] = (0.08, 1.0),
-                    ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> Callable[[Image.Image], torch.Tensor]:
-    """The training transform (§4.1 / App. B.1, following BiT): PIL image -> (3, H, W).
-
-    Random-resized crop to ``pre.image_size`` (area fraction ``scale``, aspect ``ratio``), a
-    horizontal flip with probability 0.5 when ``flip`` (turn it off for digits and text, where a
-    mirror image is a different symbol), scale to [0, 1], ``(x - pre.mean) / pre.std``.
-    """
-    height, width = pre.image_size
-    resample = _RESAMPLE[pre.interpolation]
-    # x / 255 and the normalisation folded into one scale and shift per channel, computed once
-    scale_255 = 1.0 / (255.0 * np.asarray(pre.std, dtype=np.float32))
-    shift = -np.asarray(pre.mean, dtype=np.float32) / np.asarray(pre.std, dtype=np.float32)
-
-    def transform(image: Image.Image) -> torch.Tensor:
-        image = image.convert("RGB")
-        box = random_resized_crop_box(image.width, image.height, scale, ratio)
-        image = image.resize((width, height), resample, box=box)  # crop and resize in one resampling
-        if flip and float(torch.rand(())) < 0.5:
-            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        pixels = np.asarray(image, dtype=np.float32) * scale_255 + shift
-        return torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
-
-    return transform
+                    ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> TrainTransform:
+    """The training transform (§4.1 / App. B.1): a :class:`TrainTransform`, called on a PIL image it
+    gives (3, H, W); its ``batch`` does the same for a batch of same-size pixels."""
+    return TrainTransform(pre, flip=flip, scale=scale, ratio=ratio)
 
 
 def batch_to_float(images: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -125,21 +182,11 @@ def batch_to_float(images: torch.Tensor | np.ndarray) -> torch.Tensor:
 
 
 def train_batch_transform(pre: Preprocessing, *, flip: bool = True, scale: tuple[float, float] = (0.08, 1.0),
-                          ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> Callable[[torch.Tensor], torch.Tensor]:
-    """:func:`train_transform` for whole batches on any device (kornia): a uint8 (B, H, W, 3) or
-    float [0, 1] (B, 3, H, W) batch -> normalised (B, 3, H, W), each image with its own crop/flip."""
-    import kornia.augmentation as K
-
-    ops = [K.RandomResizedCrop(pre.image_size, scale=scale, ratio=ratio, resample=pre.interpolation.upper())]
-    if flip:
-        ops.append(K.RandomHorizontalFlip(p=0.5))
-    augment = torch.nn.Sequential(*ops)
-
-    def transform(images: torch.Tensor) -> torch.Tensor:
-        x = augment(batch_to_float(images)).clamp_(0.0, 1.0)
-        return normalize(x, pre.mean, pre.std)
-
-    return transform
+                          ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> Callable[..., torch.Tensor]:
+    """:func:`train_transform` for whole batches of same-size images on any device
+    (:meth:`TrainTransform.batch`): a uint8 (B, H, W, 3) or float [0, 1] (B, 3, H, W) batch -> normalised
+    (B, 3, H, W), each image with its own crop and flip."""
+    return TrainTransform(pre, flip=flip, scale=scale, ratio=ratio).batch
 
 
 def eval_batch_transform(pre: Preprocessing) -> Callable[[torch.Tensor], torch.Tensor]:

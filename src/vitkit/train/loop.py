@@ -17,22 +17,22 @@ then periodic evaluation and atomic checkpoints, all data-parallel under torchru
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import random
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 
 from vitkit.checkpoints.native import save_native
 from vitkit.errors import VitkitError
@@ -61,6 +61,9 @@ from vitkit.train.recipes import (
 from vitkit.train.rundir import RunDir, RunDirectoryBusy, RunLock, claim_run_directory
 from vitkit.train.stall import Stall, StallCheck, chance_and_floor
 from vitkit.train.stopping import STOP_SIGNALS, Interrupted, StopSignals, signal_name, stop_signal_of
+
+if TYPE_CHECKING:
+    from vitkit.data.sources import LabeledImages
 
 
 # ------------------------------------------------------------------------------ the model
@@ -351,19 +354,26 @@ class Trainer:
         return StallCheck(warmup=warmup, chance=chance, num_classes=len(counts))
 
     # ------------------------------------------------------------------ data
-    def _loader(self, epoch: int, start: int) -> DataLoader:
-        from vitkit.data.loader import TransformedImages, collate_skipping, leave_stop_signals_to_the_main_process
+    @functools.cached_property
+    def _train_images(self) -> LabeledImages:
+        """The training set, decoded once into memory when it is a small folder (:mod:`vitkit.data.memory`)."""
+        from vitkit.data.memory import in_memory
+
+        return in_memory(self.train_set)
+
+    def _loader(self, epoch: int, start: int) -> Iterable:
+        from vitkit.data.loader import training_batches
         from vitkit.data.transforms import train_transform
 
         cfg = self.config
         transform = train_transform(self.model.preprocessing, flip=cfg.flip, scale=cfg.crop_scale)
         batches = D.StepBatches(len(self.train_set), batch_size=cfg.batch_size, accum=cfg.accum,
                                 process=self.process, seed=cfg.seed, epoch=epoch, start=start)
-        # The generator only seeds worker processes; keeping it off the global RNG makes resume exact.
-        generator = torch.Generator().manual_seed(cfg.seed * 7919 + epoch * 31 + self.process.rank)
-        return DataLoader(TransformedImages(self.train_set, transform), batch_sampler=batches,
-                          collate_fn=collate_skipping, num_workers=cfg.num_workers, generator=generator,
-                          pin_memory=self.device.type == "cuda", worker_init_fn=leave_stop_signals_to_the_main_process)
+        # Each micro-batch draws its augmentation from (seed, epoch, rank, its number in the epoch), never from
+        # the global generator: the same with any --num-workers, and exact on resume.
+        return training_batches(self._train_images, transform, batches, key=(cfg.seed, epoch, self.process.rank),
+                                first=start * cfg.accum, num_workers=cfg.num_workers,
+                                pin_memory=self.device.type == "cuda")
 
     def _empty_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         height, width = self.model.config.image_size
