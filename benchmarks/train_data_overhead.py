@@ -142,6 +142,7 @@ def main() -> None:
 
         times = interleaved({"pure step": pure, "step + data": fed, "data alone": data}, Clock(trainer.device),
                             repeats=args.repeats, warmup=1)
+        batches.close()  # its loader's workers end before their folder goes
         trainer.close()
     pure_s, full_s, data_s = (statistics.median(times[k]) / n for k in ("pure step", "step + data", "data alone"))
     what = args.case or args.data

@@ -183,6 +183,21 @@ def test_data_loading_workers_give_the_same_run_and_the_same_file_count(tmp_path
         assert torch.equal(tensor, runs[1].model.state_dict()[name]), name  # seeded workers: repeatable
 
 
+@pytest.mark.parametrize("sizes", ["one size", "several sizes"])
+def test_the_number_of_workers_does_not_change_the_run(tmp_path, sizes):
+    """Each micro-batch's crops and flips are seeded by its number in the epoch, not by the worker that
+    makes it (issue 21, item 4): no workers (a prefetch thread) and two workers train the same weights,
+    on same-size pixels in memory (one batched crop) and on images of several sizes (one crop each) alike."""
+    root = _folder_of_digits(tmp_path / "data")
+    if sizes == "several sizes":
+        Image.fromarray(np.full((20, 12), 128, np.uint8)).save(root / "train" / "3" / "other-size.png")
+    runs = [train(tiny_config(data=str(root), batch_size=20, steps=4, flip=True, crop_scale=(0.3, 1.0),
+                              num_workers=workers, out=str(tmp_path / f"w{workers}")), progress=False)
+            for workers in (0, 2)]
+    for name, tensor in runs[0].model.state_dict().items():
+        assert torch.equal(tensor, runs[1].model.state_dict()[name]), name
+
+
 # -------------------------------------------------------------------------- sharded checkpoints
 def test_a_sharded_hugging_face_checkpoint_loads_to_the_same_logits(tmp_path):
     transformers = import_transformers()
