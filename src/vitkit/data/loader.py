@@ -25,7 +25,7 @@ from torch.utils.data._utils.collate import default_collate
 
 from vitkit.data.images import BadImageError
 from vitkit.data.sources import LabeledImages
-from vitkit.data.transforms import to_tensor
+from vitkit.data.transforms import TrainTransform, to_tensor
 
 log = logging.getLogger("vitkit.data")
 T = TypeVar("T")
@@ -191,19 +191,17 @@ class TrainingFetch(Dataset):
     """Item ``(number, indices)`` is micro-batch ``(images, labels, unreadable)``, as :func:`collate_skipping`
     gives it, with the random draws of :func:`batch_generator` ``(key, number)``.
 
-    Same-size pixels in memory (:meth:`stacked`, an :class:`~vitkit.data.sources.ArrayImages` or a
+    Same-size pixels in memory (``stacked()``, an :class:`~vitkit.data.sources.ArrayImages` or a
     :class:`~vitkit.data.memory.DecodedImages` of one size) go through ``transform.batch`` in one batched
     resampling; any other image is loaded and transformed on its own (``transform(image, generator)``).
     Unreadable items are dropped and returned as before (:func:`load_item`).
     """
 
-    def __init__(self, dataset: LabeledImages, transform: Any, key: Sequence[int]) -> None:
+    def __init__(self, dataset: LabeledImages, transform: TrainTransform, key: Sequence[int]) -> None:
         self.dataset, self.transform, self.key = dataset, transform, tuple(int(k) for k in key)
         stacked = getattr(dataset, "stacked", None)
         arrays = getattr(dataset, "arrays", None)
         self.pixels = stacked() if stacked is not None else arrays()[0] if arrays is not None else None
-        if not hasattr(transform, "batch"):
-            self.pixels = None
         self.bad: dict[int, str] = getattr(dataset, "bad", {})
         self.labels = np.asarray(dataset.labels(), dtype=np.int64) if self.pixels is not None else None
 
@@ -213,13 +211,14 @@ class TrainingFetch(Dataset):
     def __getitem__(self, item: tuple[int, list[int]]) -> tuple[Any, Any, list[Unreadable]]:
         number, indices = item
         generator = batch_generator(self.key, number)
-        if self.pixels is None:
+        if self.pixels is None:  # one crop each (Pillow), stacked as uint8 and normalised at once
             items = []
             for i in indices:
                 loaded = load_item(self.dataset, i)
                 items.append(loaded if isinstance(loaded, Unreadable)
-                             else (self.transform(loaded[0], generator), loaded[1]))
-            return collate_skipping(items)
+                             else (torch.from_numpy(np.array(self.transform.crop(loaded[0], generator))), loaded[1]))
+            images, labels, dropped = collate_skipping(items)
+            return (None if images is None else self.transform.normalise(images)), labels, dropped
         dropped = [load_item(self.dataset, i) for i in indices if i in self.bad]
         good = [i for i in indices if i not in self.bad]
         if not good:
@@ -232,8 +231,8 @@ def _as_is(batch: T) -> T:
     return batch
 
 
-def training_batches(dataset: LabeledImages, transform: Any, batches: Iterable[list[int]], *, key: Sequence[int],
-                     first: int = 0, num_workers: int = 0, pin_memory: bool = False) -> Iterable:
+def training_batches(dataset: LabeledImages, transform: TrainTransform, batches: Iterable[list[int]], *,
+                     key: Sequence[int], first: int = 0, num_workers: int = 0, pin_memory: bool = False) -> Iterable:
     """The training loop's micro-batches ``(images, labels, unreadable)``, one per index list of ``batches``.
 
     ``key`` and the batch's number (counted from ``first``) seed its augmentation (:func:`batch_generator`),

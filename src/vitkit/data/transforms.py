@@ -76,22 +76,24 @@ def random_resized_crop_boxes(n: int, width: int, height: int, scale: tuple[floa
     fits inside the image; when none fits, the largest centred box whose aspect ratio is clamped into
     ``ratio``. One call for the whole batch: no Python work per image.
     """
-    u = torch.rand(n, 10, 4, dtype=torch.float64, generator=generator)
+    # torch draws (its generator is what seeding fixes); numpy does the arithmetic, whose per-call cost
+    # is a few microseconds where torch's is tens (this runs once per image on the per-image path)
+    u = torch.rand(n, 10, 4, dtype=torch.float64, generator=generator).numpy()
     log_low, log_high = math.log(ratio[0]), math.log(ratio[1])
     target = width * height * (scale[0] + (scale[1] - scale[0]) * u[..., 0])
-    aspect = torch.exp(log_low + (log_high - log_low) * u[..., 1])
-    crop_w, crop_h = torch.sqrt(target * aspect), torch.sqrt(target / aspect)
+    aspect = np.exp(log_low + (log_high - log_low) * u[..., 1])
+    crop_w, crop_h = np.sqrt(target * aspect), np.sqrt(target / aspect)
     fits = (crop_w > 0) & (crop_w <= width) & (crop_h > 0) & (crop_h <= height)
-    first = fits.to(torch.uint8).argmax(dim=1, keepdim=True)  # the first draw that fits (0 when none does)
-    crop_w, crop_h, u_left, u_top = (t.gather(1, first)[:, 0] for t in (crop_w, crop_h, u[..., 2], u[..., 3]))
+    rows, first = np.arange(n), fits.argmax(axis=1)  # the first draw that fits (0 when none does)
+    crop_w, crop_h, u_left, u_top = crop_w[rows, first], crop_h[rows, first], u[rows, first, 2], u[rows, first, 3]
     left, top = u_left * (width - crop_w), u_top * (height - crop_h)
     # no draw fits: the largest centred box of the clamped aspect ratio
     clamped = min(max(width / height, ratio[0]), ratio[1])
     fall_w, fall_h = (width, width / clamped) if width / height <= clamped else (height * clamped, height)
-    none = ~fits.any(dim=1)
-    crop_w, crop_h = crop_w.masked_fill(none, fall_w), crop_h.masked_fill(none, fall_h)
-    left, top = left.masked_fill(none, (width - fall_w) / 2), top.masked_fill(none, (height - fall_h) / 2)
-    return torch.stack([left, top, left + crop_w, top + crop_h], dim=1)
+    none = ~fits.any(axis=1)
+    crop_w, crop_h = np.where(none, fall_w, crop_w), np.where(none, fall_h, crop_h)
+    left, top = np.where(none, (width - fall_w) / 2, left), np.where(none, (height - fall_h) / 2, top)
+    return torch.from_numpy(np.stack([left, top, left + crop_w, top + crop_h], axis=1))
 
 
 def random_resized_crop_box(width: int, height: int, scale: tuple[float, float] = (0.08, 1.0),
@@ -117,20 +119,26 @@ class TrainTransform:
     def __init__(self, pre: Preprocessing, *, flip: bool = True, scale: tuple[float, float] = (0.08, 1.0),
                  ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> None:
         self.pre, self.flip, self.scale, self.ratio = pre, bool(flip), tuple(scale), tuple(ratio)
-        # x / 255 and the normalisation folded into one scale and shift per channel, computed once
-        self._scale_255 = 1.0 / (255.0 * np.asarray(pre.std, dtype=np.float32))
-        self._shift = -np.asarray(pre.mean, dtype=np.float32) / np.asarray(pre.std, dtype=np.float32)
 
-    def __call__(self, image: Image.Image, generator: torch.Generator | None = None) -> torch.Tensor:
-        """PIL image -> normalised (3, H, W): Pillow crops and resizes in one resampling."""
+    def crop(self, image: Image.Image, generator: torch.Generator | None = None) -> np.ndarray:
+        """The geometric half on one PIL image: uint8 (H, W, 3), Pillow cropping and resizing in one
+        resampling, then the flip. (The loader stacks these and normalises the batch at once:
+        :meth:`normalise`.)"""
         height, width = self.pre.image_size
-        image = image.convert("RGB")
+        image = image if image.mode == "RGB" else image.convert("RGB")
         box = random_resized_crop_box(image.width, image.height, self.scale, self.ratio, generator)
         image = image.resize((width, height), _RESAMPLE[self.pre.interpolation], box=box)
         if self.flip and float(torch.rand((), generator=generator)) < 0.5:
             image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        pixels = np.asarray(image, dtype=np.float32) * self._scale_255 + self._shift
-        return torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
+        return np.asarray(image)
+
+    def normalise(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """uint8 (B, H, W, 3) crops -> float (B, 3, H, W): x / 255, then ``(x - pre.mean) / pre.std``."""
+        return normalize(batch_to_float(images), self.pre.mean, self.pre.std)
+
+    def __call__(self, image: Image.Image, generator: torch.Generator | None = None) -> torch.Tensor:
+        """PIL image -> normalised (3, H, W) (:meth:`crop`, then :meth:`normalise`)."""
+        return self.normalise(torch.from_numpy(np.array(self.crop(image, generator)))[None])[0].contiguous()
 
     def batch(self, images: torch.Tensor | np.ndarray, generator: torch.Generator | None = None) -> torch.Tensor:
         """Same-size images, uint8 (B, H, W, 3) or float [0, 1] (B, 3, H, W) -> normalised (B, 3, h, w), in
