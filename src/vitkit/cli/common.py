@@ -110,11 +110,11 @@ def add_finetune_options(parser: argparse.ArgumentParser) -> None:
 
 def add_training_options(parser: argparse.ArgumentParser, recipe: str) -> None:
     """Data, optimisation, augmentation and run options of ``vitkit train`` / ``vitkit finetune``."""
-    from vitkit.train.recipes import PRESET_HELP, PRESETS, TrainConfig, describe_preset, recipe_defaults
+    from vitkit.train.recipes import PRESETS, TrainConfig, preset_help, recipe_defaults
 
     defaults = recipe_defaults(recipe)
     PRESET.add_to(parser.add_argument_group("preset"), "preset", default=S)
-    parser.epilog = " ".join(PRESET_HELP[name].format(values=describe_preset(name, recipe)) for name in PRESETS)
+    parser.epilog = " ".join(preset_help(name, recipe) for name in PRESETS)
     for title, names in TRAINING_GROUPS.items():
         add_field_options(parser.add_argument_group(title), TrainConfig, names, defaults=defaults,
                           helps=TRAINING_HELP)
@@ -142,6 +142,13 @@ def run_training(args: argparse.Namespace, recipe: str) -> dict:
     from vitkit.train.loop import train
 
     config = training_config(args, recipe)
+    if config.preset is not None and recipe == "pretrain" and getattr(args, "resume", None) is None \
+            and int(os.environ.get("RANK", "0")) == 0:
+        from vitkit.train.small_data import picks_text
+
+        size = "x".join(map(str, config.image_size)) if config.image_size else "its own size"
+        print(f"--recipe {config.preset} for {config.model} at {size}: {picks_text(vars_of_picks(config))}",
+              file=sys.stderr)
     with compile_errors():
         result = train(config, resume=getattr(args, "resume", None) is not None, progress=not args.quiet,
                        stop_after=args.stop_after, report=lambda line: print(line, file=sys.stderr))
@@ -153,6 +160,12 @@ def run_training(args: argparse.Namespace, recipe: str) -> dict:
     else:  # under torchrun only rank 0 speaks: no summary, no --json line from the others
         args.json = False
     return summary
+
+
+def vars_of_picks(config) -> dict:
+    """The values of a run's options that a preset picks for the model (what ``--recipe`` printed)."""
+    return {"lr": config.lr, "model_options": {k: v for k, v in config.model_options.items()
+                                               if k in ("patch_size", "window_size", "drop_path")}}
 
 
 def print_training_summary(summary: dict) -> None:
