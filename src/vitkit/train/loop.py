@@ -285,10 +285,10 @@ class Trainer:
         from vitkit.objectives import OBJECTIVES, ObjectiveStep, build_objective
 
         labels = OBJECTIVES[config.objective][0].needs_labels  # self-supervision: labels ignored, none needed
-        self.train_set = open_source(config.data, "train", seed=config.split_seed, val_fraction=config.val_fraction,
-                                     labels=labels)
-        self.test_set = open_source(config.data, "test", seed=config.split_seed, val_fraction=config.val_fraction,
-                                    labels=labels)
+        opened = dict(seed=config.split_seed, val_fraction=config.val_fraction, labels=labels,
+                      image_column=config.image_column, label_column=config.label_column)
+        self.train_set = open_source(config.data, "train", **opened)
+        self.test_set = open_source(config.data, "test", **opened)
         # an all-broken split stops here, with the count and the first reasons, not after an epoch of nothing
         require_usable(self.train_set, f"training split of {self.train_set.source}")
         require_usable(self.test_set, f"test split of {self.test_set.source}")
