@@ -368,6 +368,7 @@ DATA = Option("text", "digits, mnist5k, an ImageFolder tree, a CIFAR folder, a .
               metavar="SRC")
 IMAGE_COLUMN = Option("text", "image column of an hf: source (default: image, img, else the first Image feature)",
                       nullable=True, metavar="NAME")
+SHARD_SIZE = Option("int", "samples per tar shard", low=1)
 LABEL_COLUMN = Option("text", "label column of an hf: source (default: label, labels, else the first ClassLabel)",
                       nullable=True, metavar="NAME")
 SPLIT = Option("choice", "which split to use", choices=("train", "test", "val", "validation"))
@@ -421,7 +422,7 @@ MARKDOWN = Option("bool", "also print the results as a Markdown table")
 COMMAND_OPTIONS: dict[str, Option] = {
     "batch_size": BATCH_SIZE, "num_workers": NUM_WORKERS, "seed": SEED, "split_seed": SPLIT_SEED,
     "val_fraction": VAL_FRACTION, "device": DEVICE, "data": DATA, "split": SPLIT,
-    "image_column": IMAGE_COLUMN, "label_column": LABEL_COLUMN, "image_size": IMAGE_SIZE,
+    "image_column": IMAGE_COLUMN, "label_column": LABEL_COLUMN, "shard_size": SHARD_SIZE, "image_size": IMAGE_SIZE,
     "num_classes": NUM_CLASSES, "top_k": TOP_K, "shots": SHOTS, "draws": DRAWS, "holdout": HOLDOUT,
     "l2": L2, "l2_sweep": L2_SWEEP, "features": FEATURES,
     "components": COMPONENTS, "max_shown": MAX_SHOWN,

@@ -46,7 +46,7 @@ from PIL import Image
 from vitkit.data.bundled import BUNDLED
 from vitkit.data.cifar import cifar_layout, load_cifar
 from vitkit.data.folders import read_image_folder, read_unlabelled_folder
-from vitkit.data.images import BadImageError, images_to_rgb_uint8, open_rgb, read_image
+from vitkit.data.images import BadImageError, decode_rgb, images_to_rgb_uint8, open_rgb, read_image
 from vitkit.data.npz import load_npz
 from vitkit.errors import VitkitError
 from vitkit.files import require_regular_file
@@ -187,6 +187,52 @@ class HFImages(LabeledImages):
                         source=self.source, split=self.split, max_pixels=self.max_pixels)
 
 
+class ShardImages(LabeledImages):
+    """Samples of WebDataset tar shards (:mod:`vitkit.data.shards`): streamed in training
+    (:class:`~vitkit.data.shards.ShardStream`), read at their offsets here (evaluation, few-shot, checks)."""
+
+    #: the training loop streams this source shard by shard (:mod:`vitkit.train.streaming`)
+    streamed = True
+
+    def __init__(self, shards: list[Path], entries: list, labels: np.ndarray, label_names: list[str], *,
+                 source: str, split: str, max_pixels: int | None = None) -> None:
+        from vitkit.data.shards import ShardReader
+
+        super().__init__(labels, label_names, source=source, split=split)
+        self.shards, self.entries, self.max_pixels = list(shards), list(entries), max_pixels
+        self.position = {(e.shard, e.key): i for i, e in enumerate(self.entries)}
+        self.members: list[set[str]] = [set() for _ in self.shards]
+        for e in self.entries:
+            self.members[e.shard].add(e.key)
+        self._reader = ShardReader(self.shards)
+
+    def shard_sizes(self) -> list[int]:
+        """This split's samples in each shard."""
+        return [len(keys) for keys in self.members]
+
+    def label_of(self, i: int) -> int:
+        return int(self._labels[i])
+
+    def __getitem__(self, i: int) -> tuple[Image.Image | None, int]:
+        try:
+            return self.load(i)
+        except BadImageError as err:
+            log.warning("skipping image: %s", err)
+            return None, int(self._labels[i])
+
+    def load(self, i: int) -> tuple[Image.Image, int]:
+        from vitkit.data.shards import sample_name
+
+        entry = self.entries[int(i)]
+        data = self._reader.read(entry)
+        return decode_rgb(data, sample_name(self.shards, entry), max_pixels=self.max_pixels), int(self._labels[i])
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> ShardImages:
+        idx = np.asarray(indices, dtype=np.int64)
+        return ShardImages(self.shards, [self.entries[k] for k in idx], self._labels[idx], self.label_names,
+                           source=self.source, split=self.split, max_pixels=self.max_pixels)
+
+
 def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(train indices, test indices), both sorted; per class, see the module notes.
 
@@ -312,6 +358,39 @@ def _open_hf(key: str, split: str, seed: int, val_fraction: float, max_pixels: i
                     max_pixels=max_pixels)
 
 
+def _open_shards(key: str, split: str, seed: int, val_fraction: float, max_pixels: int | None,
+                 labels: bool) -> ShardImages:
+    from vitkit.data.shards import (
+        class_names,
+        expand,
+        has_class_file,
+        import_webdataset,
+        scan_shard,
+        split_patterns,
+    )
+
+    import_webdataset()  # the library that streams them: missing, it is said now, not at the first step
+    patterns = split_patterns(key) or {"pool": key}
+    pooled = "pool" in patterns
+    shards = expand(patterns["pool" if pooled else split])
+    entries = [sample for i, path in enumerate(shards) for sample in scan_shard(path, i, labels=labels)]
+    ids = np.array([e.label for e in entries], dtype=np.int64)
+    names = class_names(shards, ids) if labels else []
+    source = f"shards:{key}"
+    if labels:
+        if not pooled and split != "train" and not has_class_file(shards):  # names: the training shards' too
+            train_ids = [e.label for i, path in enumerate(expand(patterns["train"]))
+                         for e in scan_shard(path, i, labels=True)]
+            names = class_names(shards, np.concatenate([ids, np.array(train_ids, dtype=np.int64)]))
+        _check_labels(ids, names, source, presplit=not pooled)
+    groups = ids if labels else np.zeros(len(entries), dtype=np.int64)
+    if pooled:
+        idx = _pick(split, groups, seed, val_fraction)
+        entries, ids = [entries[k] for k in idx], ids[idx]
+    kept = ids if labels else np.full(len(entries), -1, dtype=np.int64)
+    return ShardImages(shards, entries, kept, names, source=source, split=split, max_pixels=max_pixels)
+
+
 def open_source(spec: str, split: str = "train", *, seed: int = 0, val_fraction: float = 0.2,
                 max_pixels: int | None = None, labels: bool = True, image_column: str | None = None,
                 label_column: str | None = None) -> LabeledImages:
@@ -344,6 +423,10 @@ def open_source(spec: str, split: str = "train", *, seed: int = 0, val_fraction:
         raise VitkitError(f"{' and '.join(given)} {verb} to hf: sources only, not to {spec!r}")
     if key.lower() in BUNDLED:
         return _open_bundled(key.lower(), "test" if split == "val" else split, seed, val_fraction, labels)
+    from vitkit.data.shards import is_shard_spec
+
+    if is_shard_spec(key):
+        return _open_shards(key, split, seed, val_fraction, max_pixels, labels)
     path = Path(key).expanduser()
     if not path.exists():
         raise VitkitError(f"unknown dataset {spec!r}: not one of {', '.join(BUNDLED)} and no file or folder "
