@@ -306,7 +306,8 @@ class ShardStream(torch.utils.data.IterableDataset):
 
         info = torch.utils.data.get_worker_info()
         rng = random.Random(self.part.seed * 1009 + (info.id if info is not None else 0))
-        shuffled = wds.filters._shuffle(self._samples(), self.part.buffer, min(100, self.part.buffer), rng=rng)
+        # the buffer fills before the first sample leaves it (webdataset starts at 100: a worse mix at the start)
+        shuffled = wds.filters._shuffle(self._samples(), self.part.buffer, self.part.buffer, rng=rng)
         position = self.dataset.position
         items: list[Any] = []
         for shard, key, sample in shuffled:
