@@ -7,6 +7,9 @@ Prints the median seconds of both and their ratio. The model trains during the m
 (as it would in a run); its speed does not depend on the weights.
 
     .venv/bin/python benchmarks/train_data_overhead.py --data cifar-10-batches-py --num-workers 0
+
+A streamed source (tar shards, ``--data shards/``) goes through the same ``Trainer._loader``: compare it
+with the same images as a folder (docs/data.md, "Speed").
 """
 
 from __future__ import annotations

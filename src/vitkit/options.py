@@ -363,7 +363,14 @@ SPLIT_SEED = Option("int", "seed of the per-class split of sources without one",
 VAL_FRACTION = Option("float", "test share of sources without a split", low=0, high=1, low_open=True,
                       high_open=True)
 DEVICE = Option("text", "auto, cpu, cuda or cuda:N", metavar="DEVICE")
-DATA = Option("text", "digits, mnist5k, an ImageFolder tree, a CIFAR folder or a .npz file", metavar="SRC")
+DATA = Option("text", "digits, mnist5k, an ImageFolder tree, a CIFAR folder, a .npz file, hf:NAME_OR_PATH[:SPLIT] "
+                      "(Hugging Face datasets) or WebDataset shards (dir/train-{000..009}.tar, a glob, a folder)",
+              metavar="SRC")
+IMAGE_COLUMN = Option("text", "image column of an hf: source (default: image, img, else the first Image feature)",
+                      nullable=True, metavar="NAME")
+SHARD_SIZE = Option("int", "samples per tar shard", low=1)
+LABEL_COLUMN = Option("text", "label column of an hf: source (default: label, labels, else the first ClassLabel)",
+                      nullable=True, metavar="NAME")
 SPLIT = Option("choice", "which split to use", choices=("train", "test", "val", "validation"))
 IMAGE_SIZE = Option("size", "input resolution N or HxW", low=1)
 NUM_CLASSES = Option("int", "classes of the head (0: no head)", low=0)
@@ -414,7 +421,8 @@ MARKDOWN = Option("bool", "also print the results as a Markdown table")
 
 COMMAND_OPTIONS: dict[str, Option] = {
     "batch_size": BATCH_SIZE, "num_workers": NUM_WORKERS, "seed": SEED, "split_seed": SPLIT_SEED,
-    "val_fraction": VAL_FRACTION, "device": DEVICE, "data": DATA, "split": SPLIT, "image_size": IMAGE_SIZE,
+    "val_fraction": VAL_FRACTION, "device": DEVICE, "data": DATA, "split": SPLIT,
+    "image_column": IMAGE_COLUMN, "label_column": LABEL_COLUMN, "shard_size": SHARD_SIZE, "image_size": IMAGE_SIZE,
     "num_classes": NUM_CLASSES, "top_k": TOP_K, "shots": SHOTS, "draws": DRAWS, "holdout": HOLDOUT,
     "l2": L2, "l2_sweep": L2_SWEEP, "features": FEATURES,
     "components": COMPONENTS, "max_shown": MAX_SHOWN,

@@ -29,7 +29,7 @@ S = argparse.SUPPRESS
 
 #: TrainConfig fields offered on the command line, by help group (their definitions are the fields').
 TRAINING_GROUPS = {
-    "data": ("data", "image_size", "val_fraction", "split_seed", "num_workers"),
+    "data": ("data", "image_column", "label_column", "image_size", "val_fraction", "split_seed", "num_workers"),
     "optimisation": ("epochs", "steps", "batch_size", "accum", "optimizer", "optimizer_kernel", "lr", "lr_base_batch",
                      "weight_decay", "warmup", "decay", "grad_clip", "ema"),
     "regularisation and augmentation": ("dropout", "loss", "label_smoothing", "randaugment", "mixup", "cutmix",
@@ -209,7 +209,8 @@ def add_checkpoint_options(parser: argparse.ArgumentParser, *, data: bool = True
     add_switches(parser, "ema")
     if data:
         COMMAND_OPTIONS["data"].add_to(parser, "data", required=True)
-        add_command_options(parser, {"split": "test", "val_fraction": 0.2, "split_seed": 0})
+        add_command_options(parser, {"split": "test", "val_fraction": 0.2, "split_seed": 0, "image_column": None,
+                                     "label_column": None})
     add_command_options(parser, {"batch_size": 128, "device": "auto", "num_workers": 0})
 
 
@@ -250,4 +251,5 @@ def load_for_inference(args: argparse.Namespace):
 def open_data(args: argparse.Namespace, split: str | None = None):
     from vitkit.data.sources import open_source
 
-    return open_source(args.data, split or args.split, seed=args.split_seed, val_fraction=args.val_fraction)
+    return open_source(args.data, split or args.split, seed=args.split_seed, val_fraction=args.val_fraction,
+                       image_column=args.image_column, label_column=args.label_column)

@@ -48,7 +48,9 @@ from vitkit.options import (
     DATA,
     DEVICE,
     EPOCHS,
+    IMAGE_COLUMN,
     IMAGE_SIZE,
+    LABEL_COLUMN,
     MODEL,
     NUM_WORKERS,
     OUT,
@@ -158,6 +160,9 @@ class TrainConfig(DictConfig):
     #: interpolates the position embeddings (§3.2).
     image_size: tuple[int, int] | None = option_field(None, IMAGE_SIZE.optional())
     data: str = option_field("digits", DATA)
+    #: the columns of an ``hf:`` source (None: its defaults, :mod:`vitkit.data.hf`)
+    image_column: str | None = option_field(None, IMAGE_COLUMN)
+    label_column: str | None = option_field(None, LABEL_COLUMN)
     #: sources without their own test split are split per class with this seed and fraction; kept
     #: apart from ``seed`` so that runs with different seeds are scored on the same test images.
     split_seed: int = option_field(0, SPLIT_SEED)
