@@ -378,6 +378,9 @@ FEATURES = Option("choice", "few-shot representation: pre_logits (the pre-logits
                             "one, else y: big_vision's) or pooled (y of eq. 4)", choices=("pre_logits", "pooled"))
 COMPONENTS = Option("int", "principal components of the filters", low=1)
 MAX_SHOWN = Option("int", "images drawn in the summary figures (every image gets an overlay)", low=1)
+PCA_LAYER = Option("int", "also draw feature_pca.png: the first three principal components of this layer's patch "
+                          "features as colours (a ViT block, a Swin stage; -1: the last)", nullable=True,
+                   metavar="N")
 # linear probing (MAE's protocol) and the self-supervision miniature
 PROBE_EPOCHS = Option("int", "passes over the training features", low=1, high=100_000, flag="--epochs")
 PROBE_BATCH_SIZE = Option("int", "classifier batch", low=2, high=1 << 20)
@@ -417,7 +420,7 @@ COMMAND_OPTIONS: dict[str, Option] = {
     "val_fraction": VAL_FRACTION, "device": DEVICE, "data": DATA, "split": SPLIT, "image_size": IMAGE_SIZE,
     "num_classes": NUM_CLASSES, "top_k": TOP_K, "shots": SHOTS, "draws": DRAWS, "holdout": HOLDOUT,
     "l2": L2, "l2_sweep": L2_SWEEP, "features": FEATURES,
-    "components": COMPONENTS, "max_shown": MAX_SHOWN,
+    "components": COMPONENTS, "max_shown": MAX_SHOWN, "pca_layer": PCA_LAYER,
     "probe_epochs": PROBE_EPOCHS, "probe_batch_size": PROBE_BATCH_SIZE, "probe_lr": PROBE_LR,
     "warmup_epochs": WARMUP_EPOCHS, "epochs": EPOCHS, "finetune_epochs": EPOCHS, "supervised_lr": LR,
     "mpp_lr": LR, "mae_lr": LR, "threads": THREADS, "out": OUT,

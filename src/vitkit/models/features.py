@@ -138,10 +138,31 @@ class FeatureExtractor(nn.Module):
         self.output_fmt = output_fmt
         self.feature_info = FeatureInfo(model.feature_info, self.out_indices)
 
+    # what the exporters read off a model, the wrapped classifier's: a backbone takes the same images
     @property
     def preprocessing(self) -> Any:
-        """The wrapped model's preprocessing: a backbone takes images prepared the same way."""
         return self.model.preprocessing
+
+    @property
+    def config(self) -> Any:
+        return self.model.config
+
+    @property
+    def stride(self) -> int:
+        return self.model.stride
+
+    @property
+    def label_names(self) -> list[str] | None:
+        return self.model.label_names
+
+    @property
+    def fixed_size_graph_reason(self) -> str | None:
+        return getattr(self.model, "fixed_size_graph_reason", None)
+
+    @property
+    def output_names(self) -> list[str]:
+        """The outputs' names where they need one (ONNX): ``feature_<index>``, index as in ``feature_info``."""
+        return [f"feature_{i}" for i in self.out_indices]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return self.model.forward_intermediates(x, indices=list(self.out_indices), norm=self.norm,
