@@ -414,6 +414,13 @@ ROWS = Option("text", "inference rows, comma-separated: fast paths (fp32, int8, 
 COMPARE = Option("text", "add a peer row: transformers", metavar="PEER")
 GUARD_IMAGES = Option("int", "use N images of --guard-data, spread evenly over it", low=1)
 MARKDOWN = Option("bool", "also print the results as a Markdown table")
+# vitkit serve
+HOST = Option("text", "address to listen on (default: this machine only; 0.0.0.0 for every interface)")
+PORT = Option("int", "TCP port (0: any free one, printed)", low=0, high=65535)
+MAX_UPLOAD_MB = Option("float", "largest upload accepted, in MiB (larger ones get HTTP 413)", low=0, low_open=True,
+                       high=4096)
+MAX_CONCURRENT = Option("int", "forward passes run at once, however many clients call (the others wait)", low=1,
+                        high=64)
 
 COMMAND_OPTIONS: dict[str, Option] = {
     "batch_size": BATCH_SIZE, "num_workers": NUM_WORKERS, "seed": SEED, "split_seed": SPLIT_SEED,
@@ -428,6 +435,7 @@ COMMAND_OPTIONS: dict[str, Option] = {
     "config": CONFIG, "resume": RESUME, "stop_after": STOP_AFTER,
     "confusion": CONFUSION, "guard": GUARD, "attention": ATTENTION, "rows": ROWS, "compare": COMPARE,
     "guard_data": DATA, "guard_images": GUARD_IMAGES, "markdown": MARKDOWN,
+    "host": HOST, "port": PORT, "max_upload_mb": MAX_UPLOAD_MB, "max_concurrent": MAX_CONCURRENT,
     "pretrain_data": DATA, "transfer_data": DATA,
 }
 
