@@ -48,7 +48,8 @@ def dataset_path(name: str, out: Path) -> str:
     if name == "letters":
         from vitkit.data.letters import LettersSpec, write_letters
 
-        return str(write_letters(out / "letters", LettersSpec()))
+        write_letters(out / "letters", LettersSpec())
+        return str(out / "letters")
     return name
 
 
