@@ -42,7 +42,7 @@ def test_options_given_and_yaml_files_override_the_preset(tmp_path):
         "drop_path": 0.0}}))
     config = config_of(["train", "--config", str(yaml_file), "--recipe", "small-data"])
     assert config.crop_scale == (0.5, 1.0) and config.model_options["drop_path"] == 0.0
-    assert config.model_options["patch_size"] == 56 and config.label_smoothing == 0.1  # ViT-Ti/16 at 224 px
+    assert "patch_size" not in config.model_options and config.label_smoothing == 0.1  # 224 px: its own patches
 
 
 def test_finetune_takes_the_fine_tuning_part_of_the_preset(tmp_path):

@@ -5,7 +5,8 @@ The preset has a fixed part (:data:`FIXED`: crops of 80-100% of the area, label 
 RandAugment or Mixup, batch 64, weight decay 0.05, 50 epochs; each measured by ``vitkit reproduce
 --only small-data``) and a part that follows the model:
 
-* **the token grid** -- the family record's ``small_images`` (ViT: 4x4 patches of the image, counted
+* **the token grid**, for images up to :data:`SMALL_IMAGE_LIMIT` px a side (larger ones keep the variant's
+  patches) -- the family record's ``small_images`` (ViT: 4x4 patches of the image, counted
   after a hybrid's stem; Swin: an 8x8 first stage with 4x4 windows), so that a stock variant named at
   32 px gets a grid it can train on instead of 2x2 or 1x1 tokens;
 * **the learning rate** -- AdamW's peak rate shrinks with the number of residual blocks L:
@@ -31,11 +32,14 @@ FIXED: dict[str, dict[str, Any]] = {
                      epochs=50, batch_size=64, weight_decay=0.05),
     "finetune": dict(crop_scale=(0.8, 1.0), label_smoothing=0.1, batch_size=64),
 }
+#: The largest image side (px) the preset picks a token grid for: larger images keep the variant's own patches.
+SMALL_IMAGE_LIMIT = 64
 #: The learning rate of a model of :data:`REFERENCE_BLOCKS` blocks, and the stochastic depth of every model.
 LR, REFERENCE_BLOCKS, DROP_PATH = 2e-3, 4, 0.1
 #: How ``--help`` states the part that follows the model.
-RULE = ("the token grid by model family (ViT: 4x4 patches, counted after a hybrid's stem; Swin: an 8x8 first "
-        "stage, 4x4 windows), lr = 2e-3 x min(1, 4 / L) for a model of L blocks, and drop-path 0.1")
+RULE = ("the token grid by model family for images up to 64 px (ViT: 4x4 patches, counted after a hybrid's "
+        "stem; Swin: an 8x8 first stage, 4x4 windows), lr = 2e-3 x min(1, 4 / L) for a model of L blocks, and "
+        "drop-path 0.1")
 
 
 def model_picks(model: str, image_size: tuple[int, int] | None, model_options: dict[str, Any]) -> dict[str, Any]:
@@ -50,7 +54,8 @@ def model_picks(model: str, image_size: tuple[int, int] | None, model_options: d
         return {}  # an unknown name or a bad size: left to the checks that say so where the model is built
     family = family_of(config)
     size = tuple(config.image_size)
-    arch = {k: v for k, v in family.small_images(config, size).items() if k not in model_options}
+    grid = family.small_images(config, size) if min(size) <= SMALL_IMAGE_LIMIT else {}
+    arch = {k: v for k, v in grid.items() if k not in model_options}
     blocks = count_blocks(model, size, {**model_options, **arch})
     if blocks is None:
         return {}
