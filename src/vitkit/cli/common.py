@@ -114,7 +114,13 @@ def add_training_options(parser: argparse.ArgumentParser, recipe: str) -> None:
 
     defaults = recipe_defaults(recipe)
     PRESET.add_to(parser.add_argument_group("preset"), "preset", default=S)
-    parser.epilog = " ".join(preset_help(name, recipe) for name in PRESETS)
+    def epilog() -> str:
+        return " ".join(preset_help(name, recipe) for name in PRESETS)
+
+    if hasattr(parser, "epilog_factory"):  # vitkit's own parser: said when --help is printed
+        parser.epilog_factory = epilog
+    else:
+        parser.epilog = epilog()
     for title, names in TRAINING_GROUPS.items():
         add_field_options(parser.add_argument_group(title), TrainConfig, names, defaults=defaults,
                           helps=TRAINING_HELP)
