@@ -56,6 +56,7 @@ def fall(values: list[float]) -> float:
     return sum(values[:WINDOW]) / WINDOW - sum(values[-WINDOW:]) / WINDOW
 
 
+@pytest.mark.slow  # about a minute on 2 cores: `make test-all`
 def test_a_twelve_block_stock_variant_learns_with_the_preset(letters, tmp_path):
     values = losses(letters, tmp_path)
     assert abs(values[0] - math.log(10)) < 0.05  # the zero head starts at chance
