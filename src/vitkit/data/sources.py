@@ -159,14 +159,9 @@ class FolderImages(LabeledImages):
                             split=self.split, max_pixels=self.max_pixels)
 
 
-class HFImages(LabeledImages):
-    """Rows of a Hugging Face ``datasets`` dataset (:mod:`vitkit.data.hf`), decoded on access like files:
-    an undecodable cell yields ``None`` (``load`` raises :class:`BadImageError` with the reason)."""
-
-    def __init__(self, rows: Any, image_column: str, labels: np.ndarray, label_names: list[str], *, source: str,
-                 split: str, max_pixels: int | None = None) -> None:
-        super().__init__(labels, label_names, source=source, split=split)
-        self.rows, self.image_column, self.max_pixels = rows, image_column, max_pixels
+class DecodedOnAccess(LabeledImages):
+    """A source whose :meth:`load` decodes an item on access: ``dataset[i]`` is that, with an undecodable
+    item logged and given as ``None`` (its label kept), as a bad file is."""
 
     def __getitem__(self, i: int) -> tuple[Image.Image | None, int]:
         try:
@@ -174,6 +169,16 @@ class HFImages(LabeledImages):
         except BadImageError as err:
             log.warning("skipping image: %s", err)
             return None, int(self._labels[i])
+
+
+class HFImages(DecodedOnAccess):
+    """Rows of a Hugging Face ``datasets`` dataset (:mod:`vitkit.data.hf`), decoded on access like files:
+    an undecodable cell yields ``None`` (``load`` raises :class:`BadImageError` with the reason)."""
+
+    def __init__(self, rows: Any, image_column: str, labels: np.ndarray, label_names: list[str], *, source: str,
+                 split: str, max_pixels: int | None = None) -> None:
+        super().__init__(labels, label_names, source=source, split=split)
+        self.rows, self.image_column, self.max_pixels = rows, image_column, max_pixels
 
     def load(self, i: int) -> tuple[Image.Image, int]:
         from vitkit.data.hf import decode_cell
@@ -187,7 +192,7 @@ class HFImages(LabeledImages):
                         source=self.source, split=self.split, max_pixels=self.max_pixels)
 
 
-class ShardImages(LabeledImages):
+class ShardImages(DecodedOnAccess):
     """Samples of WebDataset tar shards (:mod:`vitkit.data.shards`): streamed in training
     (:class:`~vitkit.data.shards.ShardStream`), read at their offsets here (evaluation, few-shot, checks)."""
 
@@ -212,13 +217,6 @@ class ShardImages(LabeledImages):
 
     def label_of(self, i: int) -> int:
         return int(self._labels[i])
-
-    def __getitem__(self, i: int) -> tuple[Image.Image | None, int]:
-        try:
-            return self.load(i)
-        except BadImageError as err:
-            log.warning("skipping image: %s", err)
-            return None, int(self._labels[i])
 
     def load(self, i: int) -> tuple[Image.Image, int]:
         from vitkit.data.shards import sample_name
