@@ -7,7 +7,6 @@ import contextlib
 import io
 import struct
 import threading
-import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,14 +36,6 @@ def running_server(service: Service, timeout: float = 60.0) -> Iterator[str]:
         thread.join(timeout=30)
         sock.close()
         assert not thread.is_alive(), "the server thread did not stop within 30 s"
-
-
-def wait_until(condition, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def _picture(height: int = 48, width: int = 64, seed: int = 0) -> np.ndarray:
