@@ -115,3 +115,13 @@ def test_help_states_the_rule_and_the_picks_for_the_stock_variants(capsys):
     assert "lr = 2e-3 x min(1, 4 / L)" in text
     assert "ViT-Ti/16 lr=0.000667 patch-size=8 drop-path=0.1" in text
     assert "Swin-T lr=0.000667 patch-size=4 window-size=4 drop-path=0.1" in text
+
+
+def test_a_run_prints_what_the_preset_picked_for_its_model(capsys, tmp_path):
+    from vitkit.cli.main import main
+
+    main(["train", "--data", "digits", *TINY_CLI, "--recipe", "small-data", "--steps", "1", "--eval-every", "1000",
+          "--out", str(tmp_path / "run"), "--quiet"])
+    err = capsys.readouterr().err
+    line = next(x for x in err.splitlines() if x.startswith("--recipe small-data for ViT-Ti/16 at 16x16: "))
+    assert set(line.split(": ", 1)[1].split()) == {"lr=0.002", "patch-size=4", "drop-path=0.1"}  # 1 block

@@ -150,10 +150,10 @@ def run_training(args: argparse.Namespace, recipe: str) -> dict:
     config = training_config(args, recipe)
     if config.preset is not None and recipe == "pretrain" and getattr(args, "resume", None) is None \
             and int(os.environ.get("RANK", "0")) == 0:
-        from vitkit.train.small_data import picks_text
+        from vitkit.train.small_data import picks_text, run_picks
 
         size = "x".join(map(str, config.image_size)) if config.image_size else "its own size"
-        print(f"--recipe {config.preset} for {config.model} at {size}: {picks_text(vars_of_picks(config))}",
+        print(f"--recipe {config.preset} for {config.model} at {size}: {picks_text(run_picks(config))}",
               file=sys.stderr)
     with compile_errors():
         result = train(config, resume=getattr(args, "resume", None) is not None, progress=not args.quiet,
@@ -166,12 +166,6 @@ def run_training(args: argparse.Namespace, recipe: str) -> dict:
     else:  # under torchrun only rank 0 speaks: no summary, no --json line from the others
         args.json = False
     return summary
-
-
-def vars_of_picks(config) -> dict:
-    """The values of a run's options that a preset picks for the model (what ``--recipe`` printed)."""
-    return {"lr": config.lr, "model_options": {k: v for k, v in config.model_options.items()
-                                               if k in ("patch_size", "window_size", "drop_path")}}
 
 
 def print_training_summary(summary: dict) -> None:

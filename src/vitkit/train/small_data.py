@@ -80,6 +80,16 @@ def count_blocks(model: str, image_size: tuple[int, ...], options: dict[str, Any
     return family_of(config).num_layers(built)
 
 
+#: the architecture options :func:`model_picks` may set (the families' ``small_images`` and drop path)
+PICKED_MODEL_OPTIONS = ("patch_size", "window_size", "drop_path")
+
+
+def run_picks(config: Any) -> dict[str, Any]:
+    """What a run's configuration holds for the options the preset picks (its picks, or what overrode them)."""
+    return {"lr": config.lr, "model_options": {k: v for k, v in config.model_options.items()
+                                               if k in PICKED_MODEL_OPTIONS}}
+
+
 def picks_text(picks: dict[str, Any]) -> str:
     """``lr=... patch-size=... drop-path=...`` for the start-of-run line and the help's examples."""
     values = {"lr": picks.get("lr"), **picks.get("model_options", {})}
