@@ -21,6 +21,10 @@ $(STAMP): $(VENV)/bin/python pyproject.toml constraints.txt
 $(DEVSTAMP): $(STAMP)
 	$(PIP) install -q -c constraints.txt -e '.[dev]'
 	$(PIP) install -q -c constraints.txt --no-deps timm
+	# the browser test of `vitkit serve` drives Debian's chromium (playwright cannot download one here);
+	# installed where apt-get is usable (root), else that test skips and says why
+	command -v chromium >/dev/null || (apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1) || true)
 	touch $(DEVSTAMP)
 
 install: $(STAMP)

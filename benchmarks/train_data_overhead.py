@@ -22,6 +22,9 @@ The two cases of issue 21 (item 4), each made in a temporary folder:
     .venv/bin/python benchmarks/train_data_overhead.py --case letters32 --threads 1
     .venv/bin/python benchmarks/train_data_overhead.py --case jpeg224 --threads 1
     .venv/bin/python benchmarks/train_data_overhead.py --data cifar-10-batches-py --num-workers 0
+
+A streamed source (tar shards, ``--data shards/``) goes through the same ``Trainer._loader``: compare it
+with the same images as a folder (docs/data.md, "Speed").
 """
 
 from __future__ import annotations

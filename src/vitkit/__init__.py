@@ -15,6 +15,7 @@ from vitkit.checkpoints.native import save_native
 from vitkit.data.preprocessing import Preprocessing
 from vitkit.errors import VitkitError
 from vitkit.models import (
+    FeatureExtractor,
     SwinConfig,
     SwinTransformer,
     VisionTransformer,
@@ -28,6 +29,7 @@ from vitkit.models.vit.config import ViTConfig
 from vitkit.version import __version__  # noqa: F401 (vitkit.__version__)
 
 __all__ = [
+    "FeatureExtractor",
     "Preprocessing",
     "SwinConfig",
     "SwinTransformer",

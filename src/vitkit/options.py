@@ -363,7 +363,14 @@ SPLIT_SEED = Option("int", "seed of the per-class split of sources without one",
 VAL_FRACTION = Option("float", "test share of sources without a split", low=0, high=1, low_open=True,
                       high_open=True)
 DEVICE = Option("text", "auto, cpu, cuda or cuda:N", metavar="DEVICE")
-DATA = Option("text", "digits, mnist5k, an ImageFolder tree, a CIFAR folder or a .npz file", metavar="SRC")
+DATA = Option("text", "digits, mnist5k, an ImageFolder tree, a CIFAR folder, a .npz file, hf:NAME_OR_PATH[:SPLIT] "
+                      "(Hugging Face datasets) or WebDataset shards (dir/train-{000..009}.tar, a glob, a folder)",
+              metavar="SRC")
+IMAGE_COLUMN = Option("text", "image column of an hf: source (default: image, img, else the first Image feature)",
+                      nullable=True, metavar="NAME")
+SHARD_SIZE = Option("int", "samples per tar shard", low=1)
+LABEL_COLUMN = Option("text", "label column of an hf: source (default: label, labels, else the first ClassLabel)",
+                      nullable=True, metavar="NAME")
 SPLIT = Option("choice", "which split to use", choices=("train", "test", "val", "validation"))
 IMAGE_SIZE = Option("size", "input resolution N or HxW", low=1)
 NUM_CLASSES = Option("int", "classes of the head (0: no head)", low=0)
@@ -378,6 +385,9 @@ FEATURES = Option("choice", "few-shot representation: pre_logits (the pre-logits
                             "one, else y: big_vision's) or pooled (y of eq. 4)", choices=("pre_logits", "pooled"))
 COMPONENTS = Option("int", "principal components of the filters", low=1)
 MAX_SHOWN = Option("int", "images drawn in the summary figures (every image gets an overlay)", low=1)
+PCA_LAYER = Option("int", "also draw feature_pca.png: the first three principal components of this layer's patch "
+                          "features as colours (a ViT block, a Swin stage; -1: the last)", nullable=True,
+                   metavar="N")
 # linear probing (MAE's protocol) and the self-supervision miniature
 PROBE_EPOCHS = Option("int", "passes over the training features", low=1, high=100_000, flag="--epochs")
 PROBE_BATCH_SIZE = Option("int", "classifier batch", low=2, high=1 << 20)
@@ -411,13 +421,21 @@ ROWS = Option("text", "inference rows, comma-separated: fast paths (fp32, int8, 
 COMPARE = Option("text", "add a peer row: transformers", metavar="PEER")
 GUARD_IMAGES = Option("int", "use N images of --guard-data, spread evenly over it", low=1)
 MARKDOWN = Option("bool", "also print the results as a Markdown table")
+# vitkit serve
+HOST = Option("text", "address to listen on (default: this machine only; 0.0.0.0 for every interface)")
+PORT = Option("int", "TCP port (0: any free one, printed)", low=0, high=65535)
+MAX_UPLOAD_MB = Option("float", "largest upload accepted, in MiB (larger ones get HTTP 413)", low=0, low_open=True,
+                       high=4096)
+MAX_CONCURRENT = Option("int", "forward passes run at once, however many clients call (the others wait)", low=1,
+                        high=64)
 
 COMMAND_OPTIONS: dict[str, Option] = {
     "batch_size": BATCH_SIZE, "num_workers": NUM_WORKERS, "seed": SEED, "split_seed": SPLIT_SEED,
-    "val_fraction": VAL_FRACTION, "device": DEVICE, "data": DATA, "split": SPLIT, "image_size": IMAGE_SIZE,
+    "val_fraction": VAL_FRACTION, "device": DEVICE, "data": DATA, "split": SPLIT,
+    "image_column": IMAGE_COLUMN, "label_column": LABEL_COLUMN, "shard_size": SHARD_SIZE, "image_size": IMAGE_SIZE,
     "num_classes": NUM_CLASSES, "top_k": TOP_K, "shots": SHOTS, "draws": DRAWS, "holdout": HOLDOUT,
     "l2": L2, "l2_sweep": L2_SWEEP, "features": FEATURES,
-    "components": COMPONENTS, "max_shown": MAX_SHOWN,
+    "components": COMPONENTS, "max_shown": MAX_SHOWN, "pca_layer": PCA_LAYER,
     "probe_epochs": PROBE_EPOCHS, "probe_batch_size": PROBE_BATCH_SIZE, "probe_lr": PROBE_LR,
     "warmup_epochs": WARMUP_EPOCHS, "epochs": EPOCHS, "finetune_epochs": EPOCHS, "supervised_lr": LR,
     "mpp_lr": LR, "mae_lr": LR, "threads": THREADS, "out": OUT,
@@ -425,6 +443,7 @@ COMMAND_OPTIONS: dict[str, Option] = {
     "config": CONFIG, "resume": RESUME, "stop_after": STOP_AFTER,
     "confusion": CONFUSION, "guard": GUARD, "attention": ATTENTION, "rows": ROWS, "compare": COMPARE,
     "guard_data": DATA, "guard_images": GUARD_IMAGES, "markdown": MARKDOWN,
+    "host": HOST, "port": PORT, "max_upload_mb": MAX_UPLOAD_MB, "max_concurrent": MAX_CONCURRENT,
     "pretrain_data": DATA, "transfer_data": DATA,
 }
 

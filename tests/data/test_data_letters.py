@@ -44,3 +44,15 @@ def test_split_rule():
 def test_no_fonts_is_one_line(tmp_path):
     with pytest.raises(VitkitError, match="at least 2 installed fonts"):
         write_letters(tmp_path / "x", SMALL, fonts=[])
+
+
+def test_the_letters_draw_from_the_dejavu_family_when_it_is_installed(monkeypatch, tmp_path):
+    """Installing other fonts (a browser brings Liberation) must not change the data set."""
+    import vitkit.data.letters as letters
+
+    names = ["DejaVuSans.ttf", "LiberationSans-Regular.ttf", "DejaVuSerif.ttf", "Other.otf"]
+    monkeypatch.setattr(letters, "installed_fonts", lambda: [tmp_path / n for n in names])
+    assert [f.name for f in letters.letter_fonts()] == ["DejaVuSans.ttf", "DejaVuSerif.ttf"]
+    assert len(letters.letter_fonts(LettersSpec(family=""))) == 4
+    monkeypatch.setattr(letters, "installed_fonts", lambda: [tmp_path / n for n in names[1::2]])
+    assert len(letters.letter_fonts()) == 2  # no DejaVu: every installed font

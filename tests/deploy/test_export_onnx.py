@@ -223,3 +223,29 @@ def test_cli_onnx_flags_only_with_onnx(tmp_path, capsys):
     code, _, err = run_cli(["convert", str(tmp_path / "n"), str(tmp_path / "x.npz"), "--to", "jax", "--static-size"],
                         capsys)
     assert code == 2 and "apply to --to onnx only" in err and err.count("\n") == 1
+
+
+# ------------------------------------------------------------------------------------------ backbones
+@pytest.mark.parametrize("name, overrides, size", [
+    ("ViT-Ti/16", dict(SMALL, depth=3, image_size=32), (48, 80)),  # a dynamic graph, read at another size
+    pytest.param("Swin-T", dict(image_size=64, embed_dim=8, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1),
+                                window_size=2), (64, 64), marks=pytest.mark.slow),
+    pytest.param("BiT-R26x1", dict(base_width=16, num_groups=4, image_size=32), (48, 80), marks=pytest.mark.slow),
+])
+def test_backbone_exports_its_maps_as_named_outputs(tmp_path, name, overrides, size):
+    backbone = create_model(name, features_only=True, **overrides).eval()
+    randomised(backbone.model)
+    path = tmp_path / "backbone.onnx"
+    export_onnx(backbone, path)
+    session = onnxruntime_session(path)
+    names = [f"feature_{i}" for i in backbone.out_indices]
+    assert [o.name for o in session.get_outputs()] == names
+    described = read_metadata(path)["output"]["feature_info"]
+    assert [(d["name"], d["num_chs"], d["reduction"]) for d in described] == list(zip(
+        names, backbone.feature_info.channels(), backbone.feature_info.reduction(), strict=True))
+    x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = backbone(x)
+    got = onnx_export.run_onnx_outputs(session, x)
+    for mine, theirs in zip(expected, got, strict=True):
+        np.testing.assert_allclose(theirs, mine.numpy(), rtol=0, atol=1e-4 * max(1.0, float(mine.abs().max())))

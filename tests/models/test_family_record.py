@@ -133,6 +133,7 @@ def _check_field(fam: Family, model: torch.nn.Module, name: str, value) -> None:
         "preprocessing": lambda: all(getattr(model.preprocessing, k) == tuple(v) for k, v in value.items())
         and {"mean", "std"} <= set(value),
         "pretraining_head": lambda: isinstance(value(model.config, {}), dict),
+        "small_images": lambda: set(value(model.config, (32, 32))) <= set(fam.architecture_options),
         "block_unit": lambda: value in ("layer", "block", "unit"),
         "transformers_peer": lambda: value is None or callable(value),
     }

@@ -1,5 +1,6 @@
-"""Initialisation as the paper's reference code (vit_jax models_vit.py / models_resnet.py, Flax):
-empirical statistics of every parameter group against the initialisers' formulas."""
+"""Initialisation as the paper's reference code (vit_jax models_vit.py / models_resnet.py, Flax), with the
+two measured exceptions of ``VisionTransformer._init_weights`` (issue 28): empirical statistics of every
+parameter group against the initialisers' formulas."""
 
 from __future__ import annotations
 
@@ -24,12 +25,18 @@ def check_std(tensor: torch.Tensor, expected: float, rel: float = 0.03) -> None:
     assert tensor.float().std().item() == pytest.approx(expected, rel=rel)
 
 
-def check_lecun_normal(weight: torch.Tensor) -> None:
-    """std sqrt(1 / fan_in), truncated at two standard deviations of the untruncated normal."""
+def check_lecun_normal(weight: torch.Tensor, truncated: bool = True) -> None:
+    """std sqrt(1 / fan_in), truncated at two standard deviations of the untruncated normal (Flax's) or
+    not (then about 4.6% of the draws lie beyond two standard deviations)."""
     fan_in = weight[0].numel()
-    check_std(weight, math.sqrt(1.0 / fan_in))
-    assert weight.abs().max() <= 2 * math.sqrt(1.0 / fan_in) / TRUNCATED_STD + 1e-7
-    assert weight.mean().abs() < 0.1 * math.sqrt(1.0 / fan_in)
+    std = math.sqrt(1.0 / fan_in)
+    check_std(weight, std)
+    beyond = (weight.abs() > 2 * std / TRUNCATED_STD).float().mean().item()
+    if truncated:
+        assert beyond == 0
+    else:  # P(|z| > 2 / 0.8796) = 0.023 for the plain normal; none for the truncated one
+        assert 0.01 < beyond < 0.04
+    assert weight.mean().abs() < 0.1 * std
 
 
 def test_vit_parameters_follow_the_reference_initialisers():
@@ -37,17 +44,18 @@ def test_vit_parameters_follow_the_reference_initialisers():
     model = create_model("ViT-B/16", hidden_size=dim, num_heads=4, mlp_dim=mlp, depth=2, image_size=64,
                          num_classes=10, representation_size=dim, seed=0)
     for block in model.blocks:
-        # q, k and v: three D -> D Xavier kernels (the official DenseGeneral kernels), not one D -> 3D
-        for part in block.attn.qkv.weight.detach().chunk(3):
-            check_std(part, xavier_std(dim, dim))
-            assert part.abs().max() <= math.sqrt(6.0 / (2 * dim)) + 1e-7
+        # q, k and v: one Xavier kernel over the fused (3D, D) weight (issue 28; vit_jax draws three D -> D
+        # kernels, sqrt(2) wider, which together with the truncated patch embedding cost 4.8 points from scratch)
+        qkv = block.attn.qkv.weight.detach()
+        check_std(qkv, xavier_std(dim, 3 * dim))
+        assert qkv.abs().max() <= math.sqrt(6.0 / (4 * dim)) + 1e-7
         check_std(block.attn.proj.weight.detach(), xavier_std(dim, dim))
         assert not block.attn.qkv.bias.any() and not block.attn.proj.bias.any()  # Flax attention: zero biases
         check_std(block.mlp.fc1.weight.detach(), xavier_std(dim, mlp))
         check_std(block.mlp.fc2.weight.detach(), xavier_std(mlp, dim))
         for bias in (block.mlp.fc1.bias, block.mlp.fc2.bias):
             check_std(bias.detach(), 1e-6, rel=0.1)
-    check_lecun_normal(model.patch_embed.proj.weight.detach())  # fan_in = 3 * 16 * 16
+    check_lecun_normal(model.patch_embed.proj.weight.detach(), truncated=False)  # fan_in = 3 * 16 * 16
     check_lecun_normal(model.pre_logits.fc.weight.detach())
     assert not model.patch_embed.proj.bias.any() and not model.pre_logits.fc.bias.any()
     check_std(model.pos_embed.table.detach(), 0.02)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from clirun import wait_until
 from trainutil import TINY_CLI, cli_error, cli_json, image_folder, tiny_checkpoint, tiny_config
 
 from vitkit import VitkitError, load_model
@@ -51,11 +52,7 @@ def _reap(proc: subprocess.Popen) -> None:
 
 
 def _wait_for(condition, what: str, timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
+    wait_until(condition, what, timeout=timeout, interval=0.2)
 
 
 class Hang(BaseException):

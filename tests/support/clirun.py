@@ -4,6 +4,7 @@ summary, a failure's one line."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -36,3 +37,13 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
         code = exc.code
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def wait_until(condition, what: str, timeout: float = 60.0, interval: float = 0.1) -> None:
+    """Poll ``condition`` every ``interval`` s; fail naming ``what`` after ``timeout`` s (a child process or a
+    server thread that never gets there fails the test instead of hanging it)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)

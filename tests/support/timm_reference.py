@@ -37,12 +37,13 @@ def import_timm():
     return timm
 
 
-def timm_model_like(timm, model):
-    """timm's own VisionTransformer with ``model``'s dimensions, no pretrained weights."""
+def timm_model_like(timm, model, **kwargs):
+    """timm's own VisionTransformer with ``model``'s dimensions, no pretrained weights (``kwargs``: more of
+    timm's arguments, e.g. ``dynamic_img_size=True``)."""
     c = model.config
     return timm.create_model("vit_base_patch16_224", pretrained=False, img_size=c.image_size, patch_size=c.patch_size,
                              embed_dim=c.hidden_size, depth=c.depth, num_heads=c.num_heads,
-                             mlp_ratio=c.mlp_dim / c.hidden_size, num_classes=c.num_classes).eval()
+                             mlp_ratio=c.mlp_dim / c.hidden_size, num_classes=c.num_classes, **kwargs).eval()
 
 
 def timm_logits_of_file(timm, model, path, x):

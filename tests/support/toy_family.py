@@ -116,6 +116,7 @@ FAMILY = Family(
     layer_id=layer_id,
     preprocessing={"mean": INCEPTION_MEAN, "std": INCEPTION_STD},
     pretraining_head=lambda config, options: dict(options),
+    small_images=lambda config, image_size: {},
     block_unit="block",
     transformers_peer=None,
 )

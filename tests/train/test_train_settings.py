@@ -36,8 +36,9 @@ def test_each_source_overrides_the_one_before(tmp_path):
     config = resolve_training_config("pretrain", {"label_smoothing": 0.3, "model_options": {"depth": 1}},
                                      preset="small-data", config_file=yaml_file)
     assert config.optimizer == "adamw"  # the recipe's
-    assert config.batch_size == 64 and config.model_options["patch_size"] == 8  # the preset's
-    assert config.lr == 0.02 and config.model_options["drop_path"] == 0.0  # the file's
+    assert config.batch_size == 64 and config.lr == 0.02  # the preset's batch; the file's lr over its pick
+    assert "patch_size" not in config.model_options  # ViT-Ti/16's own 224 px: no small-image grid picked
+    assert config.model_options["drop_path"] == 0.0  # the file's
     assert config.label_smoothing == 0.3 and config.model_options["depth"] == 1  # the options'
     assert config.out != "elsewhere" and config.out.startswith("runs/pretrain-")  # a file's out is not the run's
 

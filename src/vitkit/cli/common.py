@@ -29,7 +29,7 @@ S = argparse.SUPPRESS
 
 #: TrainConfig fields offered on the command line, by help group (their definitions are the fields').
 TRAINING_GROUPS = {
-    "data": ("data", "image_size", "val_fraction", "split_seed", "num_workers"),
+    "data": ("data", "image_column", "label_column", "image_size", "val_fraction", "split_seed", "num_workers"),
     "optimisation": ("epochs", "steps", "batch_size", "accum", "optimizer", "optimizer_kernel", "lr", "lr_base_batch",
                      "weight_decay", "warmup", "decay", "grad_clip", "ema"),
     "regularisation and augmentation": ("dropout", "loss", "label_smoothing", "randaugment", "mixup", "cutmix",
@@ -110,11 +110,17 @@ def add_finetune_options(parser: argparse.ArgumentParser) -> None:
 
 def add_training_options(parser: argparse.ArgumentParser, recipe: str) -> None:
     """Data, optimisation, augmentation and run options of ``vitkit train`` / ``vitkit finetune``."""
-    from vitkit.train.recipes import PRESET_HELP, PRESETS, TrainConfig, describe_preset, recipe_defaults
+    from vitkit.train.recipes import PRESETS, TrainConfig, preset_help, recipe_defaults
 
     defaults = recipe_defaults(recipe)
     PRESET.add_to(parser.add_argument_group("preset"), "preset", default=S)
-    parser.epilog = " ".join(PRESET_HELP[name].format(values=describe_preset(name, recipe)) for name in PRESETS)
+    def epilog() -> str:
+        return " ".join(preset_help(name, recipe) for name in PRESETS)
+
+    if hasattr(parser, "epilog_factory"):  # vitkit's own parser: said when --help is printed
+        parser.epilog_factory = epilog
+    else:
+        parser.epilog = epilog()
     for title, names in TRAINING_GROUPS.items():
         add_field_options(parser.add_argument_group(title), TrainConfig, names, defaults=defaults,
                           helps=TRAINING_HELP)
@@ -142,6 +148,13 @@ def run_training(args: argparse.Namespace, recipe: str) -> dict:
     from vitkit.train.loop import train
 
     config = training_config(args, recipe)
+    if config.preset is not None and recipe == "pretrain" and getattr(args, "resume", None) is None \
+            and int(os.environ.get("RANK", "0")) == 0:
+        from vitkit.train.small_data import picks_text, run_picks
+
+        size = "x".join(map(str, config.image_size)) if config.image_size else "its own size"
+        print(f"--recipe {config.preset} for {config.model} at {size}: {picks_text(run_picks(config))}",
+              file=sys.stderr)
     with compile_errors():
         result = train(config, resume=getattr(args, "resume", None) is not None, progress=not args.quiet,
                        stop_after=args.stop_after, report=lambda line: print(line, file=sys.stderr))
@@ -196,7 +209,8 @@ def add_checkpoint_options(parser: argparse.ArgumentParser, *, data: bool = True
     add_switches(parser, "ema")
     if data:
         COMMAND_OPTIONS["data"].add_to(parser, "data", required=True)
-        add_command_options(parser, {"split": "test", "val_fraction": 0.2, "split_seed": 0})
+        add_command_options(parser, {"split": "test", "val_fraction": 0.2, "split_seed": 0, "image_column": None,
+                                     "label_column": None})
     add_command_options(parser, {"batch_size": 128, "device": "auto", "num_workers": 0})
 
 
@@ -237,4 +251,5 @@ def load_for_inference(args: argparse.Namespace):
 def open_data(args: argparse.Namespace, split: str | None = None):
     from vitkit.data.sources import open_source
 
-    return open_source(args.data, split or args.split, seed=args.split_seed, val_fraction=args.val_fraction)
+    return open_source(args.data, split or args.split, seed=args.split_seed, val_fraction=args.val_fraction,
+                       image_column=args.image_column, label_column=args.label_column)

@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_command_options(parser, {"images": None})
     OUT.add_to(parser, "out", required=True, help="folder for the figures, inspect.json, index.html")
     add_command_options(parser, {"image_size": None, "batch_size": 8, "components": 28, "max_shown": 8, "seed": 0,
-                                 "device": "auto"})
+                                 "device": "auto", "pca_layer": None})
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -52,7 +52,8 @@ def run(args: argparse.Namespace) -> dict:
     for reason in unreadable:
         print(f"skipped unreadable image: {reason}")
     summary = write_report(model, images, args.out, components=args.components, batch_size=args.batch_size,
-                           max_shown=args.max_shown, title=f"vitkit inspect: {source}", objective=objective)
+                           max_shown=args.max_shown, title=f"vitkit inspect: {source}", objective=objective,
+                           pca_layer=args.pca_layer)
     print(f"{source}: {len(images)} image(s), {summary['grid'][0]}x{summary['grid'][1]} tokens")
     for line in summary["skipped"]:
         print(line)

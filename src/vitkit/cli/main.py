@@ -8,6 +8,7 @@ import json
 import os
 import pkgutil
 import sys
+from collections.abc import Callable
 from typing import NoReturn
 
 import vitkit.cli
@@ -26,6 +27,15 @@ class OneLineParser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
+
+    #: a callable that gives the epilog, called when the help is printed: what costs time to say (a
+    #: preset's picks for the stock variants) is not computed at the start of every command
+    epilog_factory: Callable[[], str] | None = None
+
+    def format_help(self) -> str:
+        if self.epilog is None and self.epilog_factory is not None:
+            self.epilog = self.epilog_factory()
+        return super().format_help()
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")

@@ -20,6 +20,7 @@ is how a corrupt file in a dataset is skipped instead of crashing an epoch.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import warnings
@@ -86,29 +87,39 @@ def open_rgb(path: str | os.PathLike, *, max_pixels: int | None = None) -> Image
     claims more than ``max_pixels`` pixels (default :data:`DEFAULT_MAX_PIXELS`); the size check
     happens before any pixel data is decoded.
     """
-    limit = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
     kind = special_file_kind(path)
     if kind is not None:  # opening a FIFO would wait for a writer; a device never ends
         raise BadImageError(f"{path}: is {kind}, not an image file")
+    return _decode(path, str(path), max_pixels)
+
+
+def decode_rgb(data: bytes, name: str, *, max_pixels: int | None = None) -> Image.Image:
+    """:func:`open_rgb` for an encoded image held in memory (a tar member, a dataset cell); ``name``
+    says where it came from in the :class:`BadImageError`."""
+    return _decode(io.BytesIO(data), name, max_pixels)
+
+
+def _decode(source: str | os.PathLike | io.BytesIO, name: str, max_pixels: int | None) -> Image.Image:
+    limit = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
     try:
         # A decoder can raise nearly anything on a hostile or damaged file (OSError, SyntaxError,
         # ValueError, EOFError, struct/zlib errors, DecompressionBombError): all mean "bad file".
         with warnings.catch_warnings():
             # We enforce our own limit below; PIL's warning between its limit and 2x is redundant.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(source) as image:
                 width, height = image.size
                 if width * height > limit:
-                    raise BadImageError(f"{path}: {width}x{height} = {width * height:,} pixels exceeds the "
+                    raise BadImageError(f"{name}: {width}x{height} = {width * height:,} pixels exceeds the "
                                         f"limit of {limit:,} (possible decompression bomb)")
                 image.load()
                 image = ImageOps.exif_transpose(image)
     except BadImageError:
         raise
     except Image.DecompressionBombError as err:
-        raise BadImageError(f"{path}: refused as a possible decompression bomb ({err})") from err
+        raise BadImageError(f"{name}: refused as a possible decompression bomb ({err})") from err
     except Exception as err:  # any decoder failure: see the comment above
-        raise BadImageError(f"{path}: not a readable image ({type(err).__name__}: {err})") from err
+        raise BadImageError(f"{name}: not a readable image ({type(err).__name__}: {err})") from err
     return to_rgb(image)
 
 

@@ -41,6 +41,10 @@ class LettersSpec:
     #: every n-th font (in :func:`installed_fonts` order, starting at the second) goes to the test split
     test_every: int = 4
     seed: int = 0
+    #: draw from the installed fonts whose file names start with this (Debian's default DejaVu family), so
+    #: that installing other fonts (a browser brings Liberation) does not change the data set; every
+    #: installed font when none matches, or with ``""``
+    family: str = "DejaVu"
 
 
 def _glyph(font_path: Path, letter: str, size: int, rng: random.Random):
@@ -61,6 +65,12 @@ def _glyph(font_path: Path, letter: str, size: int, rng: random.Random):
     return glyph.resize((size, size), Image.LANCZOS)
 
 
+def letter_fonts(spec: LettersSpec = LettersSpec()) -> list[Path]:
+    """The installed fonts ``spec`` draws from: those of its ``family``, or every one when none is of it."""
+    fonts = installed_fonts()
+    return [f for f in fonts if f.name.startswith(spec.family)] or fonts
+
+
 def font_split(fonts: list[Path], test_every: int) -> tuple[list[Path], list[Path]]:
     """(training fonts, test fonts): every ``test_every``-th font from the second on is a test font."""
     test = fonts[1::test_every]
@@ -73,7 +83,7 @@ def write_letters(out: str | Path, spec: LettersSpec = LettersSpec(), fonts: lis
     folder already holding the same summary is reused."""
     import json
 
-    fonts = installed_fonts() if fonts is None else fonts
+    fonts = letter_fonts(spec) if fonts is None else fonts
     if len(fonts) < 2:
         raise VitkitError(f"the letters data set needs at least 2 installed fonts (found {len(fonts)} under "
                           f"{', '.join(FONT_DIRS)}); install some, e.g. apt-get install fonts-dejavu-core")

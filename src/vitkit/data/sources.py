@@ -12,6 +12,10 @@ Spec strings:
 ``path/to/folder``        ImageFolder tree (``vitkit.data.folders``), or a CIFAR-10/100 python
                           batch folder (``vitkit.data.cifar``), detected from its files
 ``path/to/file.npz``      images + labels arrays (``vitkit.data.npz``)
+``hf:NAME_OR_PATH[:SPL]`` a Hugging Face ``datasets`` dataset: save_to_disk, Parquet or the hub
+                          cache, read offline (``vitkit.data.hf``; the ``data`` extra)
+``dir/train-{0..9}.tar``  WebDataset tar shards: brace ranges, globs, or a folder of shards
+                          (``vitkit.data.shards``; the ``data`` extra)
 ========================  =================================================================
 
 Self-supervised pre-training opens sources with ``labels=False``: the labels, where there are any,
@@ -29,6 +33,7 @@ more) form the test split. The split depends only on ``(seed, val_fraction)``; t
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,10 +46,12 @@ from PIL import Image
 from vitkit.data.bundled import BUNDLED
 from vitkit.data.cifar import cifar_layout, load_cifar
 from vitkit.data.folders import read_image_folder, read_unlabelled_folder
-from vitkit.data.images import BadImageError, images_to_rgb_uint8, open_rgb, read_image
+from vitkit.data.images import BadImageError, decode_rgb, images_to_rgb_uint8, open_rgb, read_image
 from vitkit.data.npz import load_npz
 from vitkit.errors import VitkitError
 from vitkit.files import require_regular_file
+
+log = logging.getLogger("vitkit.data")
 
 SPLITS = {"train": "train", "test": "test", "val": "val", "validation": "val"}
 
@@ -152,6 +159,78 @@ class FolderImages(LabeledImages):
                             split=self.split, max_pixels=self.max_pixels)
 
 
+class DecodedOnAccess(LabeledImages):
+    """A source whose :meth:`load` decodes an item on access: ``dataset[i]`` is that, with an undecodable
+    item logged and given as ``None`` (its label kept), as a bad file is."""
+
+    def __getitem__(self, i: int) -> tuple[Image.Image | None, int]:
+        try:
+            return self.load(i)
+        except BadImageError as err:
+            log.warning("skipping image: %s", err)
+            return None, int(self._labels[i])
+
+
+class HFImages(DecodedOnAccess):
+    """Rows of a Hugging Face ``datasets`` dataset (:mod:`vitkit.data.hf`), decoded on access like files:
+    an undecodable cell yields ``None`` (``load`` raises :class:`BadImageError` with the reason)."""
+
+    def __init__(self, rows: Any, image_column: str, labels: np.ndarray, label_names: list[str], *, source: str,
+                 split: str, max_pixels: int | None = None) -> None:
+        super().__init__(labels, label_names, source=source, split=split)
+        self.rows, self.image_column, self.max_pixels = rows, image_column, max_pixels
+
+    def load(self, i: int) -> tuple[Image.Image, int]:
+        from vitkit.data.hf import decode_cell
+
+        cell = self.rows[int(i)][self.image_column]
+        return decode_cell(cell, f"row {i} of {self.source} ({self.split})", self.max_pixels), int(self._labels[i])
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> HFImages:
+        idx = np.asarray(indices, dtype=np.int64)
+        return HFImages(self.rows.select(idx), self.image_column, self._labels[idx], self.label_names,
+                        source=self.source, split=self.split, max_pixels=self.max_pixels)
+
+
+class ShardImages(DecodedOnAccess):
+    """Samples of WebDataset tar shards (:mod:`vitkit.data.shards`): streamed in training
+    (:class:`~vitkit.data.shards.ShardStream`), read at their offsets here (evaluation, few-shot, checks)."""
+
+    #: the training loop streams this source shard by shard (:mod:`vitkit.train.streaming`)
+    streamed = True
+
+    def __init__(self, shards: list[Path], entries: list, labels: np.ndarray, label_names: list[str], *,
+                 source: str, split: str, max_pixels: int | None = None) -> None:
+        from vitkit.data.shards import ShardReader
+
+        super().__init__(labels, label_names, source=source, split=split)
+        self.shards, self.entries, self.max_pixels = list(shards), list(entries), max_pixels
+        self.position = {(e.shard, e.key): i for i, e in enumerate(self.entries)}
+        self.members: list[set[str]] = [set() for _ in self.shards]
+        for e in self.entries:
+            self.members[e.shard].add(e.key)
+        self._reader = ShardReader(self.shards)
+
+    def shard_sizes(self) -> list[int]:
+        """This split's samples in each shard."""
+        return [len(keys) for keys in self.members]
+
+    def label_of(self, i: int) -> int:
+        return int(self._labels[i])
+
+    def load(self, i: int) -> tuple[Image.Image, int]:
+        from vitkit.data.shards import sample_name
+
+        entry = self.entries[int(i)]
+        data = self._reader.read(entry)
+        return decode_rgb(data, sample_name(self.shards, entry), max_pixels=self.max_pixels), int(self._labels[i])
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> ShardImages:
+        idx = np.asarray(indices, dtype=np.int64)
+        return ShardImages(self.shards, [self.entries[k] for k in idx], self._labels[idx], self.label_names,
+                           source=self.source, split=self.split, max_pixels=self.max_pixels)
+
+
 def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(train indices, test indices), both sorted; per class, see the module notes.
 
@@ -181,6 +260,20 @@ def _pick(split: str, labels: np.ndarray, seed: int, val_fraction: float) -> np.
     return train_idx if split == "train" else test_idx
 
 
+def _check_labels(labels: np.ndarray, names: list[str], source: str, *, presplit: bool) -> None:
+    """Every label names a class, and there are two classes or more (found before any training, not as an
+    index error in the middle of a run)."""
+    outside = int(np.count_nonzero((labels < 0) | (labels >= len(names))))
+    if outside:
+        first = int(labels[(labels < 0) | (labels >= len(names))][0])
+        raise VitkitError(f"{source}: {outside} label(s) outside the {len(names)} classes 0..{len(names) - 1} "
+                          f"(first: {first})")
+    present = np.unique(labels)
+    if len(names) < 2 or (not presplit and len(present) < 2):
+        only = names[int(present[0])] if len(names) > int(present[0]) else str(present[0])
+        raise VitkitError(f"{source}: only one class ({only!r}); classification needs at least two")
+
+
 def _from_arrays(images: np.ndarray, labels: np.ndarray | None, names: list[str], *, source: str, split: str,
                  presplit: bool, seed: int, val_fraction: float, keep_labels: bool = True) -> ArrayImages:
     """An :class:`ArrayImages` of ``split``; a pool (``presplit=False``) is split first (per class,
@@ -193,15 +286,7 @@ def _from_arrays(images: np.ndarray, labels: np.ndarray | None, names: list[str]
             images = images[_pick(split, groups, seed, val_fraction)]
         return ArrayImages(images, np.full(len(images), -1, dtype=np.int64), [], source=source, split=split)
     labels = np.asarray(labels)
-    outside = int(np.count_nonzero((labels < 0) | (labels >= len(names))))
-    if outside:  # found here, before any training, not as an index error in the middle of a run
-        first = int(labels[(labels < 0) | (labels >= len(names))][0])
-        raise VitkitError(f"{source}: {outside} label(s) outside the {len(names)} classes 0..{len(names) - 1} "
-                          f"(first: {first})")
-    present = np.unique(labels)
-    if len(names) < 2 or (not presplit and len(present) < 2):
-        only = names[int(present[0])] if len(names) > int(present[0]) else str(present[0])
-        raise VitkitError(f"{source}: only one class ({only!r}); classification needs at least two")
+    _check_labels(labels, names, source, presplit=presplit)
     if not presplit:
         idx = _pick(split, labels, seed, val_fraction)
         images, labels = images[idx], labels[idx]
@@ -253,11 +338,65 @@ def _open_npz(path: Path, split: str, seed: int, val_fraction: float, labels: bo
                         val_fraction=val_fraction, keep_labels=labels)
 
 
+def _open_hf(key: str, split: str, seed: int, val_fraction: float, max_pixels: int | None, labels: bool,
+             image_column: str | None, label_column: str | None) -> HFImages:
+    from vitkit.data.hf import open_hf, parse_spec
+
+    rows, columns, ids, names, pooled = open_hf(key, split, image_column=image_column, label_column=label_column,
+                                                labels=labels)
+    source = f"hf:{parse_spec(key)[0]}"
+    if labels:
+        _check_labels(ids, names, source, presplit=not pooled)
+    groups = ids if ids is not None else np.zeros(len(rows), dtype=np.int64)
+    if pooled:
+        idx = _pick(split, groups, seed, val_fraction)
+        rows, groups = rows.select(idx), groups[idx]
+    kept = groups if labels else np.full(len(rows), -1, dtype=np.int64)
+    return HFImages(rows, columns.image, kept, names if labels else [], source=source, split=split,
+                    max_pixels=max_pixels)
+
+
+def _open_shards(key: str, split: str, seed: int, val_fraction: float, max_pixels: int | None,
+                 labels: bool) -> ShardImages:
+    from vitkit.data.shards import (
+        class_names,
+        expand,
+        has_class_file,
+        import_webdataset,
+        scan_shard,
+        split_patterns,
+    )
+
+    import_webdataset()  # the library that streams them: missing, it is said now, not at the first step
+    patterns = split_patterns(key) or {"pool": key}
+    pooled = "pool" in patterns
+    shards = expand(patterns["pool" if pooled else split])
+    entries = [sample for i, path in enumerate(shards) for sample in scan_shard(path, i, labels=labels)]
+    ids = np.array([e.label for e in entries], dtype=np.int64)
+    names = class_names(shards, ids) if labels else []
+    source = f"shards:{key}"
+    if labels:
+        if not pooled and split != "train" and not has_class_file(shards):  # names: the training shards' too
+            train_ids = [e.label for i, path in enumerate(expand(patterns["train"]))
+                         for e in scan_shard(path, i, labels=True)]
+            names = class_names(shards, np.concatenate([ids, np.array(train_ids, dtype=np.int64)]))
+        _check_labels(ids, names, source, presplit=not pooled)
+    groups = ids if labels else np.zeros(len(entries), dtype=np.int64)
+    if pooled:
+        idx = _pick(split, groups, seed, val_fraction)
+        entries, ids = [entries[k] for k in idx], ids[idx]
+    kept = ids if labels else np.full(len(entries), -1, dtype=np.int64)
+    return ShardImages(shards, entries, kept, names, source=source, split=split, max_pixels=max_pixels)
+
+
 def open_source(spec: str, split: str = "train", *, seed: int = 0, val_fraction: float = 0.2,
-                max_pixels: int | None = None, labels: bool = True) -> LabeledImages:
+                max_pixels: int | None = None, labels: bool = True, image_column: str | None = None,
+                label_column: str | None = None) -> LabeledImages:
     """Open one split of an image source (spec strings: see the module notes).
 
     ``labels=False`` opens it for self-supervision: labels dropped, sources without any welcome.
+    ``image_column`` / ``label_column`` name the columns of an ``hf:`` source (:mod:`vitkit.data.hf`);
+    given with any other source they are refused.
 
     ``split``: "train" or "test" ("val"/"validation" are aliases of "test", except in an
     ImageFolder tree that has both val/ and test/ folders). ``seed``/``val_fraction`` shape the
@@ -273,8 +412,19 @@ def open_source(spec: str, split: str = "train", *, seed: int = 0, val_fraction:
     key = str(spec).strip() if spec is not None else ""
     if not key:  # Path("") is the current directory: an empty --data must not read it
         raise VitkitError(f"no dataset given ({spec!r}); name one of {', '.join(BUNDLED)}, a folder or a .npz file")
+    if key.lower().startswith("hf:"):
+        return _open_hf(key, split, seed, val_fraction, max_pixels, labels, image_column, label_column)
+    given = [f"--{name.replace('_', '-')}" for name, value in (("image_column", image_column),
+                                                                ("label_column", label_column)) if value]
+    if given:
+        verb = "apply" if len(given) > 1 else "applies"
+        raise VitkitError(f"{' and '.join(given)} {verb} to hf: sources only, not to {spec!r}")
     if key.lower() in BUNDLED:
         return _open_bundled(key.lower(), "test" if split == "val" else split, seed, val_fraction, labels)
+    from vitkit.data.shards import is_shard_spec
+
+    if is_shard_spec(key):
+        return _open_shards(key, split, seed, val_fraction, max_pixels, labels)
     path = Path(key).expanduser()
     if not path.exists():
         raise VitkitError(f"unknown dataset {spec!r}: not one of {', '.join(BUNDLED)} and no file or folder "

@@ -6,9 +6,11 @@
 
 The graph takes ``pixel_values`` -- float32 (batch, 3, height, width), RGB, already resized and
 normalised as the model's preprocessing says -- and returns ``logits`` (``features`` for a model
-without a head). Any vitkit model exports: the exporter reads only ``model.config`` (image_size,
-in_channels, num_classes, to_dict), ``model.stride`` (pixels per token side, the size step),
-``model.preprocessing`` and ``model.label_names``.
+without a head; a backbone, :class:`~vitkit.models.features.FeatureExtractor`, returns its maps as
+``feature_<index>``, one named output each, described in the ``output`` metadata). Any vitkit model
+exports: the exporter reads only ``model.config`` (image_size, in_channels, num_classes, to_dict),
+``model.stride`` (pixels per token side, the size step), ``model.preprocessing`` and
+``model.label_names``.
 
 The batch is always dynamic. The image size is dynamic too (any multiple of the patch size; the
 position embeddings are resampled inside the graph, as the model's ``posemb_resample`` says, as §3.2
@@ -130,12 +132,17 @@ def onnxruntime_session(path: str | os.PathLike, *, threads: int | None = None,
 
 def run_onnx(session, images: np.ndarray | torch.Tensor) -> np.ndarray:
     """The graph's output for preprocessed ``images`` (B, 3, H, W); ``session`` may be a path."""
+    return run_onnx_outputs(session, images)[0]
+
+
+def run_onnx_outputs(session, images: np.ndarray | torch.Tensor) -> list[np.ndarray]:
+    """Every output of the graph (a backbone's maps, in order) for preprocessed ``images``."""
     if isinstance(session, (str, os.PathLike)):
         session = onnxruntime_session(session)
     if isinstance(images, torch.Tensor):
         images = images.detach().cpu().numpy()
     images = np.ascontiguousarray(images, dtype=np.float32)
-    return session.run(None, {INPUT_NAME: images})[0]
+    return session.run(None, {INPUT_NAME: images})
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
@@ -171,7 +178,24 @@ def onnx_inputs(path: str | os.PathLike, images: Sequence[str | os.PathLike]) ->
 
 
 # ---------------------------------------------------------------------------------- exporting
-def _metadata(model: nn.Module, dynamic: bool, output: str, width_out: int) -> dict[str, str]:
+def output_names(model: nn.Module) -> list[str]:
+    """``logits``, ``features`` (no head), or a backbone's ``feature_<index>`` names."""
+    names = getattr(model, "output_names", None)
+    if names is not None:
+        return list(names)
+    return ["logits" if model.config.num_classes else "features"]
+
+
+def _output_metadata(model: nn.Module, outputs: list[str], width_out: int) -> dict[str, Any]:
+    if not hasattr(model, "output_names"):  # a classifier (its feature_info lists what a backbone could give)
+        return {"name": outputs[0], "shape": ["batch", width_out],
+                "meaning": "class logits (softmax for probabilities), in label_names order"
+                if model.config.num_classes else "the image representation y (eq. 4)"}
+    return {"names": outputs, "layout": model.output_fmt, "meaning": "backbone feature maps, as feature_info says",
+            "feature_info": [{"name": name, **item} for name, item in zip(outputs, model.feature_info, strict=True)]}
+
+
+def _metadata(model: nn.Module, dynamic: bool, outputs: list[str], width_out: int) -> dict[str, str]:
     from vitkit.version import __version__
 
     height, width = model.config.image_size
@@ -184,14 +208,12 @@ def _metadata(model: nn.Module, dynamic: bool, output: str, width_out: int) -> d
         "input": json.dumps({"name": INPUT_NAME, "dtype": "float32", "layout": "NCHW", "channels": "RGB",
                              "batch": "dynamic", "height": size, "width": size,
                              "values": "resized, cropped and normalised as 'preprocessing_transform' says"}),
-        "output": json.dumps({"name": output, "shape": ["batch", width_out],
-                              "meaning": "class logits (softmax for probabilities), in label_names order"
-                              if model.config.num_classes else "the image representation y (eq. 4)"}),
+        "output": json.dumps(_output_metadata(model, outputs, width_out)),
         "producer": json.dumps(f"vitkit {__version__}"),
     }
 
 
-def _program(model: nn.Module, dynamic: bool, output: str, opset: int | None):
+def _program(model: nn.Module, dynamic: bool, outputs: list[str], opset: int | None):
     """torch's ONNXProgram for ``model``: batch dynamic; height and width too when ``dynamic``."""
     from torch.export import Dim
 
@@ -207,7 +229,7 @@ def _program(model: nn.Module, dynamic: bool, output: str, opset: int | None):
     with warnings.catch_warnings(), _quiet_loggers():
         warnings.simplefilter("ignore")
         return torch.onnx.export(model, (example,), dynamo=True, verbose=False, input_names=[INPUT_NAME],
-                                 output_names=[output], dynamic_shapes={"x": axes}, opset_version=opset)
+                                 output_names=outputs, dynamic_shapes={"x": axes}, opset_version=opset)
 
 
 class _quiet_loggers:
@@ -249,14 +271,15 @@ def verify_onnx(model: nn.Module, session, cases: Sequence[tuple[int, int, int]]
     records = []
     for batch, height, width in cases:
         x = torch.randn(batch, model.config.in_channels, height, width, generator=generator)
-        expected = model(x).numpy()
-        got = run_onnx(session, x)
-        if got.shape != expected.shape:
-            raise VitkitError(f"onnxruntime returned shape {got.shape} for a {batch}x{height}x{width} input, "
-                              f"the model {expected.shape}")
+        out = model(x)
+        expected = [t.numpy() for t in (out if isinstance(out, (list, tuple)) else [out])]
+        got = run_onnx_outputs(session, x)
+        if [g.shape for g in got] != [e.shape for e in expected]:
+            raise VitkitError(f"onnxruntime returned shapes {[g.shape for g in got]} for a {batch}x{height}x{width} "
+                              f"input, the model {[e.shape for e in expected]}")
         records.append({"batch": batch, "height": height, "width": width,
-                        "max_abs_diff": float(np.abs(got - expected).max()),
-                        "scale": float(np.abs(expected).max())})
+                        "max_abs_diff": max(float(np.abs(g - e).max()) for g, e in zip(got, expected, strict=True)),
+                        "scale": max(float(np.abs(e).max()) for e in expected)})
     return records
 
 
@@ -307,21 +330,22 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, dynamic_size: bool
         raise VitkitError(f"{path}: is a directory")
     check_destination(path, "onnx", overwrite=overwrite)
     model = _exportable(model)
-    output = "logits" if model.config.num_classes else "features"
+    outputs = output_names(model)
+    output = ", ".join(outputs)
     # a family whose forward decides shapes from the image size in Python (Swin) says so: fixed size
     reason = getattr(model, "fixed_size_graph_reason", None) if dynamic_size else None
     try:
-        program = _program(model, dynamic_size and reason is None, output, opset)
+        program = _program(model, dynamic_size and reason is None, outputs, opset)
     except Exception as exc:  # torch.export raises many types (guards, unsupported ops, constraint violations)
         if not dynamic_size or reason is not None:
             raise VitkitError(f"ONNX export failed: {_first_line(exc)}") from None
         reason = f"the graph could not keep the image size symbolic ({_first_line(exc)})"
         try:
-            program = _program(model, False, output, opset)
+            program = _program(model, False, outputs, opset)
         except Exception as again:
             raise VitkitError(f"ONNX export failed: {_first_line(again)}") from None
     dynamic = dynamic_size and reason is None
-    program.model.metadata_props.update(_metadata(model, dynamic, output, program.model.graph.outputs[0].shape[-1]))
+    program.model.metadata_props.update(_metadata(model, dynamic, outputs, program.model.graph.outputs[0].shape[-1]))
     result = OnnxExport(path=str(path), input_shape=_input_shape(program), dynamic_size=dynamic,
                         image_size=list(model.config.image_size), fixed_size_reason=reason, output=output,
                         opset=int(program.model.opset_imports.get("", 0)))

@@ -27,6 +27,7 @@ from vitkit.errors import VitkitError
 from vitkit.finite import require_finite_output, require_finite_weights
 from vitkit.inspect.attention import AttentionAnalysis, analyse_attention
 from vitkit.inspect.capture import require_attention
+from vitkit.inspect.features_pca import FeaturePCA, feature_pca
 from vitkit.inspect.filters import FilterComponents, embedding_filter_components, filter_tiles
 from vitkit.inspect.images import NamedImage
 from vitkit.inspect.overlay import overlay_map, seen_region
@@ -201,6 +202,24 @@ def draw_window_attention(seen: Sequence[Image.Image], maps: Sequence[np.ndarray
     _save_figure(fig, path)
 
 
+def draw_feature_pca(seen: Sequence[Image.Image], pca: FeaturePCA, names: Sequence[str], path: Path) -> None:
+    """Rows: images; left the crop the model saw, right its patches coloured by the first three principal
+    components of the layer's features (:mod:`vitkit.inspect.features_pca`)."""
+    count = len(seen)
+    aspect = seen[0].height / seen[0].width
+    fig = Figure(figsize=(4.0, (1.8 * aspect + 0.3) * count), layout="constrained")
+    axes = fig.subplots(count, 2, squeeze=False)
+    for k in range(count):
+        axes[k, 0].imshow(seen[k])
+        axes[k, 0].set_title(names[k][:16], fontsize=7)
+        axes[k, 1].imshow(pca.maps[k], interpolation="nearest")
+        if k == 0:
+            axes[k, 1].set_title(f"PCA of {pca.module}", fontsize=7)
+        for ax in axes[k]:
+            ax.set_axis_off()
+    _save_figure(fig, path)
+
+
 # ---------------------------------------------------------------------------------- report
 def _index_html(title: str, figures: list[dict[str, str]], notes: list[str]) -> str:
     parts = [f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
@@ -223,7 +242,7 @@ FIGURES = ("filters.png", "position_similarity.png", "attention_distance.png", "
 
 def write_report(model: nn.Module, images: Sequence[NamedImage], out_dir: str | os.PathLike, *,
                  components: int = 28, batch_size: int = 8, max_shown: int = 8,
-                 title: str | None = None, objective=None) -> dict[str, Any]:
+                 title: str | None = None, objective=None, pca_layer: int | None = None) -> dict[str, Any]:
     """Run every analysis of §4.5 that applies to ``model``'s family on ``images`` and write ``out_dir``.
 
     ViT: ``filters.png`` (Fig. 7 left), ``position_similarity.png`` (Fig. 7 centre; skipped for models
@@ -235,10 +254,13 @@ def write_report(model: nn.Module, images: Sequence[NamedImage], out_dir: str | 
     Both: ``inspect.json`` and ``index.html``. With a pre-training ``objective``
     (:func:`vitkit.objectives.load_pretraining`) also what it predicts
     (:mod:`vitkit.inspect.reconstruction`): ``reconstruction.png`` (MAE) or ``mpp_colours.png``
-    (masked patch prediction). Returns a summary: the files written, what was skipped and the
-    mean attention distances.
+    (masked patch prediction). With ``pca_layer`` (a block of a ViT, a stage of a Swin; negative from the
+    end) also ``feature_pca.png``: that layer's patch features coloured by their first three principal
+    components (:mod:`vitkit.inspect.features_pca`). Returns a summary: the files written, what was
+    skipped and the mean attention distances.
     """
-    check_args(COMMAND_OPTIONS, components=components, batch_size=batch_size, max_shown=max_shown)
+    check_args(COMMAND_OPTIONS, components=components, batch_size=batch_size, max_shown=max_shown,
+               pca_layer=pca_layer)
     require_attention(model)
     if not images:
         raise VitkitError("no images to inspect")
@@ -250,6 +272,8 @@ def write_report(model: nn.Module, images: Sequence[NamedImage], out_dir: str | 
     analyse, sections = ANALYSES[record.attention]
     analysis, maps = analyse(model, [item.image for item in images], batch_size)
     require_finite_output(maps, "attention maps")
+    pca = None if pca_layer is None else feature_pca(model, [item.image for item in images], pca_layer,
+                                                     batch_size=batch_size)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     figures: list[dict[str, str]] = []
@@ -270,6 +294,18 @@ def write_report(model: nn.Module, images: Sequence[NamedImage], out_dir: str | 
     notes.extend(f"{name} skipped: {reason}." for name, reason in skipped.items())
     data["skipped"] = skipped
     summary = sections(model, analysis, images, out, data, figures, notes, max_shown=max_shown)
+    if pca is not None:
+        shown = min(max_shown, len(images))
+        size = tuple(model.preprocessing.image_size)
+        thumbs = [seen_region(item.image, model.preprocessing, size, THUMB_SIDE) for item in images[:shown]]
+        draw_feature_pca(thumbs, pca, [item.name for item in images[:shown]], out / "feature_pca.png")
+        figures.append({"file": "feature_pca.png", "caption": (
+            f"Principal components of the patch features of {pca.module} (layer {pca.layer}), the first three as "
+            f"red, green and blue, fitted on all {len(images)} image(s) together ({shown} shown); they explain "
+            f"{pca.explained_variance_ratio.sum():.0%} of the variance. Alike colours: patches the model "
+            f"represents alike.")})
+        data["feature_pca"] = {"layer": pca.layer, "module": pca.module, "grid": list(pca.maps.shape[1:3]),
+                               "explained_variance_ratio": _rounded(pca.explained_variance_ratio, 6)}
     if objective is not None:
         from vitkit.inspect.reconstruction import write_pretraining_figures
 

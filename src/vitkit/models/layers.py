@@ -150,12 +150,15 @@ def zero_linear(in_features: int, out_features: int) -> nn.Module:
 _TRUNCATED_STD = 0.87962566103423978
 
 
-def lecun_normal_(weight: torch.Tensor) -> torch.Tensor:
+def lecun_normal_(weight: torch.Tensor, truncated: bool = True) -> torch.Tensor:
     """Flax's ``lecun_normal`` (the default of ``nn.Dense`` and ``nn.Conv``, hence of vit_jax's patch
     embedding and BiT's convolutions): a normal truncated at two standard deviations whose standard
-    deviation is sqrt(1 / fan_in), fan_in = input channels x kernel area. Not torch's default
-    (Kaiming-uniform with a = sqrt(5), i.e. std sqrt(1 / (3 fan_in)))."""
+    deviation is sqrt(1 / fan_in), fan_in = input channels x kernel area; with ``truncated=False`` the
+    plain normal of that standard deviation. Not torch's default (Kaiming-uniform with a = sqrt(5), i.e.
+    std sqrt(1 / (3 fan_in)))."""
     fan_in = weight[0].numel()
+    if not truncated:
+        return nn.init.normal_(weight, std=math.sqrt(1.0 / fan_in))
     std = math.sqrt(1.0 / fan_in) / _TRUNCATED_STD
     return nn.init.trunc_normal_(weight, std=std, a=-2.0 * std, b=2.0 * std)
 

@@ -101,6 +101,10 @@ class Family:
     #: pre-trains with for transfer, where it differs from the linear head (ViT §3.1: pre-logits); applied
     #: only where asked (the studies that pre-train to transfer), never by default
     pretraining_head: Callable[[Any, dict[str, Any]], dict[str, Any]]
+    #: (configuration, image size (H, W)) -> the architecture options ``--recipe small-data`` picks for a
+    #: model of this family on images that small (a token grid a few tokens wide: ViT's patch size, Swin's
+    #: patch and window); ``{}`` where the family's own layout already fits (:mod:`vitkit.train.small_data`)
+    small_images: Callable[[Any, tuple[int, int]], dict[str, Any]]
     #: what ``vitkit inspect`` calls one attention unit in its printout ("layer", "block")
     block_unit: str
     #: (model, the transformers module) -> (its transformers class, from_pretrained keyword arguments),

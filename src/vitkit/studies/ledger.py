@@ -330,9 +330,9 @@ def cpu_model() -> str:
 def letters_record() -> dict[str, Any]:
     """Which letters this machine draws: the number of fonts and a digest of their names (another
     font set is another data set)."""
-    from vitkit.data.letters import installed_fonts
+    from vitkit.data.letters import letter_fonts
 
-    names = sorted(f.name for f in installed_fonts())
+    names = sorted(f.name for f in letter_fonts())
     return {"fonts": len(names), "digest": hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]}
 
 

@@ -9,7 +9,7 @@ Each optimiser step consumes the same global batch as on one process: the loop's
 process its own slice of every micro-batch, so N processes x A accumulation steps see exactly
 the samples one process with N*A accumulation steps sees. (``DistributedSampler`` shards by
 rank-stride over the whole epoch instead, and cannot start in the middle of one, which ``--resume``
-needs.)
+needs.) A streamed source (tar shards) is split by shard instead: :mod:`vitkit.train.streaming`.
 """
 
 from __future__ import annotations
@@ -108,6 +108,15 @@ def broadcast_object(obj, process: Process):
     return box[0]
 
 
+def micro_batch_size(batch_size: int, accum: int, process: Process) -> int:
+    """One process's share of one micro-batch: the global batch over ``accum`` x the processes (it must divide)."""
+    parts = accum * process.world_size
+    if batch_size % parts:
+        raise VitkitError(f"batch size {batch_size} does not split into {accum} accumulation steps x "
+                          f"{process.world_size} processes")
+    return batch_size // parts
+
+
 class StepBatches:
     """Index lists for one process: epoch-seeded permutation -> global batches -> micro-batches.
 
@@ -118,15 +127,11 @@ class StepBatches:
 
     def __init__(self, num_items: int, *, batch_size: int, accum: int, process: Process, seed: int,
                  epoch: int, start: int = 0) -> None:
-        parts = accum * process.world_size
-        if batch_size % parts:
-            raise VitkitError(f"batch size {batch_size} does not split into {accum} accumulation steps x "
-                              f"{process.world_size} processes")
+        self.micro = micro_batch_size(batch_size, accum, process)
         if batch_size > num_items:
             raise VitkitError(f"batch size {batch_size} is larger than the training set ({num_items} images)")
         self.num_items, self.batch_size, self.accum, self.process = num_items, batch_size, accum, process
         self.seed, self.epoch, self.start = seed, epoch, start
-        self.micro = batch_size // parts
 
     @staticmethod
     def steps_per_epoch(num_items: int, batch_size: int) -> int:

@@ -288,14 +288,19 @@ class Trainer:
         from vitkit.objectives import OBJECTIVES, ObjectiveStep, build_objective
 
         labels = OBJECTIVES[config.objective][0].needs_labels  # self-supervision: labels ignored, none needed
-        self.train_set = open_source(config.data, "train", seed=config.split_seed, val_fraction=config.val_fraction,
-                                     labels=labels)
-        self.test_set = open_source(config.data, "test", seed=config.split_seed, val_fraction=config.val_fraction,
-                                    labels=labels)
+        opened = dict(seed=config.split_seed, val_fraction=config.val_fraction, labels=labels,
+                      image_column=config.image_column, label_column=config.label_column)
+        self.train_set = open_source(config.data, "train", **opened)
+        self.test_set = open_source(config.data, "test", **opened)
         # an all-broken split stops here, with the count and the first reasons, not after an epoch of nothing
         require_usable(self.train_set, f"training split of {self.train_set.source}")
         require_usable(self.test_set, f"test split of {self.test_set.source}")
-        self.steps_per_epoch = D.StepBatches.steps_per_epoch(len(self.train_set), config.batch_size)
+        #: a streamed source (tar shards) is read shard by shard, every sample once an epoch (train/streaming.py)
+        self.streamed = bool(getattr(self.train_set, "streamed", False))
+        if self.streamed:
+            self.steps_per_epoch = -(-len(self.train_set) // config.batch_size)
+        else:
+            self.steps_per_epoch = D.StepBatches.steps_per_epoch(len(self.train_set), config.batch_size)
         if self.steps_per_epoch == 0:
             raise VitkitError(f"batch size {config.batch_size} is larger than the training set "
                               f"({len(self.train_set)} images)")
@@ -336,6 +341,9 @@ class Trainer:
         #: the stop-signal handlers while :meth:`run` runs (a checkpoint is written while holding them)
         self._signals: StopSignals | None = None
         self._pending_rng: dict[str, Any] | None = None
+        #: the streamed epoch in progress (what it has consumed goes into state.pt), and the resumed record
+        self._stream: Any = None
+        self._resumed_stream: dict[str, Any] | None = None
         if resume:
             self._resume()
         if config.out and self.process.is_main:
@@ -362,11 +370,20 @@ class Trainer:
         return in_memory(self.train_set)
 
     def _loader(self, epoch: int, start: int) -> Iterable:
+        """This process's micro-batches ``(images, labels, unreadable)`` of ``epoch`` from step ``start`` on."""
         from vitkit.data.loader import training_batches
         from vitkit.data.transforms import train_transform
 
         cfg = self.config
         transform = train_transform(self.model.preprocessing, flip=cfg.flip, scale=cfg.crop_scale)
+        if self.streamed:
+            from vitkit.train.streaming import StreamSteps
+
+            self._stream = StreamSteps(self.train_set, transform, batch_size=cfg.batch_size, accum=cfg.accum,
+                                       process=self.process, seed=cfg.seed, epoch=epoch, start=start,
+                                       num_workers=cfg.num_workers, resumed=self._resumed_stream)
+            self._resumed_stream = None
+            return self._stream
         batches = D.StepBatches(len(self.train_set), batch_size=cfg.batch_size, accum=cfg.accum,
                                 process=self.process, seed=cfg.seed, epoch=epoch, start=start)
         # Each micro-batch draws its augmentation from (seed, epoch, rank, its number in the epoch), never from
@@ -453,6 +470,11 @@ class Trainer:
         }
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
+        if self._stream is not None:
+            from vitkit.train.streaming import EpochTally
+
+            tallies = D.gather_objects(self._stream.tally.state(), self.process)
+            state["stream"] = EpochTally.merged(tallies, self.train_set.shard_sizes())
         return state
 
     def _nonfinite_weights(self) -> list[str]:
@@ -513,6 +535,7 @@ class Trainer:
         self.unreadable = {int(i) for i in state.get("unreadable", [])}
         self.unreadable_reasons = [str(r) for r in state.get("unreadable_reasons", [])]
         self.seen_images = int(state.get("seen_images", 0))
+        self._resumed_stream = state.get("stream")
         self.stall.load_state_dict(state.get("stall"))  # a run checked before it stopped is not checked again
         if state["world_size"] == self.process.world_size:
             self._pending_rng = state["rng"][self.process.rank]

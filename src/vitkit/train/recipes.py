@@ -48,7 +48,9 @@ from vitkit.options import (
     DATA,
     DEVICE,
     EPOCHS,
+    IMAGE_COLUMN,
     IMAGE_SIZE,
+    LABEL_COLUMN,
     MODEL,
     NUM_WORKERS,
     OUT,
@@ -59,6 +61,7 @@ from vitkit.options import (
     check_fields,
     option_field,
 )
+from vitkit.train import small_data
 from vitkit.train.stall import STOP_IF_STALLED_HELP
 
 RECIPES = ("pretrain", "finetune")
@@ -102,17 +105,13 @@ WHOLE_IMAGE: dict[str, Any] = {"crop_mode": "squash", "crop_pct": 1.0}
 #: Named presets (``--recipe NAME`` on ``vitkit train`` / ``vitkit finetune``): option values applied
 #: after a recipe's defaults and before a YAML file and the command line. "small-data" is for
 #: training from scratch on a few thousand small images (up to ~64 px), where the paper's ImageNet
-#: crops (8% of the area) and a short schedule leave a ViT far below a pixel MLP. Every value is
-#: measured against its alternative by ``vitkit reproduce`` (claim "small-data"). Flips are left as
-#: they are: mirror images are other symbols for digits and text (``--no-flip``), not for photos.
-PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "small-data": {
-        "pretrain": dict(crop_scale=(0.8, 1.0), label_smoothing=0.1, randaugment=False, mixup=0.0, cutmix=0.0,
-                         epochs=50, batch_size=64, lr=2e-3, weight_decay=0.05,
-                         model_options={"patch_size": 8, "drop_path": 0.1}),
-        "finetune": dict(crop_scale=(0.8, 1.0), label_smoothing=0.1, batch_size=64),
-    },
-}
+#: crops (8% of the area) and a short schedule leave a ViT far below a pixel MLP: a fixed part, each value
+#: measured against its alternative by ``vitkit reproduce`` (claim "small-data"), and a part that follows
+#: the model at hand (:data:`PRESET_PICKS`; :mod:`vitkit.train.small_data`). Flips are left as they are:
+#: mirror images are other symbols for digits and text (``--no-flip``), not for photos.
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {"small-data": small_data.FIXED}
+#: preset -> (model, image size, model options given) -> the values it picks for that model at pre-training
+PRESET_PICKS = {"small-data": small_data.model_picks}
 PRESET = Option("choice", "a named preset of the options below, applied before --config and the options given "
                           "(see the command's description)", choices=tuple(PRESETS), flag="--recipe", metavar="NAME")
 
@@ -161,6 +160,9 @@ class TrainConfig(DictConfig):
     #: interpolates the position embeddings (§3.2).
     image_size: tuple[int, int] | None = option_field(None, IMAGE_SIZE.optional())
     data: str = option_field("digits", DATA)
+    #: the columns of an ``hf:`` source (None: its defaults, :mod:`vitkit.data.hf`)
+    image_column: str | None = option_field(None, IMAGE_COLUMN)
+    label_column: str | None = option_field(None, LABEL_COLUMN)
     #: sources without their own test split are split per class with this seed and fraction; kept
     #: apart from ``seed`` so that runs with different seeds are scored on the same test images.
     split_seed: int = option_field(0, SPLIT_SEED)
@@ -404,13 +406,22 @@ def recipe_defaults(recipe: str, objective: str = "supervised") -> dict[str, Any
     raise VitkitError(f"recipe must be one of {RECIPES}, got {recipe!r}")
 
 
-def preset_options(name: str | None, recipe: str) -> dict[str, Any]:
-    """The option values preset ``name`` sets for ``recipe`` (``{}`` for None); a copy, safe to change."""
+def preset_options(name: str | None, recipe: str, *, model: str | None = None,
+                   image_size: tuple[int, int] | None = None,
+                   model_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The option values preset ``name`` sets for ``recipe`` (``{}`` for None); a copy, safe to change.
+
+    With ``model`` (pre-training), also what the preset picks for that model at ``image_size`` with the
+    ``model_options`` given (:data:`PRESET_PICKS`): only the picks those options leave open."""
     if name is None:
         return {}
     PRESET.check(name, "recipe")
-    values = PRESETS[name].get(recipe, {})
-    return {k: dict(v) if isinstance(v, dict) else v for k, v in values.items()}
+    values = {k: dict(v) if isinstance(v, dict) else v for k, v in PRESETS[name].get(recipe, {}).items()}
+    if model is not None and recipe == "pretrain" and name in PRESET_PICKS:
+        picks = PRESET_PICKS[name](model, image_size, dict(model_options or {}))
+        values["model_options"] = {**values.get("model_options", {}), **picks.pop("model_options", {})}
+        values.update(picks)
+    return values
 
 
 def describe_preset(name: str, recipe: str) -> str:
@@ -430,9 +441,21 @@ PRESET_HELP = {
     "small-data": ("--recipe small-data: training from scratch on a few thousand small images (up to ~64 px, e.g. a "
                    "32-px ImageFolder or the digits), where the paper's ImageNet set-up (crops from 8% of the area, "
                    "a short schedule) leaves a ViT below a pixel MLP. Sets {values}. Each choice is measured by "
-                   "`vitkit reproduce --only small-data`. Flips stay on: add --no-flip for digits or text. Options "
-                   "given explicitly (or in --config) override the preset."),
+                   "`vitkit reproduce --only small-data`.{picks} Flips stay on: add --no-flip for digits or text. "
+                   "Options given explicitly (or in --config) override the preset."),
 }
+#: The stock variants whose picks at 32 px ``--help`` shows.
+PRESET_EXAMPLES = ("ViT-Ti/16", "ViT-S/16", "Swin-T", "R+ViT-Ti/16")
+
+
+def preset_help(name: str, recipe: str) -> str:
+    """The ``--recipe`` paragraph of a command's help: when to use the preset, its values, its picks."""
+    picks = ""
+    if recipe == "pretrain" and name in PRESET_PICKS:
+        examples = "; ".join(f"{model} {small_data.picks_text(PRESET_PICKS[name](model, (32, 32), {}))}"
+                             for model in PRESET_EXAMPLES)
+        picks = f" For the model at hand it picks {small_data.RULE} (at 32 px: {examples}); a run prints its picks."
+    return PRESET_HELP[name].format(values=describe_preset(name, recipe), picks=picks)
 
 
 # ------------------------------------------------------------------------------- optimiser

@@ -86,7 +86,8 @@ def resolve_training_config(recipe: str, options: dict[str, Any] | None = None, 
     objective = given.get("objective", loaded.get("objective", "supervised"))
     merged: dict[str, Any] = recipe_defaults(recipe, objective) if recipe == "pretrain" else recipe_defaults(recipe)
     preset = preset if preset is not None else loaded.get("preset")  # a YAML file may name the preset too
-    chosen = preset_options(preset, recipe)  # after the recipe, before YAML and options
+    chosen = preset_options(preset, recipe, **model_at_hand(merged, loaded, given))  # after the recipe, before
+    # YAML and options; what it picks for the model follows the model, size and architecture options named
     loaded["model_options"] = {**chosen.pop("model_options", {}), **(loaded.get("model_options") or {})}
     overlay(merged, chosen)
     overlay(merged, loaded)
@@ -119,6 +120,25 @@ def resolve_training_config(recipe: str, options: dict[str, Any] | None = None, 
 
         merged["model"] = resolve_name(merged["model"])
     return TrainConfig.from_dict(merged)
+
+
+def model_at_hand(*sources: dict[str, Any]) -> dict[str, Any]:
+    """The model, image size and architecture options the sources name (later ones win), for a preset's picks."""
+    from vitkit.options import to_pair
+
+    named: dict[str, Any] = {"model": TrainConfig.__dataclass_fields__["model"].default, "image_size": None,
+                             "model_options": {}}
+    architecture = architecture_option_names()
+    for source in sources:
+        named["model"] = source.get("model") or named["model"]
+        named["image_size"] = source.get("image_size") or named["image_size"]
+        named["model_options"].update(source.get("model_options") or {})
+        named["model_options"].update({k: v for k, v in source.items() if k in architecture})
+    try:
+        named["image_size"] = to_pair(named["image_size"]) if named["image_size"] is not None else None
+    except (TypeError, ValueError):
+        named["image_size"] = None  # a bad size: refused with its own message when the options are checked
+    return named
 
 
 def overlay(merged: dict[str, Any], values: dict[str, Any]) -> None:

@@ -53,6 +53,7 @@ FAMILY = Family(
     layer_id=layer_id,
     preprocessing={"mean": INCEPTION_MEAN, "std": INCEPTION_STD},
     pretraining_head=lambda config, options: dict(options),  # BiT pre-trains with its linear head
+    small_images=lambda config, image_size: {},  # a ResNet takes any image size as it is
     block_unit="unit",
     transformers_peer=None,
 )

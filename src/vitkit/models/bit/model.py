@@ -23,6 +23,8 @@ State-dict names: ``stem.conv``, ``stages.{s}.blocks.{b}.{norm1,conv1,norm2,conv
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,6 +32,7 @@ from torch import nn
 from vitkit.data.preprocessing import Preprocessing
 from vitkit.errors import VitkitError
 from vitkit.models.bit.config import BiTConfig
+from vitkit.models.features import Indices, channels_first_as, check_output_fmt, take_indices
 from vitkit.models.inputs import check_image_batch
 from vitkit.models.layers import lecun_normal_, zero_linear
 from vitkit.options import to_pair
@@ -60,7 +63,12 @@ class Root(nn.Module):
                              eps=config.ws_eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.max_pool2d(F.pad(self.conv(x), (1, 1, 1, 1)), 3, 2)
+        return self.pool(self.conv(x))
+
+    @staticmethod
+    def pool(x: torch.Tensor) -> torch.Tensor:
+        """The root's zero-pad 1 and 3x3 / 2 max-pool (the backbone reads the map before it)."""
+        return F.max_pool2d(F.pad(x, (1, 1, 1, 1)), 3, 2)
 
 
 class Downsample(nn.Module):
@@ -170,6 +178,40 @@ class BiTResNet(nn.Module):
         """The last stage's activations after the final GroupNorm and ReLU: (B, C, H/stride, W/stride)."""
         self._check_input(x)
         return F.relu(self.norm(self.stages(self.stem(x))))
+
+    # ------------------------------------------------------------------ backbone
+    #: timm's default ``out_indices`` of a ResNet-v2 backbone: the root and every stage
+    default_out_indices = None
+
+    @property
+    def feature_info(self) -> list[dict[str, Any]]:
+        """timm's ``ResNetV2.feature_info``: the root convolution (stride 2), then each stage (4, 8, 16, 32)."""
+        width = self.config.base_width * self.config.width_factor
+        return [{"num_chs": width, "reduction": 2, "module": "stem.conv"}] + [
+            {"num_chs": 4 * width * 2 ** i, "reduction": 4 * 2 ** i, "module": f"stages.{i}"}
+            for i in range(len(self.stages))]
+
+    def forward_intermediates(self, x: torch.Tensor, indices: Indices = None, *, norm: bool = False,
+                              output_fmt: str = "NCHW", intermediates_only: bool = False,
+                              stop_early: bool = False):
+        """timm's ``ResNetV2.forward_intermediates``: output 0 is the root convolution's map (before its
+        max-pool), output i the map after stage i; ``norm`` applies the final GroupNorm + ReLU to the last
+        stage's. Returns the list, or (:meth:`feature_map`, the list) unless ``intermediates_only``."""
+        check_output_fmt(output_fmt)
+        taken, last = take_indices(len(self.stages) + 1, indices)
+        self._check_input(x)
+        x = self.stem.conv(x)
+        outputs = [channels_first_as(x, output_fmt)] if 0 in taken else []
+        x = self.stem.pool(x)
+        final = len(self.stages)
+        stages = list(self.stages)[:last] if stop_early else list(self.stages)
+        for i, stage in enumerate(stages, start=1):
+            x = stage(x)
+            if i in taken:
+                outputs.append(channels_first_as(F.relu(self.norm(x)) if norm and i == final else x, output_fmt))
+        if intermediates_only:
+            return outputs
+        return (F.relu(self.norm(x)) if len(stages) == final else x), outputs
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The pooled representation (B, C): what few-shot and linear probes use."""

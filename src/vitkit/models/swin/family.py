@@ -51,6 +51,18 @@ def layer_id(model: SwinTransformer, name: str) -> int:
     return sum(depths) + 1
 
 
+#: The first stage's token grid side the small-data preset aims at: 8x8 (four 4x4 windows), so that the
+#: four stages see 8, 4, 2 and 1 tokens a side -- Swin-T at 32 px with 4-px patches.
+SMALL_IMAGE_GRID, SMALL_IMAGE_WINDOW = 8, 4
+
+
+def small_images(config: SwinConfig, image_size: tuple[int, int]) -> dict[str, Any]:
+    """The small-data preset's patch and window: a :data:`SMALL_IMAGE_GRID`-token first stage on the
+    shorter side, windows of :data:`SMALL_IMAGE_WINDOW` (or the variant's own, if smaller)."""
+    return {"patch_size": max(1, min(image_size) // SMALL_IMAGE_GRID),
+            "window_size": min(config.window_size, SMALL_IMAGE_WINDOW)}
+
+
 def transformers_peer(model: SwinTransformer, transformers: Any) -> tuple[type, dict[str, Any]]:
     """``SwinForImageClassification``, or ``SwinModel`` without a head."""
     return (transformers.SwinForImageClassification if model.config.num_classes else transformers.SwinModel), {}
@@ -75,6 +87,7 @@ FAMILY = Family(
     layer_id=layer_id,
     preprocessing={"mean": IMAGENET_MEAN, "std": IMAGENET_STD},
     pretraining_head=lambda config, options: dict(options),  # its own linear head, as the paper pre-trains
+    small_images=small_images,
     block_unit="block",
     transformers_peer=transformers_peer,
 )

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vitkit.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+from vitkit.models.features import Indices, channels_last_as, check_output_fmt, take_indices
 from vitkit.models.inputs import check_image_batch
 from vitkit.models.layers import Attention, DropPath, Mlp, drop_path_rates, zero_linear
 from vitkit.models.swin.config import SwinConfig, check_window_fits, patch_grid, stage_grids
@@ -376,6 +377,42 @@ class SwinTransformer(nn.Module):
             if stage.downsample is not None:
                 z = stage.downsample(z)
         return SwinEncoderOutput(self.norm(z), attentions, self.window_layouts(x.shape[-2], x.shape[-1]))
+
+    # ------------------------------------------------------------------ backbone
+    #: timm's default ``out_indices`` of a Swin backbone: every stage (the feature pyramid)
+    default_out_indices = None
+
+    @property
+    def feature_info(self) -> list[dict[str, Any]]:
+        """One dict per stage (timm's ``feature_info``): C * 2^s channels at stride patch * 2^s (4/8/16/32)."""
+        return [{"num_chs": self.config.stage_dims[s], "reduction": self.config.patch_size * 2 ** s,
+                 "module": f"layers.{s}"} for s in range(self.config.num_stages)]
+
+    def forward_intermediates(self, x: torch.Tensor, indices: Indices = None, *, norm: bool = False,
+                              output_fmt: str = "NCHW", intermediates_only: bool = False,
+                              stop_early: bool = False):
+        """timm's ``SwinTransformer.forward_intermediates``: the map of each stage ``indices`` names
+        (:func:`~vitkit.models.features.take_indices`), after its blocks and before the patch merging
+        that opens the next stage; ``norm`` applies the final LayerNorm to the last stage's (the only
+        one it is sized for). "NCHW" maps or "NLC" sequences. Returns the list, or (the final map
+        (B, h, w, C) as :meth:`encode` gives it, the list) unless ``intermediates_only``."""
+        check_output_fmt(output_fmt)
+        taken, last = take_indices(self.config.num_stages, indices)
+        self._check_input(x)
+        z = self.pos_drop(self.patch_embed(x))
+        outputs = []
+        final = self.config.num_stages - 1
+        stages = self.layers[:last + 1] if stop_early else self.layers
+        for s, stage in enumerate(stages):
+            if s:
+                z = self.layers[s - 1].downsample(z)
+            for block in stage.blocks:
+                z, _ = block(z)
+            if s in taken:
+                outputs.append(channels_last_as(self.norm(z) if norm and s == final else z, output_fmt))
+        if intermediates_only:
+            return outputs
+        return (self.norm(z) if len(stages) - 1 == final else z), outputs
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The image representation (B, C_final): global average pooling of the final map."""

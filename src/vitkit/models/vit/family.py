@@ -35,6 +35,18 @@ def pretraining_head(config: ViTConfig, options: dict[str, Any]) -> dict[str, An
     return {**options, "representation_size": options.get("representation_size", config.hidden_size)}
 
 
+#: The token grid side the small-data preset aims at: 4x4 patches (16 tokens) measured best for ViTs
+#: trained from scratch on 16- to 32-px images (the preset's 8-px patches at 32 px, 4-px at 16 px).
+SMALL_IMAGE_GRID = 4
+
+
+def small_images(config: ViTConfig, image_size: tuple[int, int]) -> dict[str, Any]:
+    """The small-data preset's patch size: a :data:`SMALL_IMAGE_GRID`-token side on the shorter image
+    side, counted after a hybrid's ResNet stem (whose stride the patch multiplies, §3.1 "Hybrid")."""
+    stride = max(1, min(image_size) // SMALL_IMAGE_GRID)
+    return {"patch_size": max(1, stride // config.backbone_stride)}
+
+
 def transformers_peer(model: VisionTransformer, transformers: Any) -> tuple[type, dict[str, Any]]:
     """``ViTForImageClassification``, or ``ViTModel`` (its pooler only with a pre-logits layer) without a head."""
     if model.config.num_classes:
@@ -61,6 +73,7 @@ FAMILY = Family(
     layer_id=layer_id,
     preprocessing={"mean": INCEPTION_MEAN, "std": INCEPTION_STD},
     pretraining_head=pretraining_head,
+    small_images=small_images,
     block_unit="layer",
     transformers_peer=transformers_peer,
 )

@@ -39,11 +39,17 @@ PAPER = PaperReference(
 )
 
 
+def preset_for(arch: dict[str, Any], size: int) -> dict[str, Any]:
+    """The preset's options for the study's model ``arch`` at ``size`` px, its picks included; the preset's
+    patch size replaces the ladder's (the study measures the preset's token grid)."""
+    given = {k: v for k, v in arch["model_options"].items() if k != "patch_size"}
+    return preset_options(PRESET, "pretrain", model=arch["model"], image_size=(size, size), model_options=given)
+
+
 def variants(budget) -> dict[str, dict[str, Any]]:
     """Name -> changes to the preset (TrainConfig options; ``model_options`` merged)."""
-    preset = preset_options(PRESET, "pretrain")
     epochs = budget.scratch_epochs
-    patch = preset["model_options"]["patch_size"]
+    patch = preset_for(budget.scratch_model, budget.image_size)["model_options"]["patch_size"]
     # the choices the preset makes, in the order the small budget keeps them; then the paper's optimiser
     everything = {
         "the paper's crops (from 8% of the area)": {"crop_scale": (0.08, 1.0)},
@@ -69,7 +75,7 @@ def _options(lab, data: str, size: int, epochs: float, seed: int, arch: dict[str
              changes: dict[str, Any]) -> dict[str, Any]:
     """TrainConfig options of one from-scratch run: the preset (with --no-flip) plus ``changes``, for
     ``epochs`` epochs (the budget sets the length; the preset's own epochs are what the CLI uses)."""
-    preset = preset_options(PRESET, "pretrain")
+    preset = preset_for(arch, size)
     model_options = {**arch["model_options"], **preset.pop("model_options", {})}
     preset.pop("epochs", None)
     options = {**recipe_defaults("pretrain"), **preset, "flip": False}
@@ -142,7 +148,7 @@ def run(lab, plot_dir: Path) -> ClaimResult:
     plot = plot_dir / "small_data.png"
     bars(list(results), list(results.values()), plot, ylabel=f"{digits} test top-1 (%)",
          title="From scratch on a few thousand small images", reference=("pixel MLP", mlp_digits))
-    preset = preset_options(PRESET, "pretrain")
+    preset = preset_options(PRESET, "pretrain")  # the fixed part; the picks follow each model (setup text)
     return ClaimResult(
         setup=(f"{arch['model_options']} trained from scratch on {digits} at {b.image_size} px for "
                f"{b.scratch_epochs} epochs, and {b.headline_model['model_options']} on {lab.pretrain_data} written "

@@ -1,0 +1,97 @@
+"""What ``--recipe small-data`` picks for the model at hand: training from scratch on a few thousand
+small images (up to ~64 px), where the paper's ImageNet set-up leaves a ViT below a pixel MLP.
+
+The preset has a fixed part (:data:`FIXED`: crops of 80-100% of the area, label smoothing 0.1, no
+RandAugment or Mixup, batch 64, weight decay 0.05, 50 epochs; each measured by ``vitkit reproduce
+--only small-data``) and a part that follows the model:
+
+* **the token grid**, for images up to :data:`SMALL_IMAGE_LIMIT` px a side (larger ones keep the variant's
+  patches) -- the family record's ``small_images`` (ViT: 4x4 patches of the image, counted
+  after a hybrid's stem; Swin: an 8x8 first stage with 4x4 windows), so that a stock variant named at
+  32 px gets a grid it can train on instead of 2x2 or 1x1 tokens;
+* **the learning rate** -- AdamW's peak rate shrinks with the number of residual blocks L:
+  ``lr = 2e-3 * min(1, 4 / L)``. 2e-3 was measured on 4-block models; at 12 blocks (ViT-Ti/16) it
+  never leaves the loss of chance (ln C) -- the updates of twelve blocks add up in the residual stream,
+  and the 1 / L scale keeps the stream's change per step what it is at four blocks;
+* stochastic depth stays 0.1 at every depth (measured at 4 blocks by the reproduce study; DeiT trains
+  ViT-Ti and ViT-S at 12 blocks with the same rate), and the warm-up the recipe's (a tenth of the run).
+
+Options given explicitly (or in ``--config``) override every pick; ``vitkit train`` prints the picks at
+the start of a run and ``--json`` records them in the run's configuration.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vitkit.errors import VitkitError
+
+#: The fixed part of the preset, for pre-training and for fine-tuning.
+FIXED: dict[str, dict[str, Any]] = {
+    "pretrain": dict(crop_scale=(0.8, 1.0), label_smoothing=0.1, randaugment=False, mixup=0.0, cutmix=0.0,
+                     epochs=50, batch_size=64, weight_decay=0.05),
+    "finetune": dict(crop_scale=(0.8, 1.0), label_smoothing=0.1, batch_size=64),
+}
+#: The largest image side (px) the preset picks a token grid for: larger images keep the variant's own patches.
+SMALL_IMAGE_LIMIT = 64
+#: The learning rate of a model of :data:`REFERENCE_BLOCKS` blocks, and the stochastic depth of every model.
+LR, REFERENCE_BLOCKS, DROP_PATH = 2e-3, 4, 0.1
+#: How ``--help`` states the part that follows the model.
+RULE = ("the token grid by model family for images up to 64 px (ViT: 4x4 patches, counted after a hybrid's "
+        "stem; Swin: an 8x8 first stage, 4x4 windows), lr = 2e-3 x min(1, 4 / L) for a model of L blocks, and "
+        "drop-path 0.1")
+
+
+def model_picks(model: str, image_size: tuple[int, int] | None, model_options: dict[str, Any]) -> dict[str, Any]:
+    """The options the preset picks for ``model`` with the ``model_options`` given at ``image_size``
+    (None: the variant's own): ``lr`` and ``model_options`` (grid and ``drop_path``), each one the
+    given ``model_options`` do not already set."""
+    from vitkit.models.registry import family_of, get_config
+
+    try:
+        config = get_config(model, **({"image_size": image_size} if image_size else {}))
+    except VitkitError:
+        return {}  # an unknown name or a bad size: left to the checks that say so where the model is built
+    family = family_of(config)
+    size = tuple(config.image_size)
+    grid = family.small_images(config, size) if min(size) <= SMALL_IMAGE_LIMIT else {}
+    arch = {k: v for k, v in grid.items() if k not in model_options}
+    blocks = count_blocks(model, size, {**model_options, **arch})
+    if blocks is None:
+        return {}
+    if "drop_path" in family.architecture_options and "drop_path" not in model_options:
+        arch["drop_path"] = DROP_PATH
+    return {"lr": LR * min(1.0, REFERENCE_BLOCKS / blocks), "model_options": arch}
+
+
+def count_blocks(model: str, image_size: tuple[int, ...], options: dict[str, Any]) -> int | None:
+    """L, the residual blocks of ``model`` with ``options`` (built without weights); None when those
+    options do not make a model (the error comes later, where the model is built)."""
+    import torch
+
+    from vitkit.models.registry import build_model, family_of, get_config
+
+    try:
+        config = get_config(model, image_size=image_size, **options)
+        with torch.device("meta"):
+            built = build_model(config)
+    except (VitkitError, ValueError, TypeError):
+        return None
+    return family_of(config).num_layers(built)
+
+
+#: the architecture options :func:`model_picks` may set (the families' ``small_images`` and drop path)
+PICKED_MODEL_OPTIONS = ("patch_size", "window_size", "drop_path")
+
+
+def run_picks(config: Any) -> dict[str, Any]:
+    """What a run's configuration holds for the options the preset picks (its picks, or what overrode them)."""
+    return {"lr": config.lr, "model_options": {k: v for k, v in config.model_options.items()
+                                               if k in PICKED_MODEL_OPTIONS}}
+
+
+def picks_text(picks: dict[str, Any]) -> str:
+    """``lr=... patch-size=... drop-path=...`` for the start-of-run line and the help's examples."""
+    values = {"lr": picks.get("lr"), **picks.get("model_options", {})}
+    return " ".join(f"{k.replace('_', '-')}={v:.3g}" if isinstance(v, float) else f"{k.replace('_', '-')}={v}"
+                    for k, v in values.items() if v is not None)
