@@ -76,12 +76,15 @@ class DecodedImages(LabeledImages):
 
 def estimated_bytes(paths: Sequence[os.PathLike | str], sample: int = SAMPLE) -> int:
     """The decoded uint8 RGB size of ``paths``, from the headers of up to ``sample`` of them (width x
-    height, no pixel decoded); files whose header cannot be read are left out of the mean."""
+    height, no pixel decoded); files whose header cannot be read, and anything but a regular file, are
+    left out of the mean."""
     if not paths:
         return 0
     picks = np.unique(np.linspace(0, len(paths) - 1, min(sample, len(paths))).round().astype(np.int64))
     sizes = []
     for k in picks.tolist():
+        if not os.path.isfile(paths[k]):  # a named pipe or device would block the header read; its decode says why
+            continue
         try:
             with Image.open(paths[k]) as image:
                 sizes.append(image.width * image.height * 3)
