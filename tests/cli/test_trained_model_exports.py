@@ -37,10 +37,10 @@ ASKED = TINY["hidden_size"]
 @functools.cache
 def trained_run(head: str) -> Path:
     """A ``vitkit train`` run on the bundled digits with the default options but the tiny model's size and
-    10 steps; ``head="pre-logits"`` adds ``--representation-size`` (built once per test session)."""
+    20 steps; ``head="pre-logits"`` adds ``--representation-size`` (built once per test session)."""
     out = Path(tempfile.mkdtemp(prefix=f"vitkit-{head}-")) / "run"
     asked = ["--representation-size", str(ASKED)] if head == "pre-logits" else []
-    main(["train", "--data", "digits", *TINY_CLI, *asked, "--steps", "10", "--out", str(out), "--quiet"])
+    main(["train", "--data", "digits", *TINY_CLI, *asked, "--steps", "20", "--out", str(out), "--quiet"])
     return out
 
 

@@ -240,7 +240,8 @@ def test_a_closed_stdout_pipe_ends_the_command_quietly(tmp_path):
 
 def test_ctrl_c_exits_130_with_one_line_saying_what_was_saved(tmp_path):
     out = tmp_path / "run"
-    proc = _start([*TRAIN, "--steps", "100000", "--save-every", "3", "--out", str(out)],
+    # no evaluation before the signal: a step is a few milliseconds, so an epoch's result line could come first
+    proc = _start([*TRAIN, "--steps", "100000", "--save-every", "3", "--eval-every", "100000", "--out", str(out)],
                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         _wait_for(lambda: (out / "state.pt").exists() or proc.poll() is not None, "the first checkpoint")
