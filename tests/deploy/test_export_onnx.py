@@ -228,6 +228,8 @@ def test_cli_onnx_flags_only_with_onnx(tmp_path, capsys):
 # ------------------------------------------------------------------------------------------ backbones
 @pytest.mark.parametrize("name, overrides, size", [
     ("ViT-Ti/16", dict(SMALL, depth=3, image_size=32), (48, 80)),  # a dynamic graph, read at another size
+    # a hybrid's pyramid: two maps of its ResNet stem before the last block's
+    ("R50+ViT-B/16", dict(SMALL, depth=1, resnet_layers=(1, 1), image_size=32, stem_indices=[1, 2]), (32, 48)),
     pytest.param("Swin-T", dict(image_size=64, embed_dim=8, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1),
                                 window_size=2), (64, 64), marks=pytest.mark.slow),
     pytest.param("BiT-R26x1", dict(base_width=16, num_groups=4, image_size=32), (48, 80), marks=pytest.mark.slow),
@@ -238,7 +240,7 @@ def test_backbone_exports_its_maps_as_named_outputs(tmp_path, name, overrides, s
     path = tmp_path / "backbone.onnx"
     export_onnx(backbone, path)
     session = onnxruntime_session(path)
-    names = [f"feature_{i}" for i in backbone.out_indices]
+    names = [f"stem_{i}" for i in overrides.get("stem_indices", ())] + [f"feature_{i}" for i in backbone.out_indices]
     assert [o.name for o in session.get_outputs()] == names
     described = read_metadata(path)["output"]["feature_info"]
     assert [(d["name"], d["num_chs"], d["reduction"]) for d in described] == list(zip(

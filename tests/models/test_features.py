@@ -88,6 +88,67 @@ def test_swin_pyramid_matches_timm(tmp_path, kwargs):
         assert [tuple(t.shape[1:]) for t in ours] == [(16, 32, 48), (32, 16, 24), (64, 8, 12)]
 
 
+# a hybrid's ResNet stem against timm's own ResNetV2 (what timm's hybrids embed): the root before its max-pool,
+# then each stage; timm's eps for its hybrids (StdConv2dSame 1e-8, GroupNorm 1e-5)
+@pytest.mark.parametrize("layers, size", [((1, 2), (64, 96)), ((), (96, 64))])
+def test_hybrid_stem_maps_match_timms_resnetv2(tmp_path, layers, size):
+    import_timm()
+    from timm.models.vision_transformer_hybrid import _resnetv2
+
+    name = "R+ViT-Ti/16" if layers == () else "R50+ViT-B/16"
+    extra = {} if layers == () else dict(hidden_size=32, num_heads=2, mlp_dim=64, resnet_layers=layers)
+    model = tiny(name, depth=2, image_size=64, gn_eps=1e-5, ws_eps=1e-8, mlp_act="gelu", **extra)
+    save_model(model, tmp_path / "h.safetensors", to="timm")
+    stem = {k.removeprefix("patch_embed.backbone."): v for k, v in load_file(tmp_path / "h.safetensors").items()
+            if k.startswith("patch_embed.backbone.")}
+    reference = _resnetv2(layers=layers).eval()
+    reference.load_state_dict(stem)
+    x = _images(*size)
+    with torch.no_grad():
+        if layers:
+            theirs = reference.forward_intermediates(x, intermediates_only=True)
+        else:  # timm's stem alone (create_resnetv2_stem): its feature is the norm's output, before the pool
+            theirs = [reference.norm(reference.conv(x))]
+        count = len(model.stem_feature_info)
+        final, ours = model.forward_intermediates(x, indices=[-1], stem_indices=count)
+        _, blocks = model.forward_intermediates(x, indices=[-1])
+    _close_all(ours[:count], theirs)
+    torch.testing.assert_close(ours[count:], blocks, rtol=0, atol=0)  # the blocks' maps as without the stem
+    info = model.stem_feature_info
+    assert [(i["num_chs"], i["reduction"]) for i in info] == [(m.shape[1], size[0] // m.shape[2]) for m in ours[:-1]]
+    assert [i["module"] for i in info][:1] == ["patch_embed.backbone.stem.norm"]
+    torch.testing.assert_close(final, model.encode(x).tokens, rtol=0, atol=0)
+
+
+def test_hybrid_backbone_gives_a_pyramid_with_stem_indices():
+    backbone = vitkit.create_model("R50+ViT-B/16", features_only=True, out_indices=[-1], stem_indices=[1, 2],
+                                   depth=2, hidden_size=32, num_heads=2, mlp_dim=64, image_size=64).eval()
+    info = backbone.feature_info
+    assert info.reduction() == [4, 8, 16] and info.channels() == [256, 512, 32]
+    assert info.module_name() == ["patch_embed.backbone.stages.0", "patch_embed.backbone.stages.1", "blocks.1"]
+    assert backbone.out_indices == (1,) and backbone.stem_indices == (1, 2)
+    assert backbone.output_names == ["stem_1", "stem_2", "feature_1"]
+    with torch.no_grad():
+        maps = backbone(_images(64, 96))
+    assert [tuple(m.shape[1:]) for m in maps] == [(256, 16, 24), (512, 8, 12), (32, 4, 6)]
+    plain = FeatureExtractor(backbone.model, out_indices=[-1])  # without stem_indices: timm's hybrid backbone
+    assert plain.output_names == ["feature_1"] and plain.feature_info.reduction() == [16]
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: tiny().forward_intermediates(_images(32, 32), stem_indices=[0]), r"ViT-Ti/16 has no such stem"),
+    (lambda: vitkit.create_model("Swin-T", features_only=True, stem_indices=1, image_size=64, embed_dim=8,
+                                 depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1), window_size=2),
+     r"Swin-T has no such stem"),
+    (lambda: vitkit.create_model("R50+ViT-B/16", stem_indices=[0]), r"stem_indices chooses the outputs of a backbone"),
+    (lambda: tiny("R50+ViT-B/16", hidden_size=32, num_heads=2, mlp_dim=64).forward_intermediates(
+        _images(32, 32), stem_indices=[4]), r"feature index 4 is out of range: this model has 4 outputs"),
+])
+def test_stem_indices_outside_a_hybrid_are_one_line_errors(call, message):
+    with pytest.raises(VitkitError, match=message):
+        call()
+
+
 # --------------------------------------------------------------------------------------- transformers
 # at the size it was built for: transformers' interpolation of E_pos (bicubic, a = -0.75, no antialiasing) is
 # not timm's (antialiased, a = -0.5), which vitkit's "bicubic" follows; other sizes are checked against timm

@@ -38,7 +38,7 @@ __all__ = ["BiTConfig", "BiTResNet", "EncoderOutput", "FeatureExtractor", "Featu
 
 def create_model(name: str | Any, *, num_classes: int | None = None,
                  image_size: int | tuple[int, int] | None = None, seed: int | None = None,
-                 features_only: bool = False, out_indices: Indices = None,
+                 features_only: bool = False, out_indices: Indices = None, stem_indices: Indices = (),
                  **overrides: Any) -> nn.Module:
     """Build a named variant of any family (``"ViT-B/16"``, ``"R50+ViT-B_16"``, case-insensitive) or a config.
 
@@ -47,13 +47,15 @@ def create_model(name: str | Any, *, num_classes: int | None = None,
     the random initialisation reproducible without touching the global RNG. ``features_only=True`` gives
     the model as a backbone, as timm's argument of that name does: a
     :class:`~vitkit.models.features.FeatureExtractor` returning the maps ``out_indices`` names (default:
-    ViT's last three blocks, every stage of Swin and BiT), with ``feature_info``.
+    ViT's last three blocks, every stage of Swin and BiT), with ``feature_info``; ``stem_indices`` adds
+    a hybrid's ResNet stem maps before them (:mod:`vitkit.models.features`).
     """
-    if out_indices is not None and not features_only:
-        raise VitkitError("out_indices chooses the outputs of a backbone: pass features_only=True with it")
+    for option, value in (("out_indices", out_indices), ("stem_indices", stem_indices)):
+        if value not in (None, ()) and not features_only:
+            raise VitkitError(f"{option} chooses the outputs of a backbone: pass features_only=True with it")
     if features_only:
         return FeatureExtractor(create_model(name, num_classes=num_classes, image_size=image_size, seed=seed,
-                                             **overrides), out_indices)
+                                             **overrides), out_indices, stem_indices=stem_indices)
     if num_classes is not None:
         overrides["num_classes"] = num_classes
     if image_size is not None:

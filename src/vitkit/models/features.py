@@ -11,6 +11,11 @@ vitkit's models offer with timm's names and semantics (timm 1.0, ``timm/models/_
   forward returns the list of maps and whose ``feature_info`` (:class:`FeatureInfo`) gives the channels
   and reduction (image pixels per map position) of each output: timm's ``FeatureGetterNet``.
 
+A ResNet+ViT hybrid counts its transformer blocks in ``indices``, as timm's hybrids do; its ResNet
+stem's stages (the other half of "the hybrids (stages)") come through ``stem_indices``, which
+``forward_intermediates``, :class:`FeatureExtractor` and ``create_model`` take beside ``indices`` /
+``out_indices``: a pyramid at strides 2-8 and 16 from one model, without changing what timm's indices mean.
+
 Each model lists its possible outputs in ``model.feature_info`` (one dict per index: ``num_chs``,
 ``reduction``, ``module``, as timm's models do).
 """
@@ -56,6 +61,21 @@ def take_indices(count: int, indices: Indices) -> tuple[list[int], int]:
     if not taken:
         raise VitkitError("indices is empty: name at least one output")
     return taken, max(taken)
+
+
+def take_stem_indices(model: nn.Module, stem_indices: Indices) -> list[int]:
+    """The stem outputs ``stem_indices`` asks of a ResNet+ViT hybrid (``model.stem_feature_info``), as
+    :func:`take_indices` reads them; ``()`` or None ask for none. A model without such a stem gets a
+    one-line error."""
+    if stem_indices is None or (isinstance(stem_indices, Sequence) and not isinstance(stem_indices, str)
+                                and not len(stem_indices)):
+        return []
+    info = getattr(model, "stem_feature_info", [])
+    if not info:
+        name = getattr(getattr(model, "config", None), "name", None) or type(model).__name__
+        raise VitkitError(f"stem_indices picks maps of a ResNet+ViT hybrid's ResNet stem (§3.1); {name} has no "
+                          f"such stem")
+    return take_indices(len(info), stem_indices)[0]
 
 
 def check_output_fmt(output_fmt: str) -> None:
@@ -126,7 +146,7 @@ class FeatureExtractor(nn.Module):
     the last one asked for. ``feature_info`` describes them; ``model`` is the wrapped classifier."""
 
     def __init__(self, model: nn.Module, out_indices: Indices = None, *, norm: bool = False,
-                 output_fmt: str = "NCHW") -> None:
+                 output_fmt: str = "NCHW", stem_indices: Indices = ()) -> None:
         super().__init__()
         check_output_fmt(output_fmt)
         if out_indices is None:
@@ -134,9 +154,13 @@ class FeatureExtractor(nn.Module):
         taken, _ = take_indices(len(model.feature_info), out_indices)
         self.model = model
         self.out_indices = tuple(taken)
+        #: a hybrid's ResNet stem outputs returned before the blocks' (``stem_feature_info``'s indices)
+        self.stem_indices = tuple(take_stem_indices(model, stem_indices))
         self.norm = norm
         self.output_fmt = output_fmt
-        self.feature_info = FeatureInfo(model.feature_info, self.out_indices)
+        stem_info = getattr(model, "stem_feature_info", []) if self.stem_indices else []
+        self.feature_info = FeatureInfo([*stem_info, *model.feature_info],
+                                        [*self.stem_indices, *(len(stem_info) + i for i in self.out_indices)])
 
     # what the exporters read off a model, the wrapped classifier's: a backbone takes the same images
     @property
@@ -161,10 +185,12 @@ class FeatureExtractor(nn.Module):
 
     @property
     def output_names(self) -> list[str]:
-        """The outputs' names where they need one (ONNX): ``feature_<index>``, index as in ``feature_info``."""
-        return [f"feature_{i}" for i in self.out_indices]
+        """The outputs' names where they need one (ONNX): ``feature_<index>`` (the model's ``feature_info``
+        index), after ``stem_<index>`` for a hybrid's stem maps."""
+        return [f"stem_{i}" for i in self.stem_indices] + [f"feature_{i}" for i in self.out_indices]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        stem = {"stem_indices": list(self.stem_indices)} if self.stem_indices else {}
         return self.model.forward_intermediates(x, indices=list(self.out_indices), norm=self.norm,
                                                 output_fmt=self.output_fmt, intermediates_only=True,
-                                                stop_early=True)
+                                                stop_early=True, **stem)

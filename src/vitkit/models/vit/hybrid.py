@@ -12,6 +12,7 @@ norm2,conv3,norm3}`` and ``stages.{s}.blocks.{b}.downsample.{conv,norm}``.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -76,10 +77,16 @@ class Root(nn.Module):
         self.conv = StdConv2d(in_ch, width, 7, stride=2, eps=ws_eps)
         self.norm = group_norm(width, gn_eps)
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The root's map before its max-pool (1/2 resolution): timm's ``stem.norm`` feature."""
+        return F.relu(self.norm(self.conv(x)))
+
+    @staticmethod
+    def pool(x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool2d(pad_same(x, 3, 2, value=float("-inf")), 3, 2)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.norm(self.conv(x)))
-        x = pad_same(x, 3, 2, value=float("-inf"))
-        return F.max_pool2d(x, 3, 2)
+        return self.pool(self.features(x))
 
 
 class Projection(nn.Module):
@@ -153,3 +160,23 @@ class ResNetStem(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(self.stem(x))
+
+    def feature_info(self, prefix: str) -> list[dict[str, Any]]:
+        """timm's ``ResNetV2.feature_info`` for this stem (no pre-activation, so the root's feature is its
+        normalised map before the max-pool, stride 2), then each stage at strides 4, 8, 16 (the R50 of the
+        hybrids folds its fourth stage into the third); ``prefix`` is where the stem sits in the model."""
+        width = self.stem.conv.out_channels
+        return [{"num_chs": width, "reduction": 2, "module": f"{prefix}.stem.norm"}] + [
+            {"num_chs": 4 * width * 2 ** i, "reduction": 4 * 2 ** i, "module": f"{prefix}.stages.{i}"}
+            for i in range(len(self.stages))]
+
+    def forward_intermediates(self, x: torch.Tensor, taken: list[int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(the stem's output, the maps of the outputs ``taken`` names, in :meth:`feature_info`'s order)."""
+        x = self.stem.features(x)
+        outputs = [x] if 0 in taken else []
+        x = self.stem.pool(x)
+        for i, stage in enumerate(self.stages, start=1):
+            x = stage(x)
+            if i in taken:
+                outputs.append(x)
+        return x, outputs

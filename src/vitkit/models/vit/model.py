@@ -24,7 +24,7 @@ from torch import nn
 
 from vitkit.data.preprocessing import Preprocessing
 from vitkit.errors import VitkitError
-from vitkit.models.features import Indices, check_output_fmt, take_indices
+from vitkit.models.features import Indices, channels_first_as, check_output_fmt, take_indices, take_stem_indices
 from vitkit.models.inputs import check_image_batch
 from vitkit.models.layers import Attention, DropPath, Mlp, drop_path_rates, lecun_normal_, xavier_uniform_, zero_linear
 from vitkit.models.posemb import RelativePositionBias, build_position_embedding
@@ -54,6 +54,10 @@ class PatchEmbedding(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         if self.backbone is not None:
             x = self.backbone(x)
+        return self.project(x)
+
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """The linear projection E of the patches of ``x`` (pixels, or a hybrid's ResNet map)."""
         x = self.proj(x)  # (B, D, rows, cols)
         grid = (x.shape[-2], x.shape[-1])
         return x.flatten(2).transpose(1, 2), grid
@@ -259,21 +263,42 @@ class VisionTransformer(nn.Module):
         return [{"num_chs": self.config.hidden_size, "reduction": self.stride, "module": f"blocks.{i}"}
                 for i in range(len(self.blocks))]
 
+    @property
+    def stem_feature_info(self) -> list[dict[str, Any]]:
+        """A hybrid's ResNet stem outputs (§3.1 "Hybrid Architecture"), as timm's ResNetV2 lists them: the
+        root (stride 2), then each stage; ``[]`` for a ViT that embeds pixels directly."""
+        backbone = self.patch_embed.backbone
+        return [] if backbone is None else backbone.feature_info("patch_embed.backbone")
+
     def forward_intermediates(self, x: torch.Tensor, indices: Indices = None, *, norm: bool = False,
                               output_fmt: str = "NCHW", intermediates_only: bool = False,
-                              return_prefix_tokens: bool = False, stop_early: bool = False):
+                              return_prefix_tokens: bool = False, stop_early: bool = False,
+                              stem_indices: Indices = ()):
         """timm's ``VisionTransformer.forward_intermediates``: the outputs z_l of the blocks ``indices``
         names (:func:`~vitkit.models.features.take_indices`), each through the final LayerNorm when
         ``norm``; the patch tokens as a (B, D, rows, cols) map ("NCHW") or a sequence (B, N, D) ("NLC"),
         the prefix ([class]) tokens (B, 1, D) beside each as a pair when ``return_prefix_tokens``.
         Returns the list, or (LN(z_L) as :meth:`encode` gives it, the list) unless ``intermediates_only``;
         ``stop_early`` skips the blocks after the last one asked for (the first item is then LN of that one).
+
+        A hybrid's pyramid: ``stem_indices`` (same forms as ``indices``; default none) adds the maps of
+        its ResNet stem that :attr:`stem_feature_info` lists, before the blocks' -- the stride 4 and 8
+        maps a dense head takes beside the transformer's stride 16 (DPT's hybrid, Ranftl et al. 2021).
+        ``indices`` keeps counting blocks, so timm's code runs unchanged.
         """
         check_output_fmt(output_fmt)
         taken, last = take_indices(len(self.blocks), indices)
-        tokens, grid = self.embed_patches(x)
+        stem_taken = take_stem_indices(self, stem_indices)
+        outputs = []
+        if stem_taken:
+            self._check_input(x)
+            stem_map, stem_outputs = self.patch_embed.backbone.forward_intermediates(x, stem_taken)
+            outputs = [channels_first_as(m, output_fmt) for m in stem_outputs]
+            tokens, grid = self.patch_embed.project(stem_map)
+        else:
+            tokens, grid = self.embed_patches(x)
         z = self.pos_drop(self._prepend_and_embed(tokens, grid))
-        prefix, outputs = self.num_prefix_tokens, []
+        prefix = self.num_prefix_tokens
         for i, block in enumerate(self.blocks):
             if stop_early and i > last:
                 break
