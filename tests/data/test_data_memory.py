@@ -122,6 +122,21 @@ def test_the_batched_crop_resamples_what_pillow_resamples():
     assert 0 < flipped < 12  # both kinds were compared
 
 
+def test_bicubic_training_crops_are_pillows_own():
+    """torch's bicubic kernel (a = -0.75) is not Pillow's (a = -0.5), which the evaluation resamples with:
+    a bicubic model's training batches are Pillow's per-image crops, pixel for pixel (bilinear ones go
+    through the batched resampling, which agrees with Pillow's to uint8 rounding)."""
+    assert TrainTransform(Preprocessing(image_size=16, interpolation="bilinear")).batchable
+    digits = open_source("digits", "train")
+    transform = TrainTransform(Preprocessing(image_size=16, interpolation="bicubic"), scale=(0.5, 1.0))
+    assert not transform.batchable
+    (images, _, _), = training_batches(digits, transform, [[0, 1, 2, 3]], key=(0, 0, 0))
+    generator = batch_generator((0, 0, 0), 0)
+    pillow = transform.normalise(torch.stack([torch.from_numpy(np.array(transform.crop(digits[i][0], generator)))
+                                              for i in range(4)]))
+    assert torch.equal(images, pillow)
+
+
 def test_a_downscaling_crop_is_supersampled_not_aliased():
     """Noise shrunk from 64 to 16 px: the batch path averages as Pillow's antialiased resize does (mean
     difference 0.03; sampling once per output pixel, which aliases, is 0.10 away)."""

@@ -193,7 +193,8 @@ class TrainingFetch(Dataset):
 
     Same-size pixels in memory (``stacked()``, an :class:`~vitkit.data.sources.ArrayImages` or a
     :class:`~vitkit.data.memory.DecodedImages` of one size) go through ``transform.batch`` in one batched
-    resampling; any other image is loaded and transformed on its own (``transform(image, generator)``).
+    resampling where it resamples as Pillow does (``transform.batchable``); any other image is loaded and
+    cropped on its own (``transform.crop(image, generator)``), the batch normalised at once.
     Unreadable items are dropped and returned as before (:func:`load_item`).
     """
 
@@ -202,6 +203,8 @@ class TrainingFetch(Dataset):
         stacked = getattr(dataset, "stacked", None)
         arrays = getattr(dataset, "arrays", None)
         self.pixels = stacked() if stacked is not None else arrays()[0] if arrays is not None else None
+        if not transform.batchable:  # bicubic: Pillow's kernel, one image at a time (TrainTransform.batchable)
+            self.pixels = None
         self.bad: dict[int, str] = getattr(dataset, "bad", {})
         self.labels = np.asarray(dataset.labels(), dtype=np.int64) if self.pixels is not None else None
 
