@@ -89,6 +89,21 @@ def test_the_preset_picks_grid_and_learning_rate_for_the_model_at_hand(model, op
     assert {k: config.model_options[k] for k in picks} == picks and config.model_options["drop_path"] == 0.1
 
 
+@pytest.mark.parametrize("model, size, options, lr", [
+    # a variant invalid at this size with its own defaults (Swin-T's 7x7 windows at 16 px) that the user's
+    # options make valid: the ledger's swin-digits model (4 blocks). The picks once fell back silently to
+    # the recipe's lr 1e-3 and no drop path here, and the entry lost 15 points (74.5 -> 59.1%)
+    ("Swin-T", "16", ["--patch-size", "2", "--embed-dim", "32", "--depths", "2,2", "--num-heads", "2,4",
+                      "--window-size", "4"], 2e-3),
+    ("Swin-T", "16", [], 2e-3 / 3),  # the bare variant at 16 px: the picks make its grid
+    ("ViT-Ti/16", "16", ["--hidden-size", "48", "--depth", "3", "--num-heads", "3", "--mlp-dim", "96"], 2e-3),
+])
+def test_the_preset_picks_for_models_the_options_given_make_valid(model, size, options, lr):
+    config = config_of(["train", "--data", "digits", "--model", model, "--image-size", size, *options,
+                        "--recipe", "small-data"])
+    assert config.lr == pytest.approx(lr) and config.model_options["drop_path"] == 0.1
+
+
 def test_every_stock_variant_the_preset_picks_for_builds_at_32_px():
     from vitkit.models import create_model
 

@@ -46,14 +46,13 @@ def model_picks(model: str, image_size: tuple[int, int] | None, model_options: d
     """The options the preset picks for ``model`` with the ``model_options`` given at ``image_size``
     (None: the variant's own): ``lr`` and ``model_options`` (grid and ``drop_path``), each one the
     given ``model_options`` do not already set."""
-    from vitkit.models.registry import family_of, get_config
+    from vitkit.models.registry import family_of
 
-    try:
-        config = get_config(model, **({"image_size": image_size} if image_size else {}))
-    except VitkitError:
-        return {}  # an unknown name or a bad size: left to the checks that say so where the model is built
+    config = _described(model, image_size, model_options)
+    if config is None:
+        return {}  # an unknown name or options that make no model: left to the checks where the model is built
     family = family_of(config)
-    size = tuple(config.image_size)
+    size = tuple(image_size or config.image_size)
     grid = family.small_images(config, size) if min(size) <= SMALL_IMAGE_LIMIT else {}
     arch = {k: v for k, v in grid.items() if k not in model_options}
     blocks = count_blocks(model, size, {**model_options, **arch})
@@ -62,6 +61,24 @@ def model_picks(model: str, image_size: tuple[int, int] | None, model_options: d
     if "drop_path" in family.architecture_options and "drop_path" not in model_options:
         arch["drop_path"] = DROP_PATH
     return {"lr": LR * min(1.0, REFERENCE_BLOCKS / blocks), "model_options": arch}
+
+
+def _described(model: str, image_size: tuple[int, int] | None, options: dict[str, Any]) -> Any:
+    """A configuration of ``model`` to read its family and layout from: with the ``options`` given at
+    ``image_size`` where they make one, else the variant at that size, else with the options at the
+    variant's own size, else the variant as it is (a stock variant is often invalid at a small size until
+    the picks fix its grid -- Swin-T's 7x7 windows at 16 px -- and a user's options may be what makes it
+    valid: the preset must pick for such models too, not fall back silently to the recipe's defaults).
+    None for a name no family knows."""
+    from vitkit.models.registry import get_config
+
+    sized = {"image_size": image_size} if image_size else {}
+    for attempt in ({**options, **sized}, sized, options, {}):
+        try:
+            return get_config(model, **attempt)
+        except (VitkitError, ValueError, TypeError):
+            continue
+    return None
 
 
 def count_blocks(model: str, image_size: tuple[int, ...], options: dict[str, Any]) -> int | None:
