@@ -5,6 +5,7 @@ affine map it must be at test time."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
@@ -45,3 +46,18 @@ def test_probe_is_a_fixed_affine_map_at_test_time():
     expected = ((x - mean) / torch.sqrt(var + 1e-6)) @ probe.linear.weight.t() + probe.linear.bias
     torch.testing.assert_close(probe(x), expected)
     assert probe.linear.weight.std() < 0.02 and torch.all(probe.linear.bias == 0)  # N(0, 0.01) and zeros at the start
+
+
+def test_probe_normalises_with_eps_1e6_inside_the_square_root():
+    # MAE's main_linprobe: BatchNorm1d(D, affine=False, eps=1e-6). A feature of variance 1e-6 (collapsed features
+    # are that flat) standardises 1e-3 above its mean to 1e-3 / sqrt(1e-6 + 1e-6) = 0.707; torch's default eps
+    # 1e-5 would give 0.30, no eps 1.0.
+    probe = LinearProbe(1, 1)
+    with torch.no_grad():
+        probe.linear.weight.fill_(1.0)
+    a = 1e-3 / 2 ** 0.5
+    probe.train()
+    probe(torch.tensor([[-a], [a]]))  # mean 0, unbiased variance 2 a^2 = 1e-6
+    probe.eval()
+    assert float(probe.norm.running_var[0]) == pytest.approx(1e-6, rel=1e-4)
+    assert float(probe(torch.tensor([[1e-3]]))[0, 0]) == pytest.approx(1e-3 / (2e-6) ** 0.5, rel=1e-4)

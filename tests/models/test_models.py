@@ -187,6 +187,13 @@ def test_dropout_acts_in_training_and_never_in_eval():
     assert not torch.allclose(model(x), model(x))
 
 
+def test_drop_path_grows_linearly_from_zero_to_the_rate_over_the_blocks():
+    # MAE's models_vit / timm: dpr = torch.linspace(0, drop_path_rate, depth); block i drops its branch with dpr[i]
+    model = tiny(depth=4, drop_path=0.3)
+    assert [block.drop_path.p for block in model.blocks] == pytest.approx([0.0, 0.1, 0.2, 0.3])
+    assert [block.drop_path.p for block in tiny(depth=1, drop_path=0.3).blocks] == [0.0]  # linspace(0, r, 1)
+
+
 def test_dropout_sits_where_appendix_b1_puts_it():
     """After every dense layer except qkv, and right after adding the position embeddings."""
     model = tiny(dropout=0.1)

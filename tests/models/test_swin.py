@@ -14,6 +14,7 @@ import vitkit
 from vitkit import VitkitError, create_model
 from vitkit.models.flops import count_macs
 from vitkit.models.swin.model import (
+    PatchMerging,
     SwinBlock,
     SwinConfig,
     relative_position_index,
@@ -204,6 +205,27 @@ def test_other_resolutions_run_and_a_small_stage_reads_the_table_centre():
                                .permute(2, 0, 1))
     for size in [(32, 32), (36, 52), (64, 40)]:
         assert torch.isfinite(model(torch.randn(1, 3, *size))).all()
+
+
+def test_patch_merging_concatenates_each_2x2_group_in_the_reference_order():
+    # Swin's PatchMerging: x0, x1, x2, x3 = x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]
+    # of a (B, H, W, C) map: top-left, bottom-left, top-right, bottom-right, each C channels, then LN and 4C -> 2C.
+    merging = PatchMerging(2, 1e-5)
+    merging.norm, merging.reduction = torch.nn.Identity(), torch.nn.Identity()  # what is concatenated, as it is
+    x = torch.arange(1 * 4 * 6 * 2, dtype=torch.float32).reshape(1, 4, 6, 2)
+    out = merging(x)
+    assert out.shape == (1, 2, 3, 8)
+    for i in range(2):
+        for j in range(3):
+            r, c = 2 * i, 2 * j
+            expected = [*x[0, r, c], *x[0, r + 1, c], *x[0, r, c + 1], *x[0, r + 1, c + 1]]
+            assert out[0, i, j].tolist() == [float(v) for v in expected], (i, j)
+
+
+def test_drop_path_grows_linearly_over_all_blocks_across_stages():
+    # Swin's build: dpr = torch.linspace(0, drop_path_rate, sum(depths)), stage k taking its slice
+    model = tiny(depths=(2, 2), drop_path=0.3)
+    assert [block.drop_path.p for _, _, block in model.named_blocks()] == pytest.approx([0.0, 0.1, 0.2, 0.3])
 
 
 def test_dropout_and_drop_path_act_in_training_only():

@@ -1,6 +1,7 @@
 """MAE on constructed cases: the exact per-image mask count, the loss over masked patches only, the
-normalised-pixel target of a patch computed by hand, MAE's sine-cosine layout written out from its
-``get_2d_sincos_pos_embed``, and the encoder seeing only the visible patches."""
+normalised-pixel target of a patch computed by hand (and of a nearly flat one, where the eps inside the
+square root decides), MAE's sine-cosine layout written out from its ``get_2d_sincos_pos_embed``, MAE's
+initialisation of an encoder built for it, and the encoder seeing only the visible patches."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch import nn
+from trainutil import tiny_config
 
 from vitkit import VitkitError, create_model
 from vitkit.models.posemb import mae_sincos_table
@@ -16,6 +19,7 @@ from vitkit.models.vit.mae import MAEDecoder, MAEDecoderConfig
 from vitkit.objectives import build_objective
 from vitkit.objectives.base import patchify, unpatchify
 from vitkit.objectives.mae import MAE, MAEOptions, masked_patch_loss, normalise_patches
+from vitkit.train.loop import Trainer
 
 SMALL_DECODER = dict(decoder_hidden_size=16, decoder_depth=1, decoder_num_heads=2, decoder_mlp_dim=32)
 
@@ -102,6 +106,66 @@ def test_norm_pix_target_of_a_patch_computed_by_hand():
     mae_raw = build_objective("mae", tiny_encoder().config, dict(norm_pix_loss=False, **SMALL_DECODER))
     x = torch.randn(1, 3, 16, 16)
     assert torch.equal(mae_raw.target(x), patchify(x, 4))
+
+
+def test_norm_pix_eps_sits_inside_the_square_root_for_a_nearly_flat_patch():
+    # A nearly flat patch (unbiased variance 1.17e-6, about the eps): MAE's ``(target - mean) / (var + 1.e-6)**.5``
+    # gives 1 / sqrt(2.17e-6) per unit; the eps outside the root (sqrt(var) + 1e-6) gives 36% more, torch's
+    # 1e-5 or no eps at all are as far off, where the by-hand patch of 0..11 cannot tell them apart.
+    values = [3e-4 * (k - 5.5) for k in range(12)]
+    flat = torch.tensor(values, dtype=torch.float32).reshape(1, 1, 12)
+    var = sum(v * v for v in values) / 11  # the mean is 0
+    expected = [v / math.sqrt(var + 1e-6) for v in values]
+    assert normalise_patches(flat)[0, 0].tolist() == pytest.approx(expected, rel=1e-5)
+    for wrong in ([v / (math.sqrt(var) + 1e-6) for v in values], [v / math.sqrt(var + 1e-5) for v in values],
+                  [v / math.sqrt(var) for v in values]):
+        assert abs(wrong[0] / expected[0] - 1) > 0.2
+
+
+def test_an_encoder_built_for_mae_takes_maes_initialisation():
+    # models_mae.initialize_weights, drawn in its order from the same generator state: the patch kernel as
+    # nn.Linear (Xavier-uniform on (D, C*p*p)), the [class] token N(0, .02), then _init_weights over the
+    # modules: every Linear Xavier-uniform on its whole weight (the fused qkv as one (3D, D) matrix), zero
+    # biases, LayerNorm 1 and 0.
+    model = tiny_encoder(hidden_size=64, num_heads=4, mlp_dim=128)
+    mae = MAE(model.config, MAEOptions(**SMALL_DECODER))
+    torch.manual_seed(7)
+    mae.initialise(model)
+    torch.manual_seed(7)
+    dim, block = 64, model.blocks[0]
+
+    def xavier(rows: int, cols: int) -> torch.Tensor:
+        return nn.init.xavier_uniform_(torch.empty(rows, cols))
+
+    assert torch.equal(model.patch_embed.proj.weight.reshape(dim, -1), xavier(dim, 3 * 4 * 4))
+    assert torch.equal(model.cls_token, nn.init.normal_(torch.empty(1, 1, dim), std=0.02))
+    for linear, shape in ((block.attn.qkv, (3 * dim, dim)), (block.attn.proj, (dim, dim)),
+                          (block.mlp.fc1, (128, dim)), (block.mlp.fc2, (dim, 128))):
+        assert torch.equal(linear.weight, xavier(*shape))
+    assert block.attn.qkv.weight.abs().max() <= math.sqrt(6 / (4 * dim))  # one (3D, D) bound, not three (D, D)
+    biases = [p for n, p in model.named_parameters() if n.endswith("bias") and "norm" not in n]
+    assert len(biases) == 5 and all(torch.equal(b, torch.zeros_like(b)) for b in biases)  # vit_jax: MLP N(0, 1e-6)
+    norms = [m for m in model.modules() if isinstance(m, nn.LayerNorm)]
+    assert norms and all(torch.equal(m.weight, torch.ones_like(m.weight)) for m in norms)
+    assert all(torch.equal(m.bias, torch.zeros_like(m.bias)) for m in norms)
+
+
+def test_training_applies_maes_initialisation_to_a_model_built_for_it_only():
+    mae_run = Trainer(tiny_config(objective="mae", objective_options=dict(SMALL_DECODER)), progress=False)
+    supervised = Trainer(tiny_config(), progress=False)
+    try:
+        encoder, reference = mae_run.model, supervised.model
+        assert float(encoder.cls_token.detach().abs().sum()) > 0 and torch.equal(reference.cls_token,
+                                                                          torch.zeros_like(reference.cls_token))
+        assert torch.equal(encoder.blocks[0].mlp.fc1.bias, torch.zeros_like(encoder.blocks[0].mlp.fc1.bias))
+        assert not torch.equal(reference.blocks[0].mlp.fc1.bias, torch.zeros_like(reference.blocks[0].mlp.fc1.bias))
+        bound = math.sqrt(6 / (32 + 3 * 4 * 4))  # Xavier on the flattened (D, C*p*p) kernel; LeCun normal exceeds it
+        assert encoder.patch_embed.proj.weight.abs().max() <= bound < reference.patch_embed.proj.weight.abs().max()
+        # the fixed sin-cos embedding, set after the initialisation
+        torch.testing.assert_close(encoder.pos_embed.table, mae_sincos_table((4, 4), 32, 1))
+    finally:
+        mae_run.close()
+        supervised.close()
 
 
 def test_prepare_freezes_maes_fixed_encoder_embedding():

@@ -10,6 +10,7 @@ import torch
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from vitkit import VitkitError, create_model
+from vitkit.objectives import build_objective
 from vitkit.train.ema import WeightEMA
 from vitkit.train.recipes import (
     TrainConfig,
@@ -39,6 +40,28 @@ def test_weight_decay_spares_biases_norms_position_embeddings_and_class_token():
     assert decayed == {n for n, p in model.named_parameters() if p.ndim >= 2 and not n.startswith("pos_embed")
                        and n != "cls_token"}
     assert "blocks.0.attn.qkv.weight" in decayed and "patch_embed.proj.weight" in decayed
+
+
+def test_mae_decays_its_class_and_mask_tokens_as_maes_add_weight_decay():
+    # MAE's main_pretrain.py: timm's add_weight_decay(model, 0.05) with no skip list spares 1-D parameters
+    # and biases only; its sin-cos position embeddings are frozen (requires_grad=False), so in no group.
+    model = create_model("ViT-Ti/16", image_size=16, patch_size=4, hidden_size=32, depth=2, num_heads=2, mlp_dim=64,
+                         num_classes=0, seed=0)
+    mae = build_objective("mae", model.config, dict(decoder_hidden_size=16, decoder_depth=1, decoder_num_heads=2,
+                                                    decoder_mlp_dim=32))
+    mae.prepare(model)
+    optimizer = build_optimizer(model, TrainConfig(**recipe_defaults("pretrain", "mae")), mae)
+    named = [*model.named_parameters(), *mae.named_parameters()]  # the objective's names start with "decoder."
+    names = {id(p): n for n, p in named}
+    decayed = {names[id(p)] for g in optimizer.param_groups if g["weight_decay"] == 0.05 for p in g["params"]}
+    spared = {names[id(p)] for g in optimizer.param_groups if g["weight_decay"] == 0.0 for p in g["params"]}
+    assert {"cls_token", "decoder.mask_token"} <= decayed
+    assert spared == {n for n, p in named if p.requires_grad and p.ndim <= 1}
+    assert decayed == {n for n, p in named if p.requires_grad and p.ndim >= 2}
+    assert "pos_embed.table" not in decayed | spared
+    # the supervised recipe keeps App. B.1's exemptions
+    supervised = build_optimizer(model, TrainConfig(**recipe_defaults("pretrain")))
+    assert any(p is model.cls_token for g in supervised.param_groups if g["weight_decay"] == 0.0 for p in g["params"])
 
 
 def test_pretrain_is_adamw_and_finetune_is_sgd_without_weight_decay():

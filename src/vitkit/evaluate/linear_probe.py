@@ -9,9 +9,10 @@ N(0, 0.01) and biases from zero; no weight decay, a warm-up then cosine decay, l
 the [class] token's output, or the pooled patches of a GAP model) of every image, computed once
 with the evaluation preprocessing; the classifier trains on them for ``epochs`` passes.
 
-Departures from MAE's recipe, for small machines: SGD with momentum 0.9 instead of LARS (LARS adapts
-the step per layer for batches of 16,384; with one layer after a BatchNorm the two behave alike),
-and no data augmentation (MAE uses random-resized crops), so features are extracted once.
+Departures from MAE's recipe (``main_linprobe.py``), for small machines: SGD with momentum 0.9 instead
+of LARS (which scales each parameter's step by its trust ratio, for batches of 16,384), and no data
+augmentation (MAE draws random-resized crops and flips each epoch), so features are extracted once.
+Their effect on the accuracy is a measurement, not an assumption: docs/self-supervision.md lists them.
 """
 
 from __future__ import annotations

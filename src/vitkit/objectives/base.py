@@ -31,7 +31,15 @@ class Objective(nn.Module):
     #: Training options this objective's recipe sets on top of the pre-training recipe's (§4.1).
     recipe: ClassVar[dict[str, Any]] = {}
 
+    #: Parameter-name fragments exempt from weight decay besides 1-D parameters and biases; None: the
+    #: pre-training recipe's own (App. B.1: position embeddings, [class] token, ...).
+    weight_decay_exempt: ClassVar[tuple[str, ...] | None] = None
+
     options: DictConfig
+
+    def initialise(self, model: VitkitModel) -> None:
+        """Initialise a model built from scratch for this objective, before :meth:`prepare` (never a loaded
+        checkpoint); default: the family's own initialisation stays."""
 
     def prepare(self, model: VitkitModel) -> None:
         """Adjust a model before its optimiser is built (e.g. freeze a fixed embedding); default: nothing."""

@@ -13,7 +13,10 @@ own mean and (unbiased) variance when ``norm_pix_loss`` is on (MAE's default for
     loss   = sum_p mask_p * mean((pred_p - target_p)^2) / sum_p mask_p        (per image)
 
 The encoder's learned 1-D position embeddings are set to MAE's fixed 2-D sine-cosine values and
-frozen for pre-training (MAE's encoder uses fixed embeddings too); fine-tuning trains them.
+frozen for pre-training (MAE's encoder uses fixed embeddings too); fine-tuning trains them. An encoder
+built from scratch for MAE takes MAE's initialisation (``models_mae.initialize_weights``), and its
+weight decay spares only 1-D parameters and biases (MAE's ``add_weight_decay``): the [class] and mask
+tokens are decayed.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from vitkit.dictconfig import DictConfig
 from vitkit.errors import VitkitError
 from vitkit.models.posemb import mae_sincos_table
 from vitkit.models.vit.config import ViTConfig
-from vitkit.models.vit.mae import MAEDecoder, MAEDecoderConfig, check_maskable
+from vitkit.models.vit.mae import MAEDecoder, MAEDecoderConfig, check_maskable, mae_init_encoder_
 from vitkit.models.vit.model import VisionTransformer
 from vitkit.objectives.base import Objective, eval_batches, patchify, shuffle_order, unpatchify
 from vitkit.options import Option, check_fields, option_field
@@ -110,6 +113,10 @@ class MAE(Objective):
     #: rate 1.5e-4 scaled by batch / 256, cosine decay after the warm-up, no gradient clipping.
     recipe = {"lr": 1.5e-4, "lr_base_batch": 256, "betas": (0.9, 0.95), "weight_decay": 0.05, "decay": "cosine",
               "grad_clip": None}
+    #: MAE's ``main_pretrain.py`` groups with timm's ``add_weight_decay`` and no skip list: only 1-D
+    #: parameters and biases are exempt, so the [class] and mask tokens (1, 1, D) are decayed; its
+    #: position embeddings are frozen, so in no group.
+    weight_decay_exempt = ()
 
     def __init__(self, model_config: ViTConfig, options: MAEOptions | None = None) -> None:
         super().__init__()
@@ -119,6 +126,10 @@ class MAE(Objective):
         num_visible(gh * gw, self.options.mask_ratio)
         self.patch_size = model_config.patch_size
         self.decoder = MAEDecoder(model_config, self.options.decoder_config())
+
+    def initialise(self, model: VisionTransformer) -> None:
+        """MAE's own initialisation of an encoder built for it (:func:`~vitkit.models.vit.mae.mae_init_encoder_`)."""
+        mae_init_encoder_(model)
 
     def prepare(self, model: VisionTransformer) -> None:
         """MAE's encoder has fixed sine-cosine position embeddings: learned 1-D tables get those values, frozen."""

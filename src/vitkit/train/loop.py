@@ -317,6 +317,8 @@ class Trainer:
         extra = {"augment": augment, "loss": config.loss} if config.objective == "supervised" else {}
         self.objective = build_objective(config.objective, self.model.config, config.objective_options,
                                          **extra).to(self.device)
+        if config.recipe == "pretrain":  # built from scratch here (a resumed run's weights are loaded below)
+            self.objective.initialise(self.model)
         self.objective.prepare(self.model)
         self.ddp: nn.Module = ObjectiveStep(self.model, self.objective)  # (images, labels) -> per-image losses
         if self.process.distributed:

@@ -21,7 +21,8 @@ CPUs; ``--accum`` (or more processes) reaches the paper's batches with the same 
 Self-supervised pre-training (``objective``: :mod:`vitkit.objectives`) starts from the
 pre-training recipe with the objective's own settings on top: masked patch prediction App. B.1.2's
 (Adam, base learning rate 2e-4, cosine decay), MAE its paper's (AdamW beta (0.9, 0.95), weight decay
-0.05, learning rate 1.5e-4 x batch / 256, no clipping, cosine decay). Fine-tuning a masked model
+0.05 on all but 1-D parameters and biases -- its [class] and mask tokens too --, learning rate
+1.5e-4 x batch / 256, no clipping, cosine decay). Fine-tuning a masked model
 takes what MAE fine-tunes with: layer-wise learning-rate decay, drop path, a GAP + LayerNorm head,
 and partial fine-tuning of the last blocks.
 
@@ -464,9 +465,11 @@ NO_DECAY_NAMES = ("pos_embed", "cls_token", "rel_bias", "mask_token")
 
 
 def param_groups(model: nn.Module, weight_decay: float, *, lr: float | None = None,
-                 layer_decay: float | None = None) -> list[dict[str, Any]]:
+                 layer_decay: float | None = None,
+                 exempt: tuple[str, ...] = NO_DECAY_NAMES) -> list[dict[str, Any]]:
     """Two groups: weight matrices and conv kernels with ``weight_decay``; biases, norm scales,
-    position embeddings and the [class] token without (App. B.1).
+    position embeddings and the [class] token without (App. B.1). ``exempt``: the name fragments spared
+    besides 1-D parameters and biases (``()``: MAE's ``add_weight_decay``, which decays the tokens).
 
     With ``layer_decay`` (and the peak ``lr``) each of those is split by depth, as MAE fine-tunes
     (its ``param_groups_lrd``): a model of L blocks has layers 0 (embeddings, [class] token) to L + 1
@@ -478,7 +481,7 @@ def param_groups(model: nn.Module, weight_decay: float, *, lr: float | None = No
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        no_decay = param.ndim <= 1 or any(part in name for part in NO_DECAY_NAMES)
+        no_decay = param.ndim <= 1 or name.endswith(".bias") or any(part in name for part in exempt)
         layer = family.layer_id(model, name) if family is not None else depth + 1
         buckets.setdefault((layer, no_decay), []).append(param)
     groups = []
@@ -508,13 +511,27 @@ def optimizer_kernel_options(model: nn.Module, kernel: str) -> dict[str, bool]:
     return {"fused": {"fused": True}, "foreach": {"foreach": True}, "loop": {"foreach": False}}[kernel]
 
 
+def weight_decay_exempt(config: TrainConfig) -> tuple[str, ...]:
+    """The parameter-name fragments ``config``'s run spares from weight decay besides 1-D parameters and
+    biases: its pre-training objective's rule where it has one (MAE: none), else :data:`NO_DECAY_NAMES`."""
+    from vitkit.objectives import OBJECTIVES
+
+    if config.recipe == "pretrain" and config.objective in OBJECTIVES:
+        own = OBJECTIVES[config.objective][0].weight_decay_exempt
+        if own is not None:
+            return own
+    return NO_DECAY_NAMES
+
+
 def build_optimizer(model: nn.Module, config: TrainConfig, *extra: nn.Module) -> torch.optim.Optimizer:
     """AdamW (decoupled weight decay) for pre-training, SGD with momentum for fine-tuning. ``extra``
-    modules (a pre-training objective's decoder or head) train with the model at the full rate."""
+    modules (a pre-training objective's decoder or head) train with the model at the full rate. Which
+    parameters are decayed: :func:`weight_decay_exempt`."""
     lr = peak_lr(config)
-    groups = param_groups(model, config.weight_decay, lr=lr, layer_decay=config.layer_decay)
+    exempt = weight_decay_exempt(config)
+    groups = param_groups(model, config.weight_decay, lr=lr, layer_decay=config.layer_decay, exempt=exempt)
     for module in extra:
-        groups += param_groups(module, config.weight_decay)
+        groups += param_groups(module, config.weight_decay, exempt=exempt)
     kernel = optimizer_kernel_options(nn.ModuleList([model, *extra]), config.optimizer_kernel)
     if config.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=lr, betas=config.betas, weight_decay=config.weight_decay, **kernel)

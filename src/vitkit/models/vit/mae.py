@@ -29,7 +29,7 @@ from vitkit.dictconfig import DictConfig
 from vitkit.errors import VitkitError
 from vitkit.models.posemb import mae_sincos_table
 from vitkit.models.vit.config import ViTConfig
-from vitkit.models.vit.model import Block
+from vitkit.models.vit.model import Block, VisionTransformer
 
 
 @dataclass
@@ -56,6 +56,41 @@ class MAEDecoderConfig(DictConfig):
     def to_dict(self) -> dict[str, Any]:
         return {"hidden_size": self.hidden_size, "depth": self.depth, "num_heads": self.num_heads,
                 "mlp_dim": self.mlp_dim}
+
+
+def mae_init_linear_and_norm_(module: nn.Module) -> None:
+    """MAE's ``_init_weights`` over every submodule of ``module`` (``models_mae.py``): each ``nn.Linear``
+    Xavier-uniform over its whole (out, in) weight -- a fused qkv layer as one (3D, D) matrix -- with a
+    zero bias; each ``nn.LayerNorm`` weight 1, bias 0."""
+    for sub in module.modules():
+        if isinstance(sub, nn.Linear):
+            nn.init.xavier_uniform_(sub.weight)
+            if sub.bias is not None:
+                nn.init.zeros_(sub.bias)
+        elif isinstance(sub, nn.LayerNorm):
+            nn.init.ones_(sub.weight)
+            nn.init.zeros_(sub.bias)
+
+
+def mae_init_encoder_(encoder: VisionTransformer) -> None:
+    """MAE's ``initialize_weights`` for an encoder built from scratch for MAE pre-training (``models_mae.py``),
+    in place of vit_jax's (:meth:`~vitkit.models.vit.model.VisionTransformer._init_weights`):
+
+    * the patch embedding "like nn.Linear": Xavier-uniform on its kernel flattened to (D, C * P * P);
+    * the [class] token N(0, 0.02) (MAE: timm's ``trunc_normal_(std=.02)``, "effectively normal");
+    * every linear layer Xavier-uniform (the fused qkv as one (3D, D) matrix), every bias zero, every
+      LayerNorm weight 1, bias 0 (:func:`mae_init_linear_and_norm_`).
+
+    The fixed 2-D sine-cosine position embeddings are set where the objective freezes them
+    (:meth:`vitkit.objectives.mae.MAE.prepare`), as MAE's ``pos_embed`` is. A loaded checkpoint never
+    comes here: its weights are kept."""
+    weight = encoder.patch_embed.proj.weight
+    nn.init.xavier_uniform_(weight.data.view(weight.shape[0], -1))
+    if encoder.patch_embed.proj.bias is not None:
+        nn.init.zeros_(encoder.patch_embed.proj.bias)
+    if encoder.cls_token is not None:
+        nn.init.normal_(encoder.cls_token, std=0.02)
+    mae_init_linear_and_norm_(encoder)
 
 
 def check_maskable(encoder: ViTConfig) -> None:
@@ -90,12 +125,9 @@ class MAEDecoder(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        """MAE's initialisation: Xavier-uniform linear weights, zero biases, mask token N(0, 0.02)."""
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+        """MAE's initialisation: Xavier-uniform linear weights, zero biases, LayerNorm 1 and 0, mask token
+        N(0, 0.02)."""
+        mae_init_linear_and_norm_(self)
         nn.init.normal_(self.mask_token, std=0.02)
 
     def position_embedding(self, grid: tuple[int, int]) -> torch.Tensor:

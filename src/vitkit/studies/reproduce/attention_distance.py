@@ -17,7 +17,7 @@ import numpy as np
 
 from vitkit.studies.reproduce.claim import Claim, ClaimResult, PaperReference, Plot
 from vitkit.studies.reproduce.plots import attention_distance
-from vitkit.studies.reproduce.stats import Condition, Summary, ahead
+from vitkit.studies.reproduce.stats import Condition, Summary, ahead, interval_text, level
 
 PAPER = PaperReference(
     source="Fig. 7 right (§4.5)",
@@ -37,18 +37,20 @@ def decide(trained_a: np.ndarray, random_a: np.ndarray, stride: float) -> list[C
     """Fig. 7's conditions from (seeds, layers, heads) distances of trained and randomly initialised
     networks whose patches are ``stride`` pixels apart."""
     min_effect = stride / 4
+    family = 2  # the two comparisons below
     growth = Summary.of(_growth(d) for d in trained_a)
     control_growth = Summary.of(_growth(d) for d in random_a)
     zero = Summary.of([0.0] * len(trained_a))
     c1 = Condition("the mean attention distance grows with depth",
-                   f"(last layer - first layer) of the mean over heads > 2 SE over seeds and > a quarter patch "
-                   f"({min_effect:g} px)", ahead(growth, zero, min_effect),
-                   f"growth {growth.text(1.0, 2, ' px')} (first layer {trained_a[:, 0].mean():.2f} px, last "
-                   f"{trained_a[:, -1].mean():.2f} px)")
+                   f"(last layer - first layer) of the mean over heads: {level(family)} above 0 and the growth > a "
+                   f"quarter patch ({min_effect:g} px)", ahead(growth, zero, min_effect, family),
+                   f"growth {interval_text(growth, zero, family, 1.0, ' px')} (first layer "
+                   f"{trained_a[:, 0].mean():.2f} px, last {trained_a[:, -1].mean():.2f} px)")
     c2 = Condition("the growth is learned (random initialisation does not show it)",
-                   f"trained growth - random-initialisation growth > 2 SE and > {min_effect:g} px",
-                   ahead(growth, control_growth, min_effect),
-                   f"random initialisation: {control_growth.text(1.0, 2, ' px')}")
+                   f"trained growth - random-initialisation growth: {level(family)} above 0 and > {min_effect:g} px",
+                   ahead(growth, control_growth, min_effect, family),
+                   f"random initialisation: {control_growth.text(1.0, 2, ' px')}; trained - random "
+                   f"{interval_text(growth, control_growth, family, 1.0, ' px')}")
     return [c1, c2]
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vitkit.studies.reproduce.stats import NOT_AVAILABLE, Condition, verdict
+from vitkit.studies.reproduce.stats import NOT_AVAILABLE, Condition, Gate, verdict, verdict_text
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,8 @@ class Plot:
 @dataclass
 class ClaimResult:
     """The miniature's outcome. ``rows``: the table of measured numbers (each a dict with a
-    "setting" and formatted cells); ``summaries``: the raw per-seed numbers by name."""
+    "setting" and formatted cells); ``summaries``: the raw per-seed numbers by name; ``gates``: whether
+    each arm trained (an arm that did not makes the verdict inconclusive, with its numbers)."""
 
     setup: str
     rows: list[dict[str, Any]]
@@ -44,10 +45,16 @@ class ClaimResult:
     plots: list[Plot] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     available: bool = True
+    gates: list[Gate] = field(default_factory=list)
 
     @property
     def verdict(self) -> str:
-        return verdict(self.conditions) if self.available else NOT_AVAILABLE
+        return verdict(self.conditions, self.gates) if self.available else NOT_AVAILABLE
+
+    @property
+    def verdict_text(self) -> str:
+        """The verdict with its reason (a failed gate's arm and numbers, why a claim is not testable)."""
+        return verdict_text(self.conditions, self.gates) if self.available else NOT_AVAILABLE
 
 
 @dataclass(frozen=True)

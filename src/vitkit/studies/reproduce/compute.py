@@ -15,7 +15,7 @@ from pathlib import Path
 from vitkit.studies.reproduce.claim import Claim, ClaimResult, PaperReference, Plot
 from vitkit.studies.reproduce.lab import FAMILY_NAMES
 from vitkit.studies.reproduce.plots import curves
-from vitkit.studies.reproduce.stats import Condition, Summary, ahead, all_of, difference, interpolate_at, pp
+from vitkit.studies.reproduce.stats import Condition, Summary, ahead, all_of, interpolate_at, interval_text, level, pp
 
 MIN_EFFECT = 0.005
 
@@ -39,8 +39,13 @@ def _at(curve: tuple[list[float], list[Summary]], x: float) -> Summary | None:
     return interpolate_at(x, curve[0], curve[1])
 
 
+#: why Fig. 5's first comparison cannot be observed in the miniature (the claim's own note)
+NOT_AT_THIS_SCALE = ("ViT dominating ResNets at equal compute is a JFT-300M result; on a few thousand images Fig. 3/4 "
+                     "predict the opposite ordering, so this comparison says nothing about Fig. 5 here")
+
+
 def _versus(name: str, a_name: str, a: tuple[list[float], list[Summary]], b_name: str,
-            b: tuple[list[float], list[Summary]], points: list[int]) -> Condition:
+            b: tuple[list[float], list[Summary]], points: list[int], family: int) -> Condition:
     """``a`` ahead of ``b`` at each chosen point of ``a``, ``b`` interpolated at the same compute."""
     outcomes, parts = [], []
     for i in points:
@@ -48,21 +53,24 @@ def _versus(name: str, a_name: str, a: tuple[list[float], list[Summary]], b_name
         if other is None:
             parts.append(f"{a_name} at {a[0][i]:.3g} TFLOPs: outside the {b_name} range")
             continue
-        outcomes.append(ahead(a[1][i], other, MIN_EFFECT))
-        diff, _ = difference(a[1][i], other)
-        parts.append(f"{a_name} - {b_name} at {a[0][i]:.3g} TFLOPs: {pp(diff)}")
-    return Condition(name, f"{a_name} mean - interpolated {b_name} mean > 2 SE and > {pp(MIN_EFFECT)} at each "
-                           f"compared point (points outside the other curve's compute range are skipped)",
-                     all_of(outcomes) if outcomes else None, "; ".join(parts))
+        outcomes.append(ahead(a[1][i], other, MIN_EFFECT, family))
+        parts.append(f"{a_name} - {b_name} at {a[0][i]:.3g} TFLOPs: {interval_text(a[1][i], other, family)}")
+    return Condition(name, f"{a_name} - interpolated {b_name}: {level(family)} above 0 and the difference > "
+                           f"{pp(MIN_EFFECT)} at each compared point (points outside the other curve's compute range "
+                           f"are skipped)", all_of(outcomes) if outcomes else None, "; ".join(parts))
 
 
 def decide(curves_by_family: dict[str, tuple[list[float], list[Summary]]]) -> list[Condition]:
     """Fig. 5's three conditions from ``{family: (compute per size, accuracy per size)}`` for "vit",
-    "bit" and "hybrid" (sizes in increasing compute)."""
+    "bit" and "hybrid" (sizes in increasing compute). The first (ViT ahead of ResNets) is computed and
+    shown but set aside as not testable at this scale (:data:`NOT_AT_THIS_SCALE`); the verdict rests on
+    the hybrid's advantage at small compute and its shrinking with size."""
     vit, bit, hyb = curves_by_family["vit"], curves_by_family["bit"], curves_by_family["hybrid"]
+    family = 2  # the two tested comparisons; the set-aside one is shown at the same level
     c1 = _versus("ViT ahead of ResNet at equal pre-training compute", "ViT", vit, "ResNet", bit,
-                 list(range(len(vit[0]))))
-    c2 = _versus("hybrid ahead of ViT at the smallest budget", "hybrid", hyb, "ViT", vit, [0])
+                 list(range(len(vit[0]))), family)
+    c1.not_testable = NOT_AT_THIS_SCALE
+    c2 = _versus("hybrid ahead of ViT at the smallest budget", "hybrid", hyb, "ViT", vit, [0], family)
     gaps = {}
     for i, x in enumerate(hyb[0]):
         other = _at(vit, x)
@@ -73,12 +81,13 @@ def decide(curves_by_family: dict[str, tuple[list[float], list[Summary]]]) -> li
         c3_outcome, c3_detail = None, "fewer than two hybrid sizes (the smallest among them) lie in the ViT range"
     else:
         small, large = gaps[inside[0]], gaps[inside[-1]]
-        c3_outcome = ahead(small, large, MIN_EFFECT)
+        c3_outcome = ahead(small, large, MIN_EFFECT, family)
         c3_detail = (f"hybrid - ViT: {pp(small.mean)} at the smallest hybrid, {pp(large.mean)} at size "
-                     f"{inside[-1] + 1} of {len(hyb[0])} (the largest inside the ViT compute range)")
+                     f"{inside[-1] + 1} of {len(hyb[0])} (the largest inside the ViT compute range); difference "
+                     f"{interval_text(small, large, family)}")
     c3 = Condition("the hybrid's advantage shrinks for larger models",
-                   f"(hybrid - ViT) at the smallest hybrid exceeds (hybrid - ViT) at the largest hybrid inside the "
-                   f"ViT compute range by > 2 SE and > {pp(MIN_EFFECT)}", c3_outcome, c3_detail)
+                   f"(hybrid - ViT) at the smallest hybrid minus (hybrid - ViT) at the largest hybrid inside the "
+                   f"ViT compute range: {level(family)} above 0 and > {pp(MIN_EFFECT)}", c3_outcome, c3_detail)
     return [c1, c2, c3]
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from vitkit.studies.reproduce.claim import Claim, ClaimResult, PaperReference, Plot
 from vitkit.studies.reproduce.plots import bars
-from vitkit.studies.reproduce.stats import Condition, Summary, ahead, all_of, equivalent, pp
+from vitkit.studies.reproduce.stats import Condition, Summary, ahead, all_of, equivalent, interval_text, level, pp
 
 #: vitkit's posemb kind -> the paper's row name and its Table 8 value (ViT-B/16, ImageNet 5-shot linear)
 KINDS = {"none": ("No Pos. Emb.", 0.61382), "learned_1d": ("1-D Pos. Emb.", 0.64206),
@@ -32,22 +32,24 @@ PAPER = PaperReference(
 def decide(fewshot: dict[str, Summary]) -> list[Condition]:
     """The two conditions of Table 8 from the few-shot accuracy of each kind (keys of :data:`KINDS`)."""
     some = [k for k in KINDS if k != "none"]
-    outcomes = {k: ahead(fewshot[k], fewshot["none"], MIN_EFFECT) for k in some}
+    pairs = [(a, c) for i, a in enumerate(some) for c in some[i + 1:]]
+    family = len(some) + len(pairs)  # every comparison below
+    outcomes = {k: ahead(fewshot[k], fewshot["none"], MIN_EFFECT, family) for k in some}
     c1 = Condition(
         "no position embedding is clearly worse",
-        f"each of 1-D, 2-D, relative ahead of none: mean difference > 2 SE and > {pp(MIN_EFFECT)}",
+        f"each of 1-D, 2-D, relative ahead of none: {level(family)} above 0 and the difference > "
+        f"{pp(MIN_EFFECT)}",
         all_of(outcomes.values()),
-        "; ".join(f"{KINDS[k][0]} - none = {pp(fewshot[k].mean - fewshot['none'].mean)}" for k in some))
+        "; ".join(f"{KINDS[k][0]} - none = {interval_text(fewshot[k], fewshot['none'], family)}" for k in some))
     gap = min(fewshot[k].mean for k in some) - fewshot["none"].mean
     margin = max(MIN_MARGIN, gap / 3)
-    pairs = [(a, c) for i, a in enumerate(some) for c in some[i + 1:]]
-    equal = {f"{a}~{c}": equivalent(fewshot[a], fewshot[c], margin) for a, c in pairs}
+    equal = {f"{a}~{c}": equivalent(fewshot[a], fewshot[c], margin, family) for a, c in pairs}
     c2 = Condition(
         "1-D, 2-D and relative are about equal",
         f"every pair within a margin of one third of the smallest gap to none (at least {pp(MIN_MARGIN)}): "
-        f"|difference| + 2 SE <= margin (equal), |difference| - 2 SE > margin (they differ)",
+        f"{level(family)} inside (-margin, margin) (equal), wholly outside (they differ)",
         all_of(equal.values()), f"margin {pp(margin)}; " + "; ".join(
-            f"{KINDS[a][0]} - {KINDS[c][0]} = {pp(fewshot[a].mean - fewshot[c].mean)}" for a, c in pairs),
+            f"{KINDS[a][0]} - {KINDS[c][0]} = {interval_text(fewshot[a], fewshot[c], family)}" for a, c in pairs),
         {"margin": margin})
     return [c1, c2]
 

@@ -18,19 +18,25 @@ from vitkit.version import __version__
 
 JSON_FILE, HTML_FILE, SUMMARY_FILE = "report.json", "report.html", "summary.md"
 VERDICT_RULE = (f"Each claim is split into conditions decided from the measured numbers. A difference counts only "
-                f"when it exceeds {stats.Z:g} standard errors of the difference over seeds (and the minimum effect "
-                f"the condition states); \"about equal\" needs the difference plus {stats.Z:g} standard errors "
-                f"inside a stated margin. Verdict: \"{stats.HOLDS}\" when every condition is met, "
-                f"\"{stats.FAILS}\" when any is contradicted, \"{stats.INCONCLUSIVE}\" otherwise (the seeds "
-                f"cannot tell); \"{stats.NOT_AVAILABLE}\" when this vitkit cannot run the experiment.")
+                f"when its Welch t interval over the seeds at hand excludes 0 (and the difference exceeds the "
+                f"minimum effect the condition states); \"about equal\" needs the whole interval inside a stated "
+                f"margin. The intervals hold the claim's family-wise error at {100 * stats.ALPHA:g}% (Bonferroni: m "
+                f"comparisons, each at 1 - {stats.ALPHA:g}/m; the condition's rule states m). One seed decides "
+                f"nothing. Verdict: \"{stats.HOLDS}\" when every condition is met, \"{stats.FAILS}\" when any is "
+                f"contradicted, \"{stats.INCONCLUSIVE}\" otherwise (the seeds cannot tell) or when an arm did not "
+                f"pass its training gate (its numbers are given); \"{stats.NOT_TESTABLE}\" when no condition can "
+                f"be observed at this data scale (the reason is given); \"{stats.NOT_AVAILABLE}\" when this vitkit "
+                f"cannot run the experiment.")
 
 
 def claim_entry(entry: dict[str, Any]) -> dict[str, Any]:
     claim, result = entry["claim"], entry["result"]
     return {
         "id": claim.id, "title": claim.title, "paper": claim.paper.to_dict(), "setup": result.setup,
-        "verdict": result.verdict, "headline": claim.headline(result) if result.available else "not available",
-        "conditions": [c.to_dict() for c in result.conditions], "rows": result.rows,
+        "verdict": result.verdict, "verdict_text": result.verdict_text,
+        "headline": claim.headline(result) if result.available else "not available",
+        "conditions": [c.to_dict() for c in result.conditions], "gates": [g.to_dict() for g in result.gates],
+        "rows": result.rows,
         "summaries": result.summaries, "plots": [{"file": f"plots/{p.file}", "caption": p.caption}
                                                  for p in result.plots],
         "notes": result.notes, "seconds": round(entry["seconds"], 1),
@@ -128,8 +134,14 @@ def render_html(document: dict[str, Any]) -> str:
         parts.append(f"<p><b>Miniature</b>: {esc(c['setup'])} ({c['seconds']:.0f} s, {c['cpu_seconds']:.0f} CPU-s, "
                      f"{c['runs_trained']} runs trained).</p>")
         parts.append(_table(c["rows"]))
+        if c["verdict_text"] != c["verdict"]:
+            parts.append(f"<p><b>Verdict</b>: {esc(c['verdict_text'])}</p>")
+        if c["gates"]:
+            parts.append(_table([{"arm": g["arm"], "trained": "yes" if g["passed"] else "no", "numbers": g["detail"]}
+                                 for g in c["gates"]]))
         if c["conditions"]:
-            parts.append(_table([{"condition": d["name"], "rule": d["rule"], "outcome": _outcome(d["outcome"]),
+            parts.append(_table([{"condition": d["name"], "rule": d["rule"], "outcome": _outcome(d["outcome"])
+                                  + (f" (set aside: {d['not_testable']})" if d["not_testable"] else ""),
                                   "numbers": d["detail"]} for d in c["conditions"]]))
         for plot in c["plots"]:
             parts.append(f"<figure><img src='{esc(plot['file'])}' alt='{esc(plot['file'])}'><figcaption>"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from vitkit.studies.reproduce.claim import Claim, ClaimResult, PaperReference, Plot
 from vitkit.studies.reproduce.plots import bars
-from vitkit.studies.reproduce.stats import Condition, Summary, ahead, pp
+from vitkit.studies.reproduce.stats import Condition, Summary, ahead, interval_text, level, pp
 
 MIN_EFFECT = 0.005
 ARMS = {"scratch": "from scratch (random init)", "mpp": "masked patch prediction (no labels)",
@@ -40,16 +40,18 @@ PAPER = PaperReference(
 
 def decide(finetuned: dict[str, Summary]) -> list[Condition]:
     """The paper's two conditions on the fine-tuned accuracies of the three arms."""
-    gain = ahead(finetuned["mpp"], finetuned["scratch"], MIN_EFFECT)
-    gap = ahead(finetuned["supervised"], finetuned["mpp"], MIN_EFFECT)
-    rule = f"difference > 2 SE and > {pp(MIN_EFFECT)} (true); difference + 2 SE < {pp(MIN_EFFECT)} (false)"
+    family = 2
+    gain = ahead(finetuned["mpp"], finetuned["scratch"], MIN_EFFECT, family)
+    gap = ahead(finetuned["supervised"], finetuned["mpp"], MIN_EFFECT, family)
+    rule = (f"{level(family)}: above 0 and the difference > {pp(MIN_EFFECT)} (true); its upper end < "
+            f"{pp(MIN_EFFECT)} (false)")
     return [
         Condition("masked patch prediction beats training from scratch (after fine-tuning)", rule, gain,
                   f"{finetuned['mpp'].text()} vs {finetuned['scratch'].text()} "
-                  f"({pp(finetuned['mpp'].mean - finetuned['scratch'].mean)})"),
+                  f"({interval_text(finetuned['mpp'], finetuned['scratch'], family)})"),
         Condition("supervised pre-training stays ahead of masked patch prediction (after fine-tuning)", rule, gap,
                   f"{finetuned['supervised'].text()} vs {finetuned['mpp'].text()} "
-                  f"({pp(finetuned['supervised'].mean - finetuned['mpp'].mean)})"),
+                  f"({interval_text(finetuned['supervised'], finetuned['mpp'], family)})"),
     ]
 
 

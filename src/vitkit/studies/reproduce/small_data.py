@@ -21,7 +21,16 @@ from typing import Any
 
 from vitkit.studies.reproduce.claim import Claim, ClaimResult, PaperReference, Plot
 from vitkit.studies.reproduce.plots import bars
-from vitkit.studies.reproduce.stats import Condition, Summary, ahead, pp
+from vitkit.studies.reproduce.stats import (
+    Condition,
+    Summary,
+    ahead,
+    all_of,
+    interval_text,
+    level,
+    not_superior,
+    pp,
+)
 from vitkit.train.recipes import preset_options, recipe_defaults
 
 PRESET = "small-data"
@@ -91,23 +100,33 @@ def _options(lab, data: str, size: int, epochs: float, seed: int, arch: dict[str
 def decide(results: dict[str, Summary], mlp_digits: Summary, headline: Summary, mlp_folder: Summary,
            digits: str = "digits") -> list[Condition]:
     """The four conditions from the from-scratch accuracies on the digits (``results``: :data:`DEFAULT`,
-    :data:`RECIPE` and one entry per changed variant), the MLP's, and the ImageFolder headline's."""
+    :data:`RECIPE` and one entry per changed variant), the MLP's, and the ImageFolder headline's. The last is
+    non-superiority: every variant's interval of (variant - preset) must end below :data:`CLEAR`; a variant
+    without evidence either way leaves it undecided (no evidence is not "no variant is better")."""
     changed = [name for name in results if name not in (DEFAULT, RECIPE)]
     default, recipe = results[DEFAULT], results[RECIPE]
+    family = 3 + len(changed)
     c1 = Condition(f"the paper's default recipe from scratch is far below a pixel MLP ({digits})",
-                   f"MLP mean - default mean > 2 SE and > {pp(FAR)}", ahead(mlp_digits, default, FAR),
-                   f"MLP {mlp_digits.text()}, paper default {default.text()}")
+                   f"MLP - default: {level(family)} above 0 and the difference > {pp(FAR)}",
+                   ahead(mlp_digits, default, FAR, family),
+                   f"MLP {mlp_digits.text()}, paper default {default.text()}: "
+                   f"{interval_text(mlp_digits, default, family)}")
     c2 = Condition("the small-data recipe beats the pixel MLP by a clear margin (32-px ImageFolder)",
-                   f"recipe mean - MLP mean > 2 SE and > {pp(CLEAR)}", ahead(headline, mlp_folder, CLEAR),
-                   f"ViT {headline.text()}, MLP {mlp_folder.text()}")
+                   f"recipe - MLP: {level(family)} above 0 and the difference > {pp(CLEAR)}",
+                   ahead(headline, mlp_folder, CLEAR, family),
+                   f"ViT {headline.text()}, MLP {mlp_folder.text()}: {interval_text(headline, mlp_folder, family)}")
     c3 = Condition(f"the small-data recipe beats the pixel MLP by a clear margin ({digits})",
-                   f"recipe mean - MLP mean > 2 SE and > {pp(CLEAR)}", ahead(recipe, mlp_digits, CLEAR),
-                   f"ViT {recipe.text()}, MLP {mlp_digits.text()}")
-    worse = [name for name in changed if ahead(results[name], recipe, MIN_EFFECT) is True]
-    c4 = Condition("no single change of the preset is measurably better",
-                   f"no variant ahead of the preset by > 2 SE and > {pp(MIN_EFFECT)} ({digits})", not worse,
-                   ("better: " + ", ".join(worse)) if worse else "; ".join(
-                       f"{name}: {pp(results[name].mean - recipe.mean)}" for name in changed))
+                   f"recipe - MLP: {level(family)} above 0 and the difference > {pp(CLEAR)}",
+                   ahead(recipe, mlp_digits, CLEAR, family),
+                   f"ViT {recipe.text()}, MLP {mlp_digits.text()}: {interval_text(recipe, mlp_digits, family)}")
+    outcomes = {name: not_superior(results[name], recipe, CLEAR, family) for name in changed}
+    better = [name for name, o in outcomes.items() if o is False]
+    c4 = Condition("no single change of the preset is measurably better (non-superiority)",
+                   f"each variant - preset: the upper end of its {level(family)} below {pp(CLEAR)} (true); a "
+                   f"variant ahead by more than {pp(CLEAR)} with the interval above 0 (false); otherwise undecided "
+                   f"({digits})", all_of(outcomes.values()),
+                   ("better: " + ", ".join(better) + "; " if better else "") + "; ".join(
+                       f"{name}: {interval_text(results[name], recipe, family)}" for name in changed))
     return [c1, c2, c3, c4]
 
 
