@@ -17,6 +17,8 @@ of 256 or 512, two of 256) the strongest. The goal: every variant at least 2 poi
     .venv/bin/python benchmarks/small_data_variants.py --out runs/small-data-variants
     .venv/bin/python benchmarks/small_data_variants.py --out runs/sdv --write README.md   # rewrite the table
     .venv/bin/python benchmarks/small_data_variants.py --out /tmp/sdv --quick   # one epoch each (a smoke run)
+    .venv/bin/python benchmarks/small_data_variants.py --out runs/sdv --variants ViT-S/16 --datasets mnist5k \
+        --merge --write README.md                      # rerun one run, keep the others' rows
 """
 
 from __future__ import annotations
@@ -99,6 +101,13 @@ def train(data: str, variant: str, epochs: float, out: Path, seed: int) -> dict:
     return {**summary, "wall_seconds": seconds, "picks": picks.split(": ", 1)[-1]}
 
 
+def merged(earlier: list[dict], rows: list[dict]) -> list[dict]:
+    """``earlier``'s rows with this run's in place of those of the same variant and data set, in table order."""
+    keyed = {(r["data"], r["variant"]): r for r in [*earlier, *rows]}
+    order = {(d, v): i for i, (d, v) in enumerate((d, v) for d in DATASETS for v in VARIANTS)}
+    return sorted(keyed.values(), key=lambda r: order.get((r["data"], r["variant"]), len(order)))
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| variant | data | epochs | preset's picks at 32 px | test top-1 | pixel MLP | margin | minutes |",
              "|---|---|---|---|---|---|---|---|"]
@@ -123,9 +132,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="one epoch per run (a smoke run; numbers meaningless)")
     parser.add_argument("--write", type=Path, help="rewrite this README's small-data-variants block")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the rows of an earlier run in --out (its results.json) for the variants and "
+                             "data sets not run now: rerun one run without repeating the others")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    earlier = json.loads((out / "results.json").read_text()) if args.merge and (out / "results.json").exists() else []
     rows = []
     for name in args.datasets:
         data = dataset_path(name, out)
@@ -139,7 +152,8 @@ def main() -> None:
             rows.append(row)
             print(f"  {variant}: {row['top1']:.1f}% ({row['top1'] - mlp:+.1f} vs MLP) in {row['minutes']:.1f} min",
                   flush=True)
-            (out / "results.json").write_text(json.dumps(rows, indent=1))
+            (out / "results.json").write_text(json.dumps(merged(earlier, rows), indent=1))
+    rows = merged(earlier, rows)
     text = table(rows)
     print(text)
     if args.write:
