@@ -38,7 +38,11 @@ def interpolate_dinov2(table: torch.Tensor, grid: Grid, new_grid: Grid, *, offse
     [class] entry kept, the patch entries resized bicubically (``F.interpolate``, corners not aligned) to
     ``new_grid`` -- through the scale factors (n + offset) / M where ``offset`` is non-zero (the official
     releases without registers: 0.1, "to avoid floating point error"), else to the size itself (the
-    releases with registers, and transformers' ``Dinov2Model``); antialiased where ``antialias``. In float32."""
+    releases with registers, and transformers' ``Dinov2Model``); antialiased where ``antialias``. In float32.
+    At ``grid`` itself the table is returned as it is, as the official code does for a square image of that
+    grid (for a non-square image of the same grid it would resample with the offset; here it never does)."""
+    if same_size(grid, new_grid):
+        return table
     dim = table.shape[-1]
     patches = table[:, 1:].float().reshape(1, grid[0], grid[1], dim).permute(0, 3, 1, 2)
     if offset:
@@ -60,8 +64,6 @@ class DINOv2PositionEmbedding(LearnedPositionEmbedding1D):
 
     def resized(self, grid: Grid) -> torch.Tensor:
         """The stored table (1, 1 + rows * cols, D) at ``grid``."""
-        if same_size(self.grid, grid):
-            return self.table
         return interpolate_dinov2(self.table, self.grid, grid, offset=self.offset, antialias=self.antialias)
 
     def embedding(self, grid: Grid) -> torch.Tensor:
