@@ -63,7 +63,8 @@ def test_lookups_of_unknown_formats_are_one_line_errors():
         get_dialect("nope", "vit")
     with pytest.raises(VitkitError, match="a bit model has no jax format; its formats: native, onnx"):
         get_dialect("jax", "bit")
-    with pytest.raises(VitkitError, match="unknown target format 'mae'; one of native, hf, hf_mae, timm, jax, official, onnx"):
+    with pytest.raises(VitkitError,
+                       match="unknown target format 'mae'; one of native, hf, hf_mae, timm, jax, official, onnx"):
         target_dialect(TINY["vit"](3), "mae")
 
 
