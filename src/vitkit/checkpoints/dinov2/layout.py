@@ -28,6 +28,9 @@ STRUCTURE = ("hidden_size", "depth", "mlp_dim", "patch_size", "in_channels", "nu
              "num_registers", "ffn", "seq_len")
 #: the tensor a file may lack (loaded as zeros)
 MASK_TOKEN = "mask_token"
+#: what marks a DINOv2 state dict among ViT-like ones: LayerScale on both branches (ViT's timm recogniser
+#: leaves such files to DINOv2's; one stray ``ls1`` in a ViT file stays ViT's, named as unexpected there)
+LAYER_SCALE = frozenset({"blocks.0.ls1.gamma", "blocks.0.ls2.gamma"})
 
 
 def variant_name(config: DINOv2Config) -> str:
