@@ -43,7 +43,7 @@ def rules(config: DINOv2Config) -> list[mapping.Rule]:
 def is_official_layout(keys) -> bool:
     """The official backbone's names: LayerScale, and the mask token that only the official files (and
     vitkit's exports of them) keep beside ``pos_embed``."""
-    return layout.LAYER_SCALE <= set(keys) and "pos_embed" in keys and layout.MASK_TOKEN in keys
+    return set(keys) >= layout.LAYER_SCALE and "pos_embed" in keys and layout.MASK_TOKEN in keys
 
 
 def official_preprocessing(image_size: tuple[int, int]) -> Preprocessing:

@@ -55,7 +55,7 @@ def rules(config: DINOv2Config) -> list[mapping.Rule]:
 
 def is_timm_layout(keys) -> bool:
     """LayerScale beside ``pos_embed`` without the official files' mask token."""
-    return layout.LAYER_SCALE <= set(keys) and "pos_embed" in keys and layout.MASK_TOKEN not in keys
+    return set(keys) >= layout.LAYER_SCALE and "pos_embed" in keys and layout.MASK_TOKEN not in keys
 
 
 def load_timm(path: str | os.PathLike, *, dtype: torch.dtype | None = torch.float32, progress: bool = False,
