@@ -19,6 +19,8 @@ TINY = {
                                                         num_heads=(2, 4), window_size=4, num_classes=num_classes)),
     "bit": lambda num_classes: randomised(create_model("BiT-R26x1", image_size=16, layers=(1, 1), base_width=8,
                                                        num_groups=4, num_classes=num_classes)),
+    "dinov2": lambda num_classes: randomised(create_model("DINOv2-S/14-reg", image_size=28, depth=1, hidden_size=32,
+                                                          num_heads=2, mlp_dim=64, num_classes=num_classes)),
 }
 
 

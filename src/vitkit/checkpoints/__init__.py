@@ -5,3 +5,4 @@ record per dialect (:mod:`vitkit.checkpoints.dialect`) registered by its family'
 from vitkit.checkpoints import native  # noqa: F401
 from vitkit.checkpoints import vit  # noqa: F401
 from vitkit.checkpoints import swin  # noqa: F401
+from vitkit.checkpoints import dinov2  # noqa: F401

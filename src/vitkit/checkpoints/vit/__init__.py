@@ -31,7 +31,9 @@ def _mae_file(probe: Probe) -> bool:
 
 
 def _vit_state_dict(keys: frozenset[str]) -> bool:
-    return "patch_embed.proj.weight" in keys and "pos_embed" in keys
+    """ViT's names, without the LayerScale pair of a DINOv2 state dict (:mod:`vitkit.checkpoints.dinov2`)."""
+    layer_scale = {"blocks.0.ls1.gamma", "blocks.0.ls2.gamma"}
+    return "patch_embed.proj.weight" in keys and "pos_embed" in keys and not layer_scale <= keys
 
 
 def _timm(probe: Probe) -> bool:
