@@ -78,9 +78,9 @@ def _variant_table() -> tuple[dict[str, DeiTConfig], dict[str, str]]:
                 # timm's names (with the tag of the released weights) and transformers' repository names
                 # (facebook/deit-...; without the organisation, which would make the bare repository name a
                 # variant name instead of a checkpoint: see vitkit.checkpoints.hub)
-                for stem in (f"deit_{word}_patch16_{resolution}", f"deit-{word.replace('_', '-')}-patch16-{resolution}"):
+                timm_name = f"deit_{word}_patch16_{resolution}"
+                for stem in (timm_name, f"{timm_name}.fb_in1k", timm_name.replace("_", "-")):
                     aliases[stem] = name
-                aliases[f"deit_{word}_patch16_{resolution}.fb_in1k"] = name
     return variants, aliases
 
 
