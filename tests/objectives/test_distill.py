@@ -106,3 +106,15 @@ def test_soft_distillation_takes_any_student_and_hard_needs_the_distillation_tok
 def test_bad_distillation_options_are_one_line(options, message):
     with pytest.raises(VitkitError, match=message):
         Distillation(teacher(), **options)
+
+
+def test_an_all_corrupt_micro_batch_joins_the_step_with_both_heads_in_the_graph():
+    s = student()
+    objective = Distillation(teacher(), kind="hard")
+    objective.prepare(s)
+    s.train()
+    losses = objective(s, torch.zeros(0, 3, 32, 32), torch.zeros(0, dtype=torch.long))
+    assert losses.shape == (0,)
+    losses.sum().backward()  # DDP's all-reduce needs every trained parameter to have a gradient
+    assert torch.equal(s.head.weight.grad, torch.zeros_like(s.head.weight))
+    assert torch.equal(s.head_dist.weight.grad, torch.zeros_like(s.head_dist.weight))
