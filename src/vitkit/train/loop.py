@@ -6,7 +6,9 @@ zero-initialised layer and whose position embeddings are interpolated to a new r
 the optimiser (AdamW / SGD with momentum), the schedule (warm-up, then linear / cosine decay)
 and the weight average. The loop itself is the same: gradient accumulation over micro-batches,
 bf16 autocast on GPU, global-norm clipping, one step of the optimiser and the schedule, the EMA,
-then periodic evaluation and atomic checkpoints, all data-parallel under torchrun.
+then periodic evaluation and atomic checkpoints, all data-parallel under torchrun. With a teacher
+(``TrainConfig.teacher``, DeiT §4) the supervised objective becomes
+:class:`~vitkit.objectives.distill.Distillation`, the teacher loaded once (:func:`load_teacher`).
 
     >>> from vitkit.train import TrainConfig, train
     >>> result = train(TrainConfig(data="digits", model="ViT-Ti/16", image_size=32,
