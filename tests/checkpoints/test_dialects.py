@@ -63,13 +63,15 @@ def test_lookups_of_unknown_formats_are_one_line_errors():
         get_dialect("nope", "vit")
     with pytest.raises(VitkitError, match="a bit model has no jax format; its formats: native, onnx"):
         get_dialect("jax", "bit")
-    with pytest.raises(VitkitError, match="unknown target format 'mae'; one of native, hf, hf_mae, timm, jax, onnx"):
+    with pytest.raises(VitkitError,
+                       match="unknown target format 'mae'; one of native, hf, hf_mae, timm, jax, official, onnx"):
         target_dialect(TINY["vit"](3), "mae")
 
 
 def test_a_hugging_face_model_type_nobody_reads_is_named(tmp_path):
-    (tmp_path / "config.json").write_text('{"model_type": "deit"}')
-    with pytest.raises(VitkitError, match=r"Hugging Face model_type 'deit' is not supported \(vit, swin\)"):
+    (tmp_path / "config.json").write_text('{"model_type": "beit"}')  # DeiT's ("deit") is read since issue 27
+    with pytest.raises(VitkitError,
+                       match=r"Hugging Face model_type 'beit' is not supported \(vit, deit, swin, dinov2\)"):
         load_model(tmp_path)
 
 

@@ -144,5 +144,5 @@ def test_vit_only_analyses_refuse_a_swin_in_one_line():
     images = torch.randn(1, 3, 16, 16)
     for call in (lambda: inspect.rollout_maps(swin, images), lambda: inspect.mean_attention_distance(swin, images),
                  lambda: inspect.position_similarity(swin), lambda: inspect.analyse_attention(swin, images)):
-        with pytest.raises(VitkitError, match="applies to vit models, not to a swin model"):
+        with pytest.raises(VitkitError, match="applies to vit, deit and dinov2 models, not to a swin model"):
             call()

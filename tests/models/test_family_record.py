@@ -34,7 +34,7 @@ from vitkit.models.registry import (
 )
 
 SRC = Path(vitkit.__file__).parent
-FAMILY_NAMES = {"vit", "swin", "bit"}
+FAMILY_NAMES = {"vit", "deit", "swin", "bit", "dinov2"}
 #: files that name ViT and BiT for another reason: the series of the paper's plots (Fig. 5: ViT, ResNet,
 #: hybrid; Fig. 3/4: ViT against BiT), which are runs of a study, not facts of a model family
 STUDY_SERIES = {"studies/reproduce/compute.py", "studies/reproduce/data_size.py"}
@@ -140,7 +140,7 @@ def _check_field(fam: Family, model: torch.nn.Module, name: str, value) -> None:
     assert checks[name](), f"{fam.name}.{name} = {value!r}"
 
 
-@pytest.mark.parametrize("family", ["vit", "swin", "bit", "toy"])
+@pytest.mark.parametrize("family", ["vit", "deit", "swin", "bit", "dinov2", "toy"])
 def test_every_family_fills_every_field_of_its_record(family):
     assert all(f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
                for f in dataclasses.fields(Family)), "a default would let a family leave a capability unstated"

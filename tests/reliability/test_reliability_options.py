@@ -14,6 +14,8 @@ import math
 
 import pytest
 import yaml
+from clirun import run_fails
+from trainutil import TINY_CLI, tiny_teacher
 
 import vitkit
 import vitkit.evaluate
@@ -121,7 +123,7 @@ def test_the_sweep_covers_every_command_and_the_training_options():
     for flag in ("--lr", "--clip", "--accum", "--log-every", "--eval-every", "--num-workers", "--crop-pct",
                  "--drop-path", "--attention-dropout", "--image-size", "--patch-size", "--num-heads",
                  "--hidden-size", "--data", "--batch-size", "--wd", "--ema", "--embed-dim", "--depths",
-                 "--window-size", "--mlp-ratio"):
+                 "--window-size", "--mlp-ratio", "--teacher", "--distill", "--distill-alpha", "--distill-tau"):
         assert ("train", flag) in swept, flag
     for command in ("eval", "fewshot", "predict"):
         assert (command, "--batch-size") in swept
@@ -262,3 +264,37 @@ def test_load_model_refuses_bad_arguments_before_reading_the_file(tmp_path):
         vitkit.load_model(tmp_path / "missing", num_classes=-1)
     with pytest.raises(VitkitError, match="image_size: got 0"):
         vitkit.load_model(tmp_path / "missing", image_size=0)
+
+
+# ------------------------------------------------------------------ distillation: what a teacher must be
+@pytest.fixture(scope="module")
+def teachers(tmp_path_factory):
+    """A teacher of the digits' ten classes, one of three other classes, and a file that is no checkpoint."""
+    root = tmp_path_factory.mktemp("teachers")
+    (root / "notes.txt").write_text("not a checkpoint")
+    return {"digits": tiny_teacher(root / "digits"), "abc": tiny_teacher(root / "abc", label_names=["a", "b", "c"]),
+            "text": root / "notes.txt", "missing": root / "missing"}
+
+
+DISTILL_CASES = {  # the options beside a tiny pre-training run on the digits -> what the one line says
+    "no such teacher": (["--teacher", "{missing}"], "--teacher: {missing}: no such file or directory"),
+    "not a checkpoint": (["--teacher", "{text}"], "--teacher: {text}: "),
+    "other classes": (["--teacher", "{abc}", "--distill", "soft"],
+                      "--teacher {abc}: the checkpoint's 3 classes do not match the data's 10"),
+    "no distillation token": (["--teacher", "{digits}", "--distill", "hard"],
+                              "--distill hard trains a distillation token's head"),
+    "no teacher": (["--distill", "soft", "--distill-alpha", "0.2"],
+                   "--distill and --distill-alpha set distillation from a teacher: give --teacher"),
+    "tau of hard": (["--teacher", "{digits}", "--distill-tau", "2"], "--distill-tau is soft distillation's"),
+    "no labels": (["--teacher", "{digits}", "--objective", "mae"], "objective 'mae' trains without labels"),
+}
+
+
+@pytest.mark.parametrize("case", DISTILL_CASES)
+def test_a_teacher_or_distillation_setting_that_cannot_work_is_one_line_and_exit_2(case, teachers, tmp_path, capsys):
+    options, message = DISTILL_CASES[case]
+    out = tmp_path / "run"
+    line = run_fails(capsys, ["train", "--model", "ViT-Ti/16", *TINY_CLI, "--data", "digits", "--steps", "2",
+                              *(o.format(**teachers) for o in options), "--out", str(out), "--quiet"])
+    assert message.format(**teachers) in line, line
+    assert not out.exists()

@@ -15,10 +15,14 @@ from vitkit.models.registry import FAMILIES
 TINY = {
     "vit": lambda num_classes: tiny("ViT-Ti/16", depth=1, hidden_size=32, num_heads=2, mlp_dim=64,
                                     num_classes=num_classes),
+    "deit": lambda num_classes: tiny("DeiT-Ti/16-distilled", depth=1, hidden_size=32, num_heads=2, mlp_dim=64,
+                                     num_classes=num_classes),
     "swin": lambda num_classes: randomised(create_model("Swin-T", image_size=32, embed_dim=16, depths=(2, 2),
                                                         num_heads=(2, 4), window_size=4, num_classes=num_classes)),
     "bit": lambda num_classes: randomised(create_model("BiT-R26x1", image_size=16, layers=(1, 1), base_width=8,
                                                        num_groups=4, num_classes=num_classes)),
+    "dinov2": lambda num_classes: randomised(create_model("DINOv2-S/14-reg", image_size=28, depth=1, hidden_size=32,
+                                                          num_heads=2, mlp_dim=64, num_classes=num_classes)),
 }
 
 

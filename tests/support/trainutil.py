@@ -77,3 +77,21 @@ def corrupt(path) -> Path:
     """Overwrite an image file with bytes no decoder accepts (a PNG signature, then garbage)."""
     Path(path).write_bytes(b"\x89PNG\r\n\x1a\n" + b"not an image" * 4)
     return Path(path)
+
+
+def tiny_teacher(directory, label_names: list[str] | None = None, image_size: int = 24, seed: int = 3) -> Path:
+    """A tiny BiT ResNet saved as a native checkpoint, a teacher for distillation (DeiT pairs a CNN teacher with
+    a transformer student): random weights with a random head (a zero-initialised one would tie every class),
+    the digits' class names unless others are given, its own resolution (the student's batch is resized to it)."""
+    import torch
+
+    from vitkit import create_model, save_native
+    from vitkit.data.sources import open_source
+
+    names = list(label_names) if label_names is not None else list(open_source("digits", "train").label_names)
+    model = create_model("BiT-R26x1", image_size=image_size, layers=(1, 1), base_width=8, num_groups=4,
+                         num_classes=len(names), seed=seed)
+    with torch.no_grad():
+        model.head.weight.normal_(0, 1.0)
+    model.label_names = names
+    return save_native(model, directory)

@@ -100,7 +100,7 @@ def test_bit_takes_layer_decay_and_partial_tuning_and_refuses_drop_path_naming_t
     assert lrs["stages.3.blocks.0.conv1.weight"] == pytest.approx(0.1 * 0.5 ** 2)
     assert lrs["stages.3.blocks.1.conv1.weight"] == pytest.approx(0.1 * 0.5)
     assert lrs["head.weight"] == pytest.approx(0.1) and "stem.conv.weight" not in lrs
-    with pytest.raises(VitkitError, match="drop_path applies to ViT and Swin models, not to a bit model"):
+    with pytest.raises(VitkitError, match="drop_path applies to ViT, DeiT, Swin and DINOv2 models, not to a bit model"):
         build_model(finetune_config(path, drop_path=0.1), ["a", "b"])
     line = cli_error(capsys, ["finetune", str(path), "--data", "digits", "--global-pool", "--steps", "1",
                               "--out", str(tmp_path / "ft")])

@@ -39,6 +39,8 @@ TRAINING_GROUPS = {
 }
 #: TrainConfig fields of fine-tuning a masked model (MAE §4, App. A.1), on ``vitkit finetune``.
 FINETUNE_FIELDS = ("layer_decay", "drop_path", "global_pool", "trainable_blocks")
+#: TrainConfig fields of distillation from a teacher (DeiT §4), on ``vitkit train``.
+DISTILL_FIELDS = ("teacher", "distill", "distill_alpha", "distill_tau")
 #: Option names that are not TrainConfig fields (they steer this invocation, not the run).
 _NOT_RUN_OPTIONS = ("json", "run", "command", "config", "resume", "stop_after", "quiet", "preset")
 #: The training commands' own words for a field (what their ``--out`` folder is).
@@ -106,6 +108,18 @@ def add_finetune_options(parser: argparse.ArgumentParser) -> None:
     from vitkit.train.recipes import TrainConfig
 
     add_field_options(parser.add_argument_group("fine-tuning a masked model (MAE)"), TrainConfig, FINETUNE_FIELDS)
+
+
+def add_distillation_options(parser: argparse.ArgumentParser) -> None:
+    """Distillation from a teacher (DeiT §4; :mod:`vitkit.objectives.distill`): the teacher and the settings,
+    whose defaults with a teacher are :data:`~vitkit.objectives.distill.DISTILL_DEFAULTS`."""
+    from vitkit.objectives.distill import DISTILL_DEFAULTS
+    from vitkit.train.recipes import TrainConfig
+
+    defaults = {"distill": DISTILL_DEFAULTS["kind"], "distill_alpha": DISTILL_DEFAULTS["alpha"],
+                "distill_tau": DISTILL_DEFAULTS["tau"]}
+    add_field_options(parser.add_argument_group("distillation (DeiT)"), TrainConfig, DISTILL_FIELDS,
+                      defaults=defaults)
 
 
 def add_training_options(parser: argparse.ArgumentParser, recipe: str) -> None:
@@ -193,6 +207,11 @@ def print_training_summary(summary: dict) -> None:
             if k.startswith("test_") and k != "test_skipped"))
     if "train_loss" in m:
         print(f"  train loss {m['train_loss']:.4f}")
+    distillation = summary.get("distillation")
+    if distillation:
+        print(f"  distilled from {distillation['teacher']} ({distillation['teacher_model']}): {distillation['kind']}, "
+              f"alpha {distillation['alpha']:g}" + (f", tau {distillation['tau']:g}" if distillation["kind"] == "soft"
+                                                    else ""))
     print(f"  skipped corrupt images: {summary['skipped_images']} in training"
           + (f", {m['test_skipped']} in the test split" if "test_skipped" in m else "")
           + (f" (first: {summary['unreadable_examples'][0]})" if summary.get("unreadable_examples") else ""))

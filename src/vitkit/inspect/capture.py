@@ -18,7 +18,7 @@ from torch import nn
 from vitkit.data.transforms import eval_transform
 from vitkit.errors import VitkitError
 from vitkit.models.protocol import VitkitModel
-from vitkit.models.registry import families_where, family_of
+from vitkit.models.registry import families_where, family_of, in_words
 
 Images = torch.Tensor | Sequence[Image.Image] | Sequence[torch.Tensor]
 LayerCallback = Callable[[int, torch.Tensor], None]
@@ -68,7 +68,7 @@ def require_attention_kind(model: nn.Module, kind: str, what: str) -> None:
     "global" or "windowed") is asked of a model family that attends otherwise."""
     found = family_of(model).name
     if family_of(model).attention != kind:
-        fits = " and ".join(families_where(lambda fam: fam.attention == kind))
+        fits = in_words(families_where(lambda fam: fam.attention == kind))
         raise VitkitError(f"{what} applies to {fits} models, not to a {found} model (see `vitkit inspect`)")
 
 

@@ -20,7 +20,7 @@ from vitkit.models.registry import build_model, get_config, list_models
 #: The model families in the order ``vitkit models`` and ``list_models`` show them: each package
 #: (``models/<name>/``) registers its :class:`~vitkit.models.registry.Family` when imported. Adding a
 #: family: its folder and its name here.
-FAMILY_PACKAGES = ("vit", "swin", "bit")
+FAMILY_PACKAGES = ("vit", "deit", "swin", "bit", "dinov2")
 for _package in FAMILY_PACKAGES:
     importlib.import_module(f"vitkit.models.{_package}")
 

@@ -115,7 +115,7 @@ class Family:
         """A one-line error naming the family when fine-tuning a model of it cannot take ``option``."""
         if option not in self.finetune_options:
             where = f"{source}: " if source else ""
-            takers = " and ".join(fam.title for fam in FAMILIES.values() if option in fam.finetune_options)
+            takers = in_words([fam.title for fam in FAMILIES.values() if option in fam.finetune_options])
             raise VitkitError(f"{where}{option} applies to {takers or 'no'} models, not to a {self.name} model "
                               f"(its fine-tuning options: {', '.join(self.finetune_options) or 'none'})")
 
@@ -181,6 +181,11 @@ def registered(family: Family) -> Iterator[Family]:
         yield family
     finally:
         unregister_family(family.name)
+
+
+def in_words(names: list[str]) -> str:
+    """``["ViT", "DeiT", "Swin"]`` -> ``ViT, DeiT and Swin`` (for messages: "applies to ... models")."""
+    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else "".join(names)
 
 
 def families_where(predicate: Callable[[Family], bool]) -> list[str]:

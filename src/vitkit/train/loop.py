@@ -6,7 +6,9 @@ zero-initialised layer and whose position embeddings are interpolated to a new r
 the optimiser (AdamW / SGD with momentum), the schedule (warm-up, then linear / cosine decay)
 and the weight average. The loop itself is the same: gradient accumulation over micro-batches,
 bf16 autocast on GPU, global-norm clipping, one step of the optimiser and the schedule, the EMA,
-then periodic evaluation and atomic checkpoints, all data-parallel under torchrun.
+then periodic evaluation and atomic checkpoints, all data-parallel under torchrun. With a teacher
+(``TrainConfig.teacher``, DeiT §4) the supervised objective becomes
+:class:`~vitkit.objectives.distill.Distillation`, the teacher loaded once (:func:`load_teacher`).
 
     >>> from vitkit.train import TrainConfig, train
     >>> result = train(TrainConfig(data="digits", model="ViT-Ti/16", image_size=32,
@@ -38,7 +40,7 @@ from vitkit.checkpoints.native import save_native
 from vitkit.errors import VitkitError
 from vitkit.finite import nonfinite_names, require_finite_weights
 from vitkit.models.protocol import VitkitModel
-from vitkit.objectives import save_objective
+from vitkit.objectives import Objective, save_objective
 from vitkit.train import distributed as D
 from vitkit.train.checkpoint import (
     check_saved_state,
@@ -177,6 +179,36 @@ def finetune_options(model: VitkitModel, config: TrainConfig, num_classes: int) 
         freeze_all_but_last(model, config.trainable_blocks)
 
 
+def load_teacher(config: TrainConfig, device: torch.device) -> VitkitModel:
+    """The run's teacher (DeiT §4): whatever :func:`~vitkit.checkpoints.detect.load_model` takes (a checkpoint of
+    any dialect, a run directory, a name), loaded once, on ``device``, in eval mode and without gradients.
+    A resumed run loads it again from the path its configuration records."""
+    from vitkit.checkpoints.detect import load_model
+
+    try:
+        teacher = load_model(config.teacher, device=device)
+    except VitkitError as exc:
+        raise VitkitError(f"--teacher: {exc}") from None
+    return teacher.eval().requires_grad_(False)
+
+
+def distillation_objective(config: TrainConfig, teacher: VitkitModel, label_names: list[str],
+                           augment: Any) -> Objective:
+    """The supervised objective with ``teacher`` (:class:`~vitkit.objectives.distill.Distillation`), which
+    replaces the one ``config.objective`` names; the teacher must predict the data's classes, in their order
+    (:func:`~vitkit.evaluate.metrics.check_labels`), since its logits are the student's targets."""
+    from vitkit.evaluate.metrics import check_labels
+    from vitkit.objectives.distill import Distillation
+
+    try:
+        check_labels(teacher, label_names)
+    except VitkitError as exc:
+        raise VitkitError(f"--teacher {config.teacher}: {exc}") from None
+    settings = config.distillation()
+    return Distillation(teacher, kind=settings["kind"], alpha=settings["alpha"], tau=settings["tau"],
+                        augment=augment, loss=config.loss)
+
+
 # ------------------------------------------------------------------------------- results
 @dataclass
 class TrainResult:
@@ -200,6 +232,8 @@ class TrainResult:
     reason: str | None = None
     #: what the stall check found, when the run did not learn (:class:`~vitkit.train.stall.Stall`)
     stalled: Stall | None = None
+    #: a run with a teacher: its settings (:meth:`TrainConfig.distillation`) and ``teacher_model``, its name
+    distillation: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -210,6 +244,7 @@ class TrainResult:
             "metrics": self.metrics, "skipped_images": self.skipped, "seconds": round(self.seconds, 2),
             "images_per_second": round(self.images_per_second, 1),
             "stalled": self.stalled.to_dict() if self.stalled is not None else None,
+            "distillation": self.distillation,
         }
         if self.reason is not None:
             out["reason"] = self.reason
@@ -287,6 +322,8 @@ class Trainer:
         from vitkit.data.sources import open_source, require_usable
         from vitkit.objectives import OBJECTIVES, ObjectiveStep, build_objective
 
+        # the teacher first: a wrong path fails before any data is read
+        teacher = load_teacher(config, self.device) if config.teacher is not None else None
         labels = OBJECTIVES[config.objective][0].needs_labels  # self-supervision: labels ignored, none needed
         opened = dict(seed=config.split_seed, val_fraction=config.val_fraction, labels=labels,
                       image_column=config.image_column, label_column=config.label_column)
@@ -315,8 +352,13 @@ class Trainer:
                                label_smoothing=config.label_smoothing, num_classes=len(self.train_set.label_names),
                                mean=pre.mean, std=pre.std) if labels else None
         extra = {"augment": augment, "loss": config.loss} if config.objective == "supervised" else {}
-        self.objective = build_objective(config.objective, self.model.config, config.objective_options,
-                                         **extra).to(self.device)
+        if teacher is not None:
+            self.objective = distillation_objective(config, teacher, self.train_set.label_names, augment)
+            self.distillation: dict[str, Any] | None = {**config.distillation(), "teacher_model": teacher.config.name}
+        else:
+            self.objective = build_objective(config.objective, self.model.config, config.objective_options,
+                                             **extra).to(self.device)
+            self.distillation = None
         if config.recipe == "pretrain":  # built from scratch here (a resumed run's weights are loaded below)
             self.objective.initialise(self.model)
         self.objective.prepare(self.model)
@@ -671,6 +713,7 @@ class Trainer:
             unreadable_examples=list(self.unreadable_reasons), seconds=seconds,
             images_per_second=(self.seen_images - self._start_images) / seconds if seconds > 0 else 0.0,
             run_dir=Path(cfg.out) if cfg.out else None, finished=finished, reason=reason, stalled=self.stall.found,
+            distillation=self.distillation,
         )
         result.metrics = {k.replace("/", "_"): v for k, v in {**self._metrics, **self._last_eval}.items()}
         result.metrics["train_images"] = self.seen_images

@@ -45,6 +45,7 @@ from vitkit.dictconfig import DictConfig
 from vitkit.errors import VitkitError
 from vitkit.models.fields import DROP_PATH, DROPOUT
 from vitkit.models.registry import FAMILIES, family_of
+from vitkit.objectives.distill import DISTILL_DEFAULTS, DISTILL_KINDS
 from vitkit.options import (
     DATA,
     DEVICE,
@@ -235,6 +236,25 @@ class TrainConfig(DictConfig):
     #: the objective's options (e.g. mask_ratio, norm_pix_loss, decoder_depth; target, corrupt_ratio),
     #: checked by the objective's own option definitions (:mod:`vitkit.objectives`).
     objective_options: dict[str, Any] = field(default_factory=dict)
+    #: distillation from a teacher (DeiT §4, :mod:`vitkit.objectives.distill`): the teacher's checkpoint or name
+    #: (None: no teacher), and the three settings that need one (None: :data:`DISTILL_DEFAULTS`; see
+    #: :meth:`distillation`). The teacher is loaded again from this path when the run is resumed.
+    teacher: str | None = option_field(None, Option("text", "distil from this classifier (DeiT §4): a checkpoint, a "
+                                                            "run directory or a name, as `vitkit eval` takes; its "
+                                                            "classes must be the data's. It runs in eval mode without "
+                                                            "gradients on the student's augmented batch, through its "
+                                                            "own preprocessing, and is neither trained nor saved",
+                                                    nullable=True, metavar="CKPT_OR_NAME"))
+    distill: str | None = option_field(None, Option("choice", "with --teacher: hard (the distillation token's head "
+                                                              "learns the teacher's argmax, DeiT's; the student needs "
+                                                              "the token, e.g. DeiT-Ti/16-distilled) or soft (tau^2 KL "
+                                                              "of the temperature-tau softmaxes; any student)",
+                                                    choices=DISTILL_KINDS, nullable=True))
+    distill_alpha: float | None = option_field(None, Option("float", "with --teacher: the distillation term's weight "
+                                                                     "alpha (the labels' is 1 - alpha)", low=0, high=1,
+                                                            nullable=True))
+    distill_tau: float | None = option_field(None, Option("float", "with --distill soft: the softmaxes' temperature "
+                                                                   "tau", low=0, low_open=True, nullable=True))
     #: layer-wise learning-rate decay (MAE fine-tuning: 0.65-0.75): block i of L gets decay^(L - i).
     layer_decay: float | None = option_field(None, Option("float", "fine-tuning: layer-wise lr decay, block i of L "
                                                                    "learns at lr * decay^(L - i) (MAE: 0.65-0.75)",
@@ -307,8 +327,35 @@ class TrainConfig(DictConfig):
         if self.objective != "supervised" and (self.mixup or self.cutmix or self.label_smoothing):
             raise VitkitError(f"mixup, cutmix and label smoothing act on labels: objective {self.objective!r} "
                               f"has none")
+        self._check_distillation()
         if self.recipe == "pretrain":
             self.architecture()  # the variant, its overrides and the resolution must fit together
+
+    def _check_distillation(self) -> None:
+        """The distillation settings need a teacher, a supervised run, and (the temperature) soft distillation;
+        what the student and the teacher must be is checked where they are loaded (train/loop.py)."""
+        given = [flag for flag, value in (("--distill", self.distill), ("--distill-alpha", self.distill_alpha),
+                                          ("--distill-tau", self.distill_tau)) if value is not None]
+        if self.teacher is None:
+            if given:
+                raise VitkitError(f"{' and '.join(given)} set{'s' if len(given) == 1 else ''} distillation from a "
+                                  f"teacher: give --teacher CKPT_OR_NAME (or leave {' and '.join(given)} out)")
+            return
+        if self.objective != "supervised":
+            raise VitkitError(f"--teacher distils a classifier into the student: objective {self.objective!r} "
+                              f"trains without labels (leave --teacher out, or train with --objective supervised)")
+        distillation = self.distillation()
+        if self.distill_tau is not None and distillation["kind"] == "hard":
+            raise VitkitError(f"--distill-tau is soft distillation's temperature; hard distillation takes the "
+                              f"teacher's argmax (add --distill soft, or leave --distill-tau {self.distill_tau:g} out)")
+
+    def distillation(self) -> dict[str, Any] | None:
+        """``{"teacher", "kind", "alpha", "tau"}`` of a run with a teacher, the settings left out filled in from
+        :data:`DISTILL_DEFAULTS` (DeiT's hard distillation, alpha 0.5); None without a teacher."""
+        if self.teacher is None:
+            return None
+        given = {"kind": self.distill, "alpha": self.distill_alpha, "tau": self.distill_tau}
+        return {"teacher": self.teacher, **DISTILL_DEFAULTS, **{k: v for k, v in given.items() if v is not None}}
 
     def title(self) -> str:
         """The recipe and, when one was applied, the preset: ``pretrain`` or ``pretrain (small-data)``."""

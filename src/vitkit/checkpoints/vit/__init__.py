@@ -9,7 +9,7 @@ from pathlib import Path
 
 from torch import nn
 
-from vitkit.checkpoints import hf_directory, timm_files
+from vitkit.checkpoints import hf_directory, mapping, timm_files
 from vitkit.checkpoints.dialect import Dialect, Probe, register_dialect
 from vitkit.checkpoints.vit import hf, hf_mae, jax_npz, mae_official, timm, twins
 
@@ -30,16 +30,22 @@ def _mae_file(probe: Probe) -> bool:
             and timm_files.METADATA_KEY not in probe.metadata)
 
 
-def _vit_state_dict(keys: frozenset[str]) -> bool:
-    return "patch_embed.proj.weight" in keys and "pos_embed" in keys
+def _vit_state_dict(probe: Probe) -> bool:
+    """ViT's timm names, without DeiT's distillation token, without the LayerScale pair of a DINOv2 state
+    dict (:mod:`vitkit.checkpoints.dinov2`), and no vitkit metadata naming another family."""
+    keys = probe.names
+    layer_scale = {"blocks.0.ls1.gamma", "blocks.0.ls2.gamma"}
+    meta = mapping.read_embedded_metadata(probe.metadata.get(timm_files.METADATA_KEY) or probe.metadata.get("comment"))
+    return ("patch_embed.proj.weight" in keys and "pos_embed" in keys and "dist_token" not in keys
+            and not layer_scale <= keys and (meta or {}).get("family", FAMILY) == FAMILY)
 
 
 def _timm(probe: Probe) -> bool:
     """A timm ViT state dict file, or a directory holding one (a hub directory whatever the file's layout)."""
     if probe.is_dir:
         found = timm_files.directory_weights(probe)
-        return found is not None and (_vit_state_dict(found[0].names) if found[1] else _timm(found[0]))
-    return _vit_state_dict(probe.names) and not _mae_file(probe)
+        return found is not None and (_vit_state_dict(found[0]) if found[1] else _timm(found[0]))
+    return _vit_state_dict(probe) and not _mae_file(probe)
 
 
 def _check_hub_directory(model: nn.Module, path: Path) -> None:
