@@ -169,6 +169,21 @@ def test_batches_are_the_same_with_any_worker_count_and_from_any_start(tmp_path,
     assert batch_generator((4, 1, 0), 0).initial_seed() != batch_generator((4, 1, 0), 1).initial_seed()
 
 
+def test_the_prefetch_thread_is_asked_for_and_changes_no_batch():
+    """The background thread only where the step leaves the CPU free (the loop asks for it off the CPU):
+    on a 2-core CPU it competed with the step's threads. Asked for or not, the batches are the same."""
+    from vitkit.data.loader import Prefetched
+
+    digits = open_source("digits", "train")
+    transform = TrainTransform(Preprocessing(image_size=12), scale=(0.5, 1.0))
+    order = [[0, 1, 2], [3, 4, 5]]
+    plain = training_batches(digits, transform, order, key=(1, 0, 0))
+    threaded = training_batches(digits, transform, order, key=(1, 0, 0), prefetch=True)
+    assert not isinstance(plain, Prefetched) and isinstance(threaded, Prefetched)
+    for (a, la, _), (b, lb, _) in zip(plain, threaded, strict=True):
+        assert torch.equal(a, b) and torch.equal(la, lb)
+
+
 def test_prefetching_keeps_order_raises_where_the_source_failed_and_stops_when_dropped():
     assert list(prefetched(iter(range(7)))) == list(range(7))
 

@@ -186,7 +186,7 @@ def test_data_loading_workers_give_the_same_run_and_the_same_file_count(tmp_path
 @pytest.mark.parametrize("sizes", ["one size", "several sizes"])
 def test_the_number_of_workers_does_not_change_the_run(tmp_path, sizes):
     """Each micro-batch's crops and flips are seeded by its number in the epoch, not by the worker that
-    makes it (issue 21, item 4): no workers (a prefetch thread) and two workers train the same weights,
+    makes it (issue 21, item 4): no workers and two workers train the same weights,
     on same-size pixels in memory (one batched crop) and on images of several sizes (one crop each) alike."""
     root = _folder_of_digits(tmp_path / "data")
     if sizes == "several sizes":

@@ -235,14 +235,17 @@ def _as_is(batch: T) -> T:
 
 
 def training_batches(dataset: LabeledImages, transform: TrainTransform, batches: Iterable[list[int]], *,
-                     key: Sequence[int], first: int = 0, num_workers: int = 0, pin_memory: bool = False) -> Iterable:
+                     key: Sequence[int], first: int = 0, num_workers: int = 0, pin_memory: bool = False,
+                     prefetch: bool = False) -> Iterable:
     """The training loop's micro-batches ``(images, labels, unreadable)``, one per index list of ``batches``.
 
     ``key`` and the batch's number (counted from ``first``) seed its augmentation (:func:`batch_generator`),
     so a run is the same with any ``num_workers`` and a resumed epoch (``first`` = its position) draws what
-    the uninterrupted one drew. With ``num_workers`` 0 a background thread prepares the next batch while
-    the step computes (:func:`prefetched`: Pillow and torch work outside the GIL); worker processes
-    prefetch on their own.
+    the uninterrupted one drew. With ``num_workers`` 0 and ``prefetch``, a background thread prepares the
+    next batch while the step computes (:func:`prefetched`: Pillow and torch work outside the GIL) -- for a
+    step on an accelerator, which leaves the CPU free; a step on the CPU already uses every core, and the
+    thread's resampling competed with it (a small digits run on 2 cores: 35.4 s with the thread, 18.3 s
+    without). Worker processes prefetch on their own.
     """
     # The loader's own generator (the workers' base seed) keeps iterator creation off torch's global one,
     # whichever thread creates the iterator.
@@ -250,7 +253,7 @@ def training_batches(dataset: LabeledImages, transform: TrainTransform, batches:
                         batch_size=None, collate_fn=_as_is, num_workers=num_workers, pin_memory=pin_memory,
                         generator=batch_generator((*key, LOADER_STREAM), first),
                         worker_init_fn=leave_stop_signals_to_the_main_process)
-    return Prefetched(loader) if num_workers == 0 else loader
+    return Prefetched(loader) if num_workers == 0 and prefetch else loader
 
 
 class Prefetched:

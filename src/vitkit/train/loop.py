@@ -434,7 +434,7 @@ class Trainer:
         # the global generator: the same with any --num-workers, and exact on resume.
         return training_batches(self._train_images, transform, batches, key=(cfg.seed, epoch, self.process.rank),
                                 first=start * cfg.accum, num_workers=cfg.num_workers,
-                                pin_memory=self.device.type == "cuda")
+                                pin_memory=self.device.type == "cuda", prefetch=self.device.type != "cpu")
 
     def _empty_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         height, width = self.model.config.image_size
