@@ -142,7 +142,8 @@ def test_the_mask_token_replaces_masked_patches_and_bad_masks_are_one_line():
     with torch.no_grad():
         model.mask_token.fill_(0.7)
         masked = model.encode(x, masks=masks).tokens
-        assert torch.equal(masked[1], model.encode(x[1:]).tokens[0])  # nothing masked: the same tokens
+        # nothing masked: the same tokens (to float rounding: a batch of two and a batch of one take other kernels)
+        torch.testing.assert_close(masked[1], model.encode(x[1:]).tokens[0], rtol=0, atol=1e-5)
         assert not torch.allclose(masked[0], model.encode(x[:1]).tokens[0])
     for bad in (masks.float(), masks[:, :3], "all"):
         with pytest.raises(VitkitError, match=r"masks must be a bool tensor \(B, N\) = \(2, 4\)") as caught:
