@@ -17,7 +17,7 @@ from vitkit.cli.main import main
 from vitkit.models import create_model
 from vitkit.models.flops import count_flops
 from vitkit.studies.reproduce import BUDGETS, CLAIMS, reproduce
-from vitkit.studies.reproduce.stats import NOT_AVAILABLE, VERDICTS, Condition, verdict
+from vitkit.studies.reproduce.stats import NOT_AVAILABLE, VERDICTS, Condition, Gate, verdict
 
 
 def check_document(out: Path, document: dict, claim_ids: list[str]) -> None:
@@ -37,7 +37,8 @@ def check_document(out: Path, document: dict, claim_ids: list[str]) -> None:
         assert claim["rows"] and claim["conditions"] and claim["headline"]
         conditions = [Condition(c["name"], c["rule"], c["outcome"]) for c in claim["conditions"]]
         assert all(c.outcome in (True, False, None) and c.rule for c in conditions)
-        assert claim["verdict"] == verdict(conditions)  # computed from the numbers, never written by hand
+        gates = [Gate(g["arm"], g["passed"], g["detail"]) for g in claim["gates"]]
+        assert claim["verdict"] == verdict(conditions, gates)  # computed from the numbers, never written by hand
         for plot in claim["plots"]:
             assert (out / plot["file"]).stat().st_size > 1000
 
