@@ -17,7 +17,7 @@ from vitkit.cli.main import main
 from vitkit.models import create_model
 from vitkit.models.flops import count_flops
 from vitkit.studies.reproduce import BUDGETS, CLAIMS, reproduce
-from vitkit.studies.reproduce.stats import NOT_AVAILABLE, VERDICTS, Condition, verdict
+from vitkit.studies.reproduce.stats import NOT_AVAILABLE, VERDICTS, Condition, Gate, verdict
 
 
 def check_document(out: Path, document: dict, claim_ids: list[str]) -> None:
@@ -37,7 +37,8 @@ def check_document(out: Path, document: dict, claim_ids: list[str]) -> None:
         assert claim["rows"] and claim["conditions"] and claim["headline"]
         conditions = [Condition(c["name"], c["rule"], c["outcome"]) for c in claim["conditions"]]
         assert all(c.outcome in (True, False, None) and c.rule for c in conditions)
-        assert claim["verdict"] == verdict(conditions)  # computed from the numbers, never written by hand
+        gates = [Gate(g["arm"], g["passed"], g["detail"]) for g in claim["gates"]]
+        assert claim["verdict"] == verdict(conditions, gates)  # computed from the numbers, never written by hand
         for plot in claim["plots"]:
             assert (out / plot["file"]).stat().st_size > 1000
 
@@ -128,3 +129,27 @@ def test_the_budgets_compute_ladders_overlap_so_fig5_can_compare_families(name):
     assert len(inside) >= 2 and inside[0] == cost["hybrid"][0], cost  # hybrids comparable with ViT at two sizes
     assert 0.5 <= cost["vit"][-1] / cost["bit"][-1] <= 2.0, cost  # the data-size pair costs about the same
     assert budget.data_fractions[-1] == 1.0 and list(budget.data_fractions) == sorted(budget.data_fractions)
+
+
+def test_the_lab_holds_out_a_validation_split_and_logs_enough_losses_for_the_plateau_gate(tmp_path):
+    from vitkit.studies.reproduce.lab import Lab
+    from vitkit.train.rundir import read_metrics
+
+    budget = BUDGETS["tiny"]
+    lab = Lab(budget, tmp_path, num_workers=0)
+    data, train_images = lab.validation_source("pretrain", budget.grid_size)
+    with np.load(data) as arrays:
+        y_train, y_val = arrays["y_train"], arrays["y_test"]
+    assert train_images == len(y_train) and len(y_train) + len(y_val) == lab.pretrain_size
+    assert np.all(np.bincount(y_val) == round(lab.pretrain_size / 10 * budget.validation_share))  # per class
+    # 16 steps: still at least 8 losses logged, so the gate decides the plateau instead of "too short to tell"
+    run = lab.pretrain(budget.grid_model, 0, size=budget.grid_size, epochs=16 * budget.batch_size / train_images,
+                       validation=True, label="gate check")
+    losses = [row for row in read_metrics(run.run_dir) if row["metric"] == "train/loss"]
+    assert len(losses) >= 8
+    gate = lab.gate(run, "vit seed 0")
+    assert "losses logged" not in gate.detail and f"accuracy {100 * run.metrics['test_top1']:.1f}%" in gate.detail
+    # the run's own test_top1 is the validation split's; the test split is scored apart
+    assert run.metrics["test_top1"] * len(y_val) == pytest.approx(round(run.metrics["test_top1"] * len(y_val)))
+    test = lab.test_accuracy(run, "pretrain")
+    assert 0.0 <= test <= 1.0 and test * budget.test_limit == pytest.approx(round(test * budget.test_limit))

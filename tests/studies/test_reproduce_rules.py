@@ -174,11 +174,12 @@ def test_attention_distance_rule():
 def test_small_data_rule():
     results = {small_data.DEFAULT: around(0.50), small_data.RECIPE: around(0.97), "no label smoothing":
                around(0.965), "+ RandAugment": around(0.90)}
-    assert verdict(small_data.decide(results, around(0.93), around(0.96), around(0.93))) == HOLDS
+    assert verdict(small_data.decide(results, around(0.93), around(0.96), around(0.93), validation=results)) == HOLDS
     better = dict(results, **{"no label smoothing": around(0.985)})  # a change beats the preset
-    conditions = small_data.decide(better, around(0.93), around(0.96), around(0.93))
+    conditions = small_data.decide(better, around(0.93), around(0.96), around(0.93), validation=better)
     assert conditions[3].outcome is False and verdict(conditions) == FAILS
-    assert small_data.decide(results, around(0.99), around(0.96), around(0.93))[2].outcome is False
+    assert small_data.decide(results, around(0.99), around(0.96), around(0.93),
+                             validation=results)[2].outcome is False
 
 
 @pytest.mark.parametrize("mpp, scratch, supervised, expected", [
@@ -207,7 +208,7 @@ def test_data_size_catching_up_is_a_steeper_error_slope_with_the_crossover_as_an
 def test_small_data_without_evidence_is_not_non_superiority():
     results = {small_data.DEFAULT: around(0.50), small_data.RECIPE: around(0.97),
                "no label smoothing": around(0.99, 0.03)}  # 2 points above the preset, seeds far apart
-    conditions = small_data.decide(results, around(0.93), around(0.96), around(0.93))
+    conditions = small_data.decide(results, around(0.93), around(0.96), around(0.93), validation=results)
     assert conditions[3].outcome is None and verdict(conditions) == INCONCLUSIVE
 
 
@@ -234,3 +235,61 @@ def test_supervised_gate_needs_accuracy_well_above_chance_and_a_plateaued_loss()
     assert not stats.supervised_gate("vit", 0.9, 10, falling).passed  # still learning
     short = stats.supervised_gate("vit", 0.9, 10, flat[:4])
     assert not short.passed and "only 4 losses logged" in short.detail
+
+
+def test_small_data_a_variant_two_points_above_the_preset_never_holds():
+    results = {small_data.DEFAULT: around(0.50), small_data.RECIPE: around(0.95), "no label smoothing": around(0.95)}
+    above = dict(results, **{"no label smoothing": around(0.97, 0.001)})  # 2 points above, seeds close together
+    conditions = small_data.decide(results, around(0.90), around(0.96), around(0.93), validation=above)
+    assert conditions[3].outcome is False and "better: no label smoothing" in conditions[3].detail
+    assert verdict(conditions) == FAILS
+    # significantly above by less than the margin, the interval reaching past it: measurably better, not "holds"
+    assert stats.not_superior(around(0.958, 0.001), around(0.95, 0.001), margin=0.01) is False
+    assert stats.not_superior(around(0.953, 0.001), around(0.95, 0.001), margin=0.01) is True  # inside the margin
+
+
+def test_small_data_compares_the_variants_on_the_validation_split_not_the_test_split():
+    test = {small_data.DEFAULT: around(0.50), small_data.RECIPE: around(0.95), "no drop path": around(0.99)}
+    validation = dict(test, **{"no drop path": around(0.95)})  # the variant's lead is on the test split only
+    conditions = small_data.decide(test, around(0.90), around(0.96), around(0.93), validation=validation)
+    assert conditions[3].outcome is True and "+0.00 pt" in conditions[3].detail
+    assert conditions[2].outcome is True and "95.0" in conditions[2].detail  # the MLP comparison: test numbers
+
+
+def test_class_token_vs_gap_needs_gap_worse_at_the_tokens_rate():
+    lrs = [1e-4, 3e-4, 1e-3]
+    # the validation split puts GAP's best rate below the token's, but on the scored numbers GAP at the token's
+    # rate is as good as at its own: the second half of Fig. 9 is not shown
+    scored = {"token": [around(v) for v in (0.70, 0.74, 0.80)], "gap": [around(v) for v in (0.72, 0.79, 0.79)]}
+    validation = {"token": [around(v) for v in (0.90, 0.93, 0.95)], "gap": [around(v) for v in (0.92, 0.95, 0.94)]}
+    conditions, best = classifier.decide(lrs, scored, validation)
+    assert best == {"token": 2, "gap": 1} and conditions[1].outcome is None and verdict(conditions) != HOLDS
+    # the same with GAP clearly worse at the token's rate: holds
+    scored["gap"] = [around(v) for v in (0.72, 0.79, 0.70)]
+    assert verdict(classifier.decide(lrs, scored, validation)[0]) == HOLDS
+    # reversed rates with GAP's drop in the reverse direction: GAP best at the highest rate never holds
+    backwards = {"token": [around(v) for v in (0.80, 0.74, 0.70)], "gap": [around(v) for v in (0.70, 0.74, 0.79)]}
+    conditions, best = classifier.decide(lrs, backwards, backwards)
+    assert best == {"token": 0, "gap": 2} and verdict(conditions) != HOLDS
+
+
+def test_a_fine_grid_design_whose_arms_did_not_train_is_inconclusive():
+    fewshot = {k: around(m) for k, m in {"none": 0.60, "learned_1d": 0.70, "learned_2d": 0.702,
+                                         "relative": 0.699}.items()}
+    conditions = posemb.decide(fewshot)
+    assert verdict(conditions) == HOLDS
+    falling = [2.3 - 0.1 * i for i in range(24)]  # still learning when the 7x7 run stopped
+    gates = [stats.supervised_gate(f"{name} seed 0", 0.9, 10, [2.3, 1.0, 0.5] + [0.4] * 21)
+             for name in ("1-D Pos. Emb.", "2-D Pos. Emb.", "Rel. Pos. Emb.")]
+    gates.append(stats.supervised_gate("No Pos. Emb. seed 0", 0.9, 10, falling))
+    assert all(g.passed for g in gates[:3]) and not gates[3].passed
+    assert verdict(conditions, gates) == INCONCLUSIVE
+    assert stats.verdict_text(conditions, gates).startswith("inconclusive: arm No Pos. Emb. seed 0 did not train")
+    assert stats.gate_cell(gates, "No Pos. Emb.") == "0 of 1 seeds"
+    # a contradicted claim is inconclusive too when an arm did not train: never "does not hold" from it
+    flat_none = {**fewshot, "none": around(0.70)}
+    assert verdict(posemb.decide(flat_none)) == FAILS and verdict(posemb.decide(flat_none), gates) == INCONCLUSIVE
+    # the attention-distance design on the same trained arms
+    layers = np.linspace(2.0, 8.0, 3)[None, :, None] + np.zeros((3, 3, 2))
+    distance = attention_distance.decide(layers + 0.01 * np.arange(3)[:, None, None], np.full((3, 3, 2), 5.0), 4)
+    assert verdict(distance) == HOLDS and verdict(distance, gates[3:]) == INCONCLUSIVE

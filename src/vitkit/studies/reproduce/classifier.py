@@ -1,12 +1,23 @@
 """Fig. 9 (App. D.3) in miniature: a [class] token and global average pooling both work, each at its own
 learning rate.
 
-Experiment: the budget's ViT is pre-trained with either classifier at a small grid of peak
-learning rates (multiples of the budget's rate), several seeds each; the measure is few-shot
-linear accuracy on the transfer set (Fig. 9 plots ImageNet 5-shot linear accuracy). Each
-classifier's best rate is chosen on a validation split -- the pre-training set's held-out images,
-not the transfer numbers that are then compared -- and the rule checks Fig. 9's direction: GAP's
-best rate below the class token's, GAP worse at the token's rate.
+Design. App. D.3: "both work similarly well, but require different learning-rates"; Fig. 9's legend
+gives the class token 8e-4 and GAP 3e-4, and GAP at the class token's 8e-4 is the clearly worse curve.
+So the claim has a direction -- GAP's best rate *below* the token's -- and the rule checks it: the
+best rates in the reverse order never make it hold, and GAP at the token's best rate must be worse than
+GAP at its own by more than the interval (:func:`decide`). A best rate read off the numbers it is then
+scored on is the winner's curse (the largest of several noisy means is biased up), so each classifier's
+best rate is chosen on a validation split held out of the pre-training images (their upstream top-1)
+and the comparison is scored on other data (few-shot transfer); the test split of the pre-training set
+is reported beside it and used for nothing. The arms run on the finer grid Table 8 and Fig. 7 use
+(``grid_*``, 7x7 tokens: GAP averages 49 patch tokens, not 16), so the class-token arm at the budget's rate
+is the 1-D run the other two claims train. The gates that count are the chosen arms' (each
+classifier at its best rate): GAP failing to train at the token's rate is Fig. 9's effect, not a
+failed arm.
+
+Experiment: the grid ViT is pre-trained with either classifier at a small grid of peak learning rates
+(multiples of the budget's rate), several seeds each; the measure is few-shot linear accuracy on the
+transfer set (Fig. 9 plots ImageNet 5-shot linear accuracy).
 """
 
 from __future__ import annotations
@@ -80,26 +91,38 @@ def run(lab, plot_dir: Path) -> ClaimResult:
     b = lab.budget
     lrs = [b.lr * f for f in b.classifier_lr_factors]
     acc: dict[str, list[Summary]] = {c: [] for c in NAMES}
+    validation: dict[str, list[Summary]] = {c: [] for c in NAMES}
     upstream: dict[str, list[Summary]] = {c: [] for c in NAMES}
+    arms: dict[str, list[list]] = {c: [] for c in NAMES}
     for classifier in NAMES:
         for lr in lrs:
-            runs = [lab.pretrain(b.vit, seed, lr=lr, classifier=classifier,
-                                 label=f"vit {classifier} lr {lr:g} seed {seed}") for seed in range(b.seeds)]
+            runs = [lab.grid_pretrain(seed, lr=lr, classifier=classifier) for seed in range(b.seeds)]
+            arms[classifier].append(runs)
             acc[classifier].append(Summary.of(lab.fewshot(r, s) for s, r in enumerate(runs)))
-            upstream[classifier].append(Summary.of(r.metrics["test_top1"] for r in runs))
-    conditions, best = decide(lrs, acc, upstream)  # the rate chosen on the pre-training set's held-out split
-    rows = [{"setting": f"{NAMES[c]}, lr {lr:g}", "few-shot": acc[c][i].text(), "upstream top-1":
-             upstream[c][i].text(), "best": "yes" if i == best[c] else ""} for c in NAMES for i, lr in enumerate(lrs)]
+            validation[classifier].append(Summary.of(r.metrics["test_top1"] for r in runs))
+            upstream[classifier].append(Summary.of(lab.test_accuracy(r, "pretrain") for r in runs))
+    conditions, best = decide(lrs, acc, validation)  # the rate chosen on the validation split, scored on transfer
+    gates = [lab.gate(r, f"{NAMES[c]} at lr {lrs[best[c]]:g} seed {s}") for c in NAMES
+             for s, r in enumerate(arms[c][best[c]])]
+    rows = [{"setting": f"{NAMES[c]}, lr {lr:g}", "few-shot": acc[c][i].text(),
+             "upstream validation top-1 (chooses)": validation[c][i].text(),
+             "upstream test top-1": upstream[c][i].text(),
+             "best": "yes" if i == best[c] else ""} for c in NAMES for i, lr in enumerate(lrs)]
     plot = plot_dir / "classifier.png"
     curves({NAMES[c]: (lrs, acc[c]) for c in NAMES}, plot, xlabel="peak learning rate (AdamW)",
            ylabel=f"{b.shots}-shot linear accuracy (%)", title="Class token vs GAP (Fig. 9 in miniature)")
+    grid = b.grid_size // b.grid_model["model_options"]["patch_size"]
     return ClaimResult(
-        setup=(f"{b.vit['model_options']} pre-trained on {lab.pretrain_data} with either classifier at peak "
-               f"learning rates {', '.join(f'{lr:g}' for lr in lrs)}; {b.shots}-shot linear on "
-               f"{lab.transfer_data}; {b.seeds} seeds"),
-        rows=rows, conditions=conditions,
+        setup=(f"{b.grid_model['model_options']} pre-trained on {lab.pretrain_data} at {b.grid_size} px "
+               f"({grid}x{grid} patches) for {b.grid_epochs} epochs with either classifier at peak learning rates "
+               f"{', '.join(f'{lr:g}' for lr in lrs)}; each classifier's best rate chosen on its upstream top-1 on "
+               f"the validation split ({100 * b.validation_share:g}% of each class held out of the pre-training "
+               f"images), scored by {b.shots}-shot linear accuracy on {lab.transfer_data}; {b.seeds} seeds"),
+        rows=rows, conditions=conditions, gates=gates,
         summaries={"lrs": lrs, "best_lr": {c: lrs[best[c]] for c in NAMES},
-                   **{c: [s.to_dict() for s in acc[c]] for c in NAMES}},
+                   **{c: [s.to_dict() for s in acc[c]] for c in NAMES},
+                   "upstream_validation_top1": {c: [s.to_dict() for s in validation[c]] for c in NAMES},
+                   "upstream_top1": {c: [s.to_dict() for s in upstream[c]] for c in NAMES}},
         plots=[Plot(plot.name, "Few-shot linear accuracy against the peak learning rate, per classifier (mean and "
                                "std over seeds).")])
 

@@ -34,10 +34,14 @@ from vitkit.atomic import atomic_path
 from vitkit.data.sources import LabeledImages, open_source
 from vitkit.errors import VitkitError
 from vitkit.studies.reproduce.budget import Budget
+from vitkit.studies.reproduce.stats import Gate, supervised_gate
 
 #: what a run's cache key leaves out (where it is written and where it runs do not change what it is;
 #: the number of data workers does: augmentation draws come from the workers' generators)
 _NOT_IN_KEY = ("out", "device")
+#: training losses a run logs (about; every run of at least this many steps): enough points for the
+#: plateau gate (:func:`vitkit.studies.reproduce.stats.plateaued` needs 8) whatever the run's length
+LOGGED_POINTS = 24
 #: the family of a miniature, from the variant its name starts with
 FAMILY_NAMES = {"ViT-Ti/16": "ViT", "BiT-R26x1": "ResNet (BiT)", "R+ViT-Ti/16": "Hybrid"}
 
@@ -180,6 +184,58 @@ class Lab:
         self._subsets[fraction] = (str(path), int(len(idx)))
         return self._subsets[fraction]
 
+    def validation_source(self, which: str, size: int | None = None) -> tuple[str, int]:
+        """A data spec whose test split is a validation split held out of the training data of ``which``
+        (``pretrain``: the budget's pre-training images; ``transfer``): ``budget.validation_share`` of each
+        class (:func:`vitkit.data.sources.stratified_split`, seed 0), the rest its training split; returns
+        (data spec, number of training images). A run
+        trained on it reports its validation accuracy as ``test_top1``, so choices made on that number leave
+        the test split unseen (:meth:`test_accuracy` scores it). File-backed images are resized to ``size``."""
+        from vitkit.data.sources import stratified_split
+
+        if which == "pretrain":
+            source = self._pretrain_train
+            images, labels = _pixels(source, size)
+            keep = balanced_subset(labels, self.pretrain_size / len(labels))
+            images, labels = images[keep], labels[keep]
+        else:
+            source = self.transfer()[0]
+            images, labels = _pixels(source, size)
+        train_idx, val_idx = stratified_split(labels, self.budget.validation_share, seed=0)
+        path = self.out / "data" / f"{which}-{len(train_idx)}-validation-{len(val_idx)}-{images.shape[1]}px.npz"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+                np.savez(handle, x_train=images[train_idx], y_train=labels[train_idx], x_test=images[val_idx],
+                         y_test=labels[val_idx], label_names=np.asarray(source.label_names))
+        return str(path), int(len(train_idx))
+
+    def test_accuracy(self, run: Run, which: str) -> float:
+        """Top-1 of ``run``'s model on the test split of ``which`` (``pretrain``: under the budget's
+        ``test_limit``; ``transfer``): for runs whose own ``test_top1`` is a validation accuracy."""
+        from vitkit.data.sources import ArrayImages
+        from vitkit.evaluate.metrics import evaluate
+
+        model = run.load().to(self._torch_device())
+        if which == "pretrain":
+            images, labels = self._test_pixels(model.preprocessing.image_size[0])
+            test = ArrayImages(images, labels, list(self._pretrain_train.label_names), source=self.pretrain_data,
+                               split="test")
+        else:
+            test = self.transfer()[1]
+        return float(evaluate(model, test, batch_size=self.budget.batch_size).top1)
+
+    def gate(self, run: Run, arm: str) -> Gate:
+        """Whether ``run`` trained (:func:`~vitkit.studies.reproduce.stats.supervised_gate`): its held-out
+        ``test_top1`` (a validation accuracy for runs on :meth:`validation_source`) and the training losses it
+        logged."""
+        from vitkit.train.rundir import read_metrics
+
+        losses = [row["value"] for row in read_metrics(run.run_dir) if row["metric"] == "train/loss"]
+        meta = json.loads((run.model_dir / "config.json").read_text())
+        classes = len(meta.get("label_names") or ()) or int(meta["architecture"]["num_classes"])
+        return supervised_gate(arm, run.metrics["test_top1"], classes, losses)
+
     def image_folder(self, size: int) -> str:
         """The pre-training set written as an ImageFolder tree of ``size``-px PNGs (``train/``, ``test/``):
         the few-thousand-image folder data set of the small-data claim."""
@@ -226,8 +282,10 @@ class Lab:
         """Train (or reuse) one run of :class:`~vitkit.train.TrainConfig` ``options`` (``out`` is chosen here)."""
         from vitkit.train import TrainConfig, train
 
+        steps = options.get("steps")
+        log_every = max(1, steps // LOGGED_POINTS) if steps else 50
         config = TrainConfig(**{"device": self.device, "num_workers": self.num_workers, "eval_every": 1_000_000,
-                                "log_every": 50, **options})
+                                "log_every": log_every, **options})
         key_fields = {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_KEY}
         key = _run_key(key_fields)
         if key in self._runs:
@@ -255,18 +313,23 @@ class Lab:
 
     def pretrain(self, arch: dict[str, Any], seed: int, *, fraction: float = 1.0, lr: float | None = None,
                  size: int | None = None, epochs: float | None = None, label: str = "", objective: str = "supervised",
-                 **model_overrides: Any) -> Run:
+                 validation: bool = False, **model_overrides: Any) -> Run:
         """Pre-train a miniature ``arch`` (a ``{"model", "model_options"}`` entry of the budget) on a
         ``fraction`` of the pre-training set at ``size`` px (the budget's by default). Every fraction
         gets the number of steps the full set gets in ``epochs`` (``budget.pretrain_epochs``) epochs:
         smaller sets are seen more often, as in §4.2. ``objective``: ``mpp`` or ``mae`` pre-train
-        without the labels (:mod:`vitkit.objectives`), with that objective's recipe."""
+        without the labels (:mod:`vitkit.objectives`), with that objective's recipe. ``validation``: train on
+        the images left after the validation split (:meth:`validation_source`; ``epochs`` over those), whose
+        accuracy the run then reports as its ``test_top1``."""
         from vitkit.train import recipe_defaults
         from vitkit.train.recipes import paper_pretraining_head
 
         b = self.budget
-        data, _ = self.pretrain_source(fraction)
-        steps = self.steps_for(self.pretrain_size, epochs or b.pretrain_epochs, b.batch_size)
+        if validation:
+            data, images = self.validation_source("pretrain", size or b.image_size)
+        else:
+            data, images = self.pretrain_source(fraction)[0], self.pretrain_size
+        steps = self.steps_for(images, epochs or b.pretrain_epochs, b.batch_size)
         model_options = self._architecture(arch, model_overrides)
         if objective == "supervised":  # pre-training to transfer, with the paper's head (§3.1, pre-logits)
             model_options = paper_pretraining_head(arch["model"], model_options)
@@ -276,6 +339,18 @@ class Lab:
                    "weight_decay": b.weight_decay, "flip": False, "crop_scale": b.crop_scale, "crop_pct": 1.0,
                    "seed": seed}
         return self.train(label or f"pretrain {arch['model']}", options)
+
+    def grid_pretrain(self, seed: int, *, lr: float | None = None, posemb: str = "learned_1d",
+                      classifier: str = "token") -> Run:
+        """The finer-grid ViT that Table 8, Fig. 9 and Fig. 7 share (the budget's ``grid_*``), pre-trained
+        with ``seed`` on the images left after the validation split (its ``test_top1`` is the validation
+        accuracy; :meth:`gate` reads it). Named by its settings, so the 1-D, class-token run at the budget's lr
+        is one run (one directory) for all three claims, also when they are run one at a time."""
+        b = self.budget
+        lr = lr or b.lr
+        return self.pretrain(b.grid_model, seed, lr=lr, size=b.grid_size, epochs=b.grid_epochs, validation=True,
+                             label=f"vit grid {posemb} {classifier} lr {lr:g} seed {seed}", posemb=posemb,
+                             classifier=classifier)
 
     @staticmethod
     def _architecture(arch: dict[str, Any], model_overrides: dict[str, Any]) -> dict[str, Any]:
@@ -346,9 +421,10 @@ class Lab:
         images = torch.stack([transform(Image.fromarray(pixels[i])) for i in idx])
         return mean_attention_distance(model, images, batch_size=64)
 
-    def mlp_baseline(self, data: str, seed: int, size: int | None = None) -> float:
+    def mlp_baseline(self, data: str, seed: int, size: int | None = None, test_data: str | None = None) -> float:
         """Top-1 of a pixel-space MLP (scikit-learn's MLPClassifier; Adam, early stopping on 10% of the
-        training split) on ``data``'s test split, the images resized as the ViT sees them."""
+        training split) trained on ``data``'s training split, on the test split of ``test_data`` (``data``'s
+        by default), the images resized as the ViT sees them."""
         from sklearn.neural_network import MLPClassifier
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
@@ -364,7 +440,7 @@ class Lab:
             return np.stack([r[0] for r in rows]), np.asarray([r[1] for r in rows])
 
         x_train, y_train = flat(open_source(data, "train"))
-        x_test, y_test = flat(open_source(data, "test"))
+        x_test, y_test = flat(open_source(test_data or data, "test"))
         mlp = make_pipeline(StandardScaler(), MLPClassifier(
             hidden_layer_sizes=self.budget.mlp_hidden, max_iter=self.budget.mlp_max_iter, early_stopping=True,
             random_state=seed))

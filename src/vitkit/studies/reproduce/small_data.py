@@ -12,6 +12,18 @@ the area, horizontal flips), a ViT stays far below a pixel-space MLP. Experiment
 
 Digits are not mirror-symmetric, so the preset runs with ``--no-flip`` here ("with flips" shows
 why); everything else is the preset as ``vitkit train --recipe small-data`` applies it.
+
+Design. The preset's picks were made by looking at accuracies on the digits' test split (issue 21), so
+scoring them on that split again is the winner's curse, and "no variant beats the preset" read as "no
+variant is significantly better" is true when there is no evidence at all. Here the digit runs train
+on the training images left after a validation split (the budget's ``validation_share`` of each class):
+the preset and its one-change variants are compared on that validation split, as non-superiority --
+variant - preset, the upper end of its interval below :data:`CLEAR` (holds); a variant significantly
+above the preset (does not hold); otherwise undecided -- and the numbers the other conditions state
+(the preset and the paper's default against the MLP, which trains on the same images) are the test
+split's, which chose nothing. The preset's runs (digits and folder) carry gates (validation or test
+accuracy well above chance, training loss plateaued): the claim rests on them having trained; a variant
+or the paper's default that does not train is a result, shown in its row, not a failed arm.
 """
 
 from __future__ import annotations
@@ -23,6 +35,7 @@ from vitkit.studies.reproduce.claim import Claim, ClaimResult, PaperReference, P
 from vitkit.studies.reproduce.plots import bars
 from vitkit.studies.reproduce.stats import (
     Condition,
+    Gate,
     Summary,
     ahead,
     all_of,
@@ -98,11 +111,13 @@ def _options(lab, data: str, size: int, epochs: float, seed: int, arch: dict[str
 
 
 def decide(results: dict[str, Summary], mlp_digits: Summary, headline: Summary, mlp_folder: Summary,
-           digits: str = "digits") -> list[Condition]:
-    """The four conditions from the from-scratch accuracies on the digits (``results``: :data:`DEFAULT`,
-    :data:`RECIPE` and one entry per changed variant), the MLP's, and the ImageFolder headline's. The last is
-    non-superiority: every variant's interval of (variant - preset) must end below :data:`CLEAR`; a variant
-    without evidence either way leaves it undecided (no evidence is not "no variant is better")."""
+           digits: str = "digits", *, validation: dict[str, Summary]) -> list[Condition]:
+    """The four conditions from the from-scratch test accuracies on the digits (``results``: :data:`DEFAULT`,
+    :data:`RECIPE` and one entry per changed variant), the MLP's, and the ImageFolder headline's; the variants
+    are compared with the preset on ``validation`` (the same arms' validation accuracies). The last is
+    non-superiority: every variant's interval of (variant - preset) must end below :data:`CLEAR` (true); a
+    variant significantly above the preset makes it false; a variant without evidence either way leaves it
+    undecided (no evidence is not "no variant is better")."""
     changed = [name for name in results if name not in (DEFAULT, RECIPE)]
     default, recipe = results[DEFAULT], results[RECIPE]
     family = 3 + len(changed)
@@ -119,14 +134,15 @@ def decide(results: dict[str, Summary], mlp_digits: Summary, headline: Summary, 
                    f"recipe - MLP: {level(family)} above 0 and the difference > {pp(CLEAR)}",
                    ahead(recipe, mlp_digits, CLEAR, family),
                    f"ViT {recipe.text()}, MLP {mlp_digits.text()}: {interval_text(recipe, mlp_digits, family)}")
-    outcomes = {name: not_superior(results[name], recipe, CLEAR, family) for name in changed}
+    preset = validation[RECIPE]
+    outcomes = {name: not_superior(validation[name], preset, CLEAR, family) for name in changed}
     better = [name for name, o in outcomes.items() if o is False]
     c4 = Condition("no single change of the preset is measurably better (non-superiority)",
-                   f"each variant - preset: the upper end of its {level(family)} below {pp(CLEAR)} (true); a "
-                   f"variant ahead by more than {pp(CLEAR)} with the interval above 0 (false); otherwise undecided "
-                   f"({digits})", all_of(outcomes.values()),
+                   f"each variant - preset on the validation split: the upper end of its {level(family)} below "
+                   f"{pp(CLEAR)} (true); a variant significantly above the preset, the interval's lower end above 0 "
+                   f"(false); otherwise undecided ({digits})", all_of(outcomes.values()),
                    ("better: " + ", ".join(better) + "; " if better else "") + "; ".join(
-                       f"{name}: {interval_text(results[name], recipe, family)}" for name in changed))
+                       f"{name}: {interval_text(validation[name], preset, family)}" for name in changed))
     return [c1, c2, c3, c4]
 
 
@@ -135,29 +151,40 @@ def run(lab, plot_dir: Path) -> ClaimResult:
     seeds = range(b.seeds)
     digits = lab.transfer_data
     arch = b.scratch_model
+    trainval, _ = lab.validation_source("transfer", b.image_size)
+    gates: list[Gate] = []
 
-    def scratch(name: str, changes: dict[str, Any]) -> Summary:
+    def scratch(name: str, changes: dict[str, Any], gated: bool = False) -> tuple[Summary, Summary]:
+        """(test, validation) accuracy of an arm; ``gated``: its gates are the claim's (the preset's)."""
         runs = [lab.train(f"scratch {digits} {name} seed {s}",
-                          _options(lab, digits, b.image_size, b.scratch_epochs, s, arch, changes)) for s in seeds]
-        return Summary.of(r.metrics["test_top1"] for r in runs)
+                          _options(lab, trainval, b.image_size, b.scratch_epochs, s, arch, changes)) for s in seeds]
+        if gated:
+            gates.extend(lab.gate(r, f"{RECIPE} ({digits}) seed {s}") for s, r in zip(seeds, runs, strict=True))
+        return (Summary.of(lab.test_accuracy(r, "transfer") for r in runs),
+                Summary.of(r.metrics["test_top1"] for r in runs))
 
-    results: dict[str, Summary] = {DEFAULT: scratch("paper default", PAPER_DEFAULT), RECIPE: scratch("small-data", {})}
+    arms = {DEFAULT: scratch("paper default", PAPER_DEFAULT), RECIPE: scratch("small-data", {}, gated=True)}
     for name, changes in variants(b).items():
-        results[name] = scratch(name, changes)
-    mlp_digits = Summary.of(lab.mlp_baseline(digits, s) for s in seeds)
+        arms[name] = scratch(name, changes)
+    results = {name: test for name, (test, _) in arms.items()}
+    validation = {name: val for name, (_, val) in arms.items()}
+    mlp_digits = Summary.of(lab.mlp_baseline(trainval, s, test_data=digits) for s in seeds)
 
     folder = lab.image_folder(32)
     head_runs = [lab.train(f"scratch imagefolder small-data seed {s}",
                            _options(lab, folder, b.headline_size, b.headline_epochs, s, b.headline_model, {}))
                  for s in seeds]
     headline = Summary.of(r.metrics["test_top1"] for r in head_runs)
+    gates += [lab.gate(r, f"{RECIPE} (32-px ImageFolder) seed {s}") for s, r in zip(seeds, head_runs, strict=True)]
     headline_seconds = [r.seconds for r in head_runs]
     mlp_folder = Summary.of(lab.mlp_baseline(folder, s, size=b.headline_size) for s in seeds)
 
-    conditions = decide(results, mlp_digits, headline, mlp_folder, digits)
+    conditions = decide(results, mlp_digits, headline, mlp_folder, digits, validation=validation)
     recipe = results[RECIPE]
     rows = [{"setting": name, "data": digits, "top-1": s.text(), "vs preset": "" if s is recipe else
-             pp(s.mean - recipe.mean)} for name, s in results.items()]
+             pp(s.mean - recipe.mean), "validation top-1": validation[name].text(),
+             "validation vs preset": "" if s is recipe else pp(validation[name].mean - validation[RECIPE].mean)}
+            for name, s in results.items()]
     rows.append({"setting": "pixel MLP (scikit-learn)", "data": digits, "top-1": mlp_digits.text(),
                  "vs preset": pp(mlp_digits.mean - recipe.mean)})
     rows.append({"setting": "small-data recipe", "data": "32-px ImageFolder", "top-1": headline.text(),
@@ -170,11 +197,15 @@ def run(lab, plot_dir: Path) -> ClaimResult:
     preset = preset_options(PRESET, "pretrain")  # the fixed part; the picks follow each model (setup text)
     return ClaimResult(
         setup=(f"{arch['model_options']} trained from scratch on {digits} at {b.image_size} px for "
-               f"{b.scratch_epochs} epochs, and {b.headline_model['model_options']} on {lab.pretrain_data} written "
+               f"{b.scratch_epochs} epochs ({100 * b.validation_share:g}% of each class held out of the training "
+               f"split: the variants are compared with the preset on it, every top-1 is the test split's), and "
+               f"{b.headline_model['model_options']} on {lab.pretrain_data} written "
                f"as 32-px PNG files (an ImageFolder) at {b.headline_size} px for {b.headline_epochs} epochs; preset "
                f"{PRESET}: {preset}; MLP: {b.mlp_hidden} hidden units, Adam, early stopping; {b.seeds} seeds"),
-        rows=rows, conditions=conditions,
-        summaries={"digits": {k: s.to_dict() for k, s in results.items()}, "mlp_digits": mlp_digits.to_dict(),
+        rows=rows, conditions=conditions, gates=gates,
+        summaries={"digits": {k: s.to_dict() for k, s in results.items()},
+                   "digits_validation": {k: s.to_dict() for k, s in validation.items()},
+                   "mlp_digits": mlp_digits.to_dict(),
                    "imagefolder": headline.to_dict(), "mlp_imagefolder": mlp_folder.to_dict(),
                    "imagefolder_seconds": headline_seconds},
         plots=[Plot(plot.name, f"Test accuracy on {digits} trained from scratch: the paper's default, the preset and "

@@ -151,15 +151,15 @@ def equivalent(a: Summary, b: Summary, margin: float, family: int = 1) -> bool |
 
 def not_superior(a: Summary, b: Summary, margin: float, family: int = 1) -> bool | None:
     """Non-superiority of ``a`` over ``b``: True when the upper end of ``mean(a) - mean(b)``'s interval is
-    below ``margin`` (a is at most ``margin`` better), False when ``a`` is ahead of ``b`` (lower end above
-    0 and the difference above ``margin``), otherwise None: no evidence either way is not "not better"."""
+    below ``margin`` (a is at most ``margin`` better), otherwise False when ``a`` is significantly above
+    ``b`` (the interval's lower end above 0), otherwise None: no evidence either way is not "not better"."""
     hw = half_width(a, b, family)
     if hw is None:
         return None
     diff, _ = difference(a, b)
     if diff + hw < margin:
         return True
-    if diff - hw > 0 and diff > margin:
+    if diff - hw > 0:
         return False
     return None
 
@@ -220,6 +220,12 @@ def supervised_gate(arm: str, accuracy: float, num_classes: int, losses: Sequenc
     plateau = {True: "plateaued", False: "still falling", None: f"only {len(losses)} losses logged"}[flat]
     return Gate(arm, passed, f"accuracy {100 * accuracy:.1f}% (needs {100 * need:.1f}%: chance {100 * chance:.1f}%), "
                              f"training loss {plateau}")
+
+
+def gate_cell(gates: Sequence[Gate], arm: str) -> str:
+    """A table cell for the gates of ``arm``'s seeds (the gates named ``"{arm} seed N"``): how many passed."""
+    mine = [g for g in gates if g.arm.startswith(f"{arm} seed ")]
+    return f"{sum(g.passed for g in mine)} of {len(mine)} seeds"
 
 
 def marginal_baseline(class_counts: Sequence[int]) -> tuple[float, float]:
