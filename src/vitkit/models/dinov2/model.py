@@ -116,12 +116,13 @@ class DINOv2Block(Block):
         self.ls2 = LayerScale(config.hidden_size, config.layer_scale)
         self.drop_path = DropPath(drop_path)
 
-    def forward(self, z: torch.Tensor, need_weights: bool = False,
-                grid: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attended, weights = self.attn(self.norm1(z), need_weights, grid=grid)
-        z = z + self.drop_path(self.ls1(attended))
-        z = z + self.drop_path(self.ls2(self.mlp(self.norm2(z))))
-        return z, weights
+    def attention_residual(self, z: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
+        """z + gamma_1 * MSA(LN(z)) (the official ``Block``'s ``ls1``)."""
+        return z + self.drop_path(self.ls1(attended))
+
+    def mlp_residual(self, z: torch.Tensor) -> torch.Tensor:
+        """z + gamma_2 * FFN(LN(z)) (``ls2``)."""
+        return z + self.drop_path(self.ls2(self.mlp(self.norm2(z))))
 
 
 class DINOv2Features(NamedTuple):
