@@ -187,6 +187,19 @@ class DINOv2(VisionTransformer):
     def use_global_pool(self) -> None:
         raise VitkitError("a DINOv2 model reads its [class] token (global_pool applies to ViT models)")
 
+    @property
+    def fixed_size_graph_reason(self) -> str | None:
+        """Why a traced graph (ONNX, :mod:`vitkit.deploy.onnx`) cannot keep the image size symbolic, or None.
+        With an ``interpolate_offset`` the position embeddings are resized by the scale factor (n + offset) / M:
+        the exporter records that factor at the traced grid (measured: every other size then fails in
+        onnxruntime), and at the model's own grid the graph would resample where DINOv2 does not. Without
+        the offset (the releases with registers, transformers' ``Dinov2Model``) the resize is to the size n
+        itself, which the graph keeps symbolic."""
+        if not self.config.interpolate_offset:
+            return None
+        return (f"DINOv2's position-embedding interpolation scales by (n + {self.config.interpolate_offset:g}) / M "
+                f"(interpolate_offset), a factor the ONNX exporter fixes at the traced size")
+
     # ----------------------------------------------------------------- forward
     def mask_patches(self, tokens: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """The official ``prepare_tokens_with_masks``: patch embeddings (B, N, D) where ``masks`` (B, N,
