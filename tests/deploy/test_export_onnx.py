@@ -195,6 +195,51 @@ def test_a_failed_check_writes_nothing(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+# --------------------------------------------------------------------------- the families on ViT's encoder
+@pytest.mark.parametrize("name, overrides, other_size", [
+    # the distilled model's graph returns the mean of its two heads, as its forward does
+    ("DeiT-Ti/16-distilled", dict(image_size=32, patch_size=8), (48, 32)),
+    pytest.param("DeiT-Ti/16", dict(image_size=32, patch_size=8), (24, 40), marks=pytest.mark.slow),
+    # registers (no offset): the interpolated position embeddings stay a formula of the runtime grid
+    ("DINOv2-S/14-reg", dict(image_size=28, patch_size=7, num_registers=2), (42, 35)),
+])
+def test_deit_and_dinov2_match_in_onnxruntime_at_another_size(tmp_path, name, overrides, other_size):
+    model = tiny(name, num_classes=5, **SMALL, **overrides)
+    report = export_onnx(model, tmp_path / "family.onnx")
+    assert report.dynamic_size and report.fixed_size_reason is None and report.max_abs_diff <= 1e-4
+    size = tuple(model.config.image_size)
+    session = onnxruntime_session(tmp_path / "family.onnx")
+    assert _compare(model, session, [(1, *size), (3, *size), (2, *other_size)]) <= 1e-4
+
+
+def test_dinov2_with_the_interpolation_offset_exports_at_its_own_size_and_says_why(tmp_path):
+    """The releases without registers resize E_pos by (n + 0.1) / M: a graph traced with a symbolic size
+    keeps the traced factor (wrong at every other size, and resampling at its own where DINOv2 does not),
+    so the export is fixed at the model's resolution and the report names the reason."""
+    model = tiny("DINOv2-S/14", num_classes=5, image_size=28, patch_size=7, **SMALL)
+    report = export_onnx(model, tmp_path / "dinov2.onnx")
+    assert not report.dynamic_size and "interpolate_offset" in report.fixed_size_reason
+    assert report.input_shape[1:] == [3, 28, 28] and report.max_abs_diff <= 1e-4
+    assert _compare(model, onnxruntime_session(tmp_path / "dinov2.onnx"), [(1, 28, 28), (3, 28, 28)]) <= 1e-4
+    assert read_metadata(tmp_path / "dinov2.onnx")["input"]["height"] == "fixed: 28x28"
+
+
+def test_a_graph_onnxruntime_cannot_run_is_one_line_and_writes_nothing(tmp_path, monkeypatch):
+    """What the offset above did before it was declared: onnxruntime raising at the second size."""
+    model = tiny(image_size=32, patch_size=16, num_classes=2, **SMALL)
+
+    def broken_run(session, images):
+        if images.shape[-1] != 32:
+            raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : Attempting to broadcast an axis\nmore")
+        return [logits(model, images).numpy()]
+
+    monkeypatch.setattr(onnx_export, "run_onnx_outputs", broken_run)
+    with pytest.raises(VitkitError, match=r"cannot run the export on a 2x48x64 input \(\[ONNXRuntimeError\] : 1 : "
+                                          r"FAIL : Attempting to broadcast an axis\); nothing was written$"):
+        export_onnx(model, tmp_path / "bad.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_bad_exports_fail_before_any_work(tmp_path, monkeypatch):
     model = create_model("ViT-Ti/16", image_size=32, patch_size=16, num_classes=2, **SMALL)
     with pytest.raises(VitkitError, match="needs a .onnx name"):
@@ -233,6 +278,10 @@ def test_cli_onnx_flags_only_with_onnx(tmp_path, capsys):
     pytest.param("Swin-T", dict(image_size=64, embed_dim=8, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1),
                                 window_size=2), (64, 64), marks=pytest.mark.slow),
     pytest.param("BiT-R26x1", dict(base_width=16, num_groups=4, image_size=32), (48, 80), marks=pytest.mark.slow),
+    # the patch maps without DeiT's two or DINOv2's 1 + 2 prefix tokens, read at another size
+    pytest.param("DeiT-Ti/16-distilled", dict(SMALL, depth=2, image_size=32, patch_size=8), (48, 40),
+                 marks=pytest.mark.slow),
+    ("DINOv2-S/14-reg", dict(SMALL, depth=2, image_size=28, patch_size=7, num_registers=2), (35, 49)),
 ])
 def test_backbone_exports_its_maps_as_named_outputs(tmp_path, name, overrides, size):
     backbone = create_model(name, features_only=True, **overrides).eval()

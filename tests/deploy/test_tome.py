@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from formats_testing import randomised
 
 import vitkit
 from vitkit import VitkitError
@@ -29,12 +30,68 @@ def small_model(classifier: str = "token") -> vitkit.VisionTransformer:
     return model
 
 
+#: the families built on ViT's encoder, each with its own prefix tokens in front of the patches: DeiT's
+#: [class] and distillation tokens (two heads, averaged), DINOv2's [class] token and registers (LayerScale)
+FAMILY_MODELS = {"deit": ("DeiT-Ti/16", {}), "deit-distilled": ("DeiT-Ti/16-distilled", {}),
+                 "dinov2": ("DINOv2-S/14", {}), "dinov2-registers": ("DINOv2-S/14-reg", {"num_registers": 3})}
+
+
+def family_model(key: str, depth: int = 3) -> vitkit.VisionTransformer:
+    """A tiny randomised model of another family (every weight noise: both DeiT heads differ, DINOv2's
+    LayerScale is far from its 1e-5 start), 64 patches at 32 px as :func:`small_model`."""
+    name, extra = FAMILY_MODELS[key]
+    return randomised(vitkit.create_model(name, num_classes=5, **{**SMALL, "depth": depth}, **extra), std=0.1)
+
+
 @pytest.mark.parametrize("classifier", ["token", "gap"])
 def test_r_zero_is_the_plain_model_bit_for_bit(classifier):
     model = small_model(classifier)
     x = torch.randn(3, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(TokenMerging(model, 0)(x), model(x))
+
+
+@pytest.mark.parametrize("key", FAMILY_MODELS)
+@pytest.mark.parametrize("size", [32, 40])  # 40 px: DINOv2 interpolates its position embeddings, DeiT resamples
+def test_r_zero_is_the_plain_model_bit_for_bit_in_every_family(key, size):
+    model = family_model(key)
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert torch.equal(TokenMerging(model, 0)(x), model(x))
+        assert torch.equal(TokenMerging(model, 0).forward_features(x), model.forward_features(x))
+
+
+@pytest.mark.parametrize("key", FAMILY_MODELS)
+@pytest.mark.parametrize("r", [5, 100])
+def test_merging_never_touches_the_prefix_tokens_of_any_family(key, r):
+    """One layer: attention and the merge come before the prefix tokens' MLP, and the prefix tokens
+    are no part of the matching, so they leave the layer exactly as in the plain model, each of size
+    one, in front; only the patches are merged (to their schedule's count)."""
+    model = family_model(key, depth=1)
+    prefix = model.num_prefix_tokens
+    assert prefix == {"deit": 1, "deit-distilled": 2, "dinov2": 1, "dinov2-registers": 4}[key]
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        plain = model.encode(x).tokens
+        out = TokenMerging(model, r).encode(x)
+    assert out.merged and out.tokens.shape[1] == merge_schedule_tokens(64 + prefix, prefix, [r])[-1] < 64 + prefix
+    torch.testing.assert_close(out.tokens[:, :prefix], plain[:, :prefix], rtol=1e-5, atol=1e-5)
+    assert torch.equal(out.sizes[:, :prefix], torch.ones(2, prefix))
+    assert torch.equal(out.sizes.sum(dim=1), torch.full((2,), 64.0 + prefix))
+
+
+@pytest.mark.parametrize("key", ["deit-distilled", "dinov2-registers"])
+def test_a_merged_family_model_stays_close_and_runs_through_apply_fast_path(key):
+    """A little merging moves the logits a little (all layers, 4 of 64 patches each); the fast path
+    the CLI takes (``--merge``) builds the same wrapper for these families as for ViT."""
+    from vitkit.deploy.fastpath import FastPath, apply_fast_path
+
+    model = family_model(key)
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        plain, merged = model(x), apply_fast_path(model, FastPath(merge=4))(x)
+    assert merged.shape == plain.shape == (4, 5)
+    assert 0 < float((merged - plain).norm() / plain.norm()) < 0.5
 
 
 @pytest.mark.parametrize("classifier", ["token", "gap"])

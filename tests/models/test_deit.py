@@ -110,7 +110,7 @@ def test_the_family_record_answers_for_deit():
     model = tiny()
     assert fam.layer_id(model, "dist_token") == 0 and fam.layer_id(model, "head_dist.weight") == 2 + 1
     assert fam.layer_id(model, "blocks.1.mlp.fc1.weight") == 2
-    assert "global_pool" not in fam.finetune_options and "merge" not in fam.fast_paths
+    assert "global_pool" not in fam.finetune_options and "merge" in fam.fast_paths  # ToMe keeps both tokens
     with pytest.raises(VitkitError, match="global_pool applies to ViT models, not to a deit model"):
         fam.check_finetune("global_pool")
     assert model.preprocessing.mean == (0.485, 0.456, 0.406) and model.preprocessing.interpolation == "bicubic"

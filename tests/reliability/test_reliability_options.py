@@ -21,6 +21,8 @@ import vitkit
 import vitkit.evaluate
 from vitkit.cli.main import build_parser, main
 from vitkit.errors import VitkitError
+from vitkit.models.deit.config import DeiTConfig
+from vitkit.models.dinov2.config import DINOv2Config
 from vitkit.models.swin.config import SwinConfig
 from vitkit.models.vit.config import ViTConfig
 from vitkit.options import MAX_COUNT, Option, field_options
@@ -180,6 +182,11 @@ MODEL_CASES = [(name, value) for name, opt in field_options(ViTConfig).items() f
                if name != "name"]
 SWIN_CASES = [(name, value) for name, opt in field_options(SwinConfig).items() for value in bad_values(opt)
               if name != "name" and not (name in ("depths", "num_heads") and isinstance(value, int))]
+#: the fields DeiT and DINOv2 add to ViT's (whose own are swept above), each family at one of its variants
+FAMILY_CASES = [("Swin-T", name, value) for name, value in SWIN_CASES] + [
+    (variant, name, value) for variant, config in (("DeiT-Ti/16-distilled", DeiTConfig), ("DINOv2-S/14", DINOv2Config))
+    for name, opt in field_options(config).items() if name not in field_options(ViTConfig)
+    for value in bad_values(opt)]
 
 
 @pytest.mark.parametrize("name, value", TRAIN_CASES, ids=[f"{n}={v!r}" for n, v in TRAIN_CASES])
@@ -212,10 +219,10 @@ def test_a_bad_architecture_field_is_refused_by_the_python_api(name, value):
             vitkit.create_model("ViT-Ti/16", **{name: value})
 
 
-@pytest.mark.parametrize("name, value", SWIN_CASES, ids=[f"{n}={v!r}" for n, v in SWIN_CASES])
-def test_a_bad_swin_architecture_field_is_refused_by_the_python_api(name, value):
+@pytest.mark.parametrize("variant, name, value", FAMILY_CASES, ids=[f"{m}:{n}={v!r}" for m, n, v in FAMILY_CASES])
+def test_a_bad_family_architecture_field_is_refused_by_the_python_api(variant, name, value):
     with pytest.raises(VitkitError, match=f"^{name}: got"):
-        vitkit.get_config("Swin-T", **{name: value})
+        vitkit.get_config(variant, **{name: value})
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -5,7 +5,10 @@ the image processor (``preprocessor_config.json`` read as transformers runs it, 
 it runs the model's own evaluation transform) and the directory written atomically.
 
 Each family's transformers dialect (:mod:`vitkit.checkpoints.vit.hf`, :mod:`vitkit.checkpoints.vit.hf_mae`,
-:mod:`vitkit.checkpoints.swin.hf`) reads its own ``config.json`` fields and weight names with these.
+:mod:`vitkit.checkpoints.swin.hf`, :mod:`vitkit.checkpoints.deit.hf`, :mod:`vitkit.checkpoints.dinov2.hf`) reads
+its own ``config.json`` fields and weight names with these. transformers' DeiT and DINOv2 copy its ViT's
+embeddings, self-attention and (DeiT) whole layers and config fields: those names are stated once here,
+for the three families' tables.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import torch
 
 from vitkit.atomic import write_text_atomic
 from vitkit.checkpoints.dialect import Probe, named
+from vitkit.checkpoints.mapping import CONCAT3, Rule, rule
 from vitkit.checkpoints.tensor_files import TensorSource, open_sharded_safetensors, open_tensor_file, write_safetensors
 from vitkit.data.preprocessing import Preprocessing, crop_pct_for
 from vitkit.errors import VitkitError
@@ -58,6 +62,71 @@ def open_weights(directory: Path) -> TensorSource:
 #: are both the tanh approximation).
 HF_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}
 HF_ACTIVATION_NAMES = {"gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh"}
+
+
+#: transformers' ViTConfig defaults (its DeiTConfig's are the same), for fields a config.json leaves out
+VIT_HF_DEFAULTS = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+                       hidden_act="gelu", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                       layer_norm_eps=1e-12, image_size=224, patch_size=16, num_channels=3, qkv_bias=True)
+
+#: The embeddings, as transformers' ViT, ViTMAE, DeiT and DINOv2 name them (DeiT adds its distillation token,
+#: DINOv2 its registers and mask token).
+VIT_EMBEDDING_RULES = [
+    rule("cls_token", "embeddings.cls_token"),
+    rule("pos_embed.table", "embeddings.position_embeddings"),
+    rule("patch_embed.proj.{p}", "embeddings.patch_embeddings.projection.{p}"),
+]
+
+
+def vit_attention_rules(ours: str, theirs: str) -> list[Rule]:
+    """A layer's self-attention, vitkit's ``{ours}.attn`` <-> transformers' ``{theirs}.attention`` (ViT's
+    names, kept by ViTMAE, DeiT and DINOv2): separate query/key/value linears fused into one qkv projection."""
+    return [
+        rule(f"{ours}.attn.qkv.{{p}}", *(f"{theirs}.attention.attention.{x}.{{p}}" for x in ("query", "key", "value")),
+             codec=CONCAT3),
+        rule(f"{ours}.attn.proj.{{p}}", f"{theirs}.attention.output.dense.{{p}}"),
+    ]
+
+
+def vit_block_rules(ours: str, theirs: str) -> list[Rule]:
+    """Encoder layers: vitkit's ``{ours}.N`` <-> transformers' ``{theirs}.N``, as ViT names them (ViTMAE's
+    encoder and decoder and DeiT's encoder too)."""
+    mine, layer = f"{ours}.{{i}}", f"{theirs}.{{i}}"
+    return [
+        rule(f"{mine}.norm1.{{p}}", f"{layer}.layernorm_before.{{p}}"),
+        *vit_attention_rules(mine, layer),
+        rule(f"{mine}.norm2.{{p}}", f"{layer}.layernorm_after.{{p}}"),
+        rule(f"{mine}.mlp.fc1.{{p}}", f"{layer}.intermediate.dense.{{p}}"),
+        rule(f"{mine}.mlp.fc2.{{p}}", f"{layer}.output.dense.{{p}}"),
+    ]
+
+
+def vit_config_fields(model: torch.nn.Module) -> dict:
+    """The ``config.json`` fields transformers' ViT and DeiT configs share, from a vitkit model of either
+    (with the ``vitkit`` entry for what transformers has no field for)."""
+    c = model.config
+    height, width = c.image_size
+    return {
+        "hidden_size": c.hidden_size, "num_hidden_layers": c.depth, "num_attention_heads": c.num_heads,
+        "intermediate_size": c.mlp_dim, "hidden_act": HF_ACTIVATION_NAMES[c.mlp_act],
+        "hidden_dropout_prob": c.dropout, "attention_probs_dropout_prob": c.attention_dropout,
+        "initializer_range": 0.02, "layer_norm_eps": c.layer_norm_eps,
+        "image_size": height if height == width else [height, width], "patch_size": c.patch_size,
+        "num_channels": c.in_channels, "qkv_bias": c.qkv_bias, "encoder_stride": c.patch_size,
+        "torch_dtype": str(model.patch_embed.proj.weight.dtype).removeprefix("torch."),
+        "vitkit": {"name": c.name, "preprocessing": model.preprocessing.to_dict(),
+                   "posemb_resample": c.posemb_resample},
+    }
+
+
+def hf_label_fields(label_names: list[str] | None, num_classes: int) -> dict:
+    """``id2label`` and ``label2id`` for a classifier (``LABEL_i`` where it has no names), none without a head:
+    what :func:`hf_label_names` reads back."""
+    if not num_classes:
+        return {}
+    labels = label_names or [f"LABEL_{i}" for i in range(num_classes)]
+    return {"id2label": {str(i): name for i, name in enumerate(labels)},
+            "label2id": {name: i for i, name in enumerate(labels)}}
 
 
 def common_architecture(c: dict, where: str) -> tuple[str, int]:

@@ -273,7 +273,11 @@ def verify_onnx(model: nn.Module, session, cases: Sequence[tuple[int, int, int]]
         x = torch.randn(batch, model.config.in_channels, height, width, generator=generator)
         out = model(x)
         expected = [t.numpy() for t in (out if isinstance(out, (list, tuple)) else [out])]
-        got = run_onnx_outputs(session, x)
+        try:
+            got = run_onnx_outputs(session, x)
+        except Exception as exc:  # onnxruntime's own exception types: a graph that cannot run this input
+            raise VitkitError(f"onnxruntime cannot run the export on a {batch}x{height}x{width} input "
+                              f"({_first_line(exc)}); nothing was written") from None
         if [g.shape for g in got] != [e.shape for e in expected]:
             raise VitkitError(f"onnxruntime returned shapes {[g.shape for g in got]} for a {batch}x{height}x{width} "
                               f"input, the model {[e.shape for e in expected]}")

@@ -13,10 +13,14 @@ tokens, so an L-layer model ends with ``rL`` fewer tokens and every later layer 
 * Proportional attention (eq. 1): softmax(QK^T / sqrt(d) + log s) -- a merged token is
   attended to as often as the patches it stands for. ``log s`` is an additive bias, which
   :meth:`vitkit.models.layers.Attention.attend` takes as it is.
-* The [class] token (and any prefix token) is never merged: it takes no part in the matching.
+* The prefix tokens are never merged: they take no part in the matching. How many there are is the
+  model's ``num_prefix_tokens`` -- ViT's [class] token, DeiT's [class] and distillation tokens,
+  DINOv2's [class] token and registers -- and they stay in front, in order, so each family's own
+  head reads them as it does without merging (DeiT averages its two heads).
 
-:class:`TokenMerging` wraps a :class:`~vitkit.models.vit.model.VisionTransformer` and shares its
-weights; with ``r = 0`` it runs exactly the plain model's operations (same logits, bit for bit).
+:class:`TokenMerging` wraps a :class:`~vitkit.models.vit.model.VisionTransformer` or a family built on
+it (DeiT, DINOv2) and shares its weights; its blocks' own residual sums (DINOv2's LayerScale included)
+are used. With ``r = 0`` it runs exactly the plain model's operations (same logits, bit for bit).
 Written here rather than taken from the authors' package (facebookresearch/ToMe, which patches
 timm's classes) because it has to work on vitkit's own blocks and is a few dozen lines.
 """
@@ -127,7 +131,7 @@ class TokenMerging(nn.Module):
         q, k, v = attn.project_qkv(block.norm1(z))
         bias = None if size is None else proportional_bias(size)
         out, _ = attn.attend(q, k, v, bias)
-        z = z + block.drop_path(attn.proj_drop(attn.proj(out)))
+        z = block.attention_residual(z, attn.proj_drop(attn.proj(out)))
         prefix = self.model.num_prefix_tokens
         r = min(r, max_merge(z.shape[1] - prefix))
         if r > 0:
@@ -137,17 +141,13 @@ class TokenMerging(nn.Module):
             rest, rest_size = merge_weighted(z[:, prefix:], size[:, prefix:], match)
             z = torch.cat([z[:, :prefix], rest], dim=1)
             size = torch.cat([size[:, :prefix], rest_size], dim=1)
-        z = z + block.drop_path(block.mlp(block.norm2(z)))
-        return z, size
+        return block.mlp_residual(z), size
 
     def encode(self, x: torch.Tensor) -> MergedOutput:
-        """Eqs. 1-3 with merging, and the final LayerNorm."""
+        """Eqs. 1-3 with merging, and the final LayerNorm; z_0 is the model's own (its prefix tokens, its
+        position embeddings at the input's grid)."""
         model = self.model
-        model._check_input(x)
-        tokens, grid = model.patch_embed(x)
-        if model.cls_token is not None:
-            tokens = torch.cat([model.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)
-        z = model.pos_drop(model.pos_embed(tokens, grid))
+        z = model.pos_drop(model._prepend_and_embed(*model.embed_patches(x)))
         size = None  # all ones until the first merge: the plain model's path exactly
         for block, r in zip(model.blocks, self.schedule, strict=True):
             z, size = self._block(block, z, size, r)
@@ -157,10 +157,11 @@ class TokenMerging(nn.Module):
         return MergedOutput(model.norm(z), size.squeeze(-1), merged)
 
     def pool(self, out: MergedOutput) -> torch.Tensor:
-        """The [class] token, or for GAP the size-weighted mean of the patch tokens (= the plain mean)."""
+        """The model's own pooling of its prefix tokens (the [class] token; DeiT's mean of its two), or for
+        GAP the size-weighted mean of the patch tokens (= the plain mean)."""
         model = self.model
         if model.config.classifier == "token":
-            return out.tokens[:, 0]
+            return model.pool(out.tokens)
         if not out.merged:
             return model.pool(out.tokens)
         prefix = model.num_prefix_tokens
@@ -172,7 +173,12 @@ class TokenMerging(nn.Module):
         return self.pool(self.encode(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_head(self.forward_features(x))
+        """The model's logits over the merged sequence: its own heads on its prefix tokens, or (GAP) its head
+        on the size-weighted mean."""
+        out = self.encode(x)
+        if self.model.config.classifier == "token":
+            return self.model.logits_from_tokens(out.tokens)
+        return self.model.forward_head(self.pool(out))
 
 
 def merge_schedule_tokens(num_tokens: int, prefix: int, schedule: Sequence[int]) -> list[int]:

@@ -9,8 +9,8 @@ here with that hint. Names on disk (which transformers v5 still writes and reads
 the encoder of a classifier, ``embeddings.{cls_token,distillation_token,position_embeddings,
 patch_embeddings.projection}``, ``encoder.layer.N.{layernorm_before, attention.attention.{query,key,
 value}, attention.output.dense, layernorm_after, intermediate.dense, output.dense}``, ``layernorm``.
-The block names are transformers' DeiT's own (copied from its ViT); vitkit's checkpoint folders keep
-each family's tables apart (``tests/checkpoints/test_layout.py``), so the table is stated here.
+The embedding and block names are transformers' ViT's (its DeiT copies them), stated once in
+:mod:`vitkit.checkpoints.hf_directory` for both families, as are the config fields the two share.
 """
 
 from __future__ import annotations
@@ -26,17 +26,21 @@ from vitkit.checkpoints.dialect import Twin
 from vitkit.checkpoints.fidelity import transformers_model
 from vitkit.checkpoints.hf_directory import (
     FORMAT,
-    HF_ACTIVATION_NAMES,
     PREPROCESSOR_FILE,
+    VIT_EMBEDDING_RULES,
+    VIT_HF_DEFAULTS,
     common_architecture,
+    hf_label_fields,
     hf_label_names,
     hf_preprocessing,
     open_weights,
     read_hf_config,
     read_json,
+    vit_block_rules,
+    vit_config_fields,
     write_hf_directory,
 )
-from vitkit.checkpoints.mapping import CONCAT3, rule
+from vitkit.checkpoints.mapping import rule
 from vitkit.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from vitkit.errors import VitkitError
 from vitkit.models.deit.config import DeiTConfig, variant_name
@@ -45,24 +49,13 @@ from vitkit.options import to_pair
 
 MODEL_TYPE = "deit"
 PREFIX = "deit."
-#: transformers' DeiTConfig defaults, for fields a config.json leaves out
-HF_DEFAULTS = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
-                   hidden_act="gelu", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, layer_norm_eps=1e-12,
-                   image_size=224, patch_size=16, num_channels=3, qkv_bias=True)
-_LAYER = "encoder.layer.{i}"
+#: transformers' DeiTConfig defaults (its ViTConfig's), for fields a config.json leaves out
+HF_DEFAULTS = VIT_HF_DEFAULTS
 #: vitkit name <-> transformers name (without ``deit.``): the whole mapping of this format
 RULES = [
-    rule("cls_token", "embeddings.cls_token"),
+    *VIT_EMBEDDING_RULES,
     rule("dist_token", "embeddings.distillation_token"),
-    rule("pos_embed.table", "embeddings.position_embeddings"),
-    rule("patch_embed.proj.{p}", "embeddings.patch_embeddings.projection.{p}"),
-    rule("blocks.{i}.norm1.{p}", f"{_LAYER}.layernorm_before.{{p}}"),
-    rule("blocks.{i}.attn.qkv.{p}", *(f"{_LAYER}.attention.attention.{x}.{{p}}" for x in ("query", "key", "value")),
-         codec=CONCAT3),
-    rule("blocks.{i}.attn.proj.{p}", f"{_LAYER}.attention.output.dense.{{p}}"),
-    rule("blocks.{i}.norm2.{p}", f"{_LAYER}.layernorm_after.{{p}}"),
-    rule("blocks.{i}.mlp.fc1.{p}", f"{_LAYER}.intermediate.dense.{{p}}"),
-    rule("blocks.{i}.mlp.fc2.{p}", f"{_LAYER}.output.dense.{{p}}"),
+    *vit_block_rules("blocks", "encoder.layer"),
     rule("norm.{p}", "layernorm.{p}"),
 ]
 #: the heads' names: with the teacher's head, or the [class] token's alone
@@ -131,24 +124,8 @@ def class_name(config: DeiTConfig) -> str:
 def hf_config(model: DeiT) -> dict:
     """The transformers ``config.json`` describing ``model``."""
     c = model.config
-    height, width = c.image_size
-    out = {
-        "architectures": [class_name(c)], "model_type": MODEL_TYPE,
-        "hidden_size": c.hidden_size, "num_hidden_layers": c.depth, "num_attention_heads": c.num_heads,
-        "intermediate_size": c.mlp_dim, "hidden_act": HF_ACTIVATION_NAMES[c.mlp_act],
-        "hidden_dropout_prob": c.dropout, "attention_probs_dropout_prob": c.attention_dropout,
-        "initializer_range": 0.02, "layer_norm_eps": c.layer_norm_eps,
-        "image_size": height if height == width else [height, width], "patch_size": c.patch_size,
-        "num_channels": c.in_channels, "qkv_bias": c.qkv_bias, "encoder_stride": c.patch_size,
-        "torch_dtype": str(model.patch_embed.proj.weight.dtype).removeprefix("torch."),
-        "vitkit": {"name": c.name, "preprocessing": model.preprocessing.to_dict(),
-                   "posemb_resample": c.posemb_resample},
-    }
-    if c.num_classes:
-        labels = model.label_names or [f"LABEL_{i}" for i in range(c.num_classes)]
-        out["id2label"] = {str(i): name for i, name in enumerate(labels)}
-        out["label2id"] = {name: i for i, name in enumerate(labels)}
-    return out
+    return {"architectures": [class_name(c)], "model_type": MODEL_TYPE, **vit_config_fields(model),
+            **hf_label_fields(model.label_names, c.num_classes)}
 
 
 def save_deit_hf(model: DeiT, directory: str | os.PathLike, *, progress: bool = False) -> Path:

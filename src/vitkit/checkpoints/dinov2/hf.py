@@ -31,14 +31,16 @@ from vitkit.checkpoints.hf_directory import (
     FORMAT,
     HF_ACTIVATION_NAMES,
     PREPROCESSOR_FILE,
+    VIT_EMBEDDING_RULES,
     common_architecture,
     hf_preprocessing,
     open_weights,
     read_hf_config,
     read_json,
+    vit_attention_rules,
     write_hf_directory,
 )
-from vitkit.checkpoints.mapping import CONCAT3, rule
+from vitkit.checkpoints.mapping import rule
 from vitkit.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from vitkit.errors import VitkitError
 from vitkit.models.dinov2.config import DINOv2Config, swiglu_hidden
@@ -59,15 +61,11 @@ def rules(config: DINOv2Config) -> list[mapping.Rule]:
     """vitkit name <-> transformers name: the whole mapping of this format."""
     fc1, fc2 = ("weights_in", "weights_out") if config.ffn == "swiglu" else ("fc1", "fc2")
     return [
-        rule("patch_embed.proj.{p}", "embeddings.patch_embeddings.projection.{p}"),
-        rule("cls_token", "embeddings.cls_token"),
+        *VIT_EMBEDDING_RULES,
         rule("register_tokens", "embeddings.register_tokens"),
         rule(layout.MASK_TOKEN, "embeddings.mask_token"),
-        rule("pos_embed.table", "embeddings.position_embeddings"),
         rule("blocks.{i}.norm1.{p}", f"{_LAYER}.norm1.{{p}}"),
-        rule("blocks.{i}.attn.qkv.{p}", *(f"{_LAYER}.attention.attention.{x}.{{p}}" for x in ("query", "key", "value")),
-             codec=CONCAT3),
-        rule("blocks.{i}.attn.proj.{p}", f"{_LAYER}.attention.output.dense.{{p}}"),
+        *vit_attention_rules("blocks.{i}", _LAYER),
         rule("blocks.{i}.ls1.gamma", f"{_LAYER}.layer_scale1.lambda1"),
         rule("blocks.{i}.norm2.{p}", f"{_LAYER}.norm2.{{p}}"),
         rule("blocks.{i}.mlp.fc1.{p}", f"{_LAYER}.mlp.{fc1}.{{p}}"),

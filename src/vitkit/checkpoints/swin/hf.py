@@ -38,6 +38,7 @@ from vitkit.checkpoints.hf_directory import (
     HF_ACTIVATION_NAMES,
     PREPROCESSOR_FILE,
     common_architecture,
+    hf_label_fields,
     hf_label_names,
     hf_preprocessing,
     open_weights,
@@ -137,9 +138,8 @@ def check_exportable(config: SwinConfig) -> None:
 def hf_swin_config(model: SwinTransformer) -> dict:
     """The transformers ``config.json`` describing ``model``."""
     c = model.config
-    labels = model.label_names or [f"LABEL_{i}" for i in range(c.num_classes)]
     height, width = c.image_size
-    out = {
+    return {
         "architectures": ["SwinForImageClassification" if c.num_classes else "SwinModel"],
         "model_type": MODEL_TYPE,
         "image_size": height if height == width else [height, width], "patch_size": c.patch_size,
@@ -151,11 +151,8 @@ def hf_swin_config(model: SwinTransformer) -> dict:
         "encoder_stride": c.patch_size * 2 ** (c.num_stages - 1),
         "torch_dtype": str(model.patch_embed.proj.weight.dtype).removeprefix("torch."),
         "vitkit": {"name": c.name, "preprocessing": model.preprocessing.to_dict()},
+        **hf_label_fields(model.label_names, c.num_classes),
     }
-    if c.num_classes:
-        out["id2label"] = {str(i): name for i, name in enumerate(labels)}
-        out["label2id"] = {name: i for i, name in enumerate(labels)}
-    return out
 
 
 class _HFSwinOutput(torch.nn.Module):

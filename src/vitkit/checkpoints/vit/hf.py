@@ -33,17 +33,21 @@ import torch
 from vitkit.checkpoints import mapping
 from vitkit.checkpoints.hf_directory import (
     FORMAT,
-    HF_ACTIVATION_NAMES,
     PREPROCESSOR_FILE,
+    VIT_EMBEDDING_RULES,
+    VIT_HF_DEFAULTS,
     common_architecture,
+    hf_label_fields,
     hf_label_names,
     hf_preprocessing,
     open_weights,
     read_hf_config,
     read_json,
+    vit_block_rules,
+    vit_config_fields,
     write_hf_directory,
 )
-from vitkit.checkpoints.mapping import CONCAT3, rule
+from vitkit.checkpoints.mapping import rule
 from vitkit.checkpoints.tensor_files import TensorSource
 from vitkit.checkpoints.vit import layout
 from vitkit.data.preprocessing import INCEPTION_MEAN, INCEPTION_STD
@@ -55,37 +59,12 @@ from vitkit.options import to_pair
 MODEL_TYPE = "vit"
 PREFIX = "vit."
 #: transformers' ViTConfig defaults, for fields a config.json leaves out.
-HF_DEFAULTS = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
-                   hidden_act="gelu", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, layer_norm_eps=1e-12,
-                   image_size=224, patch_size=16, num_channels=3, qkv_bias=True, pooler_act="tanh")
-
-
-def block_rules(ours: str, theirs: str) -> list[mapping.Rule]:
-    """Encoder layers: vitkit's ``{ours}.N`` <-> transformers' ``{theirs}.N`` (separate q/k/v linears
-    fused into one). ViT and ViTMAE (encoder and decoder) share these names."""
-    layer = f"{theirs}.{{i}}"
-    return [
-        rule(f"{ours}.{{i}}.norm1.{{p}}", f"{layer}.layernorm_before.{{p}}"),
-        rule(f"{ours}.{{i}}.attn.qkv.{{p}}",
-             *(f"{layer}.attention.attention.{x}.{{p}}" for x in ("query", "key", "value")), codec=CONCAT3),
-        rule(f"{ours}.{{i}}.attn.proj.{{p}}", f"{layer}.attention.output.dense.{{p}}"),
-        rule(f"{ours}.{{i}}.norm2.{{p}}", f"{layer}.layernorm_after.{{p}}"),
-        rule(f"{ours}.{{i}}.mlp.fc1.{{p}}", f"{layer}.intermediate.dense.{{p}}"),
-        rule(f"{ours}.{{i}}.mlp.fc2.{{p}}", f"{layer}.output.dense.{{p}}"),
-    ]
-
-
-#: The embeddings, as ViT and ViTMAE name them.
-EMBEDDING_RULES = [
-    rule("cls_token", "embeddings.cls_token"),
-    rule("pos_embed.table", "embeddings.position_embeddings"),
-    rule("patch_embed.proj.{p}", "embeddings.patch_embeddings.projection.{p}"),
-]
+HF_DEFAULTS = dict(VIT_HF_DEFAULTS, pooler_act="tanh")
 
 #: vitkit name <-> HF name (without the ``vit.`` prefix): the whole mapping of this format.
 RULES = [
-    *EMBEDDING_RULES,
-    *block_rules("blocks", "encoder.layer"),
+    *VIT_EMBEDDING_RULES,
+    *vit_block_rules("blocks", "encoder.layer"),
     rule("norm.{p}", "layernorm.{p}"),
     rule("pre_logits.fc.{p}", "pooler.dense.{p}"),
     rule("head.{p}", "classifier.{p}"),
@@ -158,26 +137,13 @@ def check_exportable(config: ViTConfig) -> None:
 def hf_config(model: VisionTransformer) -> dict:
     """The transformers ``config.json`` describing ``model``."""
     c = model.config
-    labels = model.label_names or [f"LABEL_{i}" for i in range(c.num_classes)]
-    height, width = c.image_size
-    out = {
+    return {
         "architectures": ["ViTForImageClassification" if c.num_classes else "ViTModel"],
         "model_type": "vit",
-        "hidden_size": c.hidden_size, "num_hidden_layers": c.depth, "num_attention_heads": c.num_heads,
-        "intermediate_size": c.mlp_dim, "hidden_act": HF_ACTIVATION_NAMES[c.mlp_act],
-        "hidden_dropout_prob": c.dropout, "attention_probs_dropout_prob": c.attention_dropout,
-        "initializer_range": 0.02, "layer_norm_eps": c.layer_norm_eps,
-        "image_size": height if height == width else [height, width], "patch_size": c.patch_size,
-        "num_channels": c.in_channels, "qkv_bias": c.qkv_bias, "encoder_stride": c.patch_size,
+        **vit_config_fields(model),
         "pooler_output_size": c.representation_size or c.hidden_size, "pooler_act": "tanh",
-        "torch_dtype": str(model.patch_embed.proj.weight.dtype).removeprefix("torch."),
-        "vitkit": {"name": c.name, "preprocessing": model.preprocessing.to_dict(),
-                   "posemb_resample": c.posemb_resample},
+        **hf_label_fields(model.label_names, c.num_classes),
     }
-    if c.num_classes:
-        out["id2label"] = {str(i): name for i, name in enumerate(labels)}
-        out["label2id"] = {name: i for i, name in enumerate(labels)}
-    return out
 
 
 def hf_state_dict(model: VisionTransformer, *, progress: bool = False) -> dict[str, torch.Tensor]:

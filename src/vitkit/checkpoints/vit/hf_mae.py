@@ -28,9 +28,9 @@ from pathlib import Path
 import torch
 
 from vitkit.checkpoints import hf_directory, mapping
+from vitkit.checkpoints.hf_directory import VIT_EMBEDDING_RULES, vit_block_rules
 from vitkit.checkpoints.mapping import rule
 from vitkit.checkpoints.vit import hf, layout
-from vitkit.checkpoints.vit.hf import block_rules
 from vitkit.checkpoints.vit.mae_official import read_decoder
 from vitkit.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from vitkit.errors import VitkitError
@@ -48,13 +48,13 @@ HF_MAE_DEFAULTS = dict(hf.HF_DEFAULTS, decoder_hidden_size=512, decoder_num_hidd
                        norm_pix_loss=False)
 
 #: vitkit's encoder <-> ViTMAEModel (without ``vit.``).
-ENCODER_RULES = [*hf.EMBEDDING_RULES, *block_rules("blocks", "encoder.layer"), rule("norm.{p}", "layernorm.{p}")]
+ENCODER_RULES = [*VIT_EMBEDDING_RULES, *vit_block_rules("blocks", "encoder.layer"), rule("norm.{p}", "layernorm.{p}")]
 #: vitkit's MAE objective (``decoder.*``) <-> ViTMAEForPreTraining's decoder.
 DECODER_RULES = [
     rule("decoder.embed.{p}", "decoder.decoder_embed.{p}"),
     rule("decoder.mask_token", "decoder.mask_token"),
     rule("decoder.pos_embed", "decoder.decoder_pos_embed"),
-    *block_rules("decoder.blocks", "decoder.decoder_layers"),
+    *vit_block_rules("decoder.blocks", "decoder.decoder_layers"),
     rule("decoder.norm.{p}", "decoder.decoder_norm.{p}"),
     rule("decoder.pred.{p}", "decoder.decoder_pred.{p}"),
 ]

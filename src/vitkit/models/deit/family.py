@@ -49,8 +49,8 @@ FAMILY = Family(
     attention="global",
     figures=vit.FAMILY.figures,
     why_not=vit.FAMILY.why_not,
-    # no ToMe (--merge): vitkit's token-merging wrapper keeps one [class] token in front of the merged patches
-    fast_paths=("int8", "compile"),
+    # ToMe (--merge) keeps the [class] and distillation tokens out of the matching (deploy/tome.py)
+    fast_paths=("int8", "merge", "compile"),
     attention_layers=vit.FAMILY.attention_layers,
     blocks=vit.FAMILY.blocks,
     layer_id=layer_id,

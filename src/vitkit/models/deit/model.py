@@ -89,11 +89,15 @@ class DeiT(VisionTransformer):
         """The averaged logits of the two heads (B, K) (module notes); ``(cls, dist)`` in train mode after
         :meth:`set_distilled_training`; with ``return_attention=True`` also the per-layer attention weights."""
         out = self.encode(x, return_attention=return_attention)
-        cls_logits, dist_logits = self.head_logits(out.tokens)
-        if dist_logits is None:
-            logits = cls_logits
-        elif self.distilled_training and self.training:
-            logits = (cls_logits, dist_logits)
-        else:
-            logits = (cls_logits + dist_logits) / 2
+        logits = self.logits_from_tokens(out.tokens)
         return (logits, out.attentions) if return_attention else logits
+
+    def logits_from_tokens(self, tokens: torch.Tensor):
+        """The two heads' averaged logits (B, K) from the encoder's tokens, or ``(cls, dist)`` in train
+        mode after :meth:`set_distilled_training` (what :meth:`forward` returns)."""
+        cls_logits, dist_logits = self.head_logits(tokens)
+        if dist_logits is None:
+            return cls_logits
+        if self.distilled_training and self.training:
+            return cls_logits, dist_logits
+        return (cls_logits + dist_logits) / 2

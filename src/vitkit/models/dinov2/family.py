@@ -2,7 +2,8 @@
 DINOv2 backbone, answered here. Its capabilities are ViT's where DINOv2 is a ViT (global attention, the
 figures of §4.5, layer-wise decay by block) and narrower where it is not: it reads its [class] token (no
 global pooling), it is trained here with the supervised objective only (its own self-supervised recipe,
-DINO + iBOT, is not vitkit's), and token merging is not offered (its registers are no patches to merge)."""
+DINO + iBOT, is not vitkit's). Token merging keeps the [class] token and the registers out of the matching,
+as it keeps ViT's [class] token (:mod:`vitkit.deploy.tome`)."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ FAMILY = Family(
     figures=("filters.png", "position_similarity.png", "attention_distance.png", "rollout.png",
              "attention_heads.png"),
     why_not={"window_attention.png": "Window attention does not apply: DINOv2 attends globally, with no windows"},
-    fast_paths=("int8", "compile"),
+    fast_paths=("int8", "merge", "compile"),
     attention_layers=lambda model: [block.attn for block in model.blocks],
     blocks=lambda model: list(model.blocks),
     layer_id=layer_id,

@@ -116,12 +116,13 @@ class DINOv2Block(Block):
         self.ls2 = LayerScale(config.hidden_size, config.layer_scale)
         self.drop_path = DropPath(drop_path)
 
-    def forward(self, z: torch.Tensor, need_weights: bool = False,
-                grid: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attended, weights = self.attn(self.norm1(z), need_weights, grid=grid)
-        z = z + self.drop_path(self.ls1(attended))
-        z = z + self.drop_path(self.ls2(self.mlp(self.norm2(z))))
-        return z, weights
+    def attention_residual(self, z: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
+        """z + gamma_1 * MSA(LN(z)) (the official ``Block``'s ``ls1``)."""
+        return z + self.drop_path(self.ls1(attended))
+
+    def mlp_residual(self, z: torch.Tensor) -> torch.Tensor:
+        """z + gamma_2 * FFN(LN(z)) (``ls2``)."""
+        return z + self.drop_path(self.ls2(self.mlp(self.norm2(z))))
 
 
 class DINOv2Features(NamedTuple):
@@ -185,6 +186,19 @@ class DINOv2(VisionTransformer):
 
     def use_global_pool(self) -> None:
         raise VitkitError("a DINOv2 model reads its [class] token (global_pool applies to ViT models)")
+
+    @property
+    def fixed_size_graph_reason(self) -> str | None:
+        """Why a traced graph (ONNX, :mod:`vitkit.deploy.onnx`) cannot keep the image size symbolic, or None.
+        With an ``interpolate_offset`` the position embeddings are resized by the scale factor (n + offset) / M:
+        the exporter records that factor at the traced grid (measured: every other size then fails in
+        onnxruntime), and at the model's own grid the graph would resample where DINOv2 does not. Without
+        the offset (the releases with registers, transformers' ``Dinov2Model``) the resize is to the size n
+        itself, which the graph keeps symbolic."""
+        if not self.config.interpolate_offset:
+            return None
+        return (f"DINOv2's position-embedding interpolation scales by (n + {self.config.interpolate_offset:g}) / M "
+                f"(interpolate_offset), a factor the ONNX exporter fixes at the traced size")
 
     # ----------------------------------------------------------------- forward
     def mask_patches(self, tokens: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:

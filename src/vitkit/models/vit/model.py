@@ -82,9 +82,16 @@ class Block(nn.Module):
     def forward(self, z: torch.Tensor, need_weights: bool = False,
                 grid: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         attended, weights = self.attn(self.norm1(z), need_weights, grid=grid)
-        z = z + self.drop_path(attended)  # eq. 2
-        z = z + self.drop_path(self.mlp(self.norm2(z)))  # eq. 3
-        return z, weights
+        return self.mlp_residual(self.attention_residual(z, attended)), weights
+
+    def attention_residual(self, z: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
+        """Eq. 2's sum: z + MSA(LN(z)), given the attention's projected output ``attended`` (token merging
+        computes that output itself, :mod:`vitkit.deploy.tome`, and adds it through here)."""
+        return z + self.drop_path(attended)
+
+    def mlp_residual(self, z: torch.Tensor) -> torch.Tensor:
+        """Eq. 3: z + MLP(LN(z))."""
+        return z + self.drop_path(self.mlp(self.norm2(z)))
 
 
 class PreLogits(nn.Module):
@@ -326,8 +333,12 @@ class VisionTransformer(nn.Module):
     def forward_head(self, y: torch.Tensor) -> torch.Tensor:
         return self.head(self.pre_logits(y))
 
+    def logits_from_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits (B, K) from the encoder's output LN(z_L) (B, T, D): the head on y (eq. 4)."""
+        return self.forward_head(self.pool(tokens))
+
     def forward(self, x: torch.Tensor, return_attention: bool = False):
         """Logits (B, K); with ``return_attention=True`` also the per-layer attention weights."""
         out = self.encode(x, return_attention=return_attention)
-        logits = self.forward_head(self.pool(out.tokens))
+        logits = self.logits_from_tokens(out.tokens)
         return (logits, out.attentions) if return_attention else logits
