@@ -32,7 +32,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m vitkit demo
 
-# every entry of the accuracy ledger with seeds 0, 1, 2 (under 30 minutes on 2 cores)
+# every entry of the accuracy ledger with seeds 0, 1, 2 (about 90 minutes on 2 cores)
 ledger: $(STAMP)
 	$(PY) benchmarks/accuracy_ledger.py
 

@@ -7,6 +7,7 @@ are in :mod:`vitkit.studies.ledger`.
     python benchmarks/accuracy_ledger.py --entries a,b     # these entries only
     python benchmarks/accuracy_ledger.py --write           # run every entry with seeds 0,1,2, rewrite the ledger
     python benchmarks/accuracy_ledger.py --write --entries a,b   # run these, merge them into the ledger
+    python benchmarks/accuracy_ledger.py --readme README.md      # rewrite its comparison blocks from the ledger
 
 An entry fails when it falls below its record by more than the recorded spread of its seeds (at least
 0.5 points), when its command is not the one recorded, or when it is not recorded; one that rises by
@@ -41,6 +42,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--entries", help="comma-separated entry names (default: all; with --quick the quick subset)")
     parser.add_argument("--write", action="store_true", help=f"run with seeds {','.join(map(str, SEEDS))} and "
                                                              f"rewrite the ledger (with --entries: merge those)")
+    parser.add_argument("--readme", metavar="FILE", help="rewrite the comparison blocks in FILE (vitkit.studies."
+                                                         "comparisons) from the ledger, run nothing")
     parser.add_argument("--ledger", default=str(LEDGER), help="the ledger file (default benchmarks/ledger.json)")
     parser.add_argument("--work", help="keep the runs in a new folder under this one (default: a temporary folder, "
                                        "removed afterwards)")
@@ -55,6 +58,8 @@ def main(argv: list[str] | None = None, entries: Mapping[str, Entry] = ENTRIES) 
     args = parse_args(argv)
     report = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     try:
+        if args.readme:
+            return rewrite_readme(args.readme, args.ledger)
         if args.write and args.quick:
             raise VitkitError("--write records every seed: it does not go with --quick (seed 0 only)")
         if args.threads is not None and args.threads < 1:
@@ -87,6 +92,24 @@ def main(argv: list[str] | None = None, entries: Mapping[str, Entry] = ENTRIES) 
         return exit_status(exc)
     print(result.text())
     return 1 if result.failed else 0
+
+
+def rewrite_readme(path: str, ledger_path: str) -> int:
+    """Rewrite the comparison blocks of the file at ``path`` from the ledger at ``ledger_path``."""
+    from vitkit.atomic import write_text_atomic
+    from vitkit.studies.comparisons import COMPARISONS, block_pattern, rewrite
+    from vitkit.studies.ledger import read_ledger
+
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise VitkitError(f"{path}: cannot read it ({exc})") from None
+    if not any(block_pattern(name).search(text) for name in COMPARISONS):
+        raise VitkitError(f"{path}: no comparison block (<!-- ledger-comparison NAME --> ... "
+                          f"<!-- /ledger-comparison NAME -->; known: {', '.join(COMPARISONS)})")
+    write_text_atomic(path, rewrite(text, read_ledger(ledger_path)["entries"]))
+    print(f"rewrote {path}'s comparison blocks from {ledger_path}")
+    return 0
 
 
 if __name__ == "__main__":

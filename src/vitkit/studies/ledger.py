@@ -48,9 +48,11 @@ FLOOR = 0.5
 #: The data name that stands for the letters ImageFolder (:mod:`vitkit.data.letters`): the ledger draws
 #: it into its data folder, and a user's command names their own folder the same way (``--data letters``).
 LETTERS = "letters"
-#: A run's ``checkpoint`` option that names an earlier run of the same entry: ``"@pretrain"`` is that
-#: run's model (``pretrain/model`` in the command).
+#: A run's ``checkpoint`` or ``teacher`` option that names an earlier run of the same entry: ``"@pretrain"``
+#: is that run's model (``pretrain/model`` in the command).
 EARLIER = "@"
+#: The options that may name an earlier run (:data:`EARLIER`): fine-tuning's checkpoint, distillation's teacher.
+REFERENCES = ("checkpoint", "teacher")
 #: What every entry measures.
 METRIC = "test top-1 %"
 #: The torch threads the ledger is written with (``--threads`` overrides; a check runs each entry with the
@@ -65,7 +67,8 @@ THREADS = 1
 class Run:
     """One training command: ``vitkit train`` (``recipe="pretrain"``) or ``vitkit finetune``, with
     ``options`` as :func:`~vitkit.train.settings.resolve_training_config` takes them (TrainConfig fields,
-    architecture and objective options by name; ``checkpoint="@name"``: an earlier run's model) and the
+    architecture and objective options by name; ``checkpoint="@name"`` or ``teacher="@name"``: an earlier
+    run's model) and the
     named ``preset`` (``--recipe``). ``name`` is its ``--out`` folder."""
 
     name: str
@@ -75,11 +78,11 @@ class Run:
 
     def argv(self, seed: int | None = None) -> list[str]:
         """The command line (``vitkit`` left out) that runs it; ``--seed`` only when ``seed`` is given."""
-        options = dict(self.options)
+        options = self.resolved(lambda name: f"{name}/model")
         words = ["train" if self.recipe == "pretrain" else "finetune"]
         checkpoint = str(options.pop("checkpoint", None) or "")
         if checkpoint:  # fine-tuning's CKPT argument
-            words.append(f"{checkpoint[len(EARLIER):]}/model" if checkpoint.startswith(EARLIER) else checkpoint)
+            words.append(checkpoint)
         if self.preset is not None:
             words += ["--recipe", self.preset]
         for name, value in options.items():
@@ -87,6 +90,12 @@ class Run:
         if seed is not None:
             words += ["--seed", str(seed)]
         return [*words, "--out", self.name]
+
+    def resolved(self, model_of: Callable[[str], Any]) -> dict[str, Any]:
+        """The options with each reference to an earlier run (``"@name"``, :data:`REFERENCES`) replaced by
+        ``model_of(name)``: that run's model folder."""
+        return {key: model_of(value[len(EARLIER):]) if key in REFERENCES and str(value).startswith(EARLIER)
+                else value for key, value in self.options.items()}
 
 
 @dataclass(frozen=True)
@@ -174,6 +183,11 @@ def _entries() -> dict[str, Entry]:
     pretrain_16 = Run("pretrain", "pretrain", dict(data="mnist5k", **SMALL_VIT, patch_size=4, image_size=16,
                                                    epochs=10, lr=2e-3, weight_decay=0.05, crop_scale=(0.4, 1.0),
                                                    **NO_FLIP, **ONCE))
+    # issue 27: a DeiT-Ti student on the letters, with the preset alone and with a BiT teacher trained
+    # first on the same letters (DeiT §4's hard distillation, its defaults)
+    deit_student = dict(data=LETTERS, model="DeiT-Ti/16-distilled", image_size=32, epochs=15, **NO_FLIP, **ONCE)
+    bit_teacher = Run("teacher", "pretrain", dict(data=LETTERS, model="BiT-R26x1", image_size=32, epochs=10,
+                                                  **NO_FLIP, **ONCE), preset="small-data")
     entries = [
         Entry("letters-default", "the default recipe from scratch on a user's 32-px letters (issue 28's command "
               "with a smaller model, 8-px patches and 20 epochs)",
@@ -216,6 +230,13 @@ def _entries() -> dict[str, Entry]:
               (Run("run", "pretrain", dict(data="digits", model="R+ViT-Ti/16", hidden_size=64, depth=4,
                                            num_heads=4, mlp_dim=128, patch_size=1, image_size=16, epochs=15,
                                            **NO_FLIP, **ONCE), preset="small-data"),)),
+        Entry("deit-letters-small-data", "a DeiT-Ti student (12 blocks, D 192, distillation token) with --recipe "
+              "small-data alone on the letters (15 of its 50 epochs; the arm without a teacher)",
+              (Run("run", "pretrain", deit_student, preset="small-data"),)),
+        Entry("deit-distill-letters", "the same DeiT-Ti student with a BiT-R26x1 teacher trained first on the "
+              "letters with the preset (DeiT §4: hard distillation, alpha 0.5)",
+              (bit_teacher, Run("run", "pretrain", dict(deit_student, teacher=EARLIER + "teacher"),
+                                preset="small-data"))),
     ]
     return {entry.name: entry for entry in entries}
 
@@ -283,10 +304,9 @@ def measure(entry: Entry, seed: int, out: Path, data_dir: Path) -> float:
     models: dict[str, Path] = {}
     result = None
     for run in entry.runs:
-        options = {**run.options, **entry.overrides, "seed": seed, "out": str(out / run.name)}
+        options = {**run.resolved(lambda name: str(models[name])), **entry.overrides, "seed": seed,
+                   "out": str(out / run.name)}
         options["data"] = data_path(options["data"], data_dir)
-        if str(options.get("checkpoint", "")).startswith(EARLIER):
-            options["checkpoint"] = str(models[options["checkpoint"][len(EARLIER):]])
         result = train(resolve_training_config(run.recipe, options, preset=run.preset), progress=False)
         models[run.name] = out / run.name / "model"
     if entry.probe is None:
