@@ -33,7 +33,7 @@ TRAINING_GROUPS = {
     "optimisation": ("epochs", "steps", "batch_size", "accum", "optimizer", "optimizer_kernel", "lr", "lr_base_batch",
                      "weight_decay", "warmup", "decay", "grad_clip", "ema"),
     "regularisation and augmentation": ("dropout", "loss", "label_smoothing", "randaugment", "mixup", "cutmix",
-                                        "flip", "crop_scale", "crop_pct", "crop_mode"),
+                                        "flip", "crop_scale", "crop_pct", "crop_mode", "patch_drop"),
     "run": ("out", "seed", "device", "precision", "compile", "eval_every", "save_every", "log_every",
             "stop_if_stalled"),
 }
@@ -41,6 +41,8 @@ TRAINING_GROUPS = {
 FINETUNE_FIELDS = ("layer_decay", "drop_path", "global_pool", "trainable_blocks")
 #: TrainConfig fields of distillation from a teacher (DeiT §4), on ``vitkit train``.
 DISTILL_FIELDS = ("teacher", "distill", "distill_alpha", "distill_tau")
+#: TrainConfig fields of the low-resolution schedule (training from scratch), on ``vitkit train``.
+LOW_RES_FIELDS = ("low_res_size", "low_res_epochs")
 #: Option names that are not TrainConfig fields (they steer this invocation, not the run).
 _NOT_RUN_OPTIONS = ("json", "run", "command", "config", "resume", "stop_after", "quiet", "preset")
 #: The training commands' own words for a field (what their ``--out`` folder is).
@@ -120,6 +122,14 @@ def add_distillation_options(parser: argparse.ArgumentParser) -> None:
                 "distill_tau": DISTILL_DEFAULTS["tau"]}
     add_field_options(parser.add_argument_group("distillation (DeiT)"), TrainConfig, DISTILL_FIELDS,
                       defaults=defaults)
+
+
+def add_low_res_options(parser: argparse.ArgumentParser) -> None:
+    """The low-resolution schedule (ViT §3.2's resolution change; FixRes; :mod:`vitkit.train.resolution`)."""
+    from vitkit.train.recipes import TrainConfig
+
+    add_field_options(parser.add_argument_group("low-resolution schedule (ViT §3.2, FixRes)"), TrainConfig,
+                      LOW_RES_FIELDS, defaults=dict.fromkeys(LOW_RES_FIELDS, "off"))
 
 
 def add_training_options(parser: argparse.ArgumentParser, recipe: str) -> None:

@@ -7,6 +7,7 @@ import argparse
 
 from vitkit.cli.common import (
     add_distillation_options,
+    add_low_res_options,
     add_model_options,
     add_objective_options,
     add_training_options,
@@ -26,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_objective_options(parser)
     add_distillation_options(parser)
     add_training_options(parser, "pretrain")
+    add_low_res_options(parser)
 
 
 def run(args: argparse.Namespace) -> dict:

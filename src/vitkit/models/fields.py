@@ -24,6 +24,11 @@ ATTENTION_DROPOUT = Option("float", "dropout on the attention weights", low=0, h
 #: (:func:`~vitkit.models.layers.drop_path_rates`; Swin counts its blocks across stages)
 DROP_PATH = Option("float", "stochastic depth at the last block (0 at the first, linear between)", low=0, high=1,
                    high_open=True)
+#: PatchDropout (Liu et al. 2022): the share of patch tokens each training image drops after the position
+#: embeddings (:func:`~vitkit.models.layers.patch_dropout_indices`); evaluation sees every token
+PATCH_DROP = Option("float", "PatchDropout: while training, each image keeps its prefix tokens and a random "
+                             "round((1 - R) N) of its N patch tokens (Liu et al. 2022); evaluation sees all",
+                    low=0, high=1, high_open=True, metavar="R")
 QKV_BIAS = Option("bool", "biases in the qkv projection")
 LAYER_NORM_EPS = Option("float", "LayerNorm epsilon", low=0, high=1, low_open=True)
 MLP_ACT = Option("choice", "the MLP's GELU (gelu_tanh: the tanh approximation of ViT's reference code; gelu: exact)",

@@ -128,6 +128,15 @@ class DropPath(nn.Module):
         return x * mask / keep
 
 
+def patch_dropout_indices(batch: int, patches: int, rate: float, device: torch.device | None = None) -> torch.Tensor:
+    """PatchDropout (Liu et al. 2022, "PatchDropout: Economizing Vision Transformers Using Patch Dropout"):
+    (batch, K) indices of the patches each image keeps, K = round((1 - rate) * patches) and at least one, a
+    subset of its own per image, in random order. As timm's ``PatchDropout`` (``ordered=False``): the
+    subset is the first K of an argsort of noise; timm rounds K down, vitkit to the nearest."""
+    keep = max(1, round((1.0 - rate) * patches))
+    return torch.argsort(torch.rand(batch, patches, device=device), dim=-1)[:, :keep]
+
+
 def drop_path_rates(rate: float, depth: int) -> list[float]:
     """Stochastic depth growing linearly with depth, from 0 at the first block to ``rate`` at the last."""
     return [rate * i / max(depth - 1, 1) for i in range(depth)]

@@ -32,8 +32,12 @@ from torch import nn
 from vitkit.errors import VitkitError
 from vitkit.options import field_options
 
-#: The fine-tuning options a family may support (TrainConfig fields, and ``window_size``: a new Swin window).
-FINETUNE_OPTIONS = ("layer_decay", "drop_path", "trainable_blocks", "global_pool", "window_size")
+#: The fine-tuning options a family may support (TrainConfig fields, and ``window_size``: a new Swin window),
+#: and the training levers that need the family's token sequence: ``patch_drop`` (PatchDropout; its model
+#: class offers ``check_patch_drop`` and ``set_patch_drop``) and ``low_res_size`` (the low-resolution schedule:
+#: its position embeddings resampled once, to the full grid; its configuration has a ``stride``).
+FINETUNE_OPTIONS = ("layer_decay", "drop_path", "trainable_blocks", "global_pool", "window_size", "patch_drop",
+                    "low_res_size")
 #: The inference fast paths a family may support (:mod:`vitkit.deploy.fastpath`).
 FAST_PATHS = ("int8", "merge", "compile")
 #: How a family attends: over all tokens (the analyses of the ViT paper's §4.5 apply), within shifted
@@ -77,7 +81,7 @@ class Family:
     #: configuration fields offered as architecture flags when training from scratch (``--depth``...);
     #: each one's definition is the field's own :class:`~vitkit.options.Option`
     architecture_options: tuple[str, ...]
-    #: which of :data:`FINETUNE_OPTIONS` fine-tuning a model of this family takes
+    #: which of :data:`FINETUNE_OPTIONS` fine-tuning (and, for the training levers, training) a model of it takes
     finetune_options: tuple[str, ...]
     #: the training objectives it supports (:data:`vitkit.objectives.OBJECTIVES`)
     objectives: tuple[str, ...]

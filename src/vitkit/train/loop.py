@@ -126,8 +126,10 @@ def build_model(config: TrainConfig, label_names: list[str]) -> VitkitModel:
     no labels). Fine-tuning: the checkpoint with its whole head replaced by a zero-initialised linear
     layer and, when ``image_size`` changes, its position embeddings interpolated over the new patch
     grid (§3.2); a Swin checkpoint given a new ``window_size`` has its relative-position-bias tables
-    resampled to it. Then the fine-tuning options its family takes (:func:`finetune_options`), and the
-    evaluation crop of the recipe's rule (:func:`~vitkit.train.recipes.evaluation_crop`)."""
+    resampled to it. Then the fine-tuning options its family takes (:func:`finetune_options`), PatchDropout
+    (``patch_drop``, where the family takes it), and the evaluation crop of the recipe's rule
+    (:func:`~vitkit.train.recipes.evaluation_crop`). A run with the low-resolution schedule builds its model at
+    ``low_res_size`` (:mod:`vitkit.train.resolution` moves it to the full size later)."""
     from vitkit.checkpoints.detect import load_model
     from vitkit.models import create_model
     from vitkit.models.registry import family_of
@@ -135,7 +137,7 @@ def build_model(config: TrainConfig, label_names: list[str]) -> VitkitModel:
     num_classes = len(label_names)
     if config.recipe == "pretrain":
         dropout = {} if config.dropout is None else {"dropout": config.dropout}  # not every family has dropout
-        model = create_model(config.model, num_classes=num_classes, image_size=config.image_size,
+        model = create_model(config.model, num_classes=num_classes, image_size=config.low_res_size or config.image_size,
                              seed=config.seed, **dropout,
                              **pretraining_architecture(config.model, config.model_options, config.objective))
         model.config.name = variant_name(config.model, config.model_options)
@@ -147,6 +149,9 @@ def build_model(config: TrainConfig, label_names: list[str]) -> VitkitModel:
             model.set_image_size(config.image_size or model.config.image_size,
                                  window_size=config.model_options["window_size"])
         finetune_options(model, config, num_classes)
+    if config.patch_drop:
+        family_of(model).check_finetune("patch_drop", config.checkpoint or f"--model {config.model}")
+        model.set_patch_drop(config.patch_drop)
     model.label_names = list(label_names) or None
     model.preprocessing = model.preprocessing.with_crop(**evaluation_crop(config))  # the recipe's rule
     return model
@@ -320,7 +325,7 @@ class Trainer:
     def _build(self, config: TrainConfig, resume: bool) -> None:
         from vitkit.data.augment import BatchAugment
         from vitkit.data.sources import open_source, require_usable
-        from vitkit.objectives import OBJECTIVES, ObjectiveStep, build_objective
+        from vitkit.objectives import OBJECTIVES, build_objective
 
         # the teacher first: a wrong path fails before any data is read
         teacher = load_teacher(config, self.device) if config.teacher is not None else None
@@ -345,6 +350,16 @@ class Trainer:
             self.total_steps = config.steps
         else:
             self.total_steps = (config.epochs or 1) * self.steps_per_epoch
+        #: the low-resolution schedule: the step after which the model moves to ``full_size`` (None: no schedule)
+        self.switch_step: int | None = None
+        self.full_size: tuple[int, int] | None = None
+        if config.low_res_size is not None:
+            self.switch_step = config.low_res_epochs * self.steps_per_epoch
+            self.full_size = config.architecture().image_size
+            if self.switch_step >= self.total_steps:
+                raise VitkitError(f"--low-res-epochs {config.low_res_epochs} ({self.switch_step} steps of "
+                                  f"{self.steps_per_epoch} an epoch) leaves none of the run's {self.total_steps} "
+                                  f"steps at the full resolution (give more --steps, or fewer --low-res-epochs)")
 
         self.model = build_model(config, self.train_set.label_names).to(self.device)
         pre = self.model.preprocessing
@@ -362,15 +377,7 @@ class Trainer:
         if config.recipe == "pretrain":  # built from scratch here (a resumed run's weights are loaded below)
             self.objective.initialise(self.model)
         self.objective.prepare(self.model)
-        self.ddp: nn.Module = ObjectiveStep(self.model, self.objective)  # (images, labels) -> per-image losses
-        if self.process.distributed:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.ddp = DistributedDataParallel(self.ddp, device_ids=ids)
-        self.forward: nn.Module = self.ddp  # what the training step calls: compiled with --compile
-        if config.compile:
-            from vitkit.compiling import compile_model
-
-            self.forward = compile_model(self.ddp)
+        self._wrap_model()
         self.ema = WeightEMA(self.model, config.ema, warmup=config.ema_warmup) if config.ema else None
         self.optimizer = build_optimizer(self.model, config, self.objective)
         self.schedule = build_schedule(self.optimizer, config, self.total_steps)
@@ -393,6 +400,34 @@ class Trainer:
         if config.out and self.process.is_main:
             self.rundir = RunDir(config.out, resume_step=self.step if resume else None)
             self.rundir.write_config(config)
+
+    def _wrap_model(self) -> None:
+        """What the training step calls: (images, labels) -> per-image losses, under DDP with several
+        processes, compiled with ``compile`` (again after the model's parameters change shape)."""
+        from vitkit.objectives import ObjectiveStep
+
+        self.ddp: nn.Module = ObjectiveStep(self.model, self.objective)
+        if self.process.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = DistributedDataParallel(self.ddp, device_ids=ids)
+        self.forward: nn.Module = self.ddp
+        if self.config.compile:
+            from vitkit.compiling import compile_model
+
+            self.forward = compile_model(self.ddp)
+
+    def _to_full_size(self, *, resumed: bool = False) -> None:
+        """The low-resolution schedule's switch (:mod:`vitkit.train.resolution`): the model, the optimiser and
+        the weight average move to the full size, position embeddings resampled once."""
+        from vitkit.train.resolution import switch_resolution
+
+        switch_resolution(self.model, self.full_size, self.optimizer, self.ema)
+        self._wrap_model()
+        if not resumed:
+            height, width = self.full_size
+            rows, cols = (side // self.model.stride for side in self.full_size)
+            self.report(f"step {self.step}: the low-resolution epochs are over; training on at {height}x{width} px "
+                        f"(a {rows}x{cols} grid, the position embeddings resampled to it)")
 
     def _stall_check(self, config: TrainConfig) -> StallCheck:
         """The run's stall check (:mod:`vitkit.train.stall`): against chance for a supervised run, against
@@ -553,6 +588,8 @@ class Trainer:
         if not cfg.out:
             raise VitkitError("--resume needs the run directory")
         state = load_training_state(Path(cfg.out) / "state.pt")
+        if self.switch_step is not None and int(state.get("step", 0)) >= self.switch_step:
+            self._to_full_size(resumed=True)  # saved after the switch: a full-size model
         try:
             check_saved_state(self.model, state["model"], Path(cfg.out) / "state.pt", "model")
             check_saved_state(self.objective, state.get("objective", {}), Path(cfg.out) / "state.pt", "objective")
@@ -671,6 +708,8 @@ class Trainer:
                     if (epoch_done and (epoch + 1) % cfg.eval_every == 0) or finished:
                         self._last_eval = self.evaluate()
                         self._log_eval(self._last_eval, epoch)
+                    if self.step == self.switch_step:  # before the checkpoint: one saved at the switch is full size
+                        self._to_full_size()
                     if (epoch_done or finished or self.step == end_step
                             or (cfg.save_every and self.step % cfg.save_every == 0)):
                         self.save()

@@ -43,7 +43,7 @@ from torch import nn
 from vitkit.data.preprocessing import CROP_MODE, CROP_PCT
 from vitkit.dictconfig import DictConfig
 from vitkit.errors import VitkitError
-from vitkit.models.fields import DROP_PATH, DROPOUT
+from vitkit.models.fields import DROP_PATH, DROPOUT, PATCH_DROP
 from vitkit.models.registry import FAMILIES, family_of
 from vitkit.objectives.distill import DISTILL_DEFAULTS, DISTILL_KINDS
 from vitkit.options import (
@@ -269,6 +269,18 @@ class TrainConfig(DictConfig):
     trainable_blocks: int | None = option_field(None, Option("int", "fine-tuning: freeze all but the last K "
                                                                     "blocks (+ final norm and head; 0: the head "
                                                                     "alone)", low=0, nullable=True, metavar="K"))
+    #: PatchDropout (Liu et al. 2022) while training; evaluation and the saved model see every token.
+    patch_drop: float = option_field(0.0, PATCH_DROP)
+    #: the low-resolution schedule (ViT §3.2's resolution change inside one run; FixRes, Touvron et al. 2019):
+    #: training from scratch at ``low_res_size`` for the first ``low_res_epochs`` epochs, then at the full
+    #: ``image_size``, the position embeddings resampled once at the switch (:mod:`vitkit.train.resolution`).
+    low_res_size: tuple[int, int] | None = option_field(None, Option(
+        "size", "low-resolution schedule: train at S px (N or HxW, smaller than --image-size, a multiple of the "
+                "patch size) for the first --low-res-epochs epochs, then at the full size, the position "
+                "embeddings resampled once at the switch (ViT §3.2; FixRes)", low=1, nullable=True, metavar="S"))
+    low_res_epochs: int | None = option_field(None, Option("int", "low-resolution schedule: the epochs at "
+                                                                  "--low-res-size (fewer than the run's)", low=1,
+                                                           nullable=True, metavar="E"))
     #: exponential moving average of the weights (Polyak averaging); None: off.
     ema: float | None = option_field(None, Option("float", "weight-average decay (the paper: 0.9999)", low=0,
                                                   high=1, low_open=True, high_open=True, off_value=0))
@@ -328,8 +340,46 @@ class TrainConfig(DictConfig):
             raise VitkitError(f"mixup, cutmix and label smoothing act on labels: objective {self.objective!r} "
                               f"has none")
         self._check_distillation()
+        self._check_levers()
         if self.recipe == "pretrain":
-            self.architecture()  # the variant, its overrides and the resolution must fit together
+            self._check_levers_fit(self.architecture())  # the variant, its overrides and the resolution must fit
+
+    def _check_levers(self) -> None:
+        """PatchDropout and the low-resolution schedule against the other options (the model is checked in
+        :meth:`_check_levers_fit`, or for fine-tuning where the checkpoint is loaded)."""
+        if self.patch_drop and self.objective != "supervised":
+            raise VitkitError(f"--patch-drop {self.patch_drop:g}: objective {self.objective!r} masks patches "
+                              f"itself (mae encodes a random subset, mpp predicts the masked ones): leave "
+                              f"--patch-drop out")
+        given = {"--low-res-size": self.low_res_size, "--low-res-epochs": self.low_res_epochs}
+        if self.low_res_size is None and self.low_res_epochs is None:
+            return
+        missing = [flag for flag, value in given.items() if value is None]
+        if missing:
+            raise VitkitError(f"the low-resolution schedule needs --low-res-size S and --low-res-epochs E together "
+                              f"(give {missing[0]})")
+        if self.objective != "supervised":
+            raise VitkitError(f"--low-res-size: the low-resolution schedule trains a classifier (objective "
+                              f"supervised), not objective {self.objective!r}")
+        if self.recipe != "pretrain":
+            raise VitkitError("--low-res-size belongs to training from scratch (vitkit train): fine-tuning starts "
+                              "from a checkpoint's resolution (give --image-size to fine-tune at a new one)")
+        if self.steps is None and self.low_res_epochs >= (self.epochs or 1):
+            raise VitkitError(f"--low-res-epochs {self.low_res_epochs} leaves no epoch at the full resolution: the "
+                              f"run has {self.epochs or 1} (give more --epochs, or fewer --low-res-epochs)")
+
+    def _check_levers_fit(self, architecture: Any) -> None:
+        """PatchDropout and the low-resolution schedule against the model a pre-training run builds: its
+        family takes them (:attr:`~vitkit.models.registry.Family.finetune_options`), its position embeddings can
+        drop patches, and the low size is below the full one and a multiple of the patch size."""
+        family = family_of(architecture)
+        where = f"--model {self.model}"
+        if self.patch_drop:
+            family.check_finetune("patch_drop", where)
+            family.model_class.check_patch_drop(architecture, self.patch_drop)
+        if self.low_res_size is not None:
+            family.check_finetune("low_res_size", where)
+            check_low_res_size(self.low_res_size, architecture.image_size, architecture.stride)
 
     def _check_distillation(self) -> None:
         """The distillation settings need a teacher, a supervised run, and (the temperature) soft distillation;
@@ -377,11 +427,25 @@ class TrainConfig(DictConfig):
         out = dataclasses.asdict(self)
         out["model_options"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.model_options.items()}
         out["betas"] = list(self.betas)
-        if self.image_size is not None:  # YAML has no tuples: a square stays one number, as configs always had it
-            height, width = self.image_size
-            out["image_size"] = height if height == width else [height, width]
+        for name in ("image_size", "low_res_size"):  # YAML has no tuples: a square stays one number, as configs had it
+            if getattr(self, name) is not None:
+                height, width = getattr(self, name)
+                out[name] = height if height == width else [height, width]
         out["crop_scale"] = list(self.crop_scale)
         return out
+
+
+def check_low_res_size(low: tuple[int, int], full: tuple[int, int], stride: int) -> None:
+    """The low-resolution schedule's size ``low`` against the model's ``full`` size and patch ``stride`` (pixels
+    per token): smaller on both sides and a whole grid of patches; a one-line error otherwise."""
+    def text(size: tuple[int, int]) -> str:
+        return "x".join(map(str, size))
+
+    if not all(s < f for s, f in zip(low, full, strict=True)):
+        raise VitkitError(f"--low-res-size {text(low)} is not smaller than the image size {text(full)} on both sides")
+    if any(s % stride for s in low):
+        raise VitkitError(f"--low-res-size {text(low)} is not a multiple of the patch size {stride} (the token grid "
+                          f"must be whole)")
 
 
 def evaluation_crop(config: TrainConfig) -> dict[str, Any]:

@@ -44,7 +44,7 @@ FAMILY = Family(
     architecture_options=("patch_size", "hidden_size", "depth", "num_heads", "mlp_dim", "distilled",
                           "attention_dropout", "drop_path"),
     # global_pool would pool the patch tokens past both heads' tokens: not offered for DeiT
-    finetune_options=("layer_decay", "drop_path", "trainable_blocks"),
+    finetune_options=("layer_decay", "drop_path", "trainable_blocks", "patch_drop", "low_res_size"),
     objectives=("supervised",),
     attention="global",
     figures=vit.FAMILY.figures,

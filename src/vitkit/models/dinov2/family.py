@@ -41,7 +41,7 @@ FAMILY = Family(
     columns=COLUMNS,
     architecture_options=("patch_size", "hidden_size", "depth", "num_heads", "mlp_dim", "attention_dropout",
                           "drop_path", "num_registers", "layer_scale", "ffn"),
-    finetune_options=("layer_decay", "drop_path", "trainable_blocks"),
+    finetune_options=("layer_decay", "drop_path", "trainable_blocks", "patch_drop", "low_res_size"),
     objectives=("supervised",),
     attention="global",
     figures=("filters.png", "position_similarity.png", "attention_distance.png", "rollout.png",

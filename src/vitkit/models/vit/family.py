@@ -61,7 +61,7 @@ FAMILY = Family(
     columns=COLUMNS,
     architecture_options=("patch_size", "hidden_size", "depth", "num_heads", "mlp_dim", "classifier", "posemb",
                           "representation_size", "attention_dropout", "drop_path"),
-    finetune_options=("layer_decay", "drop_path", "trainable_blocks", "global_pool"),
+    finetune_options=("layer_decay", "drop_path", "trainable_blocks", "global_pool", "patch_drop", "low_res_size"),
     objectives=("supervised", "mpp", "mae"),
     attention="global",
     figures=("filters.png", "position_similarity.png", "attention_distance.png", "rollout.png",

@@ -25,8 +25,18 @@ from torch import nn
 from vitkit.data.preprocessing import Preprocessing
 from vitkit.errors import VitkitError
 from vitkit.models.features import Indices, channels_first_as, check_output_fmt, take_indices, take_stem_indices
+from vitkit.models.fields import PATCH_DROP
 from vitkit.models.inputs import check_image_batch
-from vitkit.models.layers import Attention, DropPath, Mlp, drop_path_rates, lecun_normal_, xavier_uniform_, zero_linear
+from vitkit.models.layers import (
+    Attention,
+    DropPath,
+    Mlp,
+    drop_path_rates,
+    lecun_normal_,
+    patch_dropout_indices,
+    xavier_uniform_,
+    zero_linear,
+)
 from vitkit.models.posemb import RelativePositionBias, build_position_embedding
 from vitkit.models.vit.config import ViTConfig
 from vitkit.models.vit.hybrid import ResNetStem
@@ -116,6 +126,9 @@ class EncoderOutput(NamedTuple):
 
 class VisionTransformer(nn.Module):
     """ViT (§3.1) or ResNet+ViT hybrid, built from a :class:`~vitkit.models.vit.config.ViTConfig`."""
+
+    #: PatchDropout's rate while training (:meth:`set_patch_drop`); a training setting, not saved with the weights
+    patch_drop: float = 0.0
 
     def __init__(self, config: ViTConfig) -> None:
         super().__init__()
@@ -214,6 +227,23 @@ class VisionTransformer(nn.Module):
         self.config = config
         self.preprocessing = self.preprocessing.replace(image_size=config.image_size)
 
+    @staticmethod
+    def check_patch_drop(config: ViTConfig, rate: float) -> float:
+        """``rate`` checked for PatchDropout on a model of ``config``: in [0, 1), and not with relative
+        position embeddings (their tables index the full sequence); a one-line error otherwise."""
+        rate = PATCH_DROP.check(rate, "patch_drop")
+        if rate and config.posemb == "relative":
+            raise VitkitError(f"patch_drop {rate:g}: relative position embeddings index the full sequence, so "
+                              f"patches cannot be dropped (posemb {config.posemb})")
+        return rate
+
+    def set_patch_drop(self, rate: float) -> None:
+        """PatchDropout (Liu et al. 2022) from now on: in train mode each image keeps its prefix tokens
+        ([class], distillation, registers) and a random round((1 - rate) N) of its N patches, dropped after the
+        position embeddings are added and before the blocks (where timm's ``patch_drop`` sits); eval mode
+        always sees every token. A GAP head then averages the kept patches (:meth:`pool`). 0 turns it off."""
+        self.patch_drop = self.check_patch_drop(self.config, rate)
+
     # ----------------------------------------------------------------- forward
     def _check_input(self, x: torch.Tensor) -> None:
         check_image_batch(x, channels=self.config.in_channels, stride=self.stride,
@@ -235,9 +265,12 @@ class VisionTransformer(nn.Module):
         """Eqs. 1-3 and the final LayerNorm from patch embeddings (B, N, D) -> tokens (B, T, D).
 
         ``keep`` (B, K) lists the patches each image keeps (MAE, He et al. 2021): after E_pos is added
-        the others are dropped, so the encoder sees the [class] token and K patches only.
+        the others are dropped, so the encoder sees the [class] token and K patches only. Without it, a
+        model in train mode with :attr:`patch_drop` set draws its own per image (PatchDropout).
         """
         z = self._prepend_and_embed(tokens, grid)
+        if keep is None and self.training and self.patch_drop:
+            keep = patch_dropout_indices(tokens.shape[0], tokens.shape[1], self.patch_drop, tokens.device)
         if keep is not None:
             if self.config.posemb == "relative":
                 raise VitkitError("relative position embeddings index the full sequence: a subset of patches "
@@ -321,7 +354,8 @@ class VisionTransformer(nn.Module):
         return self.norm(z), outputs
 
     def pool(self, tokens: torch.Tensor) -> torch.Tensor:
-        """y: the [class] token's output (eq. 4) or the mean of the patch tokens (GAP)."""
+        """y: the [class] token's output (eq. 4) or the mean of the patch tokens (GAP): of those the encoder
+        kept, while training with PatchDropout."""
         if self.config.classifier == "token":
             return tokens[:, 0]
         return self.fc_norm(tokens[:, self.num_prefix_tokens:].mean(dim=1))
