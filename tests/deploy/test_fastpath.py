@@ -153,3 +153,20 @@ def test_guard_images_are_spread_evenly_and_stay_the_same():
     assert [picked[i][1] for i in range(10)] == want
     with pytest.raises(VitkitError, match="at least one image"):
         guard_images(data, -1)
+
+
+@pytest.mark.parametrize("name", ["DeiT-Ti/16-distilled", "DINOv2-S/14-reg"])
+def test_eval_fast_paths_on_the_families_with_extra_prefix_tokens(name, capsys, tmp_path):
+    """Issue 27: `vitkit eval --int8 --merge --guard` runs on a DeiT (distillation token, averaged heads)
+    and a DINOv2 with registers from their checkpoints, the guard comparing with the same model in fp32."""
+    model = vitkit.create_model(name, num_classes=10, seed=0, **SMALL)
+    generator = torch.Generator().manual_seed(0)
+    for head in (model.head, getattr(model, "head_dist", None)):  # zero heads would make every path agree
+        if head is not None:
+            head.weight.data = torch.randn(head.weight.shape, generator=generator)
+    run = vitkit.save_model(model, tmp_path / "model", to="native")
+    main(["eval", str(run), "--data", "digits", "--int8", "--merge", "2", "--guard", "--confusion", "none", "--json"])
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert result["fast_path"] == "int8+merge2"
+    assert result["guard"]["top1"] == pytest.approx(result["top1"])
+    assert 0.8 <= result["guard"]["agreement"] <= 1.0
