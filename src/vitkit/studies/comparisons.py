@@ -52,14 +52,14 @@ def block_pattern(name: str) -> re.Pattern[str]:
 
 def verdict(baseline: Mapping[str, Any], treatment: Mapping[str, Any]) -> tuple[str, str]:
     """(word, ``d [low, high]``): ``helped``, ``hurt`` or ``cannot tell`` (module notes) for two ledger records."""
-    from vitkit.studies.reproduce.stats import Summary, difference, half_width
+    from vitkit.studies.reproduce.stats import Summary, ahead, difference, half_width
 
     a, b = Summary.of(treatment["values"]), Summary.of(baseline["values"])
+    word = {True: "helped", False: "hurt", None: "cannot tell"}[ahead(a, b)]
     diff, _ = difference(a, b)
     hw = half_width(a, b)
     if hw is None:
-        return "cannot tell", f"{diff:+.1f} points (one seed: no interval)"
-    word = "helped" if diff - hw > 0 else "hurt" if diff + hw < 0 else "cannot tell"
+        return word, f"{diff:+.1f} points (one seed: no interval)"
     return word, f"{diff:+.1f} points, 95% interval [{diff - hw:+.1f}, {diff + hw:+.1f}]"
 
 

@@ -111,10 +111,8 @@ def run(lab, plot_dir: Path) -> ClaimResult:
     plot = plot_dir / "classifier.png"
     curves({NAMES[c]: (lrs, acc[c]) for c in NAMES}, plot, xlabel="peak learning rate (AdamW)",
            ylabel=f"{b.shots}-shot linear accuracy (%)", title="Class token vs GAP (Fig. 9 in miniature)")
-    grid = b.grid_size // b.grid_model["model_options"]["patch_size"]
     return ClaimResult(
-        setup=(f"{b.grid_model['model_options']} pre-trained on {lab.pretrain_data} at {b.grid_size} px "
-               f"({grid}x{grid} patches) for {b.grid_epochs} epochs with either classifier at peak learning rates "
+        setup=(f"{b.grid_model['model_options']} {lab.grid_setup()} with either classifier at peak learning rates "
                f"{', '.join(f'{lr:g}' for lr in lrs)}; each classifier's best rate chosen on its upstream top-1 on "
                f"the validation split ({100 * b.validation_share:g}% of each class held out of the pre-training "
                f"images), scored by {b.shots}-shot linear accuracy on {lab.transfer_data}; {b.seeds} seeds"),

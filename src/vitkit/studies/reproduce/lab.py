@@ -340,6 +340,13 @@ class Lab:
                    "seed": seed}
         return self.train(label or f"pretrain {arch['model']}", options)
 
+    def grid_setup(self) -> str:
+        """How a claim's setup names the finer-grid pre-training it shares (:meth:`grid_pretrain`)."""
+        b = self.budget
+        grid = b.grid_size // b.grid_model["model_options"]["patch_size"]
+        return (f"pre-trained on {self.pretrain_data} at {b.grid_size} px ({grid}x{grid} patches) for "
+                f"{b.grid_epochs} epochs")
+
     def grid_pretrain(self, seed: int, *, lr: float | None = None, posemb: str = "learned_1d",
                       classifier: str = "token") -> Run:
         """The finer-grid ViT that Table 8, Fig. 9 and Fig. 7 share (the budget's ``grid_*``), pre-trained

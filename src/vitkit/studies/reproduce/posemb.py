@@ -98,10 +98,9 @@ def run(lab, plot_dir: Path) -> ClaimResult:
     plot = plot_dir / "posemb.png"
     bars([KINDS[k][0] for k in KINDS], [fewshot[k] for k in KINDS], plot,
          ylabel=f"{b.shots}-shot linear accuracy (%)", title="Position embeddings (Table 8 in miniature)")
-    grid = b.grid_size // b.grid_model["model_options"]["patch_size"]
     return ClaimResult(
-        setup=(f"{b.grid_model['model']} {b.grid_model['model_options']} pre-trained on {lab.pretrain_data} at "
-               f"{b.grid_size} px ({grid}x{grid} patches) for {b.grid_epochs} epochs with each position embedding, "
+        setup=(f"{b.grid_model['model']} {b.grid_model['model_options']} {lab.grid_setup()} with each position "
+               f"embedding, "
                f"{100 * b.validation_share:g}% of each class held out as the validation split of its gate; "
                f"measure: {b.shots}-shot linear accuracy on {lab.transfer_data} (frozen features, {b.draws} draws), "
                f"{b.seeds} seeds"),
