@@ -93,7 +93,57 @@ def collate_skipping(items: list[tuple[torch.Tensor, int] | Unreadable | None]) 
     return images, labels.long(), dropped
 
 
-class SkippingLoader(DataLoader):
+#: The signals that stop a run (Ctrl-C, a scheduler's preemption, a closed terminal); see vitkit.train.stopping.
+_STOP_SIGNAL_NAMES = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
+def _stop_signals() -> list[int]:
+    return [getattr(signal, name) for name in _STOP_SIGNAL_NAMES if hasattr(signal, name)]
+
+
+def leave_stop_signals_to_the_main_process(worker_id: int) -> None:
+    """Every vitkit DataLoader's ``worker_init_fn``: a worker ignores SIGINT, SIGTERM and SIGHUP.
+
+    A signal to the whole process group (Ctrl-C, a scheduler's preemption, ``kill -TERM -PGID``) must
+    not kill the workers under the main process, which stops the run between two steps and then shuts
+    them down (PyTorch's own watchdog ends a worker whose parent is gone). The worker was started with
+    these signals blocked (:class:`WorkerLoader`), so one that reached it before this point is still
+    pending: it is discarded by ignoring first and unblocking after."""
+    stops = _stop_signals()
+    for signum in stops:
+        signal.signal(signum, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
+
+
+class WorkerLoader(DataLoader):
+    """A DataLoader whose worker processes leave the stop signals to the main process from birth.
+
+    A new iterator starts its workers (every epoch, as vitkit's loaders are not persistent). A worker
+    inherits the main process's Python signal handlers until its ``worker_init_fn`` runs, so a signal to
+    the process group in that window would raise vitkit's stop inside a worker that is still starting:
+    the main process then got a worker error instead of a clean stop, and could hang shutting the
+    others down. The stop signals are therefore blocked in the main thread while the iterator starts
+    its workers (a child inherits the mask, across exec too), and :func:`leave_stop_signals_to_the_main_process`
+    unblocks them in the worker once it ignores them; the main process gets a signal that arrived
+    meanwhile as soon as the workers are started.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("worker_init_fn", leave_stop_signals_to_the_main_process)
+        super().__init__(*args, **kwargs)
+
+    def __iter__(self):  # type: ignore[override]
+        if not self.num_workers or not hasattr(signal, "pthread_sigmask"):
+            return super().__iter__()
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, _stop_signals())
+        try:
+            return super().__iter__()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+class SkippingLoader(WorkerLoader):
     """A DataLoader yielding ``(images, labels)`` that records the samples it had to drop.
 
     ``unreadable`` maps each dropped item's index to the reason (first seen); ``skipped`` is the
@@ -141,18 +191,7 @@ def make_loader(dataset: LabeledImages, transform: Callable | None, *, batch_siz
         sampler = SequentialSampler(wrapped)
     return SkippingLoader(wrapped, batch_size=batch_size, sampler=sampler, drop_last=drop_last,
                           num_workers=num_workers, collate_fn=collate_skipping, generator=generator,
-                          persistent_workers=False, worker_init_fn=leave_stop_signals_to_the_main_process)
-
-
-def leave_stop_signals_to_the_main_process(worker_id: int) -> None:
-    """Every vitkit DataLoader's ``worker_init_fn``: a worker ignores SIGINT, SIGTERM and SIGHUP.
-
-    A signal to the whole process group (Ctrl-C, a scheduler's preemption, ``kill -TERM -PGID``) must
-    not kill the workers under the main process, which stops the run between two steps and then shuts
-    them down (PyTorch's own watchdog ends a worker whose parent is gone)."""
-    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), signal.SIG_IGN)
+                          persistent_workers=False)
 
 
 def skipped_count(loader: DataLoader) -> int:
@@ -249,10 +288,9 @@ def training_batches(dataset: LabeledImages, transform: TrainTransform, batches:
     """
     # The loader's own generator (the workers' base seed) keeps iterator creation off torch's global one,
     # whichever thread creates the iterator.
-    loader = DataLoader(TrainingFetch(dataset, transform, key), sampler=NumberedBatches(batches, first),
-                        batch_size=None, collate_fn=_as_is, num_workers=num_workers, pin_memory=pin_memory,
-                        generator=batch_generator((*key, LOADER_STREAM), first),
-                        worker_init_fn=leave_stop_signals_to_the_main_process)
+    loader = WorkerLoader(TrainingFetch(dataset, transform, key), sampler=NumberedBatches(batches, first),
+                          batch_size=None, collate_fn=_as_is, num_workers=num_workers, pin_memory=pin_memory,
+                          generator=batch_generator((*key, LOADER_STREAM), first))
     return Prefetched(loader) if num_workers == 0 and prefetch else loader
 
 

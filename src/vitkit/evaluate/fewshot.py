@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vitkit.data.loader import Unreadable, leave_stop_signals_to_the_main_process
+from vitkit.data.loader import Unreadable, WorkerLoader
 from vitkit.errors import VitkitError
 from vitkit.finite import require_finite_output
 from vitkit.models.protocol import VitkitModel
@@ -70,8 +70,7 @@ def extract_features(model: VitkitModel, dataset, indices: Sequence[int] | None 
     indices = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
     items = TransformedImages(dataset, transform or eval_transform(model.preprocessing))
     batches = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
-    loader = torch.utils.data.DataLoader(_Indexed(items), batch_sampler=batches, collate_fn=_collate_indexed,
-                                         num_workers=num_workers, worker_init_fn=leave_stop_signals_to_the_main_process)
+    loader = WorkerLoader(_Indexed(items), batch_sampler=batches, collate_fn=_collate_indexed, num_workers=num_workers)
     was_training = model.training
     model.eval()
     feats, labels, kept = [], [], []

@@ -28,7 +28,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
 
 from vitkit.errors import VitkitError
 from vitkit.train.distributed import Process, micro_batch_size
@@ -104,7 +103,7 @@ class StreamSteps:
 
     def __init__(self, dataset: Any, transform: Any, *, batch_size: int, accum: int, process: Process, seed: int,
                  epoch: int, start: int, num_workers: int, resumed: dict[str, Any] | None = None) -> None:
-        from vitkit.data.loader import leave_stop_signals_to_the_main_process
+        from vitkit.data.loader import WorkerLoader
         from vitkit.data.shards import ShardStream, StreamPart
 
         self.micro = micro_batch_size(batch_size, accum, process)
@@ -123,9 +122,8 @@ class StreamSteps:
         part = StreamPart(shards=mine, skip={s: self.tally.skip(s) for s in mine},
                           seed=(seed * 1_000_003 + epoch) * 131 + process.rank)
         workers = min(num_workers, len(mine))
-        self.loader = DataLoader(ShardStream(dataset, transform, part, chunk=self.micro), batch_size=None,
-                                 num_workers=workers, worker_init_fn=leave_stop_signals_to_the_main_process,
-                                 persistent_workers=False)
+        self.loader = WorkerLoader(ShardStream(dataset, transform, part, chunk=self.micro), batch_size=None,
+                                   num_workers=workers, persistent_workers=False)
         self.source = dataset.source
 
     def __len__(self) -> int:
