@@ -121,6 +121,30 @@ def test_eval_with_int8_and_guard_prints_both_accuracies(capsys, tmp_path):
     assert 0.9 <= result["guard"]["agreement"] <= 1.0
 
 
+def test_eval_guard_rows_print_the_trade_off_table_each_row_as_its_own_guard(capsys):
+    """Issue 23 item 3: `vitkit eval --guard --rows` prints R against accuracy and speed; every row's numbers
+    are the guard's own (the same as `--guard` with that path alone), the fp32 pass is shared."""
+    run = tiny_checkpoint()
+    main(["eval", str(run), "--data", "digits", "--guard", "--rows", "int8,merge1,fp32,int8+merge2,merge1",
+          "--batch-size", "64", "--confusion", "none", "--json"])
+    out = capsys.readouterr().out.splitlines()
+    result = json.loads(out[-1])
+    rows = result["trade_off"]
+    assert [r["path"] for r in rows] == ["int8", "merge1", "int8+merge2"]  # fp32 is the reference, repeats once
+    assert result["fast_path"] == "fp32" and result["top1"] == pytest.approx(rows[0]["fp32_top1"])
+    model = vitkit.load_model(run / "model")
+    alone = guard(model, apply_fast_path(model, FastPath.parse("int8+merge2")), open_source("digits", "test"),
+                  batch_size=64)
+    assert rows[2]["top1"] == pytest.approx(alone.fast.top1) and rows[2]["agreement"] == alone.agreement
+    for row in rows:
+        assert row["images_per_second"] > 0 and row["fp32_images_per_second"] > 0
+        assert row["speedup"] == pytest.approx(row["images_per_second"] / row["fp32_images_per_second"])
+    header = out.index(next(line for line in out if line.startswith("trade-off on 359 images")))
+    table = [line.split() for line in out[header + 2:header + 6]]
+    assert [line[0] for line in table] == ["fp32", "int8", "merge1", "int8+merge2"]
+    assert table[3][1] == f"{100 * rows[2]['top1']:.2f}%" and table[3][-1] == f"{rows[2]['speedup']:.2f}x"
+
+
 def test_predict_with_a_fast_path(capsys):
     run = tiny_checkpoint()
     main(["predict", str(run), SAMPLE, "--merge", "2", "--top-k", "2", "--json"])
@@ -130,6 +154,8 @@ def test_predict_with_a_fast_path(capsys):
 
 @pytest.mark.parametrize("argv,message", [
     (["eval", "RUN", "--data", "digits", "--guard"], "--guard compares a fast path"),
+    (["eval", "RUN", "--data", "digits", "--rows", "int8"], "--rows lists the fast paths --guard compares"),
+    (["eval", "RUN", "--data", "digits", "--guard", "--rows", "int8,transformers"], "unknown fast path"),
     (["eval", "RUN", "--data", "digits", "--merge", "-1"], "--merge: got '-1'; allowed: an integer >= 0"),
     (["predict", "RUN", "IMG", "--int8", "--attention", "out"], "--attention draws the plain model"),
 ])

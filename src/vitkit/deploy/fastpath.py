@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -138,29 +138,41 @@ def agreement(reference: torch.Tensor, other: torch.Tensor) -> float:
 @dataclass
 class Guard:
     """The plain and the fast model on the same images. ``plain``/``fast`` are full evaluations
-    when the model's classes are the data's, else None (then only the agreement is known)."""
+    when the model's classes are the data's, else None (then only the agreement is known).
+    ``plain_speed``/``fast_speed``: each model's forward images per second (:class:`GuardLogits`)."""
 
     images: int
     agreement: float
     max_abs_logit_diff: float
     plain: Any = None
     fast: Any = None
+    plain_speed: float | None = None
+    fast_speed: float | None = None
+
+    @property
+    def speedup(self) -> float | None:
+        """The fast path's forward images per second over fp32's (above 1: the fast path is faster)."""
+        return self.fast_speed / self.plain_speed if self.plain_speed and self.fast_speed else None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"images": self.images, "agreement": self.agreement,
                                "max_abs_logit_diff": self.max_abs_logit_diff,
-                               "fp32_top1": None, "top1": None, "top1_change": None}
+                               "fp32_top1": None, "top1": None, "top1_change": None,
+                               "fp32_images_per_second": self.plain_speed, "images_per_second": self.fast_speed,
+                               "speedup": self.speedup}
         if self.plain is not None:
             out.update(fp32_top1=self.plain.top1, top1=self.fast.top1, top1_change=self.fast.top1 - self.plain.top1)
         return out
 
     def line(self) -> str:
-        """One line for a person: accuracies (when labelled) and agreement with fp32."""
+        """One line for a person: accuracies (when labelled), agreement with fp32 and the forward speed."""
         text = f"top-1 agreement with fp32 {100 * self.agreement:.2f}% on {self.images} images"
         if self.plain is not None:
             change = 100 * (self.fast.top1 - self.plain.top1)
             text = (f"top-1 {100 * self.fast.top1:.2f}% vs fp32 {100 * self.plain.top1:.2f}% "
                     f"({change:+.2f} points); " + text)
+        if self.speedup is not None:
+            text += f"; forward {self.fast_speed:.1f} img/s vs fp32 {self.plain_speed:.1f} ({self.speedup:.2f}x)"
         return text
 
 
@@ -175,9 +187,28 @@ def guard_images(dataset, limit: int | None = None):
     return dataset.subset(np.linspace(0, len(dataset) - 1, limit).round().astype(int))
 
 
+class GuardLogits(NamedTuple):
+    """One model's pass for the guard: its logits, the labels, the images skipped as unreadable, and its
+    forward speed: ``seconds`` spent in the model's calls (timed around each, so data loading is not
+    counted) over ``timed_images``. The first batch is a warm-up and not timed (a compiled model compiles
+    there, caches fill), unless it is the only one."""
+
+    logits: torch.Tensor
+    labels: torch.Tensor
+    skipped: int
+    seconds: float
+    timed_images: int
+
+    @property
+    def images_per_second(self) -> float | None:
+        return self.timed_images / self.seconds if self.seconds > 0 else None
+
+
 def guard_logits(model: nn.Module, dataset, *, batch_size: int = 128, device: torch.device | str | None = None,
-                 num_workers: int = 0, preprocessing=None) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """(logits, labels, skipped images) of ``model`` over ``dataset`` with the evaluation preprocessing."""
+                 num_workers: int = 0, preprocessing=None) -> GuardLogits:
+    """``model`` over ``dataset`` with the evaluation preprocessing (see :class:`GuardLogits`)."""
+    import time
+
     from vitkit.data.loader import make_loader, skipped_count
     from vitkit.data.transforms import eval_transform
     from vitkit.evaluate.metrics import predict_logits
@@ -185,14 +216,31 @@ def guard_logits(model: nn.Module, dataset, *, batch_size: int = 128, device: to
     device = torch.device(device) if device is not None else next(model.parameters()).device
     loader = make_loader(dataset, eval_transform(preprocessing or model.preprocessing), batch_size=batch_size,
                          shuffle=False, num_workers=num_workers)
-    with compile_errors():
-        logits, labels = predict_logits(model, loader, device)
-    return logits, labels, skipped_count(loader)
+    started: list[float] = []
+    calls: list[tuple[int, float]] = []  # (images, seconds) of each forward call
+
+    def before(_module: nn.Module, inputs: tuple) -> None:
+        started.append(time.perf_counter())
+
+    def after(_module: nn.Module, inputs: tuple, _output: Any) -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        calls.append((len(inputs[0]), time.perf_counter() - started.pop()))
+
+    hooks = [model.register_forward_pre_hook(before), model.register_forward_hook(after)]
+    try:
+        with compile_errors():
+            logits, labels = predict_logits(model, loader, device)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    timed = calls[1:] or calls
+    return GuardLogits(logits, labels, skipped_count(loader), sum(t for _, t in timed), sum(n for n, _ in timed))
 
 
 def guard(model: nn.Module, fast_model: nn.Module, dataset, *, batch_size: int = 128,
           device: torch.device | str | None = None, num_workers: int = 0,
-          reference: tuple[torch.Tensor, torch.Tensor, int] | None = None) -> Guard:
+          reference: GuardLogits | None = None) -> Guard:
     """Run the plain and the fast model over the same images of ``dataset`` (its own eval preprocessing).
 
     Accuracies are computed when the data's classes are the model's or some of them (:func:`class_map`);
@@ -207,12 +255,15 @@ def guard(model: nn.Module, fast_model: nn.Module, dataset, *, batch_size: int =
     except VitkitError:
         mapping = None
     options = dict(batch_size=batch_size, device=device, num_workers=num_workers, preprocessing=model.preprocessing)
-    plain, labels, skipped = reference if reference is not None else guard_logits(model, dataset, **options)
-    fast, _, _ = guard_logits(fast_model, dataset, **options)
+    reference = reference if reference is not None else guard_logits(model, dataset, **options)
+    plain, labels, skipped = reference.logits, reference.labels, reference.skipped
+    timed = guard_logits(fast_model, dataset, **options)
+    fast = timed.logits
     if labels.numel() == 0:
         raise VitkitError("the guard has no images to compare on (all were unreadable)")
     result = Guard(images=int(labels.numel()), agreement=agreement(plain, fast),
-                   max_abs_logit_diff=float((plain - fast).abs().max()))
+                   max_abs_logit_diff=float((plain - fast).abs().max()),
+                   plain_speed=reference.images_per_second, fast_speed=timed.images_per_second)
     if mapping is not None:
         result.plain = mapping.metrics(plain, labels, skipped=skipped)
         result.fast = mapping.metrics(fast, labels, skipped=skipped)
