@@ -55,3 +55,11 @@ def test_one_epoch_of_both_loops_end_to_end(tmp_path):
     rows = saved["results"][0]["rows"]
     assert [r["arm"] for r in rows] == ["transformers", "vitkit same"]
     assert all(0.1 < r["final"] <= 1.0 and r["minutes"] > 0 for r in rows)
+
+
+def test_an_arm_that_failed_keeps_its_row_and_says_why():
+    result = {"data": "mnist5k", "target": 0.9, "epochs": 1, "rows": [
+        {"arm": "transformers", "options": {}, "final": 0.9, "minutes": 2.0, "to_target": 2.0, "ratio": 1.0},
+        {"arm": "vitkit compile", "options": {"compile": True}, "failed": "no C++ compiler"}]}
+    lines = tta.table([result]).splitlines()
+    assert lines[-1] == "| mnist5k | vitkit compile | `compile=True` | failed: no C++ compiler | - | - | - |"
