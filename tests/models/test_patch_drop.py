@@ -120,3 +120,20 @@ def test_bad_rates_relative_position_embeddings_and_other_families_are_refused_i
     for family in ("swin", "bit"):
         with pytest.raises(VitkitError, match=f"patch_drop applies to ViT, DeiT and DINOv2 models, not to a {family}"):
             FAMILIES[family].check_finetune("patch_drop")
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_backbone_features_keep_every_patch_while_training(name):
+    """forward_intermediates (features_only, `vitkit features`) never drops patches, even in train mode with a
+    rate set: a feature map needs every position, and its maps equal the no-drop model's."""
+    model = tiny(name)
+    plain = copy.deepcopy(model).train()
+    model.set_patch_drop(RATE)
+    model.train()
+    x = torch.randn(2, 3, 16, 16)
+    torch.manual_seed(0)
+    maps = model.forward_intermediates(x, intermediates_only=True)
+    torch.manual_seed(0)
+    expected = plain.forward_intermediates(x, intermediates_only=True)
+    assert [m.shape for m in maps] == [(2, 32, 4, 4)]
+    torch.testing.assert_close(maps, expected)
