@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("time_to_accuracy", ROOT / "benchmarks" / "time_to_accuracy.py")
@@ -63,3 +64,14 @@ def test_an_arm_that_failed_keeps_its_row_and_says_why():
         {"arm": "vitkit compile", "options": {"compile": True}, "failed": "no C++ compiler"}]}
     lines = tta.table([result]).splitlines()
     assert lines[-1] == "| mnist5k | vitkit compile | `compile=True` | failed: no C++ compiler | - | - | - |"
+
+
+def test_the_transformers_arm_is_the_same_run_whatever_the_global_generator_held(tmp_path):
+    """Its crops draw from torch's global generator, which torch seeds afresh in each process: the arm seeds
+    it, so the target it sets does not move between two runs of the same command."""
+    config = tta.base_config("digits", 1, 0, tmp_path / "a", {"batch_size": 128})
+    curves = []
+    for noise in (1, 2):
+        torch.manual_seed(noise)  # what another process would start with
+        curves.append([top1 for _, top1 in tta.transformers_arm(config)])
+    assert curves[0] == curves[1]
