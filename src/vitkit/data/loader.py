@@ -93,7 +93,9 @@ def collate_skipping(items: list[tuple[torch.Tensor, int] | Unreadable | None]) 
     return images, labels.long(), dropped
 
 
-#: The signals that stop a run (Ctrl-C, a scheduler's preemption, a closed terminal); see vitkit.train.stopping.
+#: The signals that stop a run (Ctrl-C, a scheduler's preemption, a closed terminal): the keys of
+#: vitkit.train.stopping.STOP_SIGNALS, named here because importing that module runs vitkit.train's package,
+#: which imports this module back (a cycle).
 _STOP_SIGNAL_NAMES = ("SIGINT", "SIGTERM", "SIGHUP")
 
 
