@@ -16,9 +16,13 @@ For each data set, one run, in this order on one machine:
   the levers of issue 23, e.g. ``--arm patch-drop:patch_drop=0.5``), evaluated after every epoch as well.
 
 The target is the test top-1 the transformers run has at its end. A run's time to the target is the wall
-time, evaluations and (vitkit's) per-epoch checkpoints included, at the first epoch whose test top-1
-reaches it; the ratio is the transformers run's time over the arm's (above 1: vitkit sooner). The issue's
-goal: an arm within 0.5 points of the target at least 1.5x sooner on both data sets.
+time, evaluations and (vitkit's) per-epoch checkpoints included, at the first epoch whose test top-1 is
+within :data:`TOLERANCE` (0.5 points) of it -- the issue's "same accuracy (within 0.5 points)"; the ratio
+is the transformers run's whole time over the arm's time to the target (above 1: vitkit sooner). The table
+also gives the transformers run's own first epoch within the tolerance, so a reader sees how much of a ratio
+a shorter transformers schedule might take back. The issue's goal: an arm at least 1.5x sooner on both
+data sets. An arm may set its own ``epochs`` (``--arm short:epochs=14``): "vitkit with its fastest
+settings" includes a shorter schedule that still reaches the target.
 
     .venv/bin/python benchmarks/time_to_accuracy.py --from-results runs/tta/results.json --write docs/training.md
 
@@ -53,7 +57,9 @@ SIZE = 32
 #: twice the batch with the learning rate scaled linearly (2 x the preset's 2e-3 x 4/6 for 6 blocks)
 ARMS = ("same", "patch-drop:patch_drop=0.5", "low-res:low_res_size=24,low_res_epochs=14",
         "both:patch_drop=0.5,low_res_size=24,low_res_epochs=14", "compile:compile=true",
-        "batch-128:batch_size=128,lr=0.002667")
+        "batch-128:batch_size=128,lr=0.002667", "short-14:epochs=14", "short-12:epochs=12")
+#: "the same accuracy (within 0.5 points)": how far below the target an arm's top-1 may be and count
+TOLERANCE = 0.005
 BLOCK = re.compile(r"<!-- time-to-accuracy.*?<!-- /time-to-accuracy -->", re.S)
 COMMAND = "python benchmarks/time_to_accuracy.py --out runs/tta --threads 2 --write docs/training.md"
 
@@ -89,7 +95,8 @@ def base_config(data: str, epochs: int, seed: int, out: Path, extra: dict[str, A
     from vitkit.train.settings import resolve_training_config
 
     options = dict(data=data, **MODEL, image_size=SIZE, epochs=epochs, flip=False, drop_path=0.0, eval_every=1,
-                   seed=seed, out=str(out), **(extra or {}))
+                   seed=seed, out=str(out))
+    options.update(extra or {})  # an arm's own options win, its epochs included
     return resolve_training_config("pretrain", options, preset="small-data")
 
 
@@ -165,8 +172,8 @@ def transformers_arm(config) -> list[tuple[float, float]]:
 
 
 def time_to(curve: list[tuple[float, float]], target: float) -> float | None:
-    """Seconds at the first epoch whose top-1 reaches ``target`` (None: never)."""
-    return next((seconds for seconds, top1 in curve if top1 >= target - 1e-9), None)
+    """Seconds at the first epoch whose top-1 is within :data:`TOLERANCE` of ``target`` (None: never)."""
+    return next((seconds for seconds, top1 in curve if top1 >= target - TOLERANCE - 1e-9), None)
 
 
 def run_dataset(name: str, arms: list[tuple[str, dict[str, Any]]], epochs: int, seed: int, out: Path,
@@ -177,7 +184,7 @@ def run_dataset(name: str, arms: list[tuple[str, dict[str, Any]]], epochs: int, 
     reference = transformers_arm(base_config(data, epochs, seed, out / name / "transformers"))
     target = reference[-1][1]
     rows = [{"arm": "transformers", "options": {}, "final": target, "minutes": reference[-1][0] / 60,
-             "to_target": reference[-1][0] / 60, "ratio": 1.0}]
+             "to_target": time_to(reference, target) / 60, "ratio": 1.0}]
     for arm, options in arms:
         report(f"[{name}] vitkit {arm} {options or ''}")
         try:
