@@ -66,14 +66,15 @@ def model_flag_options() -> dict[str, Option]:
 
 def add_model_options(parser: argparse.ArgumentParser, *, variant: bool = True) -> None:
     """Architecture overrides for training from scratch (``vitkit models`` lists the variants);
-    ``variant=False`` leaves out ``--model`` (for commands that take the variant as an argument). A flag
-    no attention family offers (a convolutional family's, BiT's ``--layers``...) has a group of its own."""
+    ``variant=False`` leaves out ``--model`` and ``--head-init`` (for commands that take the variant as an
+    argument and train nothing). A flag no attention family offers (a convolutional family's, BiT's
+    ``--layers``...) has a group of its own."""
     from vitkit.models.registry import FAMILIES
     from vitkit.train.recipes import HEAD_RULE, TrainConfig
 
     group = parser.add_argument_group("model")
     if variant:
-        add_field_options(group, TrainConfig, ["model"])
+        add_field_options(group, TrainConfig, ["model", "head_init"])
     shown = {name: "the variant's" for name in model_options()}
     shown["representation_size"] = HEAD_RULE
     placed = {name: group for fam in FAMILIES.values() if fam.attention != "none" for name in fam.architecture_options}

@@ -8,7 +8,8 @@ fix or a fast path lands in every family at the same time.
   softmax; the weights come back on request.
 * :class:`Mlp` -- two dense layers with a GELU between them, dropout after each (App. B.1).
 * :class:`DropPath` -- stochastic depth per sample.
-* :func:`zero_linear` -- the zero-initialised D x K head of §3.2.
+* :func:`zero_linear` -- the zero-initialised D x K head of §3.2; :func:`normal_heads` -- DeiT's
+  normal one, for training from scratch where the zero head stalls (``--head-init normal``).
 * :func:`lecun_normal_`, :func:`xavier_uniform_` -- the initialisers of Flax/JAX, in which the
   paper's reference code (google-research/vision_transformer) and BiT were written.
 """
@@ -151,6 +152,27 @@ def zero_linear(in_features: int, out_features: int) -> nn.Module:
     nn.init.zeros_(head.bias)
     return head
 
+
+
+#: The attributes that hold a model's classifier heads (every family's ``head``; a distilled DeiT's ``head_dist``).
+HEAD_NAMES = ("head", "head_dist")
+
+
+def normal_heads(model: nn.Module, *, seed: int, std: float = 0.02) -> list[str]:
+    """Re-initialise ``model``'s linear classifier heads as DeiT (timm) starts them: weights drawn from a
+    normal of ``std`` (timm's ``trunc_normal_(std=.02)``, whose +-2 bounds cut nothing at this std), zero
+    biases; drawn from a generator of its own seeded with ``seed``, so the rest of the model's initialisation
+    is what it was. Returns the names of the heads it set (a head of 0 classes, the identity, has none)."""
+    generator = torch.Generator().manual_seed(int(seed))
+    done = []
+    for name in HEAD_NAMES:
+        head = getattr(model, name, None)
+        if isinstance(head, nn.Linear):
+            with torch.no_grad():
+                head.weight.copy_(torch.randn(head.weight.shape, generator=generator) * std)
+                head.bias.zero_()
+            done.append(name)
+    return done
 
 
 # ------------------------------------------------------------------------------ initialisers

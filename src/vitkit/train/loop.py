@@ -141,6 +141,10 @@ def build_model(config: TrainConfig, label_names: list[str]) -> VitkitModel:
                              seed=config.seed, **dropout,
                              **pretraining_architecture(config.model, config.model_options, config.objective))
         model.config.name = variant_name(config.model, config.model_options)
+        if config.head_init == "normal":
+            from vitkit.models.layers import normal_heads
+
+            normal_heads(model, seed=config.seed)
     else:
         window = "window_size" in config.model_options  # Swin at a new window: resolution and window together
         model = load_model(config.checkpoint, image_size=None if window else config.image_size)

@@ -118,6 +118,13 @@ PRESET = Option("choice", "a named preset of the options below, applied before -
                           "(see the command's description)", choices=tuple(PRESETS), flag="--recipe", metavar="NAME")
 
 
+#: ``--head-init``: the classifier head of a model trained from scratch. Zero is vit_jax's and big_vision's
+#: (the §3.2 head); under Adam with a short warm-up it stalls a 12-block model at the loss of chance for
+#: hundreds of steps (see :mod:`vitkit.train.small_data`), so the small-data preset picks DeiT's (timm's).
+HEAD_INIT_HELP = ("training from scratch: the classifier head's initial weights, zeros (vit_jax, big_vision) or "
+                  "normal (std 0.02, DeiT/timm; the small-data preset's pick). Fine-tuning's new head is always "
+                  "zero (§3.2)")
+
 #: Options of which one overrides the other (the first wins): a configuration or a command line that holds both
 #: contradicts itself and is refused. A lower source's value (a recipe's default, a preset, a YAML file under
 #: the command line) gives way to the other option given above it instead (see vitkit.train.settings).
@@ -157,6 +164,8 @@ class TrainConfig(DictConfig):
     #: architecture overrides for pre-training (keys of :func:`model_options`). The head is linear
     #: unless ``representation_size`` asks for the paper's pre-logits layer (:data:`HEAD_RULE`).
     model_options: dict[str, Any] = field(default_factory=dict)
+    #: pre-training: how the classifier head starts (:data:`HEAD_INIT_HELP`); fine-tuning's new head is zero (§3.2).
+    head_init: str = option_field("zeros", Option("choice", HEAD_INIT_HELP, choices=("zeros", "normal")))
     #: input resolution (height, width) -- ``N`` or ``HxW`` on the command line, an int (square) or
     #: ``[H, W]`` in config.yaml; None: the variant's or the checkpoint's. Fine-tuning at a new one
     #: interpolates the position embeddings (§3.2).
@@ -317,6 +326,9 @@ class TrainConfig(DictConfig):
                                                or self.drop_path is not None),
              "--global-pool, --trainable-blocks and --drop-path belong to fine-tuning (pre-training sets drop "
              "path as a model option)"),
+            (self.recipe == "pretrain" or self.head_init == "zeros",
+             f"--head-init {self.head_init} is for training from scratch: fine-tuning replaces the head with a "
+             f"zero-initialised one (§3.2)"),
             (self.recipe == "pretrain" or self.objective == "supervised",
              f"fine-tuning trains a classifier: objective {self.objective!r} is for pre-training (vitkit train)"),
             (self.warmup is None or self.steps is None or self.warmup < self.steps,

@@ -80,6 +80,7 @@ def variants(budget) -> dict[str, dict[str, Any]]:
         "+ Mixup 0.8 / CutMix 1.0": {"mixup": 0.8, "cutmix": 1.0},
         "no label smoothing": {"label_smoothing": 0.0},
         "no drop path": {"model_options": {"drop_path": 0.0}},
+        "the zero head (vit_jax's)": {"head_init": "zeros"},
         "half the epochs": {"epochs": epochs / 2},
         f"patches of {patch // 2} px": {"model_options": {"patch_size": patch // 2}},
         "the paper's optimiser settings (batch 128, lr 1e-3, wd 0.1)": {
@@ -90,7 +91,7 @@ def variants(budget) -> dict[str, dict[str, Any]]:
 
 #: the paper's pre-training set-up (§4.1, App. B.1) on the same model: what "paper default" changes
 PAPER_DEFAULT = {"crop_scale": (0.08, 1.0), "flip": True, "label_smoothing": 0.0, "randaugment": False, "mixup": 0.0,
-                 "cutmix": 0.0, "model_options": {"drop_path": 0.0}}
+                 "cutmix": 0.0, "head_init": "zeros", "model_options": {"drop_path": 0.0}}
 
 
 def _options(lab, data: str, size: int, epochs: float, seed: int, arch: dict[str, Any],
