@@ -68,16 +68,6 @@ def test_a_twelve_block_stock_variant_learns_with_the_preset(letters, tmp_path):
     assert fall(values) > MARGIN, f"the loss fell by {fall(values):.3f} in {STEPS} steps: {values[::WINDOW]}"
 
 
-@pytest.mark.slow
-def test_the_four_block_rate_slows_it(letters, tmp_path):
-    """The same run at the 4-block models' 2e-3 (the preset before the depth rule) falls by less than half
-    as much in the same steps."""
-    reference = fall(losses(letters, tmp_path / "preset"))
-    values = losses(letters, tmp_path / "changed", lr=2e-3)
-    assert fall(values) < reference / 2, f"the loss fell by {fall(values):.3f} against {reference:.3f}: " \
-                                         f"{values[::WINDOW]}"
-
-
 def test_under_a_zero_head_the_blocks_move_at_full_speed_on_a_hundredth_of_the_gradient(letters, tmp_path):
     """The zero head's stall, at its cause (benchmarks/head_init_start.py): in the first steps the gradient
     that reaches the blocks through a zero head is far smaller than through DeiT's normal head, yet Adam,
