@@ -359,6 +359,8 @@ IN_CHANNELS = Option("int", "image channels", low=1)
 BATCH_SIZE = Option("int", "images per forward pass", low=1)
 NUM_WORKERS = Option("int", "data-loading processes", low=0, high=256)
 SEED = Option("int", "random seed", low=0, high=2**32 - 1)
+SEEDS = Option("int", "how many seeds to run (--seed, --seed + 1, ...): the verdicts' intervals need two or more",
+               low=1, high=100)
 SPLIT_SEED = Option("int", "seed of the per-class split of sources without one", low=0, high=2**32 - 1)
 VAL_FRACTION = Option("float", "test share of sources without a split", low=0, high=1, low_open=True,
                       high_open=True)
@@ -430,7 +432,7 @@ MAX_CONCURRENT = Option("int", "forward passes run at once, however many clients
                         high=64)
 
 COMMAND_OPTIONS: dict[str, Option] = {
-    "batch_size": BATCH_SIZE, "num_workers": NUM_WORKERS, "seed": SEED, "split_seed": SPLIT_SEED,
+    "batch_size": BATCH_SIZE, "num_workers": NUM_WORKERS, "seed": SEED, "seeds": SEEDS, "split_seed": SPLIT_SEED,
     "val_fraction": VAL_FRACTION, "device": DEVICE, "data": DATA, "split": SPLIT,
     "image_column": IMAGE_COLUMN, "label_column": LABEL_COLUMN, "shard_size": SHARD_SIZE, "image_size": IMAGE_SIZE,
     "num_classes": NUM_CLASSES, "top_k": TOP_K, "shots": SHOTS, "draws": DRAWS, "holdout": HOLDOUT,

@@ -222,19 +222,35 @@ def test_reconstruction_pastes_the_visible_patches_back_unchanged():
     assert np.all(c["true"][..., 3][~shown] == 0)
 
 
-def test_selfsup_verdicts_follow_the_papers_signs():
+def _measures(**routes: tuple[float, ...]) -> dict:
+    """One measure ("fine-tuned") per route, its values over the seeds."""
+    from vitkit.studies.reproduce.stats import Summary
+
+    return {key: {"fine-tuned": Summary.of(values)} for key, values in routes.items()}
+
+
+def test_selfsup_verdicts_follow_the_papers_signs_with_intervals():
     from vitkit.studies.selfsup_demo import _verdicts
 
-    def row(few, probe, fine):
-        return {"fewshot": [{"shots": 10, "mean": few, "std": 0.0}], "linear_probe": probe, "finetuned": fine}
-
-    rows = {"scratch": row(0.5, 0.5, 0.90), "supervised": row(0.8, 0.8, 0.955), "mpp": row(0.6, 0.4, 0.95)}
-    verdicts = {(v["against"], v["measure"]): v for v in _verdicts(rows, 10)}
-    assert verdicts["scratch", "fine-tuned"]["difference"] == pytest.approx(5.0)
-    assert verdicts["scratch", "fine-tuned"]["verdict"] == "holds"
-    assert verdicts["scratch", "lin. probe"]["verdict"] == "does not hold"
-    assert verdicts["supervised", "10-shot"]["verdict"] == "holds" and verdicts["supervised", "10-shot"]["paper"] == -4
-    assert verdicts["supervised", "fine-tuned"]["verdict"].startswith("tie")  # -0.5 points: under one point
+    supervised = (0.990, 0.992, 0.988)
+    # masked patch prediction 5 points above scratch and 3 below supervised, seeds tight: both hold
+    verdicts, rule = _verdicts(_measures(scratch=(0.90, 0.91, 0.89), mpp=(0.95, 0.96, 0.955), supervised=supervised))
+    assert [v["verdict"] for v in verdicts] == ["holds", "holds"]
+    assert verdicts[0]["difference"] == pytest.approx(5.5) and verdicts[0]["paper"] == 2
+    assert "Bonferroni" in rule and "2 comparisons" in rule and "1.0 pt" in rule
+    # reversed: masked patch prediction 5 points below scratch with tight seeds must not hold
+    verdicts, _ = _verdicts(_measures(scratch=(0.95, 0.96, 0.955), mpp=(0.90, 0.91, 0.89), supervised=supervised))
+    assert verdicts[0]["verdict"] == "does not hold"
+    # a point and a half ahead with a spread of several points: the seeds cannot tell (no "holds", no "tie")
+    verdicts, _ = _verdicts(_measures(scratch=(0.90, 0.95, 0.85), mpp=(0.93, 0.89, 0.955), supervised=supervised))
+    assert verdicts[0]["verdict"] == "inconclusive: the seeds cannot tell"
+    # ahead by less than a point, tightly: not the paper's +2, so it does not hold
+    verdicts, _ = _verdicts(_measures(scratch=(0.950, 0.951, 0.949), mpp=(0.953, 0.954, 0.952),
+                                      supervised=supervised))
+    assert verdicts[0]["verdict"] == "does not hold"
+    # one seed decides nothing, however large the difference
+    verdicts, _ = _verdicts(_measures(scratch=(0.5,), mpp=(0.9,), supervised=(0.99,)))
+    assert {v["verdict"] for v in verdicts} == {"inconclusive: one seed, no interval"}
 
 
 @pytest.mark.slow
@@ -242,13 +258,14 @@ def test_selfsup_experiment_runs_end_to_end(tmp_path):
     from vitkit.studies.selfsup_demo import SelfSupSettings, run_selfsup
 
     result = run_selfsup(SelfSupSettings(out=str(tmp_path / "ss"), pretrain_epochs=2, finetune_epochs=2,
-                                         probe_epochs=5, draws=2), progress=False, report=lambda _line: None)
+                                         probe_epochs=5, draws=2, seeds=2), progress=False, report=lambda _line: None)
     assert list(result.rows) == ["scratch", "supervised", "mpp", "mae"]
-    for row in result.rows.values():
+    for key, row in result.rows.items():
         assert [r["shots"] for r in row["fewshot"]] == [1, 5, 10]
-        assert 0.0 <= row["linear_probe"] <= 1.0 and 0.0 <= row["finetuned"] <= 1.0
-    assert len(result.verdicts) == 6 and "points (paper +2)" in result.table()
-    assert load_pretraining(tmp_path / "ss" / "pretrain-mae" / "model")[1].options.decoder_hidden_size == 64
+        assert row["finetuned"]["n"] == 2 and 0.0 <= row["linear_probe"]["mean"] <= 1.0
+        assert row["finetuned"]["values"] == [run[key]["finetuned"] for run in result.runs]
+    assert len(result.verdicts) == 6 and "(paper +2)" in result.table() and "2 seeds" in result.table()
+    assert load_pretraining(tmp_path / "ss" / "seed-1" / "pretrain-mae" / "model")[1].options.decoder_hidden_size == 64
 
 
 @pytest.mark.slow

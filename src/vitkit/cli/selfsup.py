@@ -9,13 +9,14 @@ from vitkit.options import OUT, add_command_options, add_switches
 
 NAME = "selfsup"
 HELP = ("§4.6 in miniature: pre-train on MNIST-5k without labels (masked patch prediction, MAE) and with them, "
-        "then few-shot, linear probe and fine-tune on the digits against random initialisation")
+        "then few-shot, linear probe and fine-tune on the digits against random initialisation; several seeds, "
+        "verdicts from Welch t intervals")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     OUT.add_to(parser, "out", default=None, help="where the runs go (default runs/selfsup-<time>)")
-    add_command_options(parser, {"seed": 0, "epochs": None, "finetune_epochs": None, "supervised_lr": None,
-                                 "mpp_lr": None, "mae_lr": None, "threads": None})
+    add_command_options(parser, {"seed": 0, "seeds": 3, "epochs": None, "finetune_epochs": None,
+                                 "supervised_lr": None, "mpp_lr": None, "mae_lr": None, "threads": None})
     add_switches(parser, "quiet")
 
 
@@ -25,7 +26,7 @@ def run(args: argparse.Namespace) -> dict:
     from vitkit.studies.selfsup_demo import SelfSupSettings, run_selfsup
 
     settings = SelfSupSettings(out=args.out or f"runs/selfsup-{time.strftime('%Y%m%d-%H%M%S')}", seed=args.seed,
-                               threads=args.threads)
+                               seeds=args.seeds, threads=args.threads)
     if args.epochs is not None:
         settings.pretrain_epochs = args.epochs
     if args.finetune_epochs is not None:
@@ -36,5 +37,6 @@ def run(args: argparse.Namespace) -> dict:
     result = run_selfsup(settings, progress=not args.quiet, report=lambda line: print(line, file=sys.stderr,
                                                                                         flush=True))
     print(result.table())
-    print(f"runs: {result.out}/{{pretrain,finetune}}-{{supervised,mpp,mae}}, {result.out}/finetune-scratch")
+    seeds = f"{result.out}/seed-N"
+    print(f"runs: {seeds}/{{pretrain,finetune}}-{{supervised,mpp,mae}}, {seeds}/finetune-scratch (N: each seed)")
     return result.to_dict()

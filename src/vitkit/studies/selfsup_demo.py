@@ -23,17 +23,23 @@ The model pools its patch tokens (the paper's GAP variant, App. D.3) instead of 
 token: masked patch prediction trains the patch outputs only, so a [class] token's output would get
 no training signal at all, and MAE works "similarly well" without one (its §3). With GAP every
 encoder has the same representation y (the mean of the normalised patch tokens), used by the
-frozen-feature measures and fine-tuned through the same head. The verdicts compare masked patch
-prediction with training from scratch (the paper: better, +2%) and with supervised pre-training
-(the paper: worse, -4%) on each measure: the claim holds when the difference has the paper's sign
-and is at least one point, and a smaller difference is a tie. Every number is measured by the run;
-none is stored.
+frozen-feature measures and fine-tuned through the same head.
+
+Everything runs for several seeds (3 by default: ``seed``, ``seed + 1``, ...), and the verdicts use the
+reproduce study's rules (:mod:`vitkit.studies.reproduce.stats`): masked patch prediction against
+training from scratch (the paper: better, +2%) and against supervised pre-training (the paper: worse,
+-4%) on each of the three measures, six comparisons decided by Welch t intervals over the seeds at
+Bonferroni's level for six. A comparison holds when the interval lies on the paper's side of 0 and the
+difference exceeds one point (3-4 of the 359 digits test images); it does not hold when the interval's
+end stays short of one point on the paper's side; otherwise the seeds cannot tell (one seed never can).
+Every number is measured by the run; none is stored.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +47,7 @@ from typing import Any
 import torch
 
 from vitkit.studies.demo import DEMO_MODEL
+from vitkit.studies.reproduce.stats import FAILS, HOLDS, INCONCLUSIVE, Summary, ahead, interval_text, level, pp
 from vitkit.train.loop import train
 from vitkit.train.recipes import TrainConfig, paper_pretraining_head, recipe_defaults
 
@@ -51,8 +58,8 @@ ROUTES = (("scratch", "random initialisation", None),
           ("mae", "MAE (no labels)", "mae"))
 #: §4.6's numbers: masked patch prediction against training from scratch and against supervised pre-training.
 PAPER = {"scratch": +2.0, "supervised": -4.0}
-#: Differences smaller than this (in points; 1 point is 3-4 of the 359 digits test images) are called ties.
-TIE = 1.0
+#: The least difference (a fraction; 1 point is 3-4 of the 359 digits test images) a comparison holds by.
+MIN_EFFECT = 0.01
 
 
 @dataclass
@@ -80,85 +87,134 @@ class SelfSupSettings:
     draws: int = 5
     probe_epochs: int = 90
     seed: int = 0
+    #: seeds run: seed, seed + 1, ... (the verdicts need at least two)
+    seeds: int = 3
     threads: int | None = None
 
 
 @dataclass
 class SelfSupResult:
+    """Each route's measures over the seeds (``rows``: fractions, mean/std/values as
+    :meth:`Summary.to_dict` gives them; ``runs``: each seed's own numbers) and the verdicts."""
+
     rows: dict[str, dict[str, Any]]
     verdicts: list[dict[str, Any]]
+    rule: str
     seconds: dict[str, float]
     out: Path
+    runs: list[dict[str, dict[str, Any]]] = field(default_factory=list)
 
     def table(self) -> str:
-        shots = [r["shots"] for r in next(iter(self.rows.values()))["fewshot"]]
+        first = next(iter(self.rows.values()))
+        seeds = first["finetuned"]["n"]
         width = max(len(r["name"]) for r in self.rows.values()) + 2
-        head = f"{'digits test top-1 (%)':<{width}}" + "".join(f"{f'{k}-shot':>13}" for k in shots)
-        lines = [head + f"{'lin. probe':>12}{'fine-tuned':>12}"]
+        cells = [f"{k['shots']}-shot" for k in first["fewshot"]] + ["lin. probe", "fine-tuned"]
+        lines = [f"{f'digits test top-1 (%), {seeds} seed' + ('s' if seeds != 1 else ''):<{width}}"
+                 + "".join(f"{c:>13}" for c in cells)]
         for row in self.rows.values():
-            cells = "".join(f"{100 * r['mean']:>7.1f} ±{100 * r['std']:>4.1f}" for r in row["fewshot"])
-            lines.append(f"{row['name']:<{width}}{cells}{100 * row['linear_probe']:>12.1f}"
-                         f"{100 * row['finetuned']:>12.1f}")
+            values = [*row["fewshot"], row["linear_probe"], row["finetuned"]]
+            lines.append(f"{row['name']:<{width}}" + "".join(f"{_cell(v):>13}" for v in values))
         lines.append("")
         for v in self.verdicts:
-            lines.append(f"masked patch prediction vs {v['against']:<10} {v['measure']:<11} {v['difference']:+6.1f} "
-                         f"points (paper {v['paper']:+.0f}): {v['verdict']}")
+            lines.append(f"masked patch prediction vs {v['against']:<10} {v['measure']:<11} {v['interval']} "
+                         f"(paper {v['paper']:+.0f}): {v['verdict']}")
+        lines.append(f"rule: {self.rule}")
         lines.append("")
         lines.append("time: " + ", ".join(f"{k} {v:.0f} s" for k, v in self.seconds.items()))
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows, "verdicts": self.verdicts, "seconds": self.seconds, "out": str(self.out)}
+        return {"rows": self.rows, "verdicts": self.verdicts, "rule": self.rule, "seconds": self.seconds,
+                "out": str(self.out), "runs": self.runs}
 
 
-def _verdicts(rows: dict[str, dict[str, Any]], shots: int) -> list[dict[str, Any]]:
-    """Masked patch prediction against scratch (should be better) and supervised (should be worse)."""
+def _cell(summary: dict[str, Any]) -> str:
+    """``mean ± std`` over the seeds in percent (the mean alone for one seed)."""
+    text = f"{100 * summary['mean']:.1f}"
+    return f"{text} ± {100 * summary['std']:.1f}" if summary["n"] > 1 else text
+
+
+def _rule(family: int) -> str:
+    return (f"{level(family)}; holds when the interval lies on the paper's side of 0 and the difference exceeds "
+            f"{pp(MIN_EFFECT)}, does not hold when its far end stays short of {pp(MIN_EFFECT)} on that side, "
+            f"otherwise the seeds cannot tell")
+
+
+def _verdicts(measures: dict[str, dict[str, Summary]]) -> tuple[list[dict[str, Any]], str]:
+    """Masked patch prediction against scratch (should be better) and supervised (should be worse) on each
+    measure, by :func:`~vitkit.studies.reproduce.stats.ahead` over the seeds (see the module notes); the
+    verdicts and the rule's text."""
+    family = len(PAPER) * len(measures["mpp"])
     out = []
-
-    def measures(row: dict[str, Any]) -> dict[str, float]:
-        fewshot = next(r["mean"] for r in row["fewshot"] if r["shots"] == shots)
-        return {f"{shots}-shot": fewshot, "lin. probe": row["linear_probe"], "fine-tuned": row["finetuned"]}
-
-    mpp = measures(rows["mpp"])
-    for against in ("scratch", "supervised"):
-        other = measures(rows[against])
-        for measure, value in mpp.items():
-            difference = 100 * (value - other[measure])
-            if abs(difference) < TIE:
-                verdict = f"tie (under {TIE:g} point)"
+    for against, paper in PAPER.items():
+        for measure, mpp in measures["mpp"].items():
+            other = measures[against][measure]
+            better, worse = (mpp, other) if paper > 0 else (other, mpp)
+            outcome = ahead(better, worse, MIN_EFFECT, family)
+            if outcome is None:
+                verdict = INCONCLUSIVE + (": one seed, no interval" if mpp.n < 2 else ": the seeds cannot tell")
             else:
-                verdict = "holds" if (difference > 0) == (PAPER[against] > 0) else "does not hold"
-            out.append({"against": against, "measure": measure, "difference": round(difference, 2),
-                        "paper": PAPER[against], "verdict": verdict})
-    return out
+                verdict = HOLDS if outcome else FAILS
+            out.append({"against": against, "measure": measure, "difference": round(100 * (mpp.mean - other.mean), 2),
+                        "interval": interval_text(mpp, other, family), "paper": paper, "verdict": verdict})
+    return out, _rule(family)
 
 
 def run_selfsup(settings: SelfSupSettings | None = None, *, progress: bool = True,
                 report: Callable[[str], None] = print) -> SelfSupResult:
-    """Pre-train three ways, evaluate four encoders on the digits (see the module notes)."""
+    """Pre-train three ways, evaluate four encoders on the digits, for each seed (see the module notes); runs
+    go to ``out/seed-N``."""
+    s = settings or SelfSupSettings()
+    if s.threads:
+        torch.set_num_threads(s.threads)
+    out = Path(s.out)
+    seconds: dict[str, float] = {}
+    runs = [_one_seed(s, seed, out / f"seed-{seed}", seconds, progress, report)
+            for seed in range(s.seed, s.seed + s.seeds)]
+    shots = max(s.shots)
+    summaries: dict[str, dict[str, Summary]] = {}
+    rows: dict[str, dict[str, Any]] = {}
+    for key, name, _ in ROUTES:
+        fewshot = [Summary.of(run[key]["fewshot"][i]["mean"] for run in runs) for i in range(len(s.shots))]
+        probe = Summary.of(run[key]["linear_probe"] for run in runs)
+        fine = Summary.of(run[key]["finetuned"] for run in runs)
+        rows[key] = {"name": name,
+                     "fewshot": [{"shots": k, **f.to_dict()} for k, f in zip(s.shots, fewshot, strict=True)],
+                     "linear_probe": probe.to_dict(), "finetuned": fine.to_dict()}
+        summaries[key] = {f"{shots}-shot": fewshot[list(s.shots).index(shots)], "lin. probe": probe,
+                          "fine-tuned": fine}
+    verdicts, rule = _verdicts(summaries)
+    seconds["total"] = sum(seconds.values())
+    return SelfSupResult(rows, verdicts, rule, seconds, out, runs)
+
+
+def _one_seed(s: SelfSupSettings, seed: int, out: Path, seconds: dict[str, float], progress: bool,
+              report: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+    """One seed's pre-training and evaluation: each route's few-shot, linear-probe and fine-tuned accuracy
+    (``seconds`` gathers the stages' times over the seeds)."""
+    from vitkit.checkpoints.detect import load_model
     from vitkit.checkpoints.native import save_native
     from vitkit.data.sources import open_source
     from vitkit.evaluate.fewshot import fewshot_evaluate
     from vitkit.evaluate.linear_probe import linear_probe
     from vitkit.models import create_model
 
-    s = settings or SelfSupSettings()
-    if s.threads:
-        torch.set_num_threads(s.threads)
-    out = Path(s.out)
-    seconds: dict[str, float] = {}
-    common = dict(batch_size=s.batch_size, seed=s.seed, flip=False, crop_pct=1.0, eval_every=1_000_000, log_every=10,
+    common = dict(batch_size=s.batch_size, seed=seed, flip=False, crop_pct=1.0, eval_every=1_000_000, log_every=10,
                   image_size=s.image_size)
 
-    def stage(name: str, config: TrainConfig):
-        report(f"[{name}] {config.recipe} ({config.objective}) on {config.data} ...")
+    @contextmanager
+    def timed(name: str) -> Iterator[None]:
         start = time.perf_counter()
-        result = train(config, progress=progress)
-        seconds[name] = time.perf_counter() - start
-        return result
+        yield
+        seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
+
+    def stage(name: str, config: TrainConfig):
+        report(f"[seed {seed}: {name}] {config.recipe} ({config.objective}) on {config.data} ...")
+        with timed(name):
+            return train(config, progress=progress)
 
     encoders: dict[str, Path] = {}
-    random_init = create_model(s.model, num_classes=0, image_size=s.image_size, seed=s.seed + 1, **s.model_options)
+    random_init = create_model(s.model, num_classes=0, image_size=s.image_size, seed=seed + 1, **s.model_options)
     save_native(random_init, out / "scratch" / "model", overwrite=True)  # the demo's own (seeded) model
     encoders["scratch"] = out / "scratch" / "model"
     for key, _, objective in ROUTES[1:]:
@@ -177,21 +233,17 @@ def run_selfsup(settings: SelfSupSettings | None = None, *, progress: bool = Tru
 
     digits_train, digits_test = open_source("digits", "train"), open_source("digits", "test")
     rows: dict[str, dict[str, Any]] = {}
-    for key, name, _ in ROUTES:
-        from vitkit.checkpoints.detect import load_model
-
-        start = time.perf_counter()
+    for key, _, _ in ROUTES:
         encoder = load_model(encoders[key])
         encoder.preprocessing = encoder.preprocessing.replace(crop_pct=1.0)
-        fewshot = fewshot_evaluate(encoder, digits_train, digits_test, shots=s.shots, draws=s.draws, seed=s.seed)
-        probe = linear_probe(encoder, digits_train, digits_test, epochs=s.probe_epochs, seed=s.seed)
-        seconds[f"evaluate {key}"] = time.perf_counter() - start
+        with timed(f"evaluate {key}"):
+            fewshot = fewshot_evaluate(encoder, digits_train, digits_test, shots=s.shots, draws=s.draws, seed=seed)
+            probe = linear_probe(encoder, digits_train, digits_test, epochs=s.probe_epochs, seed=seed)
         fine = stage(f"fine-tune {key}", TrainConfig(**{
             **recipe_defaults("finetune"), **common, "checkpoint": str(encoders[key]), "data": "digits",
             "crop_scale": (0.85, 1.0), "epochs": s.finetune_epochs, "lr": s.finetune_lr, "ema": None,
             "out": str(out / f"finetune-{key}")}))
-        rows[key] = {"name": name, "fewshot": [r.to_dict() for r in fewshot], "linear_probe": probe.top1,
+        rows[key] = {"fewshot": [r.to_dict() for r in fewshot], "linear_probe": probe.top1,
                      "finetuned": fine.metrics["test_top1"], "encoder": str(encoders[key]),
                      "finetune_run": str(out / f"finetune-{key}")}
-    seconds["total"] = sum(seconds.values())
-    return SelfSupResult(rows, _verdicts(rows, max(s.shots)), seconds, out)
+    return rows
