@@ -35,7 +35,7 @@ TRAINING_GROUPS = {
     "regularisation and augmentation": ("dropout", "loss", "label_smoothing", "randaugment", "mixup", "cutmix",
                                         "flip", "crop_scale", "crop_pct", "crop_mode", "patch_drop"),
     "run": ("out", "seed", "device", "precision", "compile", "eval_every", "save_every", "log_every",
-            "stop_if_stalled"),
+            "stop_if_stalled", "early_stop"),
 }
 #: TrainConfig fields of fine-tuning a masked model (MAE §4, App. A.1), on ``vitkit finetune``.
 FINETUNE_FIELDS = ("layer_decay", "drop_path", "global_pool", "trainable_blocks")
@@ -200,6 +200,10 @@ def print_training_summary(summary: dict) -> None:
     if summary.get("reason") == "stalled":
         state = "stopped: it does not learn (--stop-if-stalled; see the warning above" + (
             f"; {resume} goes on without checking again)" if resume else ")")
+    elif summary.get("reason") == "early_stop":
+        best = summary["best"]
+        state = (f"stopped early (--early-stop): the best evaluation was step {best['step']}'s, its model in "
+                 f"{summary.get('run_dir', 'the run directory')}/best")
     elif summary["finished"]:
         state = "finished"
     else:

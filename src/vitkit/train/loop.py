@@ -49,6 +49,7 @@ from vitkit.train.checkpoint import (
     save_training_state,
     set_rng_state,
 )
+from vitkit.train.early_stop import EarlyStop
 from vitkit.train.ema import WeightEMA
 from vitkit.train.recipes import (
     RECIPE_COMMANDS,
@@ -243,6 +244,8 @@ class TrainResult:
     stalled: Stall | None = None
     #: a run with a teacher: its settings (:meth:`TrainConfig.distillation`) and ``teacher_model``, its name
     distillation: dict[str, Any] | None = None
+    #: ``--early-stop``: the best evaluation (:meth:`vitkit.train.early_stop.EarlyStop.summary`)
+    best: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -257,6 +260,8 @@ class TrainResult:
         }
         if self.reason is not None:
             out["reason"] = self.reason
+        if self.best is not None:
+            out["best"] = self.best
         if self.unreadable_examples:
             out["unreadable_examples"] = self.unreadable_examples
         if self.run_dir is not None:
@@ -386,6 +391,7 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, config, self.objective)
         self.schedule = build_schedule(self.optimizer, config, self.total_steps)
         self.stall = self._stall_check(config)
+        self.early_stop = EarlyStop(config.early_stop) if config.early_stop else None
         self.step = 0
         self.seen_images = 0
         #: training-set indices whose image could not be decoded (distinct files, over all epochs)
@@ -551,6 +557,8 @@ class Trainer:
             "schedule": self.schedule.state_dict(), "config": self.config.to_dict(),
             "objective": self.objective.state_dict(), "stall": self.stall.state_dict(),
         }
+        if self.early_stop is not None:
+            state["early_stop"] = self.early_stop.state_dict()
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
         if self._stream is not None:
@@ -622,6 +630,8 @@ class Trainer:
         self.seen_images = int(state.get("seen_images", 0))
         self._resumed_stream = state.get("stream")
         self.stall.load_state_dict(state.get("stall"))  # a run checked before it stopped is not checked again
+        if self.early_stop is not None:
+            self.early_stop.load_state_dict(state.get("early_stop"))
         if state["world_size"] == self.process.world_size:
             self._pending_rng = state["rng"][self.process.rank]
         else:
@@ -671,7 +681,7 @@ class Trainer:
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress, unit="step",
                    file=sys.stderr, dynamic_ncols=True, desc=cfg.title())
         window_images, window_start, window_loss, window_steps = 0, time.perf_counter(), 0.0, 0
-        stalled_stop = False
+        stalled_stop = early_stopped = False
         try:
             while self.step < end_step:
                 epoch, position = divmod(self.step, self.steps_per_epoch)
@@ -712,6 +722,8 @@ class Trainer:
                     if (epoch_done and (epoch + 1) % cfg.eval_every == 0) or finished:
                         self._last_eval = self.evaluate()
                         self._log_eval(self._last_eval, epoch)
+                        if self.early_stop is not None and self._early_stop_check():
+                            end_step, early_stopped = self.step, True  # saved below, as a last step
                     if self.step == self.switch_step:  # before the checkpoint: one saved at the switch is full size
                         self._to_full_size()
                     if (epoch_done or finished or self.step == end_step
@@ -730,11 +742,27 @@ class Trainer:
                 self.rundir.flush()
         finished = self.step >= self.total_steps
         result = self._result(finished=finished,
-                              reason="stalled" if stalled_stop else None if finished else "stop_after")
+                              reason="stalled" if stalled_stop else "early_stop" if early_stopped and not finished
+                              else None if finished else "stop_after")
         if self.rundir is not None:
             self.rundir.write_summary(result.summary())
             self.rundir.close()
         return result
+
+    def _early_stop_check(self) -> bool:
+        """Record this evaluation with ``--early-stop`` (:mod:`vitkit.train.early_stop`): a better one writes
+        the model to ``OUT/best``; True when the run should end here."""
+        improved, stop = self.early_stop.update(self.step, self._last_eval)  # the same on every process
+        # every process takes part in the check (a collective); non-finite weights are never kept as the best,
+        # save() stops the run at the next checkpoint
+        if improved and not D.broadcast_object(self._nonfinite_weights(), self.process) and self.rundir is not None:
+            with self._signals.holding() if self._signals is not None else contextlib.nullcontext():
+                save_native(self.model, Path(self.config.out) / "best", overwrite=True)
+        if stop:
+            best = self.early_stop.summary()
+            self.report(f"early stop: {self.config.early_stop} evaluations without a better {best['metric']} "
+                        f"than step {best['step']}'s {best['value']:.4g} (its model: {self.config.out}/best)")
+        return stop
 
     def _check_stall(self, lr: float, inputs: torch.Tensor | None) -> bool:
         """Run the stall check after this step (:mod:`vitkit.train.stall`); when the run has not learned,
@@ -756,7 +784,7 @@ class Trainer:
             unreadable_examples=list(self.unreadable_reasons), seconds=seconds,
             images_per_second=(self.seen_images - self._start_images) / seconds if seconds > 0 else 0.0,
             run_dir=Path(cfg.out) if cfg.out else None, finished=finished, reason=reason, stalled=self.stall.found,
-            distillation=self.distillation,
+            distillation=self.distillation, best=self.early_stop.summary() if self.early_stop else None,
         )
         result.metrics = {k.replace("/", "_"): v for k, v in {**self._metrics, **self._last_eval}.items()}
         result.metrics["train_images"] = self.seen_images

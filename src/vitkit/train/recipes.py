@@ -64,6 +64,7 @@ from vitkit.options import (
     option_field,
 )
 from vitkit.train import small_data
+from vitkit.train.early_stop import EARLY_STOP_HELP
 from vitkit.train.stall import STOP_IF_STALLED_HELP
 
 RECIPES = ("pretrain", "finetune")
@@ -306,6 +307,8 @@ class TrainConfig(DictConfig):
     log_every: int = option_field(10, Option("int", "log training metrics every N steps", low=1))
     #: end the run where the stall check (:mod:`vitkit.train.stall`) finds that the training loss has not moved
     stop_if_stalled: bool = option_field(False, Option("bool", STOP_IF_STALLED_HELP))
+    #: end the run after N evaluations without a better one, the best kept in OUT/best (vitkit.train.early_stop)
+    early_stop: int | None = option_field(None, Option("int", EARLY_STOP_HELP, low=1, nullable=True, metavar="N"))
     out: str | None = option_field(None, OUT.optional())
 
     def __post_init__(self) -> None:
