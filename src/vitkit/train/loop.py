@@ -51,6 +51,7 @@ from vitkit.train.checkpoint import (
 )
 from vitkit.train.early_stop import EarlyStop
 from vitkit.train.ema import WeightEMA
+from vitkit.train.precision import amp_dtype, cpu_flags, emulated_bf16_warning
 from vitkit.train.recipes import (
     RECIPE_COMMANDS,
     TrainConfig,
@@ -292,10 +293,10 @@ class Trainer:
         seed_everything(config.seed * 1000 + self.process.rank)  # each process its own augmentation stream
         self.report = report if (report is not None and self.process.is_main) else (lambda _msg: None)
         self.progress = progress and self.process.is_main
-        if config.precision == "bf16" or (config.precision == "auto" and self.device.type == "cuda"):
-            self.amp_dtype: torch.dtype | None = torch.bfloat16
-        else:
-            self.amp_dtype = None
+        self.amp_dtype = amp_dtype(config.precision, self.device)
+        emulated = emulated_bf16_warning(config.precision, self.device, cpu_flags())
+        if emulated:
+            self.report(emulated)
         self.lock: RunLock | None = None
         self.rundir: RunDir | None = None
         self._claim(resume)  # before any data is read: a busy or foreign --out fails at once
