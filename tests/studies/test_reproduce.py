@@ -35,7 +35,8 @@ def check_document(out: Path, document: dict, claim_ids: list[str]) -> None:
             assert claim["notes"] and not claim["conditions"]
             continue
         assert claim["rows"] and claim["conditions"] and claim["headline"]
-        conditions = [Condition(c["name"], c["rule"], c["outcome"]) for c in claim["conditions"]]
+        conditions = [Condition(c["name"], c["rule"], c["outcome"], not_testable=c["not_testable"])
+                      for c in claim["conditions"]]
         assert all(c.outcome in (True, False, None) and c.rule for c in conditions)
         gates = [Gate(g["arm"], g["passed"], g["detail"]) for g in claim["gates"]]
         assert claim["verdict"] == verdict(conditions, gates)  # computed from the numbers, never written by hand
@@ -61,8 +62,17 @@ def test_chosen_claims_write_a_report_from_the_command_line(tmp_path, capsys):
     runs = sorted(p.name for p in (out / "runs").iterdir())
     initial = [r for r in runs if r.startswith("vit-gap-init")]
     assert len(initial) == BUDGETS["tiny"].seeds and all((out / "runs" / r / "model").is_dir() for r in initial)
-    trained = [r for r in runs if r not in initial]  # 4 kinds of position embedding; MPP, supervised, 3 fine-tunings
-    assert len(trained) == 9 * BUDGETS["tiny"].seeds
+    # per seed: 4 kinds of position embedding; MPP and supervised pre-training; 3 arms fine-tuned at every rate
+    trained = [r for r in runs if r not in initial]
+    assert len(trained) == (4 + 2 + 3 * len(BUDGETS["tiny"].selfsup_finetune_lrs)) * BUDGETS["tiny"].seeds
+    # the self-supervision claim runs on tinted images whose colour targets use many of the 512 classes, its
+    # masked-patch-prediction arms gated against the colour marginal, each arm's fine-tuning rate its own
+    assert ssl["colour_classes_used"] >= 64
+    assert set(ssl["best_lr"]) == {"scratch", "mpp", "supervised"}
+    assert all(lr in BUDGETS["tiny"].selfsup_finetune_lrs for lr in ssl["best_lr"].values())
+    gates = document["claims"][1]["gates"]
+    assert sum("marginal entropy" in g["detail"] for g in gates) == BUDGETS["tiny"].seeds  # one per MPP run
+    assert sum("fine-tuned at lr" in g["arm"] for g in gates) == 3 * BUDGETS["tiny"].seeds  # every chosen run
     assert all((out / "runs" / r / "summary.json").is_file() for r in trained)
     # supervised pre-training to transfer (and the initial weights it starts from) asks for the paper's head
     # (§3.1: pre-logits, D wide); masked patch prediction trains none, and fine-tuning replaces it (§3.2)
@@ -118,7 +128,7 @@ def _gflops(arch: dict, size: int) -> float:
         return count_flops(create_model(arch["model"], image_size=size, num_classes=10, **arch["model_options"]))
 
 
-@pytest.mark.parametrize("name", ["small", "full"])
+@pytest.mark.parametrize("name", ["small", "medium", "full"])
 def test_the_budgets_compute_ladders_overlap_so_fig5_can_compare_families(name):
     budget = BUDGETS[name]
     cost = {f: [_gflops(a, budget.image_size) for a in getattr(budget, f"{f}_ladder")] for f in ("vit", "bit",
@@ -129,6 +139,10 @@ def test_the_budgets_compute_ladders_overlap_so_fig5_can_compare_families(name):
     assert len(inside) >= 2 and inside[0] == cost["hybrid"][0], cost  # hybrids comparable with ViT at two sizes
     assert 0.5 <= cost["vit"][-1] / cost["bit"][-1] <= 2.0, cost  # the data-size pair costs about the same
     assert budget.data_fractions[-1] == 1.0 and list(budget.data_fractions) == sorted(budget.data_fractions)
+    # Fig. 3/4 as a slope: at least four pre-training sizes over at least 1.5 decades (issue 22, item 2)
+    fractions = budget.data_fractions
+    assert len(fractions) >= 4 and np.log10(fractions[-1] / fractions[0]) >= 1.5, fractions
+    assert len(budget.selfsup_finetune_lrs) >= 2  # each self-supervision arm's fine-tuning rate is chosen
 
 
 def test_the_lab_holds_out_a_validation_split_and_logs_enough_losses_for_the_plateau_gate(tmp_path):
@@ -153,3 +167,27 @@ def test_the_lab_holds_out_a_validation_split_and_logs_enough_losses_for_the_pla
     assert run.metrics["test_top1"] * len(y_val) == pytest.approx(round(run.metrics["test_top1"] * len(y_val)))
     test = lab.test_accuracy(run, "pretrain")
     assert 0.0 <= test <= 1.0 and test * budget.test_limit == pytest.approx(round(test * budget.test_limit))
+
+
+def test_a_data_size_subset_holds_out_its_own_validation_split_and_its_run_is_its_best_evaluation(tmp_path):
+    from vitkit.studies.reproduce.lab import Lab
+
+    budget = BUDGETS["tiny"]
+    lab = Lab(budget, tmp_path, num_workers=0)
+    subset, size = lab.pretrain_source(0.5)
+    data, train_images = lab.subset_validation_source(0.5)
+    with np.load(subset) as whole, np.load(data) as split:
+        assert train_images == len(split["y_train"]) and len(split["y_train"]) + len(split["y_test"]) == size
+        rows = {row.tobytes() for row in whole["x_train"].reshape(size, -1)}
+        assert all(row.tobytes() in rows for row in split["x_test"].reshape(len(split["y_test"]), -1))
+    # lr 1e-9: no evaluation beats the first, so patience 1 ends the run at the second (8 evaluations planned)
+    run = lab.pretrain(budget.vit, 0, source=(data, train_images), lr=1e-9, epochs=16, early_stop=1, evaluations=8,
+                       label="early stop check")
+    summary = json.loads((run.run_dir / "summary.json").read_text())
+    assert summary["reason"] == "early_stop" and run.stopped_early and run.model_dir == run.run_dir / "best"
+    assert run.metrics["test_top1"] == summary["best"]["value"]
+    assert "early stopping ended it" in lab.gate(run, "vit seed 0").detail
+    again = Lab(budget, tmp_path, num_workers=0).pretrain(budget.vit, 0, source=(data, train_images), lr=1e-9,
+                                                           epochs=16, early_stop=1, evaluations=8,
+                                                           label="early stop check")
+    assert again.reused and again.model_dir == run.model_dir  # an early-stopped run is finished: reused

@@ -242,6 +242,11 @@ def test_supervised_gate_needs_accuracy_well_above_chance_and_a_plateaued_loss()
     assert stats.plateaued(smoothed) is True
     assert stats.plateaued([2.3, 2.0, 1.8, 1.65, 1.55, 1.47, 1.42, 1.35, 1.3, 1.25, 1.2, 1.16]) is False
     assert stats.plateaued([2.3] * 12) is True  # never fell: flat (the accuracy half of the gate decides)
+    # early stopping ended it (a data-size subset): trained as far as its validation split can tell, even with
+    # its training loss still falling as it over-fits; the accuracy half still decides
+    stopped = stats.supervised_gate("vit", 0.9, 10, falling, stopped_early=True)
+    assert stopped.passed and "early stopping ended it" in stopped.detail
+    assert not stats.supervised_gate("vit", 0.3, 10, falling, stopped_early=True).passed
 
 
 def test_small_data_a_variant_two_points_above_the_preset_never_holds():

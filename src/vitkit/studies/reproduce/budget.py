@@ -1,8 +1,9 @@
 """How much work ``vitkit reproduce`` does: seeds, models, epochs, data sizes -- one :class:`Budget` each.
 
-``tiny`` (about a minute; for the tests), ``small`` (the laptop run, at most 30 minutes on two CPU
-cores; the README gives the time measured) and ``full`` (for a GPU: larger models, longer runs, more
-seeds). Every experiment of every claim reads its settings from here, so the report can print them.
+``tiny`` (about a minute; for the tests), ``small`` (the laptop run on two CPU cores; docs/reproduce.md
+gives the time measured), ``medium`` (about two hours on two CPU cores: the claims that need longer runs
+than ``small`` affords) and ``full`` (for a GPU: larger models, longer runs, more seeds). Every experiment
+of every claim reads its settings from here, so the report can print them.
 
 The miniature models are the paper's families shrunk to 16-px digits: ViT with 4x4 patches
 (a 4x4 grid of tokens), BiT ResNet-v2 with two stages, and the hybrid "R+ViT" (the BiT root block,
@@ -50,8 +51,13 @@ class Budget:
     test_limit: int | None = None
     #: epochs over the full pre-training set; every subset gets the same number of steps
     pretrain_epochs: float = 8
-    #: fractions of the pre-training set for the data-size claim (Fig. 3/4)
-    data_fractions: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0)
+    #: fractions of the pre-training set for the data-size claim (Fig. 3/4): at least four over 1.5 decades
+    #: (120, 400, 1,280 and 4,000 of MNIST-5k's training images), each run early-stopped on a validation split
+    #: of its subset after ``data_patience`` evaluations (of 16 over its steps) without a better one
+    data_fractions: tuple[float, ...] = (0.03125, 0.1, 0.32, 1.0)
+    data_patience: int = 4
+    #: the data-size runs' step budget: this many epochs of the full pre-training set (None: ``pretrain_epochs``)
+    data_epochs: float | None = None
     lr: float = 2e-3
     weight_decay: float = 0.05
     #: pre-training crops: area fraction range (digits: no flips; both as measured in the small-data claim)
@@ -93,6 +99,12 @@ class Budget:
     headline_size: int = 32
     headline_epochs: float = 20
     headline_model: dict[str, Any] = field(default_factory=lambda: vit(64, 4, 4))
+    #: the self-supervision claim (§4.6) on a tinted copy of the pre-training set: pre-training epochs of its
+    #: masked-patch-prediction and supervised arms, and each arm's fine-tuning on the tinted transfer set (its
+    #: rate chosen among ``selfsup_finetune_lrs`` on a validation split)
+    selfsup_epochs: float = 8
+    selfsup_finetune_epochs: float = 10
+    selfsup_finetune_lrs: tuple[float, ...] = (0.01, 0.03, 0.1)
     #: hidden units of the pixel-space MLP baseline (scikit-learn)
     mlp_hidden: tuple[int, ...] = (256,)
     mlp_max_iter: int = 200
@@ -115,7 +127,8 @@ BUDGETS: dict[str, Budget] = {
         data_fractions=(0.5, 1.0), classifier_lr_factors=(1.0, 3.0), vit_ladder=(vit(16, 2, 2), vit(32, 2, 2)),
         bit_ladder=(bit(8, (1,), 4), bit(16, (1, 1), 4)), hybrid_ladder=(hybrid(16, 1, 2), hybrid(32, 1, 2)),
         shots=1, draws=2, finetune_epochs=0.1, grid_model=vit(32, 2, 2), grid_epochs=1,
-        attention_images=8, scratch_epochs=0.1, scratch_model=vit(16, 1, 2),
+        attention_images=8, scratch_epochs=0.1, scratch_model=vit(16, 1, 2), selfsup_epochs=1,
+        selfsup_finetune_epochs=0.2, selfsup_finetune_lrs=(0.01, 0.1),
         scratch_variants=1, headline_size=16, headline_epochs=0.1, headline_model=vit(16, 1, 2), mlp_hidden=(16,),
         mlp_max_iter=20),
     # small: about 13 s per pre-training run of the main ViT on two cores; the epochs are what fits 30 minutes,
@@ -131,14 +144,25 @@ BUDGETS: dict[str, Budget] = {
     # plus ~4 s of evaluation, ~12.5 min for the three claims; the small-data claim ~9.5 min (33 digit runs of
     # ~290 steps at 0.03 s, the 2-px patches 4x that, 3 folder runs of 1,250 steps at ~0.05 s). Whether 10
     # epochs reach the plateau is not measured: a gate that fails says so in the claim's verdict.
-    "small": Budget(name="small", seeds=3, batch_size=64, pretrain_epochs=3, data_fractions=(0.125, 1.0),
-                    classifier_lr_factors=(0.3, 1.0),
+    "small": Budget(name="small", seeds=3, batch_size=64, pretrain_epochs=8, classifier_lr_factors=(1.0, 3.0),
                     vit_ladder=(vit(48, 3, 3), vit(64, 4, 4)), bit_ladder=(bit(32, (1, 1), 8), bit(48, (2, 2), 16)),
-                    hybrid_ladder=(hybrid(40, 2, 2), hybrid(56, 3, 4)), grid_model=vit(32, 3, 2), grid_epochs=10,
-                    scratch_epochs=16, scratch_variants=9, headline_epochs=20),
+                    hybrid_ladder=(hybrid(40, 2, 2), hybrid(56, 3, 4)), grid_model=vit(32, 3, 2), grid_epochs=20,
+                    selfsup_epochs=20, selfsup_finetune_epochs=20, selfsup_finetune_lrs=(0.03, 0.1),
+                    scratch_epochs=16, scratch_variants=5, headline_epochs=20),
+    # medium (about 2 hours on two CPU cores; an estimate from the per-run times of the small budget's run on this
+    # machine -- a 28-px grid run ~1.8 s an epoch of 3,200 images, a 16-px ViT(64, 4, 4) step of 64 ~0.04 s, a
+    # fine-tuning step on the digits ~0.05 s with its evaluation -- not yet measured whole): the claims the small
+    # budget trains only just past their gates, longer: the 7x7 grid for 40 epochs with the classifier at three
+    # rates (~32 min), five data sizes (~17 min), three sizes per family for the compute claim (~20 min),
+    # self-supervision pre-trained and fine-tuned for 40 epochs at three rates (~18 min), every one-change variant
+    # of the small-data preset and its 50-epoch headline (~15 min)
+    "medium": Budget(name="medium", seeds=3, batch_size=64, pretrain_epochs=16,
+                     data_fractions=(0.03125, 0.0625, 0.125, 0.32, 1.0), classifier_lr_factors=(0.3, 1.0, 3.0),
+                     grid_model=vit(32, 3, 2), grid_epochs=40, selfsup_epochs=40, selfsup_finetune_epochs=40,
+                     selfsup_finetune_lrs=(0.01, 0.03, 0.1), scratch_epochs=30, headline_epochs=50),
     "full": Budget(
         name="full", seeds=5, image_size=28, batch_size=128, pretrain_epochs=40,
-        data_fractions=(0.0625, 0.125, 0.25, 0.5, 1.0), lr=1e-3,
+        data_fractions=(0.03125, 0.0625, 0.125, 0.25, 0.5, 1.0), lr=1e-3,
         vit_ladder=(vit(64, 4, 4), vit(128, 6, 4), vit(192, 8, 6)),
         bit_ladder=(bit(64, (1, 1), 32), bit(96, (2, 2), 32), bit(128, (2, 2, 2), 32)),
         hybrid_ladder=(hybrid(64, 4, 4), hybrid(128, 6, 4), hybrid(192, 8, 6)),

@@ -5,7 +5,9 @@ pre-training set for the same number of steps; pre-training compute is 3 x forwa
 (vitkit.count_flops; the backward pass costs about twice the forward) x images seen. The measure
 is the fine-tuned accuracy on the transfer set (Fig. 5 plots fine-tuned transfer accuracy).
 Families are compared at equal compute by interpolating a family's curve (linear in log compute,
-seed by seed) at the other family's compute, within the range it covers.
+seed by seed) at the other family's compute, within the range it covers. Every pre-training run is gated
+(its accuracy on the pre-training test split well above chance, its loss plateaued): a point of a curve
+from a model that did not train would move the comparison by how far it got, not by its compute.
 """
 
 from __future__ import annotations
@@ -96,11 +98,13 @@ def run(lab, plot_dir: Path) -> ClaimResult:
     ladders = {"vit": b.vit_ladder, "bit": b.bit_ladder, "hybrid": b.hybrid_ladder}
     curves_by_family: dict[str, tuple[list[float], list[Summary]]] = {}
     fewshot: dict[str, list[Summary]] = {}
-    rows = []
+    rows, gates = [], []
     for family, ladder in ladders.items():
         xs, accs, shots = [], [], []
         for rung, arch in enumerate(ladder):
             runs = [lab.pretrain(arch, seed, label=f"{family} size {rung} seed {seed}") for seed in range(b.seeds)]
+            gates += [lab.gate(r, f"{FAMILY_NAMES[arch['model']]} size {rung + 1} seed {s}")
+                      for s, r in enumerate(runs)]
             xs.append(runs[0].train_tflops)
             accs.append(Summary.of(lab.finetune(r, s) for s, r in enumerate(runs)))
             shots.append(Summary.of(lab.fewshot(r, s) for s, r in enumerate(runs)))
@@ -121,7 +125,7 @@ def run(lab, plot_dir: Path) -> ClaimResult:
         setup=(f"three sizes per family pre-trained on {lab.pretrain_data} ({lab.pretrain_size} images, "
                f"{b.image_size} px, {b.pretrain_epochs} epochs); fine-tuned on {lab.transfer_data} "
                f"({b.finetune_epochs} epochs); {b.seeds} seeds"),
-        rows=rows, conditions=conditions,
+        rows=rows, conditions=conditions, gates=gates,
         summaries={f: {"tflops": curves_by_family[f][0], "finetune": [s.to_dict() for s in curves_by_family[f][1]],
                        "fewshot": [s.to_dict() for s in fewshot[f]]} for f in ladders},
         plots=[Plot(plot.name, "Transfer accuracy against pre-training compute for the three families (mean and "

@@ -1,12 +1,18 @@
 """Fig. 3 / Fig. 4 (§4.2) in miniature: ResNets win on little pre-training data, ViT catches up with more.
 
 Experiment: the budget's ViT and BiT ResNet (about the same compute per image) are pre-trained on
-nested, class-balanced subsets of the pre-training set, every subset for the same number of steps
-(the smaller sets are seen for more epochs, as the paper's subsets are trained with the same
-hyper-parameters). Each pre-trained model is measured twice on the transfer set: few-shot linear
-accuracy of the frozen features (Fig. 4) and accuracy after fine-tuning (Fig. 3). "ViT catches up" is
-the slope of log error against log data, steeper for ViT than for the ResNet, and undecided where a
-curve is at its ceiling; where the curves would cross is reported only as an extrapolation.
+nested, class-balanced subsets of the pre-training set, at least four sizes over at least 1.5 decades in
+the ``small`` budget and above. Each subset holds out a validation split of its own images and trains with
+early stopping on it (:mod:`vitkit.train.early_stop`): every subset may take the number of steps the full
+set gets in ``pretrain_epochs`` (the smaller sets are seen for more epochs, as the paper's subsets are
+trained with the same hyper-parameters), and each run's model is its best evaluation on its validation
+split, so a small subset is not scored after it has over-fitted for hundreds of epochs (size would be
+confounded with over-fitting). Each run is gated (validation accuracy well above chance, and early stopping
+or a plateaued loss). Each pre-trained model is measured twice on the transfer set: few-shot linear
+accuracy of the frozen features (Fig. 4: far from the ceiling, the curve that can show a slope) and
+accuracy after fine-tuning (Fig. 3). "ViT catches up" is the slope of log error against log data, steeper
+for ViT than for the ResNet, and undecided where a curve is at its ceiling; where the curves would cross is
+reported only as an extrapolation.
 """
 
 from __future__ import annotations
@@ -103,12 +109,18 @@ def run(lab, plot_dir: Path) -> ClaimResult:
     families = {"vit": b.vit, "bit": b.bit}
     sizes: list[int] = []
     results: dict[str, dict[str, list[Summary]]] = {m: {f: [] for f in families} for m in METRICS}
+    gates = []
+    steps = lab.steps_for(lab.pretrain_size, b.data_epochs or b.pretrain_epochs, b.batch_size)
     for fraction in b.data_fractions:
         _, images = lab.pretrain_source(fraction)
+        source = lab.subset_validation_source(fraction)
         sizes.append(images)
         for family, arch in families.items():
-            runs = [lab.pretrain(arch, seed, fraction=fraction, label=f"{family} {images} images seed {seed}")
+            runs = [lab.pretrain(arch, seed, source=source, epochs=steps * b.batch_size / source[1],
+                                 early_stop=b.data_patience, label=f"{family} {images} images seed {seed}")
                     for seed in range(b.seeds)]
+            gates += [lab.gate(r, f"{FAMILY_NAMES[arch['model']]} on {images} images seed {s}")
+                      for s, r in enumerate(runs)]
             results["fewshot"][family].append(Summary.of(lab.fewshot(r, s) for s, r in enumerate(runs)))
             results["finetune"][family].append(Summary.of(lab.finetune(r, s) for s, r in enumerate(runs)))
 
@@ -126,13 +138,14 @@ def run(lab, plot_dir: Path) -> ClaimResult:
               for m, name in METRICS.items()}
     curves({}, plot, xlabel="pre-training images", ylabel=f"{lab.transfer_data} accuracy (%)", title="",
            panels=panels)
-    steps = lab.steps_for(lab.pretrain_size, b.pretrain_epochs, b.batch_size)
     return ClaimResult(
         setup=(f"ViT {b.vit['model_options']} and BiT {b.bit['model_options']} pre-trained on {sizes} images of "
-               f"{lab.pretrain_data} (nested class-balanced subsets, the same {steps} steps each); transfer to "
+               f"{lab.pretrain_data} (nested class-balanced subsets, {100 * b.validation_share:g}% of each held out "
+               f"for early stopping after {b.data_patience} evaluations without a better one, at most {steps} "
+               f"steps each); transfer to "
                f"{lab.transfer_data}: {b.shots}-shot linear and fine-tuned ({b.finetune_epochs} epochs, SGD lr "
                f"{b.finetune_lr}); {b.seeds} seeds"),
-        rows=rows, conditions=conditions,
+        rows=rows, conditions=conditions, gates=gates,
         summaries={"sizes": sizes, **{m: {f: [s.to_dict() for s in results[m][f]] for f in families}
                                       for m in METRICS}},
         plots=[Plot(plot.name, "Transfer accuracy against the number of pre-training images: few-shot linear "

@@ -34,7 +34,7 @@ from vitkit.atomic import atomic_path
 from vitkit.data.sources import LabeledImages, open_source
 from vitkit.errors import VitkitError
 from vitkit.studies.reproduce.budget import Budget
-from vitkit.studies.reproduce.stats import Gate, supervised_gate
+from vitkit.studies.reproduce.stats import Gate, mpp_gate, supervised_gate
 
 #: what a run's cache key leaves out (where it is written and where it runs do not change what it is;
 #: the number of data workers does: augmentation draws come from the workers' generators)
@@ -59,10 +59,14 @@ class Run:
     #: forward-pass GFLOPs of one image at the training resolution (vitkit.count_flops)
     gflops_per_image: float
     reused: bool = False
+    #: the run ended by ``early_stop`` (:mod:`vitkit.train.early_stop`); its model is the best evaluation's
+    stopped_early: bool = False
+    #: where its model is: ``model`` (the last step's) or ``best`` (a run with ``early_stop``: the best evaluation's)
+    model_subdir: str = "model"
 
     @property
     def model_dir(self) -> Path:
-        return self.run_dir / "model"
+        return self.run_dir / self.model_subdir
 
     @property
     def train_tflops(self) -> float:
@@ -184,6 +188,24 @@ class Lab:
         self._subsets[fraction] = (str(path), int(len(idx)))
         return self._subsets[fraction]
 
+    def subset_validation_source(self, fraction: float) -> tuple[str, int]:
+        """The class-balanced ``fraction`` of the pre-training set (:meth:`pretrain_source`'s images), split into
+        training images and a validation split (``budget.validation_share`` of each class, seed 0) stored as its
+        test split: (data spec, training images). Early stopping on it chooses a subset's model without the
+        test split (the data-size claim)."""
+        from vitkit.data.sources import stratified_split
+
+        spec, _ = self.pretrain_source(fraction)
+        with np.load(spec, allow_pickle=False) as arrays:
+            images, labels, names = arrays["x_train"], arrays["y_train"], arrays["label_names"]
+        keep, held = stratified_split(labels, self.budget.validation_share, seed=0)
+        path = self.out / "data" / f"pretrain-{len(labels)}-train-{len(keep)}-validation-{len(held)}.npz"
+        if not path.exists():
+            with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+                np.savez(handle, x_train=images[keep], y_train=labels[keep], x_test=images[held], y_test=labels[held],
+                         label_names=names)
+        return str(path), int(len(keep))
+
     def validation_source(self, which: str, size: int | None = None) -> tuple[str, int]:
         """A data spec whose test split is a validation split held out of the training data of ``which``
         (``pretrain``: the budget's pre-training images; ``transfer``): ``budget.validation_share`` of each
@@ -210,9 +232,54 @@ class Lab:
                          y_test=labels[val_idx], label_names=np.asarray(source.label_names))
         return str(path), int(len(train_idx))
 
+    def tinted_source(self, which: str, *, validation: bool = False) -> tuple[str, int]:
+        """(data spec, number of training images) of ``which`` (``pretrain``: the budget's pre-training images;
+        ``transfer``) with every image tinted (:func:`vitkit.data.tint.tint`: a random ink and paper per image,
+        independent of its class), stored at the budget's ``image_size``: the colour task masked patch
+        prediction needs (§4.6). ``validation``: the training images' validation split
+        (``budget.validation_share`` of each class, seed 0) as the test split, the rest as training split."""
+        from vitkit.data.sources import stratified_split
+        from vitkit.data.tint import tint
+
+        size = self.budget.image_size
+        if which == "pretrain":
+            train_x, train_y = _pixels(self._pretrain_train, None)
+            keep = balanced_subset(train_y, self.pretrain_size / len(train_y))
+            train_x, train_y = train_x[keep], train_y[keep]
+            test_x, test_y = self._test_pixels(None)
+            names = self._pretrain_train.label_names
+        else:
+            train, test = self.transfer()
+            (train_x, train_y), (test_x, test_y), names = _pixels(train, None), _pixels(test, None), train.label_names
+        # tinted at the images' own size, then resized to the size the models see, so the stored pixels are
+        # the ones the colour targets are computed from
+        train_x, test_x = _resized(tint(train_x, seed=1), size), _resized(tint(test_x, seed=2), size)
+        if validation:
+            keep, held = stratified_split(train_y, self.budget.validation_share, seed=0)
+            train_x, train_y, test_x, test_y = train_x[keep], train_y[keep], train_x[held], train_y[held]
+        split = "validation" if validation else "test"
+        path = self.out / "data" / f"tinted-{which}-{len(train_x)}-{split}-{len(test_x)}-{size}px.npz"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+                np.savez(handle, x_train=train_x, y_train=train_y, x_test=test_x, y_test=test_y,
+                         label_names=np.asarray(names))
+        return str(path), int(len(train_x))
+
+    def colour_gate(self, run: Run, arm: str, data: str) -> Gate:
+        """Whether a masked-patch-prediction ``run`` pre-trained on ``data`` (a :meth:`tinted_source` spec)
+        learned its objective (:func:`~vitkit.studies.reproduce.stats.mpp_gate`): its test loss and colour
+        accuracy against the class-marginal baseline of the 3-bit mean-colour targets of ``data``'s test images."""
+        patch = json.loads((run.model_dir / "config.json").read_text())["architecture"]["patch_size"]
+        patch = int(patch[0] if isinstance(patch, list | tuple) else patch)
+        with np.load(data, allow_pickle=False) as arrays:
+            counts = np.bincount(patch_colour_classes(arrays["x_test"], patch), minlength=512)
+        return mpp_gate(arm, run.metrics["test_color_accuracy"], run.metrics["test_loss"], counts)
+
     def test_accuracy(self, run: Run, which: str) -> float:
         """Top-1 of ``run``'s model on the test split of ``which`` (``pretrain``: under the budget's
-        ``test_limit``; ``transfer``): for runs whose own ``test_top1`` is a validation accuracy."""
+        ``test_limit``; ``transfer``; or a data spec): for runs whose own ``test_top1`` is a validation
+        accuracy."""
         from vitkit.data.sources import ArrayImages
         from vitkit.evaluate.metrics import evaluate
 
@@ -221,8 +288,10 @@ class Lab:
             images, labels = self._test_pixels(model.preprocessing.image_size[0])
             test = ArrayImages(images, labels, list(self._pretrain_train.label_names), source=self.pretrain_data,
                                split="test")
-        else:
+        elif which == "transfer":
             test = self.transfer()[1]
+        else:
+            test = open_source(which, "test")
         return float(evaluate(model, test, batch_size=self.budget.batch_size).top1)
 
     def gate(self, run: Run, arm: str) -> Gate:
@@ -234,7 +303,7 @@ class Lab:
         losses = [row["value"] for row in read_metrics(run.run_dir) if row["metric"] == "train/loss"]
         meta = json.loads((run.model_dir / "config.json").read_text())
         classes = len(meta.get("label_names") or ()) or int(meta["architecture"]["num_classes"])
-        return supervised_gate(arm, run.metrics["test_top1"], classes, losses)
+        return supervised_gate(arm, run.metrics["test_top1"], classes, losses, stopped_early=run.stopped_early)
 
     def image_folder(self, size: int) -> str:
         """The pre-training set written as an ImageFolder tree of ``size``-px PNGs (``train/``, ``test/``):
@@ -294,38 +363,48 @@ class Lab:
         config = config.replace(out=str(run_dir))
         summary_path = run_dir / "summary.json"
         summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
-        reused = bool(summary and summary.get("finished"))
+        reused = bool(summary and (summary.get("finished") or summary.get("reason") == "early_stop"))
         if reused:
-            metrics, seconds = summary["metrics"], float(summary.get("seconds", 0.0))
             self.runs_reused += 1
         else:
             self.report(f"  training {label}")
             resume = (run_dir / "state.pt").is_file()
-            result = train(config, resume=resume, progress=self.progress)
-            metrics, seconds = result.metrics, result.seconds
+            train(config, resume=resume, progress=self.progress)
             self.runs_trained += 1
             (run_dir / "state.pt").unlink(missing_ok=True)  # finished: summary.json and model/ are what is reused
+            summary = json.loads(summary_path.read_text())
+        metrics, seconds, best = dict(summary["metrics"]), float(summary.get("seconds", 0.0)), summary.get("best")
+        if best:  # an early-stopping run is its best evaluation: that model, that number
+            metrics[best["metric"]] = best["value"]
         gflops = _gflops_per_image(run_dir / "model")
         run = Run(label, run_dir, {k: float(v) for k, v in metrics.items()}, seconds,
-                  images_seen=config.batch_size * (config.steps or 0), gflops_per_image=gflops, reused=reused)
+                  images_seen=config.batch_size * int(summary.get("step") or config.steps or 0),
+                  gflops_per_image=gflops, reused=reused, stopped_early=summary.get("reason") == "early_stop",
+                  model_subdir="best" if best else "model")
         self._runs[key] = run
         return run
 
     def pretrain(self, arch: dict[str, Any], seed: int, *, fraction: float = 1.0, lr: float | None = None,
                  size: int | None = None, epochs: float | None = None, label: str = "", objective: str = "supervised",
-                 validation: bool = False, **model_overrides: Any) -> Run:
+                 validation: bool = False, source: tuple[str, int] | None = None, early_stop: int | None = None,
+                 evaluations: int | None = None, **model_overrides: Any) -> Run:
         """Pre-train a miniature ``arch`` (a ``{"model", "model_options"}`` entry of the budget) on a
         ``fraction`` of the pre-training set at ``size`` px (the budget's by default). Every fraction
         gets the number of steps the full set gets in ``epochs`` (``budget.pretrain_epochs``) epochs:
         smaller sets are seen more often, as in §4.2. ``objective``: ``mpp`` or ``mae`` pre-train
         without the labels (:mod:`vitkit.objectives`), with that objective's recipe. ``validation``: train on
         the images left after the validation split (:meth:`validation_source`; ``epochs`` over those), whose
-        accuracy the run then reports as its ``test_top1``."""
+        accuracy the run then reports as its ``test_top1``. ``source``: (data spec, training images) to
+        pre-train on instead (e.g. :meth:`tinted_source`). ``early_stop``: stop after that many of the run's
+        ``evaluations`` (spread evenly over its epochs) without a better one, the best evaluation's model being
+        the run's (:mod:`vitkit.train.early_stop`; on a validation source, as :meth:`subset_validation_source`)."""
         from vitkit.train import recipe_defaults
         from vitkit.train.recipes import paper_pretraining_head
 
         b = self.budget
-        if validation:
+        if source is not None:
+            data, images = source
+        elif validation:
             data, images = self.validation_source("pretrain", size or b.image_size)
         else:
             data, images = self.pretrain_source(fraction)[0], self.pretrain_size
@@ -338,6 +417,9 @@ class Lab:
                    "image_size": size or b.image_size, "batch_size": b.batch_size, "steps": steps, "lr": lr or b.lr,
                    "weight_decay": b.weight_decay, "flip": False, "crop_scale": b.crop_scale, "crop_pct": 1.0,
                    "seed": seed}
+        if early_stop:
+            per_epoch = max(1, math.ceil(images / b.batch_size))
+            options.update(early_stop=early_stop, eval_every=max(1, steps // per_epoch // (evaluations or 16)))
         return self.train(label or f"pretrain {arch['model']}", options)
 
     def grid_setup(self) -> str:
@@ -393,22 +475,34 @@ class Lab:
 
     def finetune(self, run: Run, seed: int) -> float:
         """Fine-tuned top-1 on the transfer test split (§3.2: new zero head, SGD, cosine decay)."""
+        return self.finetune_run(run, seed).metrics["test_top1"]
+
+    def finetune_run(self, run: Run, seed: int, *, data: str | None = None, lr: float | None = None,
+                     epochs: float | None = None) -> Run:
+        """The run fine-tuning ``run`` on ``data`` (the transfer set by default) with ``lr`` for ``epochs``
+        (the budget's ``finetune_lr`` / ``finetune_epochs`` by default); its ``test_top1`` is ``data``'s test
+        split (a validation split for a validation spec), :meth:`gate` reads it."""
         from vitkit.train import recipe_defaults
 
         b = self.budget
-        train_set, _ = self.transfer()
-        batch = min(b.batch_size, len(train_set))
-        options = {**recipe_defaults("finetune"), "checkpoint": str(run.model_dir), "data": self.transfer_data,
+        data = data or self.transfer_data
+        images = self.train_images(data)
+        batch = min(b.batch_size, images)
+        lr = lr or b.finetune_lr
+        options = {**recipe_defaults("finetune"), "checkpoint": str(run.model_dir), "data": data,
                    "image_size": b.image_size, "batch_size": batch,
-                   "steps": self.steps_for(len(train_set), b.finetune_epochs, batch), "lr": b.finetune_lr,
+                   "steps": self.steps_for(images, epochs or b.finetune_epochs, batch), "lr": lr,
                    "ema": None, "flip": False, "crop_scale": (0.85, 1.0), "crop_pct": 1.0, "seed": seed}
-        return self.train(f"finetune {run.label}", options).metrics["test_top1"]
+        suffix = "" if data == self.transfer_data and lr == b.finetune_lr and not epochs else f" lr {lr:g}"
+        return self.train(f"finetune {run.label}{suffix}", options)
 
-    def fewshot(self, run: Run, seed: int) -> float:
-        """Few-shot linear accuracy (§4.1) of the frozen representation on the transfer set, mean over draws."""
+    def fewshot(self, run: Run, seed: int, data: str | None = None) -> float:
+        """Few-shot linear accuracy (§4.1) of the frozen representation on the transfer set (or ``data``),
+        mean over draws."""
         from vitkit.evaluate.fewshot import fewshot_evaluate
 
-        train_set, test_set = self.transfer()
+        train_set, test_set = self.transfer() if data is None else (open_source(data, "train"),
+                                                                      open_source(data, "test"))
         model = run.load()
         results = fewshot_evaluate(model, train_set, test_set, shots=[self.budget.shots], draws=self.budget.draws,
                                    seed=seed, device=self._torch_device())
@@ -464,6 +558,27 @@ class Lab:
         from vitkit.train.distributed import resolve_device
 
         return resolve_device(self.device)
+
+
+def _resized(images: np.ndarray, size: int) -> np.ndarray:
+    """(N, H, W, 3) uint8 images at ``size`` x ``size`` (bicubic, as the lab stores every set)."""
+    from PIL import Image
+
+    if images.shape[1:3] == (size, size):
+        return images
+    return np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.Resampling.BICUBIC)) for im in images])
+
+
+def patch_colour_classes(images: np.ndarray, patch: int) -> np.ndarray:
+    """The 3-bit mean-colour class (§4.6, :func:`vitkit.objectives.mpp.color_classes`) of every ``patch`` x
+    ``patch`` patch of (N, H, W, 3) uint8 ``images``, flattened: the targets masked patch prediction learns."""
+    import torch.nn.functional as F
+
+    from vitkit.objectives.mpp import color_classes
+
+    pixels = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).double() / 255.0
+    means = F.avg_pool2d(pixels, patch).flatten(2).transpose(1, 2)
+    return color_classes(means).flatten().numpy()
 
 
 def _gflops_per_image(model_dir: Path) -> float:

@@ -215,16 +215,20 @@ def plateaued(losses: Sequence[float]) -> bool | None:
     return before - last <= PLATEAU * max(float(losses[0]) - last, 0.0)
 
 
-def supervised_gate(arm: str, accuracy: float, num_classes: int, losses: Sequence[float]) -> Gate:
+def supervised_gate(arm: str, accuracy: float, num_classes: int, losses: Sequence[float], *,
+                    stopped_early: bool = False) -> Gate:
     """A supervised arm's gate: held-out accuracy well above chance (:data:`GATE_ABOVE_CHANCE`) and the
-    training loss plateaued (:func:`plateaued`); a curve too short to tell does not pass."""
+    training loss plateaued (:func:`plateaued`); a curve too short to tell does not pass. A run that early
+    stopping ended (its held-out accuracy no better for its patience) has trained as far as that split can
+    tell: its loss need not have plateaued (a small set's training loss falls on while it over-fits)."""
     chance = 1.0 / num_classes
     need = chance + GATE_ABOVE_CHANCE * (1.0 - chance)
-    flat = plateaued(losses)
+    flat = True if stopped_early else plateaued(losses)
     passed = accuracy >= need and flat is True
-    plateau = {True: "plateaued", False: "still falling", None: f"only {len(losses)} losses logged"}[flat]
+    plateau = ("early stopping ended it" if stopped_early else "training loss " +
+               {True: "plateaued", False: "still falling", None: f"only {len(losses)} losses logged"}[flat])
     return Gate(arm, passed, f"accuracy {100 * accuracy:.1f}% (needs {100 * need:.1f}%: chance {100 * chance:.1f}%), "
-                             f"training loss {plateau}")
+                             f"{plateau}")
 
 
 def gate_cell(gates: Sequence[Gate], arm: str) -> str:
