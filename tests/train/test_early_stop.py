@@ -12,6 +12,7 @@ from trainutil import TINY_CLI, tiny_config
 
 from vitkit import load_model
 from vitkit.data.sources import open_source
+from vitkit.errors import VitkitError
 from vitkit.evaluate.metrics import evaluate
 from vitkit.train.early_stop import EarlyStop
 from vitkit.train.loop import train
@@ -47,6 +48,10 @@ def test_a_run_that_stops_improving_ends_early_with_the_best_evaluation_kept_in_
     measured = evaluate(best, open_source("digits", "test"), batch_size=64).top1
     assert measured == pytest.approx(summary["best"]["value"], abs=1e-6)  # the model is the evaluation's
     assert (out / "model").is_dir()  # the last step's checkpoint stays where it always is
+    with pytest.raises(VitkitError, match="stopped early.*raise --early-stop"):  # its patience is spent
+        train(config, resume=True, progress=False)
+    longer = train(config.replace(early_stop=2), resume=True, progress=False)  # more patience: one more evaluation
+    assert longer.reason == "early_stop" and longer.step == 66 and longer.best["step"] == 22
 
 
 def test_a_resumed_run_remembers_its_best_and_its_patience(tmp_path):

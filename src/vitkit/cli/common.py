@@ -201,9 +201,10 @@ def print_training_summary(summary: dict) -> None:
         state = "stopped: it does not learn (--stop-if-stalled; see the warning above" + (
             f"; {resume} goes on without checking again)" if resume else ")")
     elif summary.get("reason") == "early_stop":
-        best = summary["best"]
+        best = summary.get("best")
         state = (f"stopped early (--early-stop): the best evaluation was step {best['step']}'s, its model in "
-                 f"{summary.get('run_dir', 'the run directory')}/best")
+                 f"{summary.get('run_dir', 'the run directory')}/best" if best else
+                 "stopped early (--early-stop): no evaluation was finite, no model kept as the best")
     elif summary["finished"]:
         state = "finished"
     else:

@@ -8,7 +8,8 @@ otherwise (lower is better). A better one writes the model to ``OUT/best`` (the 
 there, its summary's ``reason`` "early_stop" and its ``best`` saying which step won. The split it evaluates
 on decides what the choice means: on a source with a test split, that split chooses the weights, so a
 number reported on it afterwards is optimistic -- hold a validation split out of the training data and pass
-it as ``--data`` (the reproduce lab does: :meth:`vitkit.studies.reproduce.lab.Lab.validation_source`).
+it as ``--data`` (the reproduce lab does: :meth:`vitkit.studies.reproduce.lab.Lab.subset_validation_source`).
+``--resume`` of a run that stopped early is refused unless ``--early-stop`` is raised: its patience is spent.
 """
 
 from __future__ import annotations

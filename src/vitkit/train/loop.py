@@ -633,6 +633,9 @@ class Trainer:
         self.stall.load_state_dict(state.get("stall"))  # a run checked before it stopped is not checked again
         if self.early_stop is not None:
             self.early_stop.load_state_dict(state.get("early_stop"))
+            if self.early_stop.since >= self.early_stop.patience:
+                raise VitkitError(f"{cfg.out} stopped early: {self.early_stop.since} evaluations without a better "
+                                  f"one (--early-stop {cfg.early_stop}); raise --early-stop to train on")
         if state["world_size"] == self.process.world_size:
             self._pending_rng = state["rng"][self.process.rank]
         else:
@@ -758,11 +761,13 @@ class Trainer:
         # save() stops the run at the next checkpoint
         if improved and not D.broadcast_object(self._nonfinite_weights(), self.process) and self.rundir is not None:
             with self._signals.holding() if self._signals is not None else contextlib.nullcontext():
-                save_native(self.model, Path(self.config.out) / "best", overwrite=True)
+                best = save_native(self.model, Path(self.config.out) / "best", overwrite=True)
+                save_objective(self.objective, best)  # MPP/MAE: the head their inspection reads
         if stop:
             best = self.early_stop.summary()
             self.report(f"early stop: {self.config.early_stop} evaluations without a better {best['metric']} "
-                        f"than step {best['step']}'s {best['value']:.4g} (its model: {self.config.out}/best)")
+                        f"than step {best['step']}'s {best['value']:.4g} (its model: {self.config.out}/best)"
+                        if best else f"early stop: {self.config.early_stop} evaluations and none finite")
         return stop
 
     def _check_stall(self, lr: float, inputs: torch.Tensor | None) -> bool:

@@ -52,8 +52,9 @@ class Budget:
     #: epochs over the full pre-training set; every subset gets the same number of steps
     pretrain_epochs: float = 8
     #: fractions of the pre-training set for the data-size claim (Fig. 3/4): at least four over 1.5 decades
-    #: (120, 400, 1,280 and 4,000 of MNIST-5k's training images), each run early-stopped on a validation split
-    #: of its subset after ``data_patience`` evaluations (of 16 over its steps) without a better one
+    #: (subsets of 120, 400, 1,280 and 4,000 of MNIST-5k's training images, of which 96, 320, 1,024 and 3,200 train),
+    #: each run early-stopped on the validation split of its subset after ``data_patience`` evaluations (of
+    #: about 16 over its steps, at most one an epoch) without a better one
     data_fractions: tuple[float, ...] = (0.03125, 0.1, 0.32, 1.0)
     data_patience: int = 4
     #: the data-size runs' step budget: this many epochs of the full pre-training set (None: ``pretrain_epochs``)

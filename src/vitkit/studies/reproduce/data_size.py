@@ -112,8 +112,8 @@ def run(lab, plot_dir: Path) -> ClaimResult:
     gates = []
     steps = lab.steps_for(lab.pretrain_size, b.data_epochs or b.pretrain_epochs, b.batch_size)
     for fraction in b.data_fractions:
-        _, images = lab.pretrain_source(fraction)
         source = lab.subset_validation_source(fraction)
+        images = source[1]  # the images a run trains on: the subset less its validation split
         sizes.append(images)
         for family, arch in families.items():
             runs = [lab.pretrain(arch, seed, source=source, epochs=steps * b.batch_size / source[1],

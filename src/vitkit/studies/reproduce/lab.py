@@ -7,14 +7,17 @@ from-scratch run, :func:`vitkit.evaluate.fewshot_evaluate` for few-shot linear t
 :func:`vitkit.inspect.mean_attention_distance` for Fig. 7 -- so the report measures the toolkit a
 user runs.
 
-Runs are cached by their complete configuration: a run that two claims need (the 1-D position
-embedding ViT of Table 8 is also the class-token ViT of Fig. 9 and the full-data ViT of Fig. 3/4)
-is trained once, and a finished run directory under ``OUT/runs`` is reused when ``vitkit
-reproduce`` is started again with the same ``--out`` (an interrupted run is resumed).
+Runs are cached by their complete configuration: a run that two claims need (the 1-D, class-token
+ViT on the 7x7 grid serves Table 8, Fig. 9 and Fig. 7; the compute ladder's largest rungs are the main
+models of the other claims) is trained once, and a finished (or early-stopped) run directory under
+``OUT/runs`` is reused when ``vitkit reproduce`` is started again with the same ``--out`` (an
+interrupted run is resumed). A run's data is named by its file under ``OUT/data``, so an ``--out``
+is for one pre-training and one transfer source.
 
 Pre-training subsets (Fig. 3/4) are nested, class-balanced draws from the training split, written
-once as ``.npz`` files under ``OUT/data`` together with the full test split, so every subset is
-scored on the same test images.
+once as ``.npz`` files under ``OUT/data``; each holds out a validation split of its own images for early
+stopping (:meth:`Lab.subset_validation_source`), and every subset's model is scored on the same transfer
+data.
 """
 
 from __future__ import annotations
@@ -417,9 +420,9 @@ class Lab:
                    "image_size": size or b.image_size, "batch_size": b.batch_size, "steps": steps, "lr": lr or b.lr,
                    "weight_decay": b.weight_decay, "flip": False, "crop_scale": b.crop_scale, "crop_pct": 1.0,
                    "seed": seed}
-        if early_stop:
-            per_epoch = max(1, math.ceil(images / b.batch_size))
-            options.update(early_stop=early_stop, eval_every=max(1, steps // per_epoch // (evaluations or 16)))
+        if early_stop:  # about ``evaluations`` over the run whatever the subset's size (at most one an epoch)
+            per_epoch = max(1, images // b.batch_size)  # the trainer's steps an epoch (the last partial batch dropped)
+            options.update(early_stop=early_stop, eval_every=max(1, round(steps / per_epoch / (evaluations or 16))))
         return self.train(label or f"pretrain {arch['model']}", options)
 
     def grid_setup(self) -> str:
