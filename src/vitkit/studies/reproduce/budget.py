@@ -132,14 +132,14 @@ BUDGETS: dict[str, Budget] = {
         selfsup_finetune_epochs=0.2, selfsup_finetune_lrs=(0.01, 0.1),
         scratch_variants=1, headline_size=16, headline_epochs=0.1, headline_model=vit(16, 1, 2), mlp_hidden=(16,),
         mlp_max_iter=20),
-    # small: the laptop run, measured whole at 53.9 min on this project's 2-core AVX2 machine (docs/reproduce.md),
-    # over the 30 it should take. Its settings are what trained most arms past their gates in that run (65 of
-    # 84): a 10-epoch 7x7-grid ViT(32, 3, 2) reached 55-70% validation with its loss still falling, a 20-epoch
+    # small: the laptop run, about 56.5 min on this project's 2-core AVX2 machine (docs/reproduce.md), over the
+    # 30 it should take. Its settings are what trained most arms past their gates in that run (60 of 85): a
+    # 10-epoch 7x7-grid ViT(32, 3, 2) reached 55-70% validation with its loss still falling, a 20-epoch
     # one 75-91% (about 40 s a run; 30 epochs, about 55 s, plateaued), and 3x the budget's rate trains it
     # faster than 0.3x, so the classifier's rates are 1x and 3x; the 16-px main models take 8 epochs (the
     # self-supervision arms 20 on the tinted images, where supervised pre-training reached 92% and masked patch
     # prediction 20% colour accuracy against the marginal's 2.4%). Per claim: the grid claims 14 min (21
-    # runs), data-size 15 (24 early-stopped runs and their fine-tunings), compute 7, self-supervision 10.5,
+    # runs), data-size 18 (24 early-stopped runs and their fine-tunings), compute 7, self-supervision 10.5,
     # small-data 7 (five one-change variants).
     "small": Budget(name="small", seeds=3, batch_size=64, pretrain_epochs=8, classifier_lr_factors=(1.0, 3.0),
                     vit_ladder=(vit(48, 3, 3), vit(64, 4, 4)), bit_ladder=(bit(32, (1, 1), 8), bit(48, (2, 2), 16)),
