@@ -183,11 +183,7 @@ class Lab:
         test_x, test_y = self._test_pixels(store)
         idx = balanced_subset(train_y, self.pretrain_size / len(train_y) * fraction)
         path = self.out / "data" / f"pretrain-{len(idx)}.npz"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-                np.savez(handle, x_train=train_x[idx], y_train=train_y[idx], x_test=test_x, y_test=test_y,
-                         label_names=np.asarray(self._pretrain_train.label_names))
+        _write_split(path, (train_x[idx], train_y[idx]), (test_x, test_y), self._pretrain_train.label_names)
         self._subsets[fraction] = (str(path), int(len(idx)))
         return self._subsets[fraction]
 
@@ -203,10 +199,7 @@ class Lab:
             images, labels, names = arrays["x_train"], arrays["y_train"], arrays["label_names"]
         keep, held = stratified_split(labels, self.budget.validation_share, seed=0)
         path = self.out / "data" / f"pretrain-{len(labels)}-train-{len(keep)}-validation-{len(held)}.npz"
-        if not path.exists():
-            with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-                np.savez(handle, x_train=images[keep], y_train=labels[keep], x_test=images[held], y_test=labels[held],
-                         label_names=names)
+        _write_split(path, (images[keep], labels[keep]), (images[held], labels[held]), names)
         return str(path), int(len(keep))
 
     def validation_source(self, which: str, size: int | None = None) -> tuple[str, int]:
@@ -228,11 +221,8 @@ class Lab:
             images, labels = _pixels(source, size)
         train_idx, val_idx = stratified_split(labels, self.budget.validation_share, seed=0)
         path = self.out / "data" / f"{which}-{len(train_idx)}-validation-{len(val_idx)}-{images.shape[1]}px.npz"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-                np.savez(handle, x_train=images[train_idx], y_train=labels[train_idx], x_test=images[val_idx],
-                         y_test=labels[val_idx], label_names=np.asarray(source.label_names))
+        _write_split(path, (images[train_idx], labels[train_idx]), (images[val_idx], labels[val_idx]),
+                     source.label_names)
         return str(path), int(len(train_idx))
 
     def tinted_source(self, which: str, *, validation: bool = False) -> tuple[str, int]:
@@ -262,11 +252,7 @@ class Lab:
             train_x, train_y, test_x, test_y = train_x[keep], train_y[keep], train_x[held], train_y[held]
         split = "validation" if validation else "test"
         path = self.out / "data" / f"tinted-{which}-{len(train_x)}-{split}-{len(test_x)}-{size}px.npz"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-                np.savez(handle, x_train=train_x, y_train=train_y, x_test=test_x, y_test=test_y,
-                         label_names=np.asarray(names))
+        _write_split(path, (train_x, train_y), (test_x, test_y), names)
         return str(path), int(len(train_x))
 
     def colour_gate(self, run: Run, arm: str, data: str) -> Gate:
@@ -561,6 +547,18 @@ class Lab:
         from vitkit.train.distributed import resolve_device
 
         return resolve_device(self.device)
+
+
+def _write_split(path: Path, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
+                 label_names) -> None:
+    """Write a data set the lab made as the ``.npz`` a ``--data`` spec reads (``x_train``, ``y_train``,
+    ``x_test``, ``y_test``, ``label_names``), atomically; an existing file is the same set and is kept."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, x_train=train[0], y_train=train[1], x_test=test[0], y_test=test[1],
+                 label_names=np.asarray(label_names))
 
 
 def _resized(images: np.ndarray, size: int) -> np.ndarray:
