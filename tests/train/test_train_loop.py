@@ -172,3 +172,21 @@ def test_corrupt_images_in_a_folder_are_skipped_and_counted(tmp_path):
     skipped = result.skipped + int(result.metrics["test_skipped"])
     assert skipped >= 1
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["skipped_images"] == result.skipped
+
+
+@pytest.mark.parametrize("save_epochs, expected", [(1, [2, 4, 6, 8]), (3, [6, 8])])
+def test_save_epochs_checkpoints_every_nth_epoch_and_at_the_end(tmp_path, monkeypatch, save_epochs, expected):
+    """``--save-epochs N``: a checkpoint at the end of every N-th epoch and at the run's end (epochs of 2 steps:
+    the digits' 1,437 training images in batches of 512, the partial batch dropped)."""
+
+    saved, original = [], Trainer.save
+
+    def spy(self):
+        saved.append(self.step)
+        original(self)
+
+    monkeypatch.setattr(Trainer, "save", spy)
+    out = tmp_path / "run"
+    result = train(tiny_config(batch_size=512, steps=8, save_epochs=save_epochs, out=str(out)), progress=False)
+    assert saved == expected and result.step == 8
+    assert (out / "model" / "model.safetensors").is_file()

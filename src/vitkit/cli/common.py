@@ -34,8 +34,8 @@ TRAINING_GROUPS = {
                      "weight_decay", "warmup", "decay", "grad_clip", "ema"),
     "regularisation and augmentation": ("dropout", "loss", "label_smoothing", "randaugment", "mixup", "cutmix",
                                         "flip", "crop_scale", "crop_pct", "crop_mode", "patch_drop"),
-    "run": ("out", "seed", "device", "precision", "compile", "eval_every", "save_every", "log_every",
-            "stop_if_stalled", "early_stop"),
+    "run": ("out", "seed", "device", "precision", "compile", "eval_every", "save_every", "save_epochs",
+            "log_every", "stop_if_stalled", "early_stop"),
 }
 #: TrainConfig fields of fine-tuning a masked model (MAE §4, App. A.1), on ``vitkit finetune``.
 FINETUNE_FIELDS = ("layer_decay", "drop_path", "global_pool", "trainable_blocks")

@@ -730,7 +730,7 @@ class Trainer:
                             end_step, early_stopped = self.step, True  # saved below, as a last step
                     if self.step == self.switch_step:  # before the checkpoint: one saved at the switch is full size
                         self._to_full_size()
-                    if (epoch_done or finished or self.step == end_step
+                    if ((epoch_done and (epoch + 1) % cfg.save_epochs == 0) or finished or self.step == end_step
                             or (cfg.save_every and self.step % cfg.save_every == 0)):
                         self.save()
                     window_start += time.perf_counter() - paused  # img/s counts training time only
