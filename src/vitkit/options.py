@@ -398,6 +398,8 @@ WARMUP_EPOCHS = Option("int", "linear warm-up epochs, then cosine", low=0, high=
 EPOCHS = Option("int", "passes over the training set", low=1, nullable=True)
 LR = Option("float", "learning rate", low=0, high=100, low_open=True, nullable=True)
 THREADS = Option("int", "torch threads (default: torch's choice)", low=1, high=4096, nullable=True)
+JOBS = Option("int", "training runs at once, each in a process of its own with threads / N torch threads (default: "
+                     "one per CPU core on a CPU, 1 on a GPU)", low=1, high=256, nullable=True)
 OUT = Option("text", "output folder", metavar="DIR")
 # which weights, and how the command talks
 #: the evaluation side's ``--ema``: load a run's weight average (``model_ema/``). Not TrainConfig's
@@ -440,7 +442,7 @@ COMMAND_OPTIONS: dict[str, Option] = {
     "components": COMPONENTS, "max_shown": MAX_SHOWN, "pca_layer": PCA_LAYER,
     "probe_epochs": PROBE_EPOCHS, "probe_batch_size": PROBE_BATCH_SIZE, "probe_lr": PROBE_LR,
     "warmup_epochs": WARMUP_EPOCHS, "epochs": EPOCHS, "finetune_epochs": EPOCHS, "supervised_lr": LR,
-    "mpp_lr": LR, "mae_lr": LR, "threads": THREADS, "out": OUT,
+    "mpp_lr": LR, "mae_lr": LR, "threads": THREADS, "jobs": JOBS, "out": OUT,
     "ema": EMA, "json": JSON, "quiet": QUIET, "model": MODEL, "images": IMAGES,
     "config": CONFIG, "resume": RESUME, "stop_after": STOP_AFTER,
     "confusion": CONFUSION, "guard": GUARD, "attention": ATTENTION, "rows": ROWS, "compare": COMPARE,

@@ -3,6 +3,7 @@ verdict that the code computed from its conditions, finished runs are reused, ba
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import tempfile
@@ -46,9 +47,17 @@ def check_document(out: Path, document: dict, claim_ids: list[str]) -> None:
 
 def test_chosen_claims_write_a_report_from_the_command_line(tmp_path, capsys):
     out = tmp_path / "repro"
+    docs = tmp_path / "reproduce.md"
+    docs.write_text("# before\n<!-- reproduce-summary -->\nold table\n<!-- /reproduce-summary -->\nafter\n")
     main(["reproduce", "--budget", "tiny", "--only", "posemb", "self-supervision", "--out", str(out),
-          "--num-workers", "0", "--quiet", "--json"])
+          "--num-workers", "0", "--quiet", "--json", "--write-summary", str(docs)])
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    # the docs' block is the run's summary table, the rest of the file as it was
+    text = docs.read_text()
+    assert text.startswith("# before\n<!-- reproduce-summary: written by")
+    assert text.endswith("<!-- /reproduce-summary -->\nafter\n")
+    assert "old table" not in text and (out / "summary.md").read_text() in text
+    assert "| gates passed |" in text and "--write-summary" in text
     assert [c["id"] for c in result["claims"]] == ["posemb", "self-supervision"]
     assert result["claims"][1]["verdict"] != NOT_AVAILABLE  # vitkit has masked patch prediction: it is run
     document = json.loads((out / "report.json").read_text())
@@ -113,6 +122,10 @@ def test_a_second_run_with_the_same_out_reuses_every_run_and_agrees():
 @pytest.mark.parametrize("argv, message", [
     (["--only", "posemb", "--pretrain-data", "no-such-data"], "unknown dataset 'no-such-data'"),
     (["--only", "posemb", "--transfer-data", "no-such-data"], "unknown dataset 'no-such-data'"),
+    (["--only", "posemb", "--jobs", "0"], "--jobs: got '0'; allowed: an integer >= 1"),
+    (["--only", "posemb", "--write-summary", "no-such.md"], "no-such.md: no such file"),
+    (["--only", "posemb", "--write-summary", str(Path(__file__).parents[2] / "README.md")],
+     "no <!-- reproduce-summary -->"),
 ])
 def test_bad_data_is_one_line_before_anything_is_written(argv, message, tmp_path, capsys):
     out = tmp_path / "repro"
@@ -191,3 +204,71 @@ def test_a_data_size_subset_holds_out_its_own_validation_split_and_its_run_is_it
                                                            epochs=16, early_stop=1, evaluations=8,
                                                            label="early stop check")
     assert again.reused and again.model_dir == run.model_dir  # an early-stopped run is finished: reused
+
+
+def test_a_run_trained_in_a_worker_process_is_the_run_trained_in_this_one(tmp_path):
+    """``--jobs``: the same TrainConfig, seed and thread count give the same weights in a worker process as in
+    this one (so a run is reused across --jobs settings), and two threads asking for one run train it once."""
+    from safetensors.torch import load_file
+
+    from vitkit.studies.reproduce.lab import Lab
+
+    budget = BUDGETS["tiny"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the worker's share: threads 2 // jobs 2
+    try:
+        here = Lab(budget, tmp_path, num_workers=0, jobs=1)
+        runs_here = [here.pretrain(budget.vit, seed, epochs=2, label="worker check") for seed in (0, 1)]
+    finally:
+        torch.set_num_threads(threads)
+    (tmp_path / "runs").rename(tmp_path / "runs-here")  # the same data, no finished run to reuse
+    runs_here = [dataclasses.replace(r, run_dir=tmp_path / "runs-here" / r.run_dir.name) for r in runs_here]
+    there = Lab(budget, tmp_path, num_workers=0, jobs=2, threads=2)
+    try:
+        asked = there.parallel(lambda seed, _copy: there.pretrain(budget.vit, seed, epochs=2, label="worker check"),
+                               [(0, "a"), (1, "a"), (0, "b"), (1, "b")])
+        assert there.runs_trained == 2 and asked[0, "a"] is asked[0, "b"]  # one run per seed, however often asked
+        assert there.cpu_seconds() > 0 and there._pool.worker_cpu_seconds > 0  # the workers' time is counted
+    finally:
+        there.close()
+    for seed, run in enumerate(runs_here):
+        theirs = asked[seed, "a"]
+        assert theirs.run_dir.name == run.run_dir.name  # one configuration, one run folder name
+        assert all(theirs.metrics[k] == run.metrics[k] for k in ("train_loss", "test_top1", "test_loss"))
+        mine, other = (load_file(r.model_dir / "model.safetensors") for r in (run, theirs))
+        assert all(torch.equal(mine[k], other[k]) for k in mine)
+    seed0, seed1 = (load_file(r.model_dir / "model.safetensors") for r in runs_here)
+    assert any(not torch.equal(seed0[k], seed1[k]) for k in seed0)  # the seeds are two runs
+
+
+def test_a_grid_arm_whose_gate_fails_is_trained_afresh_for_longer(tmp_path, monkeypatch):
+    """Table 8's arms are trained until their gates pass: a failed gate means a fresh, longer run (each of
+    ``gate_extensions`` in turn), a passed one ends the search; the run returned is the last one trained."""
+    from vitkit.studies.reproduce.lab import Lab
+
+    budget = dataclasses.replace(BUDGETS["tiny"], gate_extensions=(1.5, 2.0))
+    lab = Lab(budget, tmp_path, num_workers=0)
+    train_images = lab.validation_source("pretrain", budget.grid_size)[1]
+    run, epochs = lab.grid_trained(0, posemb="none")  # one tiny epoch trains nothing: every gate fails
+    assert epochs == 2.0 and lab.runs_trained == 3 and not lab.gate(run, "").passed
+    assert run.images_seen == budget.batch_size * lab.steps_for(train_images, 2.0, budget.batch_size)
+    monkeypatch.setattr(Lab, "gate", lambda self, run, arm: Gate(arm, True, "passed"))
+    first, epochs = lab.grid_trained(1, posemb="none")
+    assert epochs == 1.0 and lab.runs_trained == 4  # passed at once: no longer run
+    assert lab.grid_trained(0, posemb="none")[0] is lab.grid_pretrain(0, posemb="none")  # cached, not retrained
+
+
+def test_a_budget_defers_claims_it_cannot_train_and_says_why():
+    from vitkit.studies.reproduce.report import render_summary
+    from vitkit.studies.reproduce.runner import select_claims
+
+    small = BUDGETS["small"]
+    assert set(small.deferred) <= set(CLAIMS) and not BUDGETS["medium"].deferred  # medium runs every claim
+    assert [c.id for c in select_claims(None, small.deferred)] == [c for c in CLAIMS if c not in small.deferred]
+    assert [c.id for c in select_claims(["posemb"], small.deferred)] == ["posemb"]  # --only still runs it
+    document = {"command": "vitkit reproduce", "budget": {"name": "small"}, "seconds": 60.0, "claims": [],
+                "environment": {"jobs": 2, "threads": 2, "torch": torch.__version__},
+                "deferred": [{"id": "posemb", "title": "Position embeddings", "source": "Table 8",
+                              "reason": "needs longer"}]}
+    assert "| Position embeddings | Table 8 | not in this budget: needs longer | - | - | not run |" in \
+        render_summary(document)

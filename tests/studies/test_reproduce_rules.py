@@ -24,6 +24,7 @@ from vitkit.studies.reproduce.stats import (
     HOLDS,
     INCONCLUSIVE,
     Condition,
+    Gate,
     Summary,
     ahead,
     equivalent,
@@ -81,6 +82,11 @@ def test_verdict_is_three_valued():
     assert verdict([met, met]) == HOLDS
     assert verdict([met, open_]) == INCONCLUSIVE
     assert verdict([open_, failed, met]) == FAILS
+    # an undecided verdict from arms that all trained says so, and names what the intervals left open
+    named = Condition("ViT ahead of the MLP", "r", None)
+    assert stats.verdict_text([met, named], [Gate("a", True, "")]) == \
+        "inconclusive: every arm trained; undecided: ViT ahead of the MLP"
+    assert stats.verdict_text([met, named], [Gate("a", False, "x")]) == "inconclusive: arm a did not train (x)"
 
 
 def test_interpolation_is_linear_in_log_compute_and_stays_inside_the_curve():

@@ -16,9 +16,9 @@ HELP = ("rerun the paper's claims in miniature (Table 8, Fig. 3/4, 5, 7, 9, §4.
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from vitkit.studies.reproduce import BUDGETS, CLAIMS
 
-    parser.epilog = ("budgets: tiny (about a minute, a smoke test), small (under 30 min on 2 CPU cores), full (for a "
-                     "GPU). Finished runs under OUT/runs are reused when the command is repeated with the same "
-                     "--out.")
+    parser.epilog = ("budgets: tiny (about a minute, a smoke test), small (the laptop run on 2 CPU cores), medium "
+                     "(about two hours on 2 CPU cores), full (for a GPU). Finished runs under OUT/runs are reused "
+                     "when the command is repeated with the same --out.")
     OUT.add_to(parser, "out", required=True, help="folder for report.html, report.json, summary.md, plots/ and the "
                                                   "runs")
     # the claims and budgets are the study's own (defined where they are: vitkit.studies.reproduce)
@@ -30,7 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                 help=f"pre-training data instead of MNIST-5k ({DATA.help})")
     DATA.add_to(parser, "transfer_data", default="digits", help_default="digits",
                 help=f"transfer data instead of the digits ({DATA.help})")
-    add_command_options(parser, {"threads": None, "device": "auto", "num_workers": 1})
+    Option("text", "after the run, rewrite the <!-- reproduce-summary --> block of this Markdown file with its "
+                   "summary table (docs/reproduce.md)", metavar="MD").add_to(parser, "write_summary", default=None)
+    add_command_options(parser, {"threads": None, "jobs": None, "device": "auto", "num_workers": 0})
     add_switches(parser, "quiet")
 
 
@@ -45,7 +47,8 @@ def run(args: argparse.Namespace) -> dict:
     command = "vitkit reproduce " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == [NAME] \
         else f"vitkit reproduce --budget {args.budget} --out {args.out}"
     document = reproduce(args.out, only=args.only, budget=args.budget, pretrain_data=args.pretrain_data,
-                         transfer_data=args.transfer_data, device=args.device, threads=args.threads,
+                         transfer_data=args.transfer_data, device=args.device, threads=args.threads, jobs=args.jobs,
+                         write_summary=args.write_summary,
                          num_workers=args.num_workers,
                          command=command, report=say)
     width = max(len(row[0]) for row in summary_rows(document))

@@ -66,8 +66,9 @@ def run(lab, plot_dir: Path) -> ClaimResult:
 
     b = lab.budget
     trained, random, gates = [], [], []
+    runs = lab.parallel(lab.grid_trained, [(seed,) for seed in range(b.seeds)])
     for seed in range(b.seeds):
-        run_ = lab.grid_pretrain(seed)
+        run_ = runs[seed,][0]
         gates.append(lab.gate(run_, f"trained ViT seed {seed}"))
         model = run_.load()
         trained.append(lab.attention_distance(model))

@@ -89,14 +89,16 @@ def decide(lrs: list[float], acc: dict[str, list[Summary]],
 
 def run(lab, plot_dir: Path) -> ClaimResult:
     b = lab.budget
-    lrs = [b.lr * f for f in b.classifier_lr_factors]
+    lrs = [b.grid_peak_lr * f for f in b.classifier_lr_factors]
     acc: dict[str, list[Summary]] = {c: [] for c in NAMES}
     validation: dict[str, list[Summary]] = {c: [] for c in NAMES}
     upstream: dict[str, list[Summary]] = {c: [] for c in NAMES}
     arms: dict[str, list[list]] = {c: [] for c in NAMES}
+    trained = lab.parallel(lambda classifier, lr, seed: lab.grid_pretrain(seed, lr=lr, classifier=classifier),
+                           [(c, lr, seed) for c in NAMES for lr in lrs for seed in range(b.seeds)])
     for classifier in NAMES:
         for lr in lrs:
-            runs = [lab.grid_pretrain(seed, lr=lr, classifier=classifier) for seed in range(b.seeds)]
+            runs = [trained[classifier, lr, seed] for seed in range(b.seeds)]
             arms[classifier].append(runs)
             acc[classifier].append(Summary.of(lab.fewshot(r, s) for s, r in enumerate(runs)))
             validation[classifier].append(Summary.of(r.metrics["test_top1"] for r in runs))

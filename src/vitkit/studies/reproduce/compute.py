@@ -99,10 +99,17 @@ def run(lab, plot_dir: Path) -> ClaimResult:
     curves_by_family: dict[str, tuple[list[float], list[Summary]]] = {}
     fewshot: dict[str, list[Summary]] = {}
     rows, gates = [], []
+    def pretrain_and_finetune(family: str, rung: int, seed: int):
+        run = lab.pretrain(ladders[family][rung], seed, label=f"{family} size {rung} seed {seed}")
+        lab.finetune(run, seed)
+        return run
+
+    trained = lab.parallel(pretrain_and_finetune, [(family, rung, seed) for family, ladder in ladders.items()
+                                                   for rung in range(len(ladder)) for seed in range(b.seeds)])
     for family, ladder in ladders.items():
         xs, accs, shots = [], [], []
         for rung, arch in enumerate(ladder):
-            runs = [lab.pretrain(arch, seed, label=f"{family} size {rung} seed {seed}") for seed in range(b.seeds)]
+            runs = [trained[family, rung, seed] for seed in range(b.seeds)]
             gates += [lab.gate(r, f"{FAMILY_NAMES[arch['model']]} size {rung + 1} seed {s}")
                       for s, r in enumerate(runs)]
             xs.append(runs[0].train_tflops)

@@ -111,14 +111,22 @@ def run(lab, plot_dir: Path) -> ClaimResult:
     results: dict[str, dict[str, list[Summary]]] = {m: {f: [] for f in families} for m in METRICS}
     gates = []
     steps = lab.steps_for(lab.pretrain_size, b.data_epochs or b.pretrain_epochs, b.batch_size)
+    sources = {fraction: lab.subset_validation_source(fraction) for fraction in b.data_fractions}
+
+    def pretrain_and_finetune(fraction: float, family: str, seed: int):
+        source = sources[fraction]  # (spec, the images a run trains on: the subset less its validation split)
+        run = lab.pretrain(families[family], seed, source=source, epochs=steps * b.batch_size / source[1],
+                           early_stop=b.data_patience, label=f"{family} {source[1]} images seed {seed}")
+        lab.finetune(run, seed)
+        return run
+
+    trained = lab.parallel(pretrain_and_finetune, [(fraction, family, seed) for fraction in b.data_fractions
+                                                   for family in families for seed in range(b.seeds)])
     for fraction in b.data_fractions:
-        source = lab.subset_validation_source(fraction)
-        images = source[1]  # the images a run trains on: the subset less its validation split
+        images = sources[fraction][1]
         sizes.append(images)
         for family, arch in families.items():
-            runs = [lab.pretrain(arch, seed, source=source, epochs=steps * b.batch_size / source[1],
-                                 early_stop=b.data_patience, label=f"{family} {images} images seed {seed}")
-                    for seed in range(b.seeds)]
+            runs = [trained[fraction, family, seed] for seed in range(b.seeds)]
             gates += [lab.gate(r, f"{FAMILY_NAMES[arch['model']]} on {images} images seed {s}")
                       for s, r in enumerate(runs)]
             results["fewshot"][family].append(Summary.of(lab.fewshot(r, s) for s, r in enumerate(runs)))

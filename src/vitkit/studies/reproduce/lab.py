@@ -22,10 +22,13 @@ data.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,10 +41,14 @@ from vitkit.data.sources import LabeledImages, open_source
 from vitkit.errors import VitkitError
 from vitkit.studies.reproduce.budget import Budget
 from vitkit.studies.reproduce.stats import Gate, mpp_gate, supervised_gate
+from vitkit.studies.reproduce.workers import RunPool, process_cpu_seconds
 
-#: what a run's cache key leaves out (where it is written and where it runs do not change what it is;
-#: the number of data workers does: augmentation draws come from the workers' generators)
-_NOT_IN_KEY = ("out", "device")
+#: what a run's cache key leaves out: where it is written, where it runs, how often it checkpoints and how many
+#: data-loading processes it has do not change what it is (a batch's crops come from its own generator,
+#: whichever process makes it: :func:`vitkit.data.loader.batch_generator`)
+_NOT_IN_KEY = ("out", "device", "save_epochs", "num_workers")
+#: checkpoints a run writes (about; at most one an epoch): a run of one-batch epochs is not spent writing them
+CHECKPOINTS = 8
 #: training losses a run logs (about; every run of at least this many steps): enough points for the
 #: plateau gate (:func:`vitkit.studies.reproduce.stats.plateaued` needs 8) whatever the run's length
 LOGGED_POINTS = 24
@@ -81,6 +88,18 @@ class Run:
         from vitkit.checkpoints.detect import load_model
 
         return load_model(self.model_dir).eval()
+
+
+def _one_at_a_time(method: Callable) -> Callable:
+    """A lab method that writes or caches data, run by one thread at a time (claims call the lab from several
+    threads: :meth:`Lab.parallel`)."""
+
+    @functools.wraps(method)
+    def locked(self: Lab, *args: Any, **kwargs: Any) -> Any:
+        with self._data_lock:
+            return method(self, *args, **kwargs)
+
+    return locked
 
 
 def _run_key(fields: dict[str, Any]) -> str:
@@ -136,7 +155,7 @@ class Lab:
 
     def __init__(self, budget: Budget, out: str | Path, *, pretrain_data: str = "mnist5k",
                  transfer_data: str = "digits", device: str = "auto", num_workers: int = 0, progress: bool = False,
-                 report: Callable[[str], None] = lambda _line: None) -> None:
+                 report: Callable[[str], None] = lambda _line: None, jobs: int = 1, threads: int = 1) -> None:
         self.budget = budget
         self.num_workers = num_workers
         self.out = Path(out)
@@ -151,14 +170,33 @@ class Lab:
         self._train_counts: dict[str, int] = {}
         self.runs_trained = 0
         self.runs_reused = 0
+        self._data_lock = threading.RLock()
+        self._runs_lock = threading.Lock()
+        self._pending: dict[str, Future] = {}
         # Validate both sources before any work (one-line errors for a bad spec).
         self._pretrain_train = open_source(pretrain_data, "train")
         self._pretrain_test = open_source(pretrain_data, "test")
         if list(self._pretrain_train.label_names) != list(self._pretrain_test.label_names):
             raise VitkitError(f"{pretrain_data}: the training and test splits name different classes")
         self.transfer()
+        self._pool = RunPool(jobs, threads)
+
+    def parallel(self, work: Callable[..., Any], items: Iterable[tuple]) -> dict[tuple, Any]:
+        """``{item: work(*item)}`` for every tuple in ``items``, up to ``jobs`` of them at once (each training run
+        in a worker process: :mod:`vitkit.studies.reproduce.workers`): a claim's independent runs (arms, seeds)."""
+        items = list(items)
+        return dict(zip(items, self._pool.map(lambda item: work(*item), items), strict=True))
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds so far of this process, its finished children and the runs trained in worker processes."""
+        return process_cpu_seconds() + self._pool.worker_cpu_seconds
+
+    def close(self) -> None:
+        """Stop the worker processes."""
+        self._pool.close()
 
     # ------------------------------------------------------------------------------ data
+    @_one_at_a_time
     def transfer(self) -> tuple[LabeledImages, LabeledImages]:
         """(train, test) of the transfer data set."""
         if self._transfer is None:
@@ -174,6 +212,7 @@ class Lab:
         n = len(self._pretrain_train)
         return min(n, self.budget.pretrain_limit) if self.budget.pretrain_limit else n
 
+    @_one_at_a_time
     def pretrain_source(self, fraction: float = 1.0) -> tuple[str, int]:
         """(data spec, number of training images) of a class-balanced ``fraction`` of the pre-training set."""
         if fraction in self._subsets:
@@ -187,6 +226,7 @@ class Lab:
         self._subsets[fraction] = (str(path), int(len(idx)))
         return self._subsets[fraction]
 
+    @_one_at_a_time
     def subset_validation_source(self, fraction: float) -> tuple[str, int]:
         """The class-balanced ``fraction`` of the pre-training set (:meth:`pretrain_source`'s images), split into
         training images and a validation split (``budget.validation_share`` of each class, seed 0) stored as its
@@ -202,6 +242,7 @@ class Lab:
         _write_split(path, (images[keep], labels[keep]), (images[held], labels[held]), names)
         return str(path), int(len(keep))
 
+    @_one_at_a_time
     def validation_source(self, which: str, size: int | None = None) -> tuple[str, int]:
         """A data spec whose test split is a validation split held out of the training data of ``which``
         (``pretrain``: the budget's pre-training images; ``transfer``): ``budget.validation_share`` of each
@@ -225,6 +266,7 @@ class Lab:
                      source.label_names)
         return str(path), int(len(train_idx))
 
+    @_one_at_a_time
     def tinted_source(self, which: str, *, validation: bool = False) -> tuple[str, int]:
         """(data spec, number of training images) of ``which`` (``pretrain``: the budget's pre-training images;
         ``transfer``) with every image tinted (:func:`vitkit.data.tint.tint`: a random ink and paper per image,
@@ -294,6 +336,7 @@ class Lab:
         classes = len(meta.get("label_names") or ()) or int(meta["architecture"]["num_classes"])
         return supervised_gate(arm, run.metrics["test_top1"], classes, losses, stopped_early=run.stopped_early)
 
+    @_one_at_a_time
     def image_folder(self, size: int) -> str:
         """The pre-training set written as an ImageFolder tree of ``size``-px PNGs (``train/``, ``test/``):
         the few-thousand-image folder data set of the small-data claim."""
@@ -318,6 +361,7 @@ class Lab:
         done.write_text("")
         return str(root)
 
+    @_one_at_a_time
     def train_images(self, data: str) -> int:
         """Images in the training split of ``data``."""
         if data not in self._train_counts:
@@ -337,41 +381,61 @@ class Lab:
         return max(1, math.ceil(epochs * images / batch_size))
 
     def train(self, label: str, options: dict[str, Any]) -> Run:
-        """Train (or reuse) one run of :class:`~vitkit.train.TrainConfig` ``options`` (``out`` is chosen here)."""
-        from vitkit.train import TrainConfig, train
+        """Train (or reuse) one run of :class:`~vitkit.train.TrainConfig` ``options`` (``out`` is chosen here).
+        A run that another thread is training is waited for, not trained twice."""
+        from vitkit.train import TrainConfig
 
         steps = options.get("steps")
         log_every = max(1, steps // LOGGED_POINTS) if steps else 50
+        per_epoch = max(1, self.train_images(options["data"]) // options.get("batch_size", 1))
         config = TrainConfig(**{"device": self.device, "num_workers": self.num_workers, "eval_every": 1_000_000,
-                                "log_every": log_every, **options})
-        key_fields = {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_KEY}
-        key = _run_key(key_fields)
-        if key in self._runs:
-            return self._runs[key]
+                                "log_every": log_every, "save_epochs": max(1, (steps or 0) // per_epoch // CHECKPOINTS),
+                                **options})
+        key = _run_key({k: v for k, v in config.to_dict().items() if k not in _NOT_IN_KEY})
+        with self._runs_lock:
+            if key in self._runs:
+                return self._runs[key]
+            pending, owner = self._pending.get(key), False
+            if pending is None:
+                pending, owner = self._pending.setdefault(key, Future()), True
+        if not owner:
+            return pending.result()
+        try:
+            run = self._train_run(label, key, config)
+            pending.set_result(run)
+            return run
+        except BaseException as error:
+            pending.set_exception(error)
+            raise
+        finally:
+            with self._runs_lock:
+                if pending.done() and pending.exception() is None:
+                    self._runs[key] = pending.result()
+                self._pending.pop(key, None)
+
+    def _train_run(self, label: str, key: str, config: Any) -> Run:
         run_dir = self.out / "runs" / f"{_slug(label)}-{key}"
         config = config.replace(out=str(run_dir))
         summary_path = run_dir / "summary.json"
         summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
         reused = bool(summary and (summary.get("finished") or summary.get("reason") == "early_stop"))
-        if reused:
-            self.runs_reused += 1
-        else:
+        if not reused:
             self.report(f"  training {label}")
-            resume = (run_dir / "state.pt").is_file()
-            train(config, resume=resume, progress=self.progress)
-            self.runs_trained += 1
+            self._pool.train(config, resume=(run_dir / "state.pt").is_file(), progress=self.progress)
             (run_dir / "state.pt").unlink(missing_ok=True)  # finished: summary.json and model/ are what is reused
             summary = json.loads(summary_path.read_text())
+        with self._runs_lock:
+            if reused:
+                self.runs_reused += 1
+            else:
+                self.runs_trained += 1
         metrics, seconds, best = dict(summary["metrics"]), float(summary.get("seconds", 0.0)), summary.get("best")
         if best:  # an early-stopping run is its best evaluation: that model, that number
             metrics[best["metric"]] = best["value"]
-        gflops = _gflops_per_image(run_dir / "model")
-        run = Run(label, run_dir, {k: float(v) for k, v in metrics.items()}, seconds,
-                  images_seen=config.batch_size * int(summary.get("step") or config.steps or 0),
-                  gflops_per_image=gflops, reused=reused, stopped_early=summary.get("reason") == "early_stop",
-                  model_subdir="best" if best else "model")
-        self._runs[key] = run
-        return run
+        return Run(label, run_dir, {k: float(v) for k, v in metrics.items()}, seconds,
+                   images_seen=config.batch_size * int(summary.get("step") or config.steps or 0),
+                   gflops_per_image=_gflops_per_image(run_dir / "model"), reused=reused,
+                   stopped_early=summary.get("reason") == "early_stop", model_subdir="best" if best else "model")
 
     def pretrain(self, arch: dict[str, Any], seed: int, *, fraction: float = 1.0, lr: float | None = None,
                  size: int | None = None, epochs: float | None = None, label: str = "", objective: str = "supervised",
@@ -416,19 +480,39 @@ class Lab:
         b = self.budget
         grid = b.grid_size // b.grid_model["model_options"]["patch_size"]
         return (f"pre-trained on {self.pretrain_data} at {b.grid_size} px ({grid}x{grid} patches) for "
-                f"{b.grid_epochs} epochs")
+                f"{b.grid_epochs} epochs at peak lr {b.grid_peak_lr:g}")
 
     def grid_pretrain(self, seed: int, *, lr: float | None = None, posemb: str = "learned_1d",
-                      classifier: str = "token") -> Run:
+                      classifier: str = "token", epochs: float | None = None) -> Run:
         """The finer-grid ViT that Table 8, Fig. 9 and Fig. 7 share (the budget's ``grid_*``), pre-trained
         with ``seed`` on the images left after the validation split (its ``test_top1`` is the validation
-        accuracy; :meth:`gate` reads it). Named by its settings, so the 1-D, class-token run at the budget's lr
-        is one run (one directory) for all three claims, also when they are run one at a time."""
+        accuracy; :meth:`gate` reads it) for ``epochs`` (the budget's ``grid_epochs``). Named by its settings,
+        so the 1-D, class-token run at the grid's rate is one run (one directory) for all three claims, also when
+        they are run one at a time."""
         b = self.budget
-        lr = lr or b.lr
-        return self.pretrain(b.grid_model, seed, lr=lr, size=b.grid_size, epochs=b.grid_epochs, validation=True,
-                             label=f"vit grid {posemb} {classifier} lr {lr:g} seed {seed}", posemb=posemb,
+        lr = lr or b.grid_peak_lr
+        epochs = epochs or b.grid_epochs
+        longer = "" if epochs == b.grid_epochs else f" {epochs:g} epochs"
+        return self.pretrain(b.grid_model, seed, lr=lr, size=b.grid_size, epochs=epochs, validation=True,
+                             label=f"vit grid {posemb} {classifier} lr {lr:g}{longer} seed {seed}", posemb=posemb,
                              classifier=classifier)
+
+    def grid_trained(self, seed: int, *, posemb: str = "learned_1d") -> tuple[Run, float]:
+        """(run, epochs) of :meth:`grid_pretrain` at the grid's rate with a class token, trained until its gate
+        passes (:meth:`until_trained`): Table 8 compares converged models, and an arm that learns more slowly
+        (no position embedding) needs longer to get there."""
+        return self.until_trained(lambda epochs: self.grid_pretrain(seed, posemb=posemb, epochs=epochs),
+                                  self.budget.grid_epochs)
+
+    def until_trained(self, train: Callable[[float], Run], epochs: float) -> tuple[Run, float]:
+        """(run, epochs): ``train(epochs)``, and where that run's gate (:meth:`gate`) fails, ``train`` afresh for
+        each longer schedule of ``budget.gate_extensions`` (multiples of ``epochs``) in turn until one passes;
+        the last run trained is the result, passed or not (its gate then says so)."""
+        for factor in (1.0, *self.budget.gate_extensions):
+            run = train(epochs * factor)
+            if self.gate(run, "").passed:
+                break
+        return run, epochs * factor
 
     @staticmethod
     def _architecture(arch: dict[str, Any], model_overrides: dict[str, Any]) -> dict[str, Any]:
@@ -442,6 +526,7 @@ class Lab:
                    if hasattr(config, name)}
         return {**arch["model_options"], **spelled, **model_overrides}
 
+    @_one_at_a_time
     def initial(self, arch: dict[str, Any], seed: int, *, label: str = "", **model_overrides: Any) -> Run:
         """The randomly initialised model a pre-training run of ``arch`` with ``seed`` starts from, saved
         as a run of no steps: fine-tuning it is training from scratch."""

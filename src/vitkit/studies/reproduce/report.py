@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -72,14 +73,50 @@ def summary_rows(document: dict[str, Any]) -> list[list[str]]:
     return [[c["title"], c["paper"]["source"], c["headline"], c["verdict"]] for c in document["claims"]]
 
 
+SUMMARY_BLOCK = re.compile(r"<!-- reproduce-summary.*?<!-- /reproduce-summary -->", re.S)
+
+
+def _markdown_row(cells: list[str]) -> str:
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+
 def render_summary(document: dict[str, Any]) -> str:
-    """The summary table in Markdown, under the command that produced it."""
+    """The summary table in Markdown, under the command that produced it: per claim its minutes, how many of
+    its arms passed their training gates and the verdict."""
+    env = document["environment"]
     lines = [f"Produced by `{document['command'] or 'vitkit reproduce'}` (budget {document['budget']['name']}, "
-             f"{document['seconds'] / 60:.1f} min, {document['environment']['threads']} threads, "
-             f"torch {document['environment']['torch']}):", "",
-             "| claim | paper | miniature | verdict |", "|---|---|---|---|"]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in summary_rows(document)]
+             f"{document['seconds'] / 60:.1f} min, {env.get('jobs', 1)} run(s) at a time, {env['threads']} threads, "
+             f"torch {env['torch']}):", "",
+             "| claim | paper | miniature | minutes | gates passed | verdict |", "|---|---|---|---|---|---|"]
+    for claim, (title, source, headline, verdict) in zip(document["claims"], summary_rows(document), strict=True):
+        passed = sum(g["passed"] for g in claim["gates"])
+        cells = [title, source, headline, f"{claim['seconds'] / 60:.1f}", f"{passed} of {len(claim['gates'])}",
+                 verdict]
+        lines.append(_markdown_row(cells))
+    lines += [_markdown_row([e["title"], e["source"], f"not in this budget: {e['reason']}", "-", "-", "not run"])
+              for e in document.get("deferred", ())]
     return "\n".join(lines) + "\n"
+
+
+def check_summary_target(path: Path) -> str:
+    """The text of ``path`` if it is a file with a summary block to rewrite (checked before a run starts)."""
+    from vitkit.errors import VitkitError
+
+    if not path.is_file():
+        raise VitkitError(f"{path}: no such file (--write-summary rewrites a block in an existing Markdown file)")
+    text = path.read_text()
+    if not SUMMARY_BLOCK.search(text):
+        raise VitkitError(f"{path}: no <!-- reproduce-summary --> ... <!-- /reproduce-summary --> block to rewrite")
+    return text
+
+
+def write_summary_block(path: Path, document: dict[str, Any]) -> None:
+    """Rewrite the ``<!-- reproduce-summary -->`` block of the Markdown file ``path`` with
+    :func:`render_summary` of a report (docs/reproduce.md carries the measured small run's)."""
+    text = check_summary_target(path)
+    block = (f"<!-- reproduce-summary: written by `vitkit reproduce --write-summary {path.name}` from the run's "
+             f"report.json; do not edit by hand -->\n{render_summary(document)}<!-- /reproduce-summary -->")
+    write_text_atomic(path, SUMMARY_BLOCK.sub(lambda _: block, text))
 
 
 # ----------------------------------------------------------------------------------------- html
@@ -122,6 +159,8 @@ def render_html(document: dict[str, Any]) -> str:
         parts.append(f"<tr><td><a href='#{esc(c['id'])}'>{esc(c['title'])}</a></td><td>{esc(c['paper']['source'])}"
                      f"</td><td>{esc(c['headline'])}</td><td>{_verdict_span(c['verdict'])}</td></tr>")
     parts.append("</table>")
+    parts += [f"<p>Not in the {esc(document['budget']['name'])} budget: <b>{esc(e['title'])}</b> "
+              f"({esc(e['source'])}): {esc(e['reason'])}.</p>" for e in document.get("deferred", ())]
     for c in document["claims"]:
         paper = c["paper"]
         parts.append(f"<h2 id='{esc(c['id'])}'>{esc(c['title'])}: {_verdict_span(c['verdict'])}</h2>")

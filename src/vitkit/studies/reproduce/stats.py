@@ -275,13 +275,17 @@ def verdict(conditions: Sequence[Condition], gates: Sequence[Gate] = ()) -> str:
 
 def verdict_text(conditions: Sequence[Condition], gates: Sequence[Gate] = ()) -> str:
     """:func:`verdict` with its reason where it is not the conditions' own: "inconclusive: arm X did not
-    train (numbers)", "not testable at this scale: reason"."""
+    train (numbers)", "not testable at this scale: reason", and, where every arm trained, "inconclusive: every
+    arm trained; undecided: condition, ..." (the intervals at these seeds decide neither way)."""
     result = verdict(conditions, gates)
     failed = [g for g in gates if not g.passed]
     if failed:
         return f"{INCONCLUSIVE}: " + "; ".join(f"arm {g.arm} did not train ({g.detail})" for g in failed)
     if result == NOT_TESTABLE:
         return f"{NOT_TESTABLE}: " + "; ".join(c.not_testable for c in conditions)
+    if result == INCONCLUSIVE:
+        undecided = [c.name for c in conditions if not c.not_testable and c.outcome is None]
+        return f"{INCONCLUSIVE}: every arm trained; undecided: " + "; ".join(undecided)
     return result
 
 
