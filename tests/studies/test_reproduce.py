@@ -48,13 +48,15 @@ def check_document(out: Path, document: dict, claim_ids: list[str]) -> None:
 def test_chosen_claims_write_a_report_from_the_command_line(tmp_path, capsys):
     out = tmp_path / "repro"
     docs = tmp_path / "reproduce.md"
-    docs.write_text("# before\n<!-- reproduce-summary -->\nold table\n<!-- /reproduce-summary -->\nafter\n")
+    # a mention of the block inside a paragraph is not the block: only a line that starts with it is
+    docs.write_text("# before: see `<!-- reproduce-summary -->`\n<!-- reproduce-summary -->\nold table\n"
+                    "<!-- /reproduce-summary -->\nafter\n")
     main(["reproduce", "--budget", "tiny", "--only", "posemb", "self-supervision", "--out", str(out),
           "--num-workers", "0", "--quiet", "--json", "--write-summary", str(docs)])
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     # the docs' block is the run's summary table, the rest of the file as it was
     text = docs.read_text()
-    assert text.startswith("# before\n<!-- reproduce-summary: written by")
+    assert text.startswith("# before: see `<!-- reproduce-summary -->`\n<!-- reproduce-summary: written by")
     assert text.endswith("<!-- /reproduce-summary -->\nafter\n")
     assert "old table" not in text and (out / "summary.md").read_text() in text
     assert "| gates passed |" in text and "--write-summary" in text
@@ -272,3 +274,35 @@ def test_a_budget_defers_claims_it_cannot_train_and_says_why():
                               "reason": "needs longer"}]}
     assert "| Position embeddings | Table 8 | not in this budget: needs longer | - | - | not run |" in \
         render_summary(document)
+
+
+def test_a_failed_item_stops_the_runs_in_the_workers_and_they_keep_their_state(tmp_path):
+    """``--jobs``: the first failure stops every run in the workers at once (SIGTERM: a run saves its state, so
+    the same --out resumes it) instead of waiting for them, and no new run starts."""
+    import time
+
+    from vitkit.studies.reproduce.lab import Lab
+
+    budget = BUDGETS["tiny"]
+    lab = Lab(budget, tmp_path, num_workers=0, jobs=2, threads=2)
+
+    def work(which: int):
+        if which == 0:  # thousands of epochs: minutes, unless stopped
+            return lab.pretrain(budget.vit, 0, epochs=5000, label="long run")
+        deadline = time.monotonic() + 120
+        while not list((tmp_path / "runs").glob("long-run-*/metrics.csv")) and time.monotonic() < deadline:
+            time.sleep(0.2)  # until the long run is training in its worker
+        raise ValueError("an arm failed")
+
+    began = time.monotonic()
+    try:
+        with pytest.raises(ValueError, match="an arm failed"):
+            lab.parallel(work, [(0,), (1,)])
+    finally:
+        lab.close()
+    assert time.monotonic() - began < 90
+    run_dir = next((tmp_path / "runs").glob("long-run-*"))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert (run_dir / "state.pt").is_file() and not summary.get("finished")
+    with pytest.raises(RuntimeError, match="stopping"):
+        lab.pretrain(budget.vit, 1, label="after the stop")

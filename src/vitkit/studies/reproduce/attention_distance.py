@@ -67,6 +67,7 @@ def run(lab, plot_dir: Path) -> ClaimResult:
     b = lab.budget
     trained, random, gates = [], [], []
     runs = lab.parallel(lab.grid_trained, [(seed,) for seed in range(b.seeds)])
+    epochs = [runs[seed,][1] for seed in range(b.seeds)]
     for seed in range(b.seeds):
         run_ = runs[seed,][0]
         gates.append(lab.gate(run_, f"trained ViT seed {seed}"))
@@ -88,11 +89,12 @@ def run(lab, plot_dir: Path) -> ClaimResult:
     attention_distance(trained_a, plot, title="Mean attention distance per head (Fig. 7 right in miniature)")
     return ClaimResult(
         setup=(f"{b.grid_model['model_options']} pre-trained on {lab.pretrain_data} at {b.grid_size} px "
-               f"for {b.grid_epochs} epochs ({b.grid_size // stride}x{b.grid_size // stride} patches "
-               f"{stride} px apart; the 1-D class-token runs of the position-embedding claim, each with its gate); "
+               f"at peak lr {b.grid_peak_lr:g} for {', '.join(f'{e:g}' for e in epochs)} epochs (per seed: a run "
+               f"whose gate failed trained afresh for longer) ({b.grid_size // stride}x{b.grid_size // stride} "
+               f"patches {stride} px apart; the 1-D class-token runs Table 8 and Fig. 9 share, each with its gate); "
                f"about {b.attention_images} test images; {b.seeds} seeds, each against a randomly initialised twin"),
         rows=rows, conditions=conditions, gates=gates,
-        summaries={"trained": trained_a.tolist(), "random": random_a.tolist(),
+        summaries={"trained": trained_a.tolist(), "random": random_a.tolist(), "epochs": epochs,
                    "growth": Summary.of(_growth(d) for d in trained_a).to_dict(),
                    "random_growth": Summary.of(_growth(d) for d in random_a).to_dict()},
         plots=[Plot(plot.name, "Mean attention distance of every head (dots; colour = head) against depth, all "

@@ -472,7 +472,9 @@ class Lab:
                    "seed": seed}
         if early_stop:  # about ``evaluations`` over the run whatever the subset's size (at most one an epoch)
             per_epoch = max(1, images // b.batch_size)  # the trainer's steps an epoch (the last partial batch dropped)
-            options.update(early_stop=early_stop, eval_every=max(1, round(steps / per_epoch / (evaluations or 16))))
+            every = max(1, round(steps / per_epoch / (evaluations or 16)))
+            # checkpoints where the evaluations are: a resumed run's best (OUT/best) and its state agree
+            options.update(early_stop=early_stop, eval_every=every, save_epochs=every)
         return self.train(label or f"pretrain {arch['model']}", options)
 
     def grid_setup(self) -> str:

@@ -104,7 +104,8 @@ def run(lab, plot_dir: Path) -> ClaimResult:
     return ClaimResult(
         setup=(f"{b.grid_model['model']} {b.grid_model['model_options']} {lab.grid_setup()} with each position "
                f"embedding (a run whose gate failed trained afresh for "
-               f"{', '.join(f'{b.grid_epochs * f:g}' for f in b.gate_extensions)} epochs in turn until it passed), "
+               f"{', '.join(f'{b.grid_epochs * f:g}' for f in b.gate_extensions) or 'no more'} epochs in turn until "
+               f"it passed), "
                f"{100 * b.validation_share:g}% of each class held out as the validation split of its gate; "
                f"measure: {b.shots}-shot linear accuracy on {lab.transfer_data} (frozen features, {b.draws} draws), "
                f"{b.seeds} seeds"),

@@ -73,7 +73,9 @@ def summary_rows(document: dict[str, Any]) -> list[list[str]]:
     return [[c["title"], c["paper"]["source"], c["headline"], c["verdict"]] for c in document["claims"]]
 
 
-SUMMARY_BLOCK = re.compile(r"<!-- reproduce-summary.*?<!-- /reproduce-summary -->", re.S)
+#: the block --write-summary rewrites: from a line that starts with its opening comment to its closing one (a
+#: mention of the block inside a paragraph is not one)
+SUMMARY_BLOCK = re.compile(r"^<!-- reproduce-summary.*?^<!-- /reproduce-summary -->", re.S | re.M)
 
 
 def _markdown_row(cells: list[str]) -> str:

@@ -68,7 +68,7 @@ def reproduce(out: str | os.PathLike, *, only: Sequence[str] | None = None, budg
     plan = get_budget(budget)
     claims = select_claims(only, plan.deferred)
     deferred = [{"id": c.id, "title": c.title, "source": c.paper.source, "reason": plan.deferred[c.id]}
-                for c in CLAIMS.values() if c not in claims and c.id in plan.deferred]
+                for c in CLAIMS.values() if not only and c.id in plan.deferred]
     for entry in deferred:
         report(f"[{entry['id']}] not in the {plan.name} budget: {entry['reason']}")
     if write_summary is not None:

@@ -17,11 +17,13 @@ worker starts clean of the parent's threads); its workers may start data-loading
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import signal
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from typing import Any, TypeVar
 
 import torch
@@ -31,14 +33,19 @@ R = TypeVar("R")
 
 
 def default_jobs(device: torch.device) -> int:
-    """One job per CPU core this process may use when training on the CPU; one on an accelerator."""
+    """One job per CPU torch uses (its threads, at most the cores this process may use) when training on the CPU;
+    one on an accelerator."""
     if device.type != "cpu":
         return 1
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, torch.get_num_threads()))
 
 
 def _start_worker(threads: int) -> None:
     torch.set_num_threads(threads)
+    # A stop reaches a worker from the parent (RunPool.stop: SIGTERM, which a training run turns into a saved
+    # state); Ctrl-C at a terminal signals the whole process group, and an idle worker should not die of it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def process_cpu_seconds() -> float:
@@ -64,6 +71,7 @@ class RunPool:
         #: CPU seconds of the runs trained in workers (see :func:`process_cpu_seconds`)
         self.worker_cpu_seconds = 0.0
         self._lock = threading.Lock()
+        self._stopped = False
         self._processes: ProcessPoolExecutor | None = None
         if jobs > 1:
             self._processes = ProcessPoolExecutor(
@@ -72,6 +80,8 @@ class RunPool:
 
     def train(self, config: Any, *, resume: bool, progress: bool) -> None:
         """Run :func:`vitkit.train.train` on ``config``, in a worker when there are several."""
+        if self._stopped:
+            raise RuntimeError("the lab is stopping: no new run starts")
         if self._processes is None:
             from vitkit.train import train
 
@@ -83,12 +93,34 @@ class RunPool:
 
     def map(self, work: Callable[[T], R], items: Iterable[T]) -> list[R]:
         """``[work(item) for item in items]``, up to ``jobs`` items at a time (in threads of this process, whose
-        training runs go to the workers); the results in the items' order, the first failure raised."""
+        training runs go to the workers); the results in the items' order. The first failure (or a stop signal
+        here) stops every run in the workers (:meth:`stop`) and is raised at once."""
         items = list(items)
         if self._processes is None or len(items) < 2:
             return [work(item) for item in items]
-        with ThreadPoolExecutor(max_workers=self.jobs) as threads:
-            return list(threads.map(work, items))
+        threads = ThreadPoolExecutor(max_workers=self.jobs)
+        try:
+            futures = [threads.submit(work, item) for item in items]
+            for future in as_completed(futures):
+                future.result()
+            return [future.result() for future in futures]
+        except BaseException:
+            self.stop()
+            raise
+        finally:
+            threads.shutdown(wait=True, cancel_futures=True)
+
+    def stop(self) -> None:
+        """Start no more runs and stop the running ones: SIGTERM to each worker, which a training run answers by
+        saving its state (so the same ``--out`` resumes it) and an idle worker by exiting."""
+        self._stopped = True
+        if self._processes is not None:
+            # concurrent.futures gives no public handle on its processes; the pool's own map of them is read
+            for process in list(getattr(self._processes, "_processes", {}).values()):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGTERM)
+            self._processes.shutdown(wait=False, cancel_futures=True)
+            self._processes = None
 
     def close(self) -> None:
         if self._processes is not None:
