@@ -160,11 +160,13 @@ BUDGETS: dict[str, Budget] = {
                     grid_lr=6e-3, selfsup_epochs=20, selfsup_finetune_epochs=20,
                     selfsup_finetune_lrs=(0.03, 0.1, 0.3), scratch_epochs=16, scratch_variants=3, headline_epochs=20,
                     deferred={"posemb": "its no-position-embedding arm needs more than the 30 epochs the 7x7 grid "
-                                        "gets here to plateau (64-66% validation, loss still falling): run it with "
+                                        "gets here to plateau (64-66% validation, loss still falling; in medium, "
+                                        "at 80 epochs, 75-77% and still falling in 3 of 5 seeds): run it with "
                                         "--budget medium, or --only posemb"}),
     # medium (about 2 hours on two CPU cores with two jobs; an estimate from the per-run times of the small run on
     # this machine -- a 7x7-grid run ~2 s an epoch, a 16-px ViT(64, 4, 4) step of 64 ~0.06 s, a fine-tuning of the
-    # digits ~0.7 s an epoch, two at a time -- not yet measured whole): every claim, Table 8 among them, with five
+    # digits ~0.7 s an epoch, two at a time -- not yet measured whole; its Table 8 alone took 27.3 min, three of
+    # its five no-position-embedding arms still falling at 80 epochs): every claim, Table 8 among them, with five
     # seeds: the 7x7 grid for 40 epochs (an arm whose gate fails 60 or 80) with the classifier at three rates,
     # five data sizes, three sizes per family, self-supervision pre-trained and fine-tuned for 40 epochs at three
     # rates, every one-change variant of the small-data preset and its 50-epoch headline
