@@ -135,7 +135,8 @@ def test_the_sweep_covers_every_command_and_the_training_options():
                           ("bench", "--guard-data"), ("bench", "--guard-images"), ("bench", "--image-size"),
                           ("inspect", "--model"), ("inspect", "--images"), ("inspect", "--out"),
                           ("inspect", "--image-size"), ("reproduce", "--only"), ("reproduce", "--out"),
-                          ("reproduce", "--threads"), ("demo", "--out"), ("selfsup", "--out"), ("selfsup", "--seeds")):
+                          ("reproduce", "--threads"), ("reproduce", "--jobs"), ("reproduce", "--write-summary"),
+                          ("train", "--save-epochs"), ("demo", "--out"), ("selfsup", "--out"), ("selfsup", "--seeds")):
         assert (command, flag) in swept, (command, flag)
 
 

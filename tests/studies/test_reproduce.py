@@ -94,6 +94,17 @@ def test_chosen_claims_write_a_report_from_the_command_line(tmp_path, capsys):
         assert head == expected, (run, head)
 
 
+@pytest.fixture(autouse=True)
+def watchdog():
+    """These tests start worker processes and wait on them: a run that never comes back ends the test process
+    with every thread's traceback after 10 minutes instead of hanging CI."""
+    import faulthandler
+
+    faulthandler.dump_traceback_later(600, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
+
+
 @functools.cache
 def full_tiny_run() -> tuple[Path, dict]:
     out = Path(tempfile.mkdtemp(prefix="vitkit-repro-")) / "out"
