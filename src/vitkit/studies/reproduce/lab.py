@@ -377,6 +377,11 @@ class Lab:
         return images, labels
 
     # ------------------------------------------------------------------------------ runs
+    @staticmethod
+    def steps_per_epoch(images: int, batch_size: int) -> int:
+        """The trainer's steps an epoch (the last partial batch dropped), at least one."""
+        return max(1, images // batch_size)
+
     def steps_for(self, images: int, epochs: float, batch_size: int) -> int:
         return max(1, math.ceil(epochs * images / batch_size))
 
@@ -387,7 +392,7 @@ class Lab:
 
         steps = options.get("steps")
         log_every = max(1, steps // LOGGED_POINTS) if steps else 50
-        per_epoch = max(1, self.train_images(options["data"]) // options.get("batch_size", 1))
+        per_epoch = self.steps_per_epoch(self.train_images(options["data"]), options.get("batch_size", 1))
         config = TrainConfig(**{"device": self.device, "num_workers": self.num_workers, "eval_every": 1_000_000,
                                 "log_every": log_every, "save_epochs": max(1, (steps or 0) // per_epoch // CHECKPOINTS),
                                 **options})
@@ -471,8 +476,7 @@ class Lab:
                    "weight_decay": b.weight_decay, "flip": False, "crop_scale": b.crop_scale, "crop_pct": 1.0,
                    "seed": seed}
         if early_stop:  # about ``evaluations`` over the run whatever the subset's size (at most one an epoch)
-            per_epoch = max(1, images // b.batch_size)  # the trainer's steps an epoch (the last partial batch dropped)
-            every = max(1, round(steps / per_epoch / (evaluations or 16)))
+            every = max(1, round(steps / self.steps_per_epoch(images, b.batch_size) / (evaluations or 16)))
             # checkpoints where the evaluations are: a resumed run's best (OUT/best) and its state agree
             options.update(early_stop=early_stop, eval_every=every, save_epochs=every)
         return self.train(label or f"pretrain {arch['model']}", options)
