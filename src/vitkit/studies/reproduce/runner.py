@@ -62,25 +62,24 @@ def reproduce(out: str | os.PathLike, *, only: Sequence[str] | None = None, budg
     with one, 14.7 s without); a finished run under ``OUT/runs`` is reused. ``write_summary``: a Markdown file
     whose ``<!-- reproduce-summary -->`` block is rewritten with the run's summary table (docs/reproduce.md).
     """
-    check_args(COMMAND_OPTIONS, data=pretrain_data, device=device, num_workers=num_workers, jobs=jobs)
+    check_args(COMMAND_OPTIONS, data=pretrain_data, device=device, num_workers=num_workers, jobs=jobs,
+               threads=threads)
     check_args(COMMAND_OPTIONS, data=transfer_data)
     torch_device = resolve_device(device)  # a device that is not there is refused before any work
     plan = get_budget(budget)
     claims = select_claims(only, plan.deferred)
+    if write_summary is not None:
+        check_summary_target(Path(write_summary))
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise VitkitError(f"{out}: exists and is not a folder")
+    if threads is not None:
+        torch.set_num_threads(threads)
+    jobs = jobs or default_jobs(torch_device)
     deferred = [{"id": c.id, "title": c.title, "source": c.paper.source, "reason": plan.deferred[c.id]}
                 for c in CLAIMS.values() if not only and c.id in plan.deferred]
     for entry in deferred:
         report(f"[{entry['id']}] not in the {plan.name} budget: {entry['reason']}")
-    if write_summary is not None:
-        check_summary_target(Path(write_summary))
-    if threads is not None:
-        if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
-            raise VitkitError(f"threads: got {threads!r}; allowed: an integer >= 1")
-        torch.set_num_threads(threads)
-    jobs = jobs or default_jobs(torch_device)
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise VitkitError(f"{out}: exists and is not a folder")
     started = time.time()
     lab = Lab(plan, out, pretrain_data=pretrain_data, transfer_data=transfer_data, device=device,
               num_workers=num_workers, progress=progress, report=report, jobs=jobs, threads=torch.get_num_threads())
