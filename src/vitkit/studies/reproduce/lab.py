@@ -11,8 +11,9 @@ Runs are cached by their complete configuration: a run that two claims need (the
 ViT on the 7x7 grid serves Table 8, Fig. 9 and Fig. 7; the compute ladder's largest rungs are the main
 models of the other claims) is trained once, and a finished (or early-stopped) run directory under
 ``OUT/runs`` is reused when ``vitkit reproduce`` is started again with the same ``--out`` (an
-interrupted run is resumed). A run's data is named by its file under ``OUT/data``, so an ``--out``
-is for one pre-training and one transfer source.
+interrupted run is resumed). A run's data is named by its file under ``OUT/data``, and each file by a
+digest of its contents, so an ``--out`` reused with another pre-training source (or a changed tinting) makes
+new files and trains new runs instead of reusing the old ones.
 
 Pre-training subsets (Fig. 3/4) are nested, class-balanced draws from the training split, written
 once as ``.npz`` files under ``OUT/data``; each holds out a validation split of its own images for early
@@ -221,8 +222,8 @@ class Lab:
         train_x, train_y = _pixels(self._pretrain_train, store)
         test_x, test_y = self._test_pixels(store)
         idx = balanced_subset(train_y, self.pretrain_size / len(train_y) * fraction)
-        path = self.out / "data" / f"pretrain-{len(idx)}.npz"
-        _write_split(path, (train_x[idx], train_y[idx]), (test_x, test_y), self._pretrain_train.label_names)
+        path = _write_split(self.out / "data" / f"pretrain-{len(idx)}.npz", (train_x[idx], train_y[idx]),
+                            (test_x, test_y), self._pretrain_train.label_names)
         self._subsets[fraction] = (str(path), int(len(idx)))
         return self._subsets[fraction]
 
@@ -238,8 +239,8 @@ class Lab:
         with np.load(spec, allow_pickle=False) as arrays:
             images, labels, names = arrays["x_train"], arrays["y_train"], arrays["label_names"]
         keep, held = stratified_split(labels, self.budget.validation_share, seed=0)
-        path = self.out / "data" / f"pretrain-{len(labels)}-train-{len(keep)}-validation-{len(held)}.npz"
-        _write_split(path, (images[keep], labels[keep]), (images[held], labels[held]), names)
+        path = _write_split(self.out / "data" / f"pretrain-{len(labels)}-train-{len(keep)}-validation-{len(held)}.npz",
+                            (images[keep], labels[keep]), (images[held], labels[held]), names)
         return str(path), int(len(keep))
 
     @_one_at_a_time
@@ -261,9 +262,10 @@ class Lab:
             source = self.transfer()[0]
             images, labels = _pixels(source, size)
         train_idx, val_idx = stratified_split(labels, self.budget.validation_share, seed=0)
-        path = self.out / "data" / f"{which}-{len(train_idx)}-validation-{len(val_idx)}-{images.shape[1]}px.npz"
-        _write_split(path, (images[train_idx], labels[train_idx]), (images[val_idx], labels[val_idx]),
-                     source.label_names)
+        path = _write_split(self.out / "data" / f"{which}-{len(train_idx)}-validation-{len(val_idx)}-"
+                                                f"{images.shape[1]}px.npz",
+                            (images[train_idx], labels[train_idx]), (images[val_idx], labels[val_idx]),
+                            source.label_names)
         return str(path), int(len(train_idx))
 
     @_one_at_a_time
@@ -293,8 +295,8 @@ class Lab:
             keep, held = stratified_split(train_y, self.budget.validation_share, seed=0)
             train_x, train_y, test_x, test_y = train_x[keep], train_y[keep], train_x[held], train_y[held]
         split = "validation" if validation else "test"
-        path = self.out / "data" / f"tinted-{which}-{len(train_x)}-{split}-{len(test_x)}-{size}px.npz"
-        _write_split(path, (train_x, train_y), (test_x, test_y), names)
+        path = _write_split(self.out / "data" / f"tinted-{which}-{len(train_x)}-{split}-{len(test_x)}-{size}px.npz",
+                            (train_x, train_y), (test_x, test_y), names)
         return str(path), int(len(train_x))
 
     def colour_gate(self, run: Run, arm: str, data: str) -> Gate:
@@ -342,14 +344,17 @@ class Lab:
         the few-thousand-image folder data set of the small-data claim."""
         from PIL import Image
 
-        root = self.out / "data" / f"imagefolder-{size}px"
-        done = root / ".complete"
-        if done.exists():
-            return str(root)
         names = self._pretrain_train.label_names
         train_x, train_y = _pixels(self._pretrain_train, size)
         idx = balanced_subset(train_y, self.pretrain_size / len(train_y))
-        for split, (images, labels) in (("train", (train_x[idx], train_y[idx])), ("test", self._test_pixels(size))):
+        splits = (("train", (train_x[idx], train_y[idx])), ("test", self._test_pixels(size)))
+        # named by its contents, as the .npz files are (_write_split)
+        digest = _digest(*(a for _, pair in splits for a in pair), np.asarray(names))
+        root = self.out / "data" / f"imagefolder-{size}px-{digest}"
+        done = root / ".complete"
+        if done.exists():
+            return str(root)
+        for split, (images, labels) in splits:
             for i, (pixels, label) in enumerate(zip(images, labels, strict=True)):
                 target = root / split / names[int(label)] / f"{i:05d}.png"
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -641,15 +646,29 @@ class Lab:
 
 
 def _write_split(path: Path, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
-                 label_names) -> None:
+                 label_names) -> Path:
     """Write a data set the lab made as the ``.npz`` a ``--data`` spec reads (``x_train``, ``y_train``,
-    ``x_test``, ``y_test``, ``label_names``), atomically; an existing file is the same set and is kept."""
+    ``x_test``, ``y_test``, ``label_names``), atomically, named ``path``'s stem and a digest of its contents
+    (:func:`_digest`); returns that file. An existing file of that name is the same set and is kept: an ``--out``
+    reused with other sources (or another tinting) gets new files, and so new run keys, never the old ones."""
+    path = path.with_name(f"{path.stem}-{_digest(*train, *test, np.asarray(label_names))}{path.suffix}")
     if path.exists():
-        return
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, x_train=train[0], y_train=train[1], x_test=test[0], y_test=test[1],
                  label_names=np.asarray(label_names))
+    return path
+
+
+def _digest(*arrays: np.ndarray) -> str:
+    """Ten hex digits of SHA-256 over the arrays' shapes, dtypes and bytes: the name of the data they make."""
+    hasher = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        hasher.update(f"{array.shape}{array.dtype.str}".encode())
+        hasher.update(array.tobytes())
+    return hasher.hexdigest()[:10]
 
 
 def _resized(images: np.ndarray, size: int) -> np.ndarray:
