@@ -48,16 +48,19 @@ def check_document(out: Path, document: dict, claim_ids: list[str]) -> None:
 def test_chosen_claims_write_a_report_from_the_command_line(tmp_path, capsys):
     out = tmp_path / "repro"
     docs = tmp_path / "reproduce.md"
-    # a mention of the block inside a paragraph is not the block: only a line that starts with it is
-    docs.write_text("# before: see `<!-- reproduce-summary -->`\n<!-- reproduce-summary -->\nold table\n"
-                    "<!-- /reproduce-summary -->\nafter\n")
+    # a mention of the block inside a paragraph is not the block: only a line that starts with it is; and
+    # another budget's block is left as it was
+    other = "<!-- reproduce-summary budget=small -->\nsmall table\n<!-- /reproduce-summary -->\n"
+    docs.write_text("# before: see `<!-- reproduce-summary budget=tiny -->`\n<!-- reproduce-summary budget=tiny -->\n"
+                    f"old table\n<!-- /reproduce-summary -->\n{other}after\n")
     main(["reproduce", "--budget", "tiny", "--only", "posemb", "self-supervision", "--out", str(out),
           "--num-workers", "0", "--quiet", "--json", "--write-summary", str(docs)])
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     # the docs' block is the run's summary table, the rest of the file as it was
     text = docs.read_text()
-    assert text.startswith("# before: see `<!-- reproduce-summary -->`\n<!-- reproduce-summary: written by")
-    assert text.endswith("<!-- /reproduce-summary -->\nafter\n")
+    assert text.startswith("# before: see `<!-- reproduce-summary budget=tiny -->`\n"
+                           "<!-- reproduce-summary budget=tiny: written by")
+    assert text.endswith(f"<!-- /reproduce-summary -->\n{other}after\n")
     assert "old table" not in text and (out / "summary.md").read_text() in text
     assert "| gates passed |" in text and "--write-summary" in text
     assert [c["id"] for c in result["claims"]] == ["posemb", "self-supervision"]
@@ -138,7 +141,9 @@ def test_a_second_run_with_the_same_out_reuses_every_run_and_agrees():
     (["--only", "posemb", "--jobs", "0"], "--jobs: got '0'; allowed: an integer >= 1"),
     (["--only", "posemb", "--write-summary", "no-such.md"], "no-such.md: no such file"),
     (["--only", "posemb", "--write-summary", str(Path(__file__).parents[2] / "README.md")],
-     "no <!-- reproduce-summary -->"),
+     "no <!-- reproduce-summary budget=tiny -->"),
+    (["--only", "posemb", "--write-summary", str(Path(__file__).parents[2] / "docs" / "reproduce.md")],
+     "no <!-- reproduce-summary budget=tiny -->"),
 ])
 def test_bad_data_is_one_line_before_anything_is_written(argv, message, tmp_path, capsys):
     out = tmp_path / "repro"
@@ -193,6 +198,27 @@ def test_the_lab_holds_out_a_validation_split_and_logs_enough_losses_for_the_pla
     assert run.metrics["test_top1"] * len(y_val) == pytest.approx(round(run.metrics["test_top1"] * len(y_val)))
     test = lab.test_accuracy(run, "pretrain")
     assert 0.0 <= test <= 1.0 and test * budget.test_limit == pytest.approx(round(test * budget.test_limit))
+
+
+def test_an_out_reused_with_another_pretraining_source_gets_new_data_files_not_the_old_ones(tmp_path):
+    """The lab's data files are named by their contents: a second --pretrain-data of the same size in the same
+    --out writes its own files (so its runs get new keys), and the first source's files are found again."""
+    from vitkit.data.sources import open_source
+    from vitkit.studies.reproduce.lab import Lab
+
+    budget = BUDGETS["tiny"]
+    made = {}
+    for source in ("mnist5k", "digits", "mnist5k"):
+        lab = Lab(budget, tmp_path, pretrain_data=source, num_workers=0)
+        made.setdefault(source, []).append((lab.pretrain_source(1.0)[0], lab.validation_source("pretrain", 16)[0],
+                                            lab.image_folder(16)))
+        lab.close()
+    assert made["mnist5k"][0] == made["mnist5k"][1]  # the same source: the same files, reused
+    assert not set(made["mnist5k"][0]) & set(made["digits"][0])  # another source: none of them
+    with np.load(made["digits"][0][0], allow_pickle=False) as arrays:
+        assert list(arrays["label_names"]) == list(open_source("digits", "train").label_names)
+        assert arrays["x_train"].shape[0] == budget.pretrain_limit
+    assert len(list((tmp_path / "data").glob("pretrain-*.npz"))) == 4  # two sources x (subset, validation split)
 
 
 def test_a_data_size_subset_holds_out_its_own_validation_split_and_its_run_is_its_best_evaluation(tmp_path):
@@ -285,6 +311,30 @@ def test_a_budget_defers_claims_it_cannot_train_and_says_why():
                               "reason": "needs longer"}]}
     assert "| Position embeddings | Table 8 | not in this budget: needs longer | - | - | not run |" in \
         render_summary(document)
+
+
+def test_the_summary_block_rewritten_is_the_runs_budgets_and_only_one(tmp_path):
+    """--write-summary: a file carries one block per budget (docs/reproduce.md: small and medium); the run's
+    budget's block is rewritten, another budget's is kept, and two blocks of one budget are refused."""
+    from vitkit.errors import VitkitError
+    from vitkit.studies.reproduce.report import check_summary_target, write_summary_block
+
+    document = {"command": "vitkit reproduce --budget medium", "budget": {"name": "medium"}, "seconds": 60.0,
+                "claims": [], "environment": {"jobs": 2, "threads": 2, "torch": torch.__version__}}
+    small = "<!-- reproduce-summary budget=small: x -->\nsmall\n<!-- /reproduce-summary -->\n"
+    medium = "<!-- reproduce-summary budget=medium -->\nold\n<!-- /reproduce-summary -->\n"
+    path = tmp_path / "doc.md"
+    path.write_text(f"{small}between\n{medium}end\n")
+    write_summary_block(path, document)
+    text = path.read_text()
+    assert text.startswith(f"{small}between\n<!-- reproduce-summary budget=medium: written by")
+    assert "Produced by `vitkit reproduce --budget medium` (budget medium, 1.0 min" in text and "old" not in text
+    path.write_text(small)
+    with pytest.raises(VitkitError, match="no <!-- reproduce-summary budget=medium -->"):
+        check_summary_target(path, "medium")
+    path.write_text(medium + medium)
+    with pytest.raises(VitkitError, match="2 <!-- reproduce-summary budget=medium --> .* blocks"):
+        check_summary_target(path, "medium")
 
 
 def test_a_failed_item_stops_the_runs_in_the_workers_and_they_keep_their_state(tmp_path):

@@ -30,8 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                 help=f"pre-training data instead of MNIST-5k ({DATA.help})")
     DATA.add_to(parser, "transfer_data", default="digits", help_default="digits",
                 help=f"transfer data instead of the digits ({DATA.help})")
-    Option("text", "after the run, rewrite the <!-- reproduce-summary --> block of this Markdown file with its "
-                   "summary table (docs/reproduce.md)", metavar="MD").add_to(parser, "write_summary", default=None)
+    Option("text", "after the run, rewrite the <!-- reproduce-summary budget=NAME --> block of this Markdown file "
+                   "for the run's budget with its summary table (docs/reproduce.md)",
+           metavar="MD").add_to(parser, "write_summary", default=None)
     add_command_options(parser, {"threads": None, "jobs": None, "device": "auto", "num_workers": 0})
     add_switches(parser, "quiet")
 

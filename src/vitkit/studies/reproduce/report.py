@@ -73,9 +73,11 @@ def summary_rows(document: dict[str, Any]) -> list[list[str]]:
     return [[c["title"], c["paper"]["source"], c["headline"], c["verdict"]] for c in document["claims"]]
 
 
-#: the block --write-summary rewrites: from a line that starts with its opening comment to its closing one (a
-#: mention of the block inside a paragraph is not one)
-SUMMARY_BLOCK = re.compile(r"^<!-- reproduce-summary.*?^<!-- /reproduce-summary -->", re.S | re.M)
+#: the blocks --write-summary rewrites: from a line that starts with the opening comment to its closing one (a
+#: mention of a block inside a paragraph is not one); each names its budget (``budget=small``), so one file can
+#: carry the summary of each budget's run
+SUMMARY_BLOCK = re.compile(r"^<!-- reproduce-summary budget=(?P<budget>[\w-]+)\b.*?^<!-- /reproduce-summary -->",
+                           re.S | re.M)
 
 
 def _markdown_row(cells: list[str]) -> str:
@@ -100,25 +102,35 @@ def render_summary(document: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def check_summary_target(path: Path) -> str:
-    """The text of ``path`` if it is a file with a summary block to rewrite (checked before a run starts)."""
+def _summary_blocks(text: str, budget: str) -> list[re.Match[str]]:
+    return [m for m in SUMMARY_BLOCK.finditer(text) if m["budget"] == budget]
+
+
+def check_summary_target(path: Path, budget: str) -> str:
+    """The text of ``path`` if it is a file with one summary block of ``budget`` to rewrite (checked before a run
+    starts)."""
     from vitkit.errors import VitkitError
 
     if not path.is_file():
         raise VitkitError(f"{path}: no such file (--write-summary rewrites a block in an existing Markdown file)")
     text = path.read_text()
-    if not SUMMARY_BLOCK.search(text):
-        raise VitkitError(f"{path}: no <!-- reproduce-summary --> ... <!-- /reproduce-summary --> block to rewrite")
+    found = len(_summary_blocks(text, budget))
+    if found != 1:
+        raise VitkitError(f"{path}: {found or 'no'} <!-- reproduce-summary budget={budget} --> ... "
+                          f"<!-- /reproduce-summary --> block{'s' if found else ''} to rewrite (one is needed)")
     return text
 
 
 def write_summary_block(path: Path, document: dict[str, Any]) -> None:
-    """Rewrite the ``<!-- reproduce-summary -->`` block of the Markdown file ``path`` with
-    :func:`render_summary` of a report (docs/reproduce.md carries the measured small run's)."""
-    text = check_summary_target(path)
-    block = (f"<!-- reproduce-summary: written by `vitkit reproduce --write-summary {path.name}` from the run's "
-             f"report.json; do not edit by hand -->\n{render_summary(document)}<!-- /reproduce-summary -->")
-    write_text_atomic(path, SUMMARY_BLOCK.sub(lambda _: block, text))
+    """Rewrite the ``<!-- reproduce-summary budget=NAME -->`` block of the Markdown file ``path`` for the report's
+    budget with :func:`render_summary` of it (docs/reproduce.md carries the measured small and medium runs')."""
+    budget = document["budget"]["name"]
+    text = check_summary_target(path, budget)
+    block = (f"<!-- reproduce-summary budget={budget}: written by `vitkit reproduce --write-summary {path.name}` "
+             f"from the run's report.json; do not edit by hand -->\n{render_summary(document)}"
+             f"<!-- /reproduce-summary -->")
+    match = _summary_blocks(text, budget)[0]
+    write_text_atomic(path, text[:match.start()] + block + text[match.end():])
 
 
 # ----------------------------------------------------------------------------------------- html

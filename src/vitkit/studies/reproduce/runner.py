@@ -60,7 +60,8 @@ def reproduce(out: str | os.PathLike, *, only: Sequence[str] | None = None, budg
     ``num_workers`` the data-loading processes of every run (0: the lab's data are arrays in memory, and a
     loading process started every epoch cost more than it saved: 300 steps of the 7x7-grid ViT took 16.6 s
     with one, 14.7 s without); a finished run under ``OUT/runs`` is reused. ``write_summary``: a Markdown file
-    whose ``<!-- reproduce-summary -->`` block is rewritten with the run's summary table (docs/reproduce.md).
+    whose ``<!-- reproduce-summary budget=NAME -->`` block for the run's budget is rewritten with the run's
+    summary table (docs/reproduce.md).
     """
     check_args(COMMAND_OPTIONS, data=pretrain_data, device=device, num_workers=num_workers, jobs=jobs,
                threads=threads)
@@ -69,7 +70,7 @@ def reproduce(out: str | os.PathLike, *, only: Sequence[str] | None = None, budg
     plan = get_budget(budget)
     claims = select_claims(only, plan.deferred)
     if write_summary is not None:
-        check_summary_target(Path(write_summary))
+        check_summary_target(Path(write_summary), plan.name)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise VitkitError(f"{out}: exists and is not a folder")
