@@ -264,9 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     report = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     results = [run_dataset(n, arms, args.epochs, args.seed, Path(tempfile.mkdtemp(dir=out, prefix=f"{n}-")), report)
                for n in names]
-    from vitkit.studies.ledger import cpu_model
+    from vitkit.cpuinfo import cpu_name
 
-    machine = f"{cpu_model()}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}"
+    machine = f"{cpu_name()}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}"
     command = " ".join(["python benchmarks/time_to_accuracy.py", *(argv if argv is not None else sys.argv[1:])])
     saved = {"command": command, "machine": machine, "seed": args.seed, "results": results}
     (out / "results.json").write_text(json.dumps(saved, indent=1))

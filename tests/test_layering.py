@@ -18,7 +18,8 @@ import vitkit
 
 SRC = Path(vitkit.__file__).parent
 #: the top-level modules allowed beside the packages: foundations only
-FOUNDATIONS = {"errors", "atomic", "files", "finite", "options", "dictconfig", "compiling", "version", "__main__"}
+FOUNDATIONS = {"errors", "atomic", "files", "finite", "options", "dictconfig", "compiling", "cpuinfo", "version",
+               "__main__"}
 PACKAGES = {"data", "models", "objectives", "checkpoints", "train", "evaluate", "inspect", "deploy", "studies", "cli"}
 MAX_FLOORS = 12
 

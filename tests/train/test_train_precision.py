@@ -26,8 +26,12 @@ def test_bf16_on_a_cpu_without_native_bf16_warns_once_and_nowhere_else():
     assert emulated_bf16_warning("bf16", CPU, None) is None  # flags unknown (not Linux): no guess
 
 
-def test_the_flags_are_read_from_cpuinfo_and_unknown_without_it(tmp_path):
+def test_the_flags_and_model_are_read_from_cpuinfo_and_unknown_without_it(tmp_path):
+    from vitkit.cpuinfo import cpu_model
+
     info = tmp_path / "cpuinfo"
-    info.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512_bf16\n\nprocessor\t: 1\n")
+    info.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512_bf16\n\nprocessor\t: 1\n"
+                    "model name\t: other\n")
     assert cpu_flags(info) == {"fpu", "avx2", "avx512_bf16"}
-    assert cpu_flags(tmp_path / "missing") is None
+    assert cpu_model(info) == "AMD EPYC"  # the first CPU's
+    assert cpu_flags(tmp_path / "missing") is None and cpu_model(tmp_path / "missing") is None

@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from vitkit.cpuinfo import cpu_model
 from vitkit.errors import VitkitError
 from vitkit.train.loop import TrainingInterrupted, train
 from vitkit.train.recipes import TrainConfig, paper_pretraining_head, recipe_defaults
@@ -186,16 +187,6 @@ def run_demo(settings: DemoSettings | None = None, *, progress: bool = True,
     seconds["few-shot"] = time.perf_counter() - start
     seconds["total"] = sum(seconds.values())
     return DemoResult(rows, fewshot, seconds, out, settings=dataclasses.asdict(s), machine=machine_description())
-
-
-def cpu_model() -> str | None:
-    """The CPU's model name as Linux reports it (``/proc/cpuinfo``), None elsewhere: two machines of
-    one kind give the same floating-point sums, hence the same trained weights, only on the same CPU."""
-    try:
-        with open("/proc/cpuinfo") as info:
-            return next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), None)
-    except OSError:
-        return None
 
 
 def machine_description() -> dict[str, Any]:

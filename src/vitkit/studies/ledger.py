@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vitkit.cpuinfo import cpu_name
 from vitkit.errors import VitkitError
 
 #: The seeds every entry is recorded with (``--seed``).
@@ -335,19 +336,6 @@ def data_path(name: str, data_dir: Path) -> str:
     return str(data_dir / LETTERS)
 
 
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), else what :mod:`platform` knows."""
-    import platform
-
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def letters_record() -> dict[str, Any]:
     """Which letters this machine draws: the number of fonts and a digest of their names (another
     font set is another data set)."""
@@ -361,7 +349,7 @@ def machine_record() -> dict[str, Any]:
     """What the numbers were measured on: torch build and threads, CPU model, the letters' fonts."""
     from vitkit.studies.demo import machine_description
 
-    return {**machine_description(), "cpu_model": cpu_model(), "letters": letters_record()}
+    return {**machine_description(), "cpu_model": cpu_name(), "letters": letters_record()}
 
 
 # ------------------------------------------------------------------------------------------ the ledger

@@ -9,24 +9,14 @@ of ViT-S/16 1.34x cheaper (docs/training.md); on a CPU without them (AVX2 only) 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
+
+from vitkit.cpuinfo import cpu_flags
+
+__all__ = ["BF16_FLAGS", "amp_dtype", "cpu_flags", "emulated_bf16_warning"]
 
 #: /proc/cpuinfo flags of the instructions that compute bf16 products in hardware
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-
-
-def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str] | None:
-    """The CPU's feature flags as Linux lists them; None where that file is not there (other systems)."""
-    try:
-        text = Path(cpuinfo).read_text()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.partition(":")[2].split())
-    return None
 
 
 def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vitkit.cpuinfo import cpu_name
 from vitkit.deploy.bench.peak import matmul_contender
 from vitkit.deploy.bench.runners import build_runner, check_row
 from vitkit.deploy.bench.timing import Clock, interleaved, peak_memory_mib, percentile, summary
@@ -139,18 +140,6 @@ def flops_per_image(model: nn.Module) -> float:
     return count_flops(model)
 
 
-def _cpu_name() -> str:
-    """The CPU model (Linux: /proc/cpuinfo), else what the platform module says."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine_info(device: torch.device) -> dict[str, Any]:
     try:
         import transformers
@@ -158,7 +147,7 @@ def machine_info(device: torch.device) -> dict[str, Any]:
         hf_version = transformers.__version__
     except ImportError:
         hf_version = None
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return {"device": str(device), "device_name": name, "threads": torch.get_num_threads(),
             "torch": torch.__version__, "transformers": hf_version, "python": platform.python_version()}
 
