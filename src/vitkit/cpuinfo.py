@@ -1,8 +1,10 @@
 """What Linux says about the CPU (``/proc/cpuinfo``): its model name and its feature flags.
 
 Read in one place for the records that name the machine a number was measured on (the benchmarks, the
-accuracy ledger, the demo) and for ``--precision``'s bf16 check (:mod:`vitkit.train.precision`). Elsewhere
-(macOS, Windows) the file is not there and these return None.
+accuracy ledger, the demo: two machines of one kind give the same floating-point sums, hence the same trained
+weights, only on the same CPU) and for ``--precision``'s bf16 check (:mod:`vitkit.train.precision`). Elsewhere
+(macOS, Windows) the file is not there: :func:`cpu_model` and :func:`cpu_flags` return None, and
+:func:`cpu_name` falls back to what :mod:`platform` knows.
 """
 
 from __future__ import annotations

@@ -335,6 +335,13 @@ def test_the_summary_block_rewritten_is_the_runs_budgets_and_only_one(tmp_path):
     path.write_text(medium + medium)
     with pytest.raises(VitkitError, match="2 <!-- reproduce-summary budget=medium --> .* blocks"):
         check_summary_target(path, "medium")
+    # an unclosed block does not swallow the next one: it is refused by name, and the next is its own
+    path.write_text(small.replace("<!-- /reproduce-summary -->\n", "") + medium)
+    with pytest.raises(VitkitError, match="budget=small --> block has no <!-- /reproduce-summary --> line"):
+        check_summary_target(path, "small")
+    assert check_summary_target(path, "medium")
+    docs = Path(__file__).parents[2] / "docs" / "reproduce.md"  # the measured runs' blocks are there to rewrite
+    assert check_summary_target(docs, "small") and check_summary_target(docs, "medium")
 
 
 def test_a_failed_item_stops_the_runs_in_the_workers_and_they_keep_their_state(tmp_path):

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from vitkit.train.precision import amp_dtype, cpu_flags, emulated_bf16_warning
+from vitkit.cpuinfo import cpu_flags
+from vitkit.train.precision import amp_dtype, emulated_bf16_warning
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
@@ -30,8 +31,9 @@ def test_the_flags_and_model_are_read_from_cpuinfo_and_unknown_without_it(tmp_pa
     from vitkit.cpuinfo import cpu_model
 
     info = tmp_path / "cpuinfo"
-    info.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512_bf16\n\nprocessor\t: 1\n"
+    info.write_text("processor\t: 0\nmodel\t\t: 1\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512_bf16\n"
+                    "vmx flags\t: ept\n\nprocessor\t: 1\n"
                     "model name\t: other\n")
     assert cpu_flags(info) == {"fpu", "avx2", "avx512_bf16"}
-    assert cpu_model(info) == "AMD EPYC"  # the first CPU's
+    assert cpu_model(info) == "AMD EPYC"  # the first CPU's, by its whole key (not "model")
     assert cpu_flags(tmp_path / "missing") is None and cpu_model(tmp_path / "missing") is None

@@ -37,6 +37,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from vitkit.checkpoints.native import save_native
+from vitkit.cpuinfo import cpu_flags
 from vitkit.errors import VitkitError
 from vitkit.finite import nonfinite_names, require_finite_weights
 from vitkit.models.protocol import VitkitModel
@@ -51,7 +52,7 @@ from vitkit.train.checkpoint import (
 )
 from vitkit.train.early_stop import EarlyStop
 from vitkit.train.ema import WeightEMA
-from vitkit.train.precision import amp_dtype, cpu_flags, emulated_bf16_warning
+from vitkit.train.precision import amp_dtype, emulated_bf16_warning
 from vitkit.train.recipes import (
     RECIPE_COMMANDS,
     TrainConfig,

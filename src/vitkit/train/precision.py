@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import torch
 
-from vitkit.cpuinfo import cpu_flags
-
-__all__ = ["BF16_FLAGS", "amp_dtype", "cpu_flags", "emulated_bf16_warning"]
-
 #: /proc/cpuinfo flags of the instructions that compute bf16 products in hardware
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 

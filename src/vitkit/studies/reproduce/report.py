@@ -74,10 +74,11 @@ def summary_rows(document: dict[str, Any]) -> list[list[str]]:
 
 
 #: the blocks --write-summary rewrites: from a line that starts with the opening comment to its closing one (a
-#: mention of a block inside a paragraph is not one); each names its budget (``budget=small``), so one file can
-#: carry the summary of each budget's run
-SUMMARY_BLOCK = re.compile(r"^<!-- reproduce-summary budget=(?P<budget>[\w-]+)\b.*?^<!-- /reproduce-summary -->",
-                           re.S | re.M)
+#: mention of a block inside a paragraph is not one), never across another opening line (an unclosed block does
+#: not swallow the next); each names its budget (``budget=small``), so one file can carry each budget's summary
+OPENING = re.compile(r"^<!-- reproduce-summary budget=(?P<budget>[\w-]+)", re.M)
+SUMMARY_BLOCK = re.compile(r"^<!-- reproduce-summary budget=(?P<budget>[\w-]+)"
+                           r"(?:(?!^<!-- reproduce-summary ).)*?^<!-- /reproduce-summary -->", re.S | re.M)
 
 
 def _markdown_row(cells: list[str]) -> str:
@@ -115,6 +116,10 @@ def check_summary_target(path: Path, budget: str) -> str:
         raise VitkitError(f"{path}: no such file (--write-summary rewrites a block in an existing Markdown file)")
     text = path.read_text()
     found = len(_summary_blocks(text, budget))
+    opened = sum(m["budget"] == budget for m in OPENING.finditer(text))
+    if opened > found:
+        raise VitkitError(f"{path}: a <!-- reproduce-summary budget={budget} --> block has no "
+                          f"<!-- /reproduce-summary --> line before the next block or the end")
     if found != 1:
         raise VitkitError(f"{path}: {found or 'no'} <!-- reproduce-summary budget={budget} --> ... "
                           f"<!-- /reproduce-summary --> block{'s' if found else ''} to rewrite (one is needed)")
@@ -123,7 +128,7 @@ def check_summary_target(path: Path, budget: str) -> str:
 
 def write_summary_block(path: Path, document: dict[str, Any]) -> None:
     """Rewrite the ``<!-- reproduce-summary budget=NAME -->`` block of the Markdown file ``path`` for the report's
-    budget with :func:`render_summary` of it (docs/reproduce.md carries the measured small and medium runs')."""
+    budget with :func:`render_summary` of it (docs/reproduce.md has one for the small run, one for the medium)."""
     budget = document["budget"]["name"]
     text = check_summary_target(path, budget)
     block = (f"<!-- reproduce-summary budget={budget}: written by `vitkit reproduce --write-summary {path.name}` "
