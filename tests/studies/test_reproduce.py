@@ -59,7 +59,7 @@ def test_chosen_claims_write_a_report_from_the_command_line(tmp_path, capsys):
     # the docs' block is the run's summary table, the rest of the file as it was
     text = docs.read_text()
     assert text.startswith("# before: see `<!-- reproduce-summary budget=tiny -->`\n"
-                           "<!-- reproduce-summary budget=tiny: written by")
+                           "<!-- reproduce-summary budget=tiny: written from the run's report.json")
     assert text.endswith(f"<!-- /reproduce-summary -->\n{other}after\n")
     assert "old table" not in text and (out / "summary.md").read_text() in text
     assert "| gates passed |" in text and "--write-summary" in text
@@ -327,7 +327,7 @@ def test_the_summary_block_rewritten_is_the_runs_budgets_and_only_one(tmp_path):
     path.write_text(f"{small}between\n{medium}end\n")
     write_summary_block(path, document)
     text = path.read_text()
-    assert text.startswith(f"{small}between\n<!-- reproduce-summary budget=medium: written by")
+    assert text.startswith(f"{small}between\n<!-- reproduce-summary budget=medium: written from the run's")
     assert "Produced by `vitkit reproduce --budget medium` (budget medium, 1.0 min" in text and "old" not in text
     path.write_text(small)
     with pytest.raises(VitkitError, match="no <!-- reproduce-summary budget=medium -->"):

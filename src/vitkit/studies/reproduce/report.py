@@ -131,9 +131,9 @@ def write_summary_block(path: Path, document: dict[str, Any]) -> None:
     budget with :func:`render_summary` of it (docs/reproduce.md has one for the small run, one for the medium)."""
     budget = document["budget"]["name"]
     text = check_summary_target(path, budget)
-    block = (f"<!-- reproduce-summary budget={budget}: written by `vitkit reproduce --write-summary {path.name}` "
-             f"from the run's report.json; do not edit by hand -->\n{render_summary(document)}"
-             f"<!-- /reproduce-summary -->")
+    block = (f"<!-- reproduce-summary budget={budget}: written from the run's report.json (by `vitkit reproduce "
+             f"--write-summary`, or write_summary_block on a saved report); do not edit by hand -->\n"
+             f"{render_summary(document)}<!-- /reproduce-summary -->")
     match = _summary_blocks(text, budget)[0]
     write_text_atomic(path, text[:match.start()] + block + text[match.end():])
 
