@@ -297,6 +297,27 @@ def test_a_grid_arm_whose_gate_fails_is_trained_afresh_for_longer(tmp_path, monk
     assert lab.grid_trained(0, posemb="none")[0] is lab.grid_pretrain(0, posemb="none")  # cached, not retrained
 
 
+def test_a_pretraining_whose_objective_gate_fails_is_pretrained_afresh_for_longer(tmp_path, monkeypatch):
+    """§4.6's arms are pre-trained until their objective's gate passes: a masked-patch-prediction run whose colour
+    gate fails is trained afresh for the budget's longer schedule, one that passes is kept."""
+    from vitkit.studies.reproduce import self_supervision
+    from vitkit.studies.reproduce.lab import Lab
+
+    budget = dataclasses.replace(BUDGETS["tiny"], gate_extensions=(2.0,))
+    lab = Lab(budget, tmp_path, num_workers=0)
+    # the objective's gate passes only for the longer run; every supervised gate passes
+    monkeypatch.setattr(Lab, "colour_gate", lambda self, run, arm, data: Gate(arm, "2 epochs" in run.label, ""))
+    monkeypatch.setattr(Lab, "gate", lambda self, run, arm: Gate(arm, True, "passed"))
+    result = self_supervision.run(lab, tmp_path / "plots")
+    epochs = {row["setting"]: row["pre-training epochs"] for row in result.rows}
+    assert epochs == {self_supervision.ARMS["mpp"]: "2, 2", self_supervision.ARMS["supervised"]: "1, 1",
+                      self_supervision.ARMS["scratch"]: "0, 0"}
+    assert result.summaries["pretrain_epochs"]["mpp"] == [2.0, 2.0]
+    mpp_gates = [g for g in result.gates if g.arm.startswith(self_supervision.ARMS["mpp"] + " seed")]
+    assert len(mpp_gates) == 2 and all(g.passed for g in mpp_gates)
+    lab.close()
+
+
 def test_a_budget_defers_claims_it_cannot_train_and_says_why():
     from vitkit.studies.reproduce.report import render_summary
     from vitkit.studies.reproduce.runner import select_claims

@@ -515,13 +515,16 @@ class Lab:
         return self.until_trained(lambda epochs: self.grid_pretrain(seed, posemb=posemb, epochs=epochs),
                                   self.budget.grid_epochs)
 
-    def until_trained(self, train: Callable[[float], Run], epochs: float) -> tuple[Run, float]:
-        """(run, epochs): ``train(epochs)``, and where that run's gate (:meth:`gate`) fails, ``train`` afresh for
-        each longer schedule of ``budget.gate_extensions`` (multiples of ``epochs``) in turn until one passes;
-        the last run trained is the result, passed or not (its gate then says so)."""
+    def until_trained(self, train: Callable[[float], Run], epochs: float,
+                      gate: Callable[[Run], Gate] | None = None) -> tuple[Run, float]:
+        """(run, epochs): ``train(epochs)``, and where that run's ``gate`` (a supervised run's :meth:`gate` unless
+        given) fails, ``train`` afresh for each longer schedule of ``budget.gate_extensions`` (multiples of
+        ``epochs``) in turn until one passes; the last run trained is the result, passed or not (its gate then
+        says so)."""
+        gate = gate or (lambda run: self.gate(run, ""))
         for factor in (1.0, *self.budget.gate_extensions):
             run = train(epochs * factor)
-            if self.gate(run, "").passed:
+            if gate(run).passed:
                 break
         return run, epochs * factor
 
