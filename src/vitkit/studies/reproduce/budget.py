@@ -87,9 +87,9 @@ class Budget:
     grid_epochs: float = 10
     #: the grid runs' peak learning rate (None: ``lr``); Table 8's and Fig. 7's runs train at it
     grid_lr: float | None = None
-    #: Table 8's and Fig. 7's grid runs and the self-supervision arms' chosen fine-tunings are trained until their
-    #: gates pass: a run whose gate fails is trained afresh for each of these multiples of its epochs in turn
-    #: (Lab.until_trained)
+    #: Table 8's and Fig. 7's grid runs and the self-supervision arms' pre-trainings and chosen fine-tunings are
+    #: trained until their gates pass: a run whose gate fails is trained afresh for each of these multiples of its
+    #: epochs in turn (Lab.until_trained)
     gate_extensions: tuple[float, ...] = (1.5,)
     attention_images: int = 256
     #: the share of each class held out of a training split as a validation split (class-balanced, seeded):
@@ -168,7 +168,7 @@ BUDGETS: dict[str, Budget] = {
     # Table 8 among them, with five seeds: the 7x7 grid for 40 epochs, the classifier at three rates, five data
     # sizes, three sizes per family, self-supervision pre-trained and fine-tuned for 40 epochs at three rates,
     # every one-change variant of the small-data preset and its 50-epoch headline. A gated arm whose gate fails
-    # (Table 8's and Fig. 7's grid runs, the self-supervision fine-tunings at their chosen rate) is trained afresh
+    # (Table 8's and Fig. 7's grid runs, the self-supervision pre-trainings and fine-tunings) is trained afresh
     # for twice, then four times its epochs: lengthening by half does not get there, because under the linear
     # decay a longer run's loss curve keeps its shape -- Table 8's no-position-embedding arm was at 68%, 73% and
     # 75-77% validation after 40, 60 and 80 epochs, its loss still falling by 9-12% of its whole fall in the
