@@ -118,6 +118,11 @@ class Budget:
     mlp_hidden: tuple[int, ...] = (256,)
     mlp_max_iter: int = 200
 
+    def longer_schedules(self, epochs: float) -> str:
+        """The epochs a gated run of ``epochs`` is retrained for in turn (``gate_extensions``), for a setup's
+        text: "80, 160", or "no more"."""
+        return ", ".join(f"{epochs * f:g}" for f in self.gate_extensions) or "no more"
+
     @property
     def grid_peak_lr(self) -> float:
         return self.grid_lr or self.lr

@@ -103,9 +103,8 @@ def run(lab, plot_dir: Path) -> ClaimResult:
          ylabel=f"{b.shots}-shot linear accuracy (%)", title="Position embeddings (Table 8 in miniature)")
     return ClaimResult(
         setup=(f"{b.grid_model['model']} {b.grid_model['model_options']} {lab.grid_setup()} with each position "
-               f"embedding (a run whose gate failed trained afresh for "
-               f"{', '.join(f'{b.grid_epochs * f:g}' for f in b.gate_extensions) or 'no more'} epochs in turn until "
-               f"it passed), "
+               f"embedding (a run whose gate failed trained afresh for {b.longer_schedules(b.grid_epochs)} epochs in "
+               f"turn until it passed), "
                f"{100 * b.validation_share:g}% of each class held out as the validation split of its gate; "
                f"measure: {b.shots}-shot linear accuracy on {lab.transfer_data} (frozen features, {b.draws} draws), "
                f"{b.seeds} seeds"),

@@ -136,17 +136,14 @@ def run(lab, plot_dir: Path) -> ClaimResult:
          title="Masked patch prediction (§4.6 in miniature)")
     return ClaimResult(
         setup=(f"{b.vit['model_options']} with GAP, pre-trained for {b.selfsup_epochs:g} epochs (an arm whose gate "
-               f"failed trained afresh for "
-               f"{', '.join(f'{b.selfsup_epochs * f:g}' for f in b.gate_extensions) or 'no more'} epochs in turn) "
-               f"on {pretraining[1]} "
+               f"failed trained afresh for {b.longer_schedules(b.selfsup_epochs)} epochs in turn) on {pretraining[1]} "
                f"tinted images of {lab.pretrain_data} (a random ink and paper per image; the 3-bit mean-colour "
                f"targets of its test patches use {used} of 512 classes) by masked patch prediction (no labels; "
                f"Adam, lr {MPP_LR:g}) or supervised (lr {b.lr:g}), or randomly initialised; each fine-tuned on "
                f"tinted {lab.transfer_data} for {b.selfsup_finetune_epochs:g} epochs at lr "
                f"{', '.join(f'{lr:g}' for lr in lrs)}, its rate chosen on a validation split "
                f"({100 * b.validation_share:g}% of each class), scored on the test split (a chosen run whose gate "
-               f"failed trained afresh at that rate for "
-               f"{', '.join(f'{b.selfsup_finetune_epochs * f:g}' for f in b.gate_extensions) or 'no more'} epochs "
+               f"failed trained afresh at that rate for {b.longer_schedules(b.selfsup_finetune_epochs)} epochs "
                f"in turn); {b.seeds} seeds"),
         rows=rows, conditions=decide(finetuned), gates=gates,
         summaries={"finetuned": {arm: s.to_dict() for arm, s in finetuned.items()},
